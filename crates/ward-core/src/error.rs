@@ -1,0 +1,77 @@
+//! Stable error codes of the API.
+//!
+//! Scripts match on these strings; never rename one, only add.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The body is not valid JSON, has unknown fields or wrong types.
+    InvalidRequest,
+    /// A field's value is not acceptable (a bad name, a short password).
+    InvalidField,
+    /// The body is larger than the server accepts.
+    PayloadTooLarge,
+    /// No credentials, or credentials that are unknown, expired or revoked.
+    Unauthenticated,
+    /// Tenant, user name or password wrong.
+    InvalidCredentials,
+    /// Too many failed sign-ins: the account or source address is locked for a while.
+    LockedOut,
+    /// The tenant is suspended.
+    TenantSuspended,
+    /// Authenticated, but not allowed to do this.
+    Forbidden,
+    /// Nothing by that name or id (or not visible to the caller).
+    NotFound,
+    /// A name already taken.
+    Conflict,
+    /// The method is not supported on this path.
+    MethodNotAllowed,
+    /// The store cannot be reached.
+    Unavailable,
+    /// A fault inside Ward; the log has the details.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::LockedOut => "locked_out",
+            ErrorCode::TenantSuspended => "tenant_suspended",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status that goes with the code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidRequest | ErrorCode::InvalidField => 400,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials => 401,
+            ErrorCode::LockedOut => 429,
+            ErrorCode::TenantSuspended | ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

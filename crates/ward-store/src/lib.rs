@@ -1,0 +1,211 @@
+//! Ward's storage: one repository layer over two backends.
+//!
+//! SQLite in the data directory is the embedded default (WAL, foreign keys
+//! on); PostgreSQL is for scale-out. Both are reached through sqlx's `Any`
+//! driver with the same SQL text: queries use `$1`-style placeholders, which
+//! both engines accept, and only the schema differs (one migration directory
+//! per backend, applied at start).
+//!
+//! **Architecture invariants:**
+//! - Every tenant-owned row carries `tenant_id`, and every query of such a row
+//!   is scoped by it: repository methods take the tenant id as their first
+//!   argument. The only unscoped look-ups are the entry points of
+//!   authentication (a session by token hash, an API key by id), which return
+//!   the tenant the credential belongs to.
+//! - The audit trail is append-only: the schema refuses `UPDATE`, and this
+//!   crate offers no method that deletes from it.
+//! - No business rules here (who may do what lives in `ward-core` and the
+//!   server); this crate stores and finds.
+
+mod accounts;
+mod audit;
+mod credentials;
+mod error;
+mod lockouts;
+mod page;
+mod tenants;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor};
+
+pub use accounts::{AccountRow, NewAccount};
+pub use audit::{AuditFilter, AuditRow, NewAuditEvent};
+pub use credentials::{ApiKeyRow, NewApiKey, SessionRow};
+pub use error::{Result, StoreError};
+pub use lockouts::AddressLockout;
+pub use page::{Page, PageRequest};
+pub use tenants::TenantRow;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Which engine a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// The repository. Cheap to clone (a connection pool inside).
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend).finish()
+    }
+}
+
+impl Store {
+    /// Open the SQLite database file at `path`, creating it if needed.
+    pub async fn open_sqlite(path: &std::path::Path) -> Result<Store> {
+        let path = path.to_str().ok_or_else(|| StoreError::Config("the data directory path is not valid UTF-8".into()))?;
+        Self::connect(&format!("sqlite://{path}?mode=rwc")).await
+    }
+
+    /// Connect to `url`: `sqlite://PATH[?mode=rwc]` or `postgres://...`.
+    /// Does not migrate; call [`Store::migrate`].
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Config(
+                "the database URL must start with sqlite:// or postgres://".into(),
+            ));
+        };
+        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        options = match backend {
+            Backend::Sqlite => options.max_connections(8).after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL lets readers run beside the one writer; busy_timeout makes
+                    // writers queue rather than fail; foreign keys keep rows honest.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => options.max_connections(16),
+        };
+        let pool = options.connect(url).await.map_err(|e| StoreError::Connect(redact(url), e))?;
+        Ok(Store { pool, backend })
+    }
+
+    /// Apply this backend's migrations (idempotent).
+    pub async fn migrate(&self) -> Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// True when the store answers and every migration this build knows is applied.
+    pub async fn ready(&self) -> Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let expected = migrator.iter().count() as i64;
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_one(&self.pool)
+                .await?;
+        if applied < expected {
+            return Err(StoreError::NotMigrated { applied, expected });
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// A fresh, time-ordered, random id with a type prefix (`acc_01j...`).
+///
+/// Ids made by one process are strictly increasing, even within a
+/// millisecond, so "newest first" and cursors follow creation order.
+pub fn new_id(prefix: &str) -> String {
+    static GENERATOR: std::sync::Mutex<ulid::Generator> = std::sync::Mutex::new(ulid::Generator::new());
+    let id = GENERATOR
+        .lock()
+        .ok()
+        .and_then(|mut g| g.generate().ok())
+        .unwrap_or_else(ulid::Ulid::new);
+    format!("{prefix}_{}", id.to_string().to_ascii_lowercase())
+}
+
+/// Hide the password in a database URL before it reaches a log or error.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.find(':') {
+                Some(c) => format!("{}://{}:***{}", &url[..s], &userinfo[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+pub(crate) fn get<T>(row: &AnyRow, col: &str) -> Result<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    use sqlx::Row;
+    Ok(row.try_get(col)?)
+}
+
+pub(crate) fn parse_col<T: FromStr>(value: String, col: &'static str) -> Result<T> {
+    value.parse().map_err(|_| StoreError::Corrupt { column: col, value })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact("sqlite:///x"), "sqlite:///x");
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl Store {
+    /// Run raw SQL; for tests that check what the schema refuses.
+    pub async fn raw_execute_for_tests(&self, sql: &str) -> Result<u64> {
+        Ok(sqlx::query(sql).execute(&self.pool).await?.rows_affected())
+    }
+}
