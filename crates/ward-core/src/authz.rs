@@ -46,11 +46,17 @@ pub enum Target<'a> {
     /// The service's tenants, for the operator.
     Tenants,
     /// An existing administrator account.
-    Account { tenant_id: &'a str, account_id: &'a str, role: Role },
+    Account {
+        tenant_id: &'a str,
+        account_id: &'a str,
+        role: Role,
+    },
     /// Granting `role` to a new or existing account of the tenant.
     Grant { tenant_id: &'a str, role: Role },
     /// The actor's own credentials (its password, its API keys, its session).
-    /// Every authenticated actor may manage these; no permission is needed.
+    /// Every authenticated actor may manage these and no permission is
+    /// needed, except through an API key limited to a narrower role: such a
+    /// key could otherwise mint an unlimited key or reset the password.
     OwnCredentials,
 }
 
@@ -67,12 +73,17 @@ pub enum Denial {
     SelfChange,
     #[error("that would give more power than the acting account has")]
     MorePowerful,
+    #[error("an API key limited to a narrower role cannot manage its account's credentials")]
+    CappedKey,
 }
 
 /// Decide whether `actor` may do what `perm` names to `target`.
 pub fn authorize(actor: &Actor, perm: Permission, target: Target<'_>) -> Result<(), Denial> {
     if target == Target::OwnCredentials {
-        return Ok(());
+        return match actor.key_cap {
+            Some(_) => Err(Denial::CappedKey),
+            None => Ok(()),
+        };
     }
     let held = actor.permissions();
     if !held.contains(perm) {
@@ -88,7 +99,11 @@ pub fn authorize(actor: &Actor, perm: Permission, target: Target<'_>) -> Result<
             }
         }
         Target::Tenant { tenant_id } => same_tenant(actor, tenant_id),
-        Target::Account { tenant_id, account_id, role } => {
+        Target::Account {
+            tenant_id,
+            account_id,
+            role,
+        } => {
             same_tenant(actor, tenant_id)?;
             let reads_only = !matches!(perm, Permission::AccountsManage);
             if reads_only {
@@ -132,15 +147,35 @@ mod tests {
     use proptest::prelude::*;
 
     fn actor(role: Role) -> Actor {
-        Actor { tenant_id: "t1".into(), account_id: "a1".into(), role, operator: false, key_cap: None }
+        Actor {
+            tenant_id: "t1".into(),
+            account_id: "a1".into(),
+            role,
+            operator: false,
+            key_cap: None,
+        }
     }
 
     #[test]
     fn auditor_reads_audit_but_cannot_create_accounts() {
         let a = actor(Role::Auditor);
-        assert_eq!(authorize(&a, Permission::AuditRead, Target::Tenant { tenant_id: "t1" }), Ok(()));
         assert_eq!(
-            authorize(&a, Permission::AccountsManage, Target::Grant { tenant_id: "t1", role: Role::Helpdesk }),
+            authorize(
+                &a,
+                Permission::AuditRead,
+                Target::Tenant { tenant_id: "t1" }
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            authorize(
+                &a,
+                Permission::AccountsManage,
+                Target::Grant {
+                    tenant_id: "t1",
+                    role: Role::Helpdesk
+                }
+            ),
             Err(Denial::MissingPermission(Permission::AccountsManage))
         );
     }
@@ -149,7 +184,11 @@ mod tests {
     fn other_tenant_is_refused_even_for_the_owner() {
         let a = actor(Role::Owner);
         assert_eq!(
-            authorize(&a, Permission::AuditRead, Target::Tenant { tenant_id: "t2" }),
+            authorize(
+                &a,
+                Permission::AuditRead,
+                Target::Tenant { tenant_id: "t2" }
+            ),
             Err(Denial::OtherTenant)
         );
     }
@@ -157,21 +196,63 @@ mod tests {
     #[test]
     fn admin_cannot_touch_owner_or_itself() {
         let a = actor(Role::Admin);
-        let owner = Target::Account { tenant_id: "t1", account_id: "o", role: Role::Owner };
-        assert_eq!(authorize(&a, Permission::AccountsManage, owner), Err(Denial::OwnerProtected));
-        let me = Target::Account { tenant_id: "t1", account_id: "a1", role: Role::Admin };
-        assert_eq!(authorize(&a, Permission::AccountsManage, me), Err(Denial::SelfChange));
+        let owner = Target::Account {
+            tenant_id: "t1",
+            account_id: "o",
+            role: Role::Owner,
+        };
+        assert_eq!(
+            authorize(&a, Permission::AccountsManage, owner),
+            Err(Denial::OwnerProtected)
+        );
+        let me = Target::Account {
+            tenant_id: "t1",
+            account_id: "a1",
+            role: Role::Admin,
+        };
+        assert_eq!(
+            authorize(&a, Permission::AccountsManage, me),
+            Err(Denial::SelfChange)
+        );
         assert_eq!(authorize(&a, Permission::AccountsRead, me), Ok(()));
-        let grant_owner = Target::Grant { tenant_id: "t1", role: Role::Owner };
-        assert_eq!(authorize(&a, Permission::AccountsManage, grant_owner), Err(Denial::OwnerProtected));
+        let grant_owner = Target::Grant {
+            tenant_id: "t1",
+            role: Role::Owner,
+        };
+        assert_eq!(
+            authorize(&a, Permission::AccountsManage, grant_owner),
+            Err(Denial::OwnerProtected)
+        );
     }
 
     #[test]
     fn api_key_is_capped() {
         let mut a = actor(Role::Owner);
         a.key_cap = Some(Role::Auditor);
-        assert!(authorize(&a, Permission::AuditRead, Target::Tenant { tenant_id: "t1" }).is_ok());
-        assert!(authorize(&a, Permission::AccountsManage, Target::Grant { tenant_id: "t1", role: Role::Auditor }).is_err());
+        assert!(authorize(
+            &a,
+            Permission::AuditRead,
+            Target::Tenant { tenant_id: "t1" }
+        )
+        .is_ok());
+        assert!(authorize(
+            &a,
+            Permission::AccountsManage,
+            Target::Grant {
+                tenant_id: "t1",
+                role: Role::Auditor
+            }
+        )
+        .is_err());
+        assert_eq!(
+            authorize(&a, Permission::AuditRead, Target::OwnCredentials),
+            Err(Denial::CappedKey)
+        );
+        a.key_cap = None;
+        assert_eq!(
+            authorize(&a, Permission::AuditRead, Target::OwnCredentials),
+            Ok(())
+        );
     }
 
     #[test]

@@ -51,9 +51,23 @@ const COLUMNS: &str =
     "id, tenant_id, name, role, password_hash, created_at, created_by, last_login_at, failed_logins, locked_until";
 
 impl Store {
-    pub async fn create_account(&self, tenant_id: &str, new: NewAccount<'_>, now: i64) -> Result<AccountRow> {
+    pub async fn create_account(
+        &self,
+        tenant_id: &str,
+        new: NewAccount<'_>,
+        now: i64,
+    ) -> Result<AccountRow> {
         let mut tx = self.pool().begin().await?;
-        let id = insert_account(&mut tx, tenant_id, new.name, new.role, new.password_hash, new.created_by, now).await?;
+        let id = insert_account(
+            &mut tx,
+            tenant_id,
+            new.name,
+            new.role,
+            new.password_hash,
+            new.created_by,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(AccountRow {
             id,
@@ -70,34 +84,44 @@ impl Store {
     }
 
     pub async fn account_by_name(&self, tenant_id: &str, name: &str) -> Result<Option<AccountRow>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM accounts WHERE tenant_id = $1 AND name = $2"))
-            .bind(tenant_id)
-            .bind(name)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM accounts WHERE tenant_id = $1 AND name = $2"
+        ))
+        .bind(tenant_id)
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
         row.as_ref().map(AccountRow::from_row).transpose()
     }
 
     pub async fn account_by_id(&self, tenant_id: &str, id: &str) -> Result<Option<AccountRow>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM accounts WHERE tenant_id = $1 AND id = $2"))
-            .bind(tenant_id)
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM accounts WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
         row.as_ref().map(AccountRow::from_row).transpose()
     }
 
     /// The tenant's owner account.
     pub async fn tenant_owner(&self, tenant_id: &str) -> Result<Option<AccountRow>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM accounts WHERE tenant_id = $1 AND role = 'owner'"))
-            .bind(tenant_id)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM accounts WHERE tenant_id = $1 AND role = 'owner'"
+        ))
+        .bind(tenant_id)
+        .fetch_optional(self.pool())
+        .await?;
         row.as_ref().map(AccountRow::from_row).transpose()
     }
 
     /// The tenant's accounts, oldest first.
-    pub async fn list_accounts(&self, tenant_id: &str, page: &PageRequest) -> Result<Page<AccountRow>> {
+    pub async fn list_accounts(
+        &self,
+        tenant_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<AccountRow>> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM accounts WHERE tenant_id = $1 AND ($2 = '' OR id > $2) ORDER BY id LIMIT $3"
         ))
@@ -106,7 +130,10 @@ impl Store {
         .bind(page.fetch())
         .fetch_all(self.pool())
         .await?;
-        let items = rows.iter().map(AccountRow::from_row).collect::<Result<Vec<_>>>()?;
+        let items = rows
+            .iter()
+            .map(AccountRow::from_row)
+            .collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, page, |a| &a.id))
     }
 
@@ -135,12 +162,13 @@ impl Store {
     /// Set a new password hash and end the account's sessions.
     pub async fn set_password_hash(&self, tenant_id: &str, id: &str, hash: &str) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
-        let r = sqlx::query("UPDATE accounts SET password_hash = $1 WHERE tenant_id = $2 AND id = $3")
-            .bind(hash)
-            .bind(tenant_id)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let r =
+            sqlx::query("UPDATE accounts SET password_hash = $1 WHERE tenant_id = $2 AND id = $3")
+                .bind(hash)
+                .bind(tenant_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         sqlx::query("DELETE FROM sessions WHERE tenant_id = $1 AND account_id = $2")
             .bind(tenant_id)
             .bind(id)

@@ -32,7 +32,9 @@ impl AuditRow {
             time: get(row, "time")?,
             actor_id: get(row, "actor_id")?,
             actor_name: get(row, "actor_name")?,
-            actor_role: role.map(|r| parse_col(r, "audit_events.actor_role")).transpose()?,
+            actor_role: role
+                .map(|r| parse_col(r, "audit_events.actor_role"))
+                .transpose()?,
             on_behalf_of: get(row, "on_behalf_of")?,
             api_key_id: get(row, "api_key_id")?,
             source_ip: get(row, "source_ip")?,
@@ -73,7 +75,8 @@ pub struct AuditFilter {
     pub since: Option<i64>,
 }
 
-const COLUMNS: &str = "id, tenant_id, time, actor_id, actor_name, actor_role, on_behalf_of, api_key_id, \
+const COLUMNS: &str =
+    "id, tenant_id, time, actor_id, actor_name, actor_role, on_behalf_of, api_key_id, \
                        source_ip, action, target, result, status, detail";
 
 impl Store {
@@ -102,7 +105,12 @@ impl Store {
     }
 
     /// The tenant's trail, newest first.
-    pub async fn list_audit(&self, tenant_id: &str, filter: &AuditFilter, page: &PageRequest) -> Result<Page<AuditRow>> {
+    pub async fn list_audit(
+        &self,
+        tenant_id: &str,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AuditRow>> {
         let mut sql = format!("SELECT {COLUMNS} FROM audit_events WHERE tenant_id = $1");
         let mut texts: Vec<&str> = Vec::new();
         let mut n = 1;
@@ -135,7 +143,10 @@ impl Store {
             q = q.bind(since);
         }
         let rows = q.bind(page.fetch()).fetch_all(self.pool()).await?;
-        let items = rows.iter().map(AuditRow::from_row).collect::<Result<Vec<_>>>()?;
+        let items = rows
+            .iter()
+            .map(AuditRow::from_row)
+            .collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, page, |e| &e.id))
     }
 }

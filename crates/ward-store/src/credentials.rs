@@ -125,11 +125,19 @@ impl Store {
 
     /// Remove sessions that expired before `now`; returns how many.
     pub async fn delete_expired_sessions(&self, now: i64) -> Result<u64> {
-        let r = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(now).execute(self.pool()).await?;
+        let r = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(self.pool())
+            .await?;
         Ok(r.rows_affected())
     }
 
-    pub async fn create_api_key(&self, tenant_id: &str, new: NewApiKey<'_>, now: i64) -> Result<ApiKeyRow> {
+    pub async fn create_api_key(
+        &self,
+        tenant_id: &str,
+        new: NewApiKey<'_>,
+        now: i64,
+    ) -> Result<ApiKeyRow> {
         let id = new_id("key");
         sqlx::query(
             "INSERT INTO api_keys (id, tenant_id, account_id, name, role_cap, secret_hash, created_at, expires_at) \
@@ -169,7 +177,12 @@ impl Store {
     }
 
     /// An account's keys, oldest first, revoked ones included.
-    pub async fn list_api_keys(&self, tenant_id: &str, account_id: &str, page: &PageRequest) -> Result<Page<ApiKeyRow>> {
+    pub async fn list_api_keys(
+        &self,
+        tenant_id: &str,
+        account_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<ApiKeyRow>> {
         let rows = sqlx::query(&format!(
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND account_id = $2 AND ($3 = '' OR id > $3) \
              ORDER BY id LIMIT $4"
@@ -180,12 +193,21 @@ impl Store {
         .bind(page.fetch())
         .fetch_all(self.pool())
         .await?;
-        let items = rows.iter().map(ApiKeyRow::from_row).collect::<Result<Vec<_>>>()?;
+        let items = rows
+            .iter()
+            .map(ApiKeyRow::from_row)
+            .collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, page, |k| &k.id))
     }
 
     /// Revoke one of an account's keys. False when there is no such live key.
-    pub async fn revoke_api_key(&self, tenant_id: &str, account_id: &str, id: &str, now: i64) -> Result<bool> {
+    pub async fn revoke_api_key(
+        &self,
+        tenant_id: &str,
+        account_id: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<bool> {
         let r = sqlx::query(
             "UPDATE api_keys SET revoked_at = $1 WHERE tenant_id = $2 AND account_id = $3 AND id = $4 AND revoked_at IS NULL",
         )

@@ -69,14 +69,18 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.backend).finish()
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 
 impl Store {
     /// Open the SQLite database file at `path`, creating it if needed.
     pub async fn open_sqlite(path: &std::path::Path) -> Result<Store> {
-        let path = path.to_str().ok_or_else(|| StoreError::Config("the data directory path is not valid UTF-8".into()))?;
+        let path = path.to_str().ok_or_else(|| {
+            StoreError::Config("the data directory path is not valid UTF-8".into())
+        })?;
         Self::connect(&format!("sqlite://{path}?mode=rwc")).await
     }
 
@@ -108,7 +112,10 @@ impl Store {
             }),
             Backend::Postgres => options.max_connections(16),
         };
-        let pool = options.connect(url).await.map_err(|e| StoreError::Connect(redact(url), e))?;
+        let pool = options
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Connect(redact(url), e))?;
         Ok(Store { pool, backend })
     }
 
@@ -157,7 +164,8 @@ impl Store {
 /// Ids made by one process are strictly increasing, even within a
 /// millisecond, so "newest first" and cursors follow creation order.
 pub fn new_id(prefix: &str) -> String {
-    static GENERATOR: std::sync::Mutex<ulid::Generator> = std::sync::Mutex::new(ulid::Generator::new());
+    static GENERATOR: std::sync::Mutex<ulid::Generator> =
+        std::sync::Mutex::new(ulid::Generator::new());
     let id = GENERATOR
         .lock()
         .ok()
@@ -189,14 +197,19 @@ where
 }
 
 pub(crate) fn parse_col<T: FromStr>(value: String, col: &'static str) -> Result<T> {
-    value.parse().map_err(|_| StoreError::Corrupt { column: col, value })
+    value
+        .parse()
+        .map_err(|_| StoreError::Corrupt { column: col, value })
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn redacts_passwords() {
-        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(super::redact("sqlite:///x"), "sqlite:///x");
     }

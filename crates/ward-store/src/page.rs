@@ -13,7 +13,9 @@ impl PageRequest {
     pub const MAX_LIMIT: u32 = 500;
 
     pub fn new(cursor: Option<String>, limit: Option<u32>) -> Self {
-        let limit = limit.unwrap_or(Self::DEFAULT_LIMIT).clamp(1, Self::MAX_LIMIT);
+        let limit = limit
+            .unwrap_or(Self::DEFAULT_LIMIT)
+            .clamp(1, Self::MAX_LIMIT);
         PageRequest { cursor, limit }
     }
 
@@ -43,6 +45,9 @@ impl<T> Page<T> {
     }
 
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
-        Page { items: self.items.into_iter().map(f).collect(), next_cursor: self.next_cursor }
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            next_cursor: self.next_cursor,
+        }
     }
 }

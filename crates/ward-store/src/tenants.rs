@@ -44,7 +44,9 @@ impl Store {
         now: i64,
     ) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
-        let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenants").fetch_one(&mut *tx).await?;
+        let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
+            .fetch_one(&mut *tx)
+            .await?;
         if existing > 0 {
             return Ok(false);
         }
@@ -66,7 +68,9 @@ impl Store {
             match inserted {
                 Ok(_) => {}
                 // Another replica bootstrapped at the same moment.
-                Err(e) if matches!(&e, sqlx::Error::Database(db) if db.is_unique_violation()) => return Ok(false),
+                Err(e) if matches!(&e, sqlx::Error::Database(db) if db.is_unique_violation()) => {
+                    return Ok(false)
+                }
                 Err(e) => return Err(e.into()),
             }
             insert_account(&mut tx, &tenant_id, owner, Role::Owner, hash, None, now).await?;
@@ -98,9 +102,24 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::conflict_or(e, format!("tenant {name}")))?;
-        insert_account(&mut tx, &id, owner_name, Role::Owner, owner_password_hash, created_by, now).await?;
+        insert_account(
+            &mut tx,
+            &id,
+            owner_name,
+            Role::Owner,
+            owner_password_hash,
+            created_by,
+            now,
+        )
+        .await?;
         tx.commit().await?;
-        Ok(TenantRow { id, name: name.to_owned(), region: region.to_owned(), state: TenantState::Active, created_at: now })
+        Ok(TenantRow {
+            id,
+            name: name.to_owned(),
+            region: region.to_owned(),
+            state: TenantState::Active,
+            created_at: now,
+        })
     }
 
     pub async fn tenant_by_name(&self, name: &str) -> Result<Option<TenantRow>> {
@@ -128,12 +147,20 @@ impl Store {
         .bind(page.fetch())
         .fetch_all(self.pool())
         .await?;
-        let items = rows.iter().map(TenantRow::from_row).collect::<Result<Vec<_>>>()?;
+        let items = rows
+            .iter()
+            .map(TenantRow::from_row)
+            .collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, page, |t| &t.id))
     }
 
     /// Change a tenant's state; returns the updated row, or None if unknown.
-    pub async fn set_tenant_state(&self, id: &str, state: TenantState, now: i64) -> Result<Option<TenantRow>> {
+    pub async fn set_tenant_state(
+        &self,
+        id: &str,
+        state: TenantState,
+        now: i64,
+    ) -> Result<Option<TenantRow>> {
         sqlx::query("UPDATE tenants SET state = $1, updated_at = $2 WHERE id = $3")
             .bind(state.as_str())
             .bind(now)

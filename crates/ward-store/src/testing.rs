@@ -24,7 +24,12 @@ impl TestStore {
         let url = format!("sqlite://{}?mode=rwc", path.display());
         let store = Store::connect(&url).await.expect("open sqlite");
         store.migrate().await.expect("migrate sqlite");
-        TestStore { store, url, _dir: Some(dir), pg: None }
+        TestStore {
+            store,
+            url,
+            _dir: Some(dir),
+            pg: None,
+        }
     }
 
     /// A fresh database on the server in `WARD_TEST_POSTGRES`, or None when
@@ -32,14 +37,27 @@ impl TestStore {
     /// failure to reach the server fails the test.
     pub async fn postgres() -> Option<TestStore> {
         let admin_url = std::env::var(POSTGRES_ENV).ok().filter(|v| !v.is_empty())?;
-        let name = format!("ward_test_{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
-        let admin = Store::connect(&admin_url).await.expect("WARD_TEST_POSTGRES is set but unreachable");
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin.pool()).await.expect("create test database");
+        let name = format!(
+            "ward_test_{}",
+            ulid::Ulid::new().to_string().to_ascii_lowercase()
+        );
+        let admin = Store::connect(&admin_url)
+            .await
+            .expect("WARD_TEST_POSTGRES is set but unreachable");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(admin.pool())
+            .await
+            .expect("create test database");
         admin.close().await;
         let url = replace_database(&admin_url, &name);
         let store = Store::connect(&url).await.expect("connect test database");
         store.migrate().await.expect("migrate postgres");
-        Some(TestStore { store, url, _dir: None, pg: Some((admin_url, name)) })
+        Some(TestStore {
+            store,
+            url,
+            _dir: None,
+            pg: Some((admin_url, name)),
+        })
     }
 
     /// Both backends this run can test: SQLite always, PostgreSQL when configured.
@@ -59,13 +77,17 @@ impl Drop for TestStore {
         if let Some((admin_url, name)) = self.pg.take() {
             // Drop runs outside async; do the clean-up on a thread of its own.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
                 if let Ok(rt) = rt {
                     rt.block_on(async {
                         if let Ok(admin) = Store::connect(&admin_url).await {
-                            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                                .execute(admin.pool())
-                                .await;
+                            let _ = sqlx::query(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
+                            .execute(admin.pool())
+                            .await;
                             admin.close().await;
                         }
                     });
@@ -97,7 +119,13 @@ pub fn replace_database(url: &str, db: &str) -> String {
 mod tests {
     #[test]
     fn replaces_database() {
-        assert_eq!(super::replace_database("postgres://postgres@127.0.0.1:5432", "x"), "postgres://postgres@127.0.0.1:5432/x");
-        assert_eq!(super::replace_database("postgres://p@h/db?sslmode=disable", "x"), "postgres://p@h/x?sslmode=disable");
+        assert_eq!(
+            super::replace_database("postgres://postgres@127.0.0.1:5432", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            super::replace_database("postgres://p@h/db?sslmode=disable", "x"),
+            "postgres://p@h/x?sslmode=disable"
+        );
     }
 }

@@ -4,7 +4,9 @@
 
 use ward_core::{Role, TenantState};
 use ward_store::testing::TestStore;
-use ward_store::{AuditFilter, NewAccount, NewApiKey, NewAuditEvent, PageRequest, Store, StoreError};
+use ward_store::{
+    AuditFilter, NewAccount, NewApiKey, NewAuditEvent, PageRequest, Store, StoreError,
+};
 
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -46,7 +48,11 @@ async fn bootstrap_once(s: &Store) {
     assert!(!s.bootstrap("local", "h1", "h2", NOW).await.unwrap());
     let system = s.tenant_by_name("system").await.unwrap().unwrap();
     assert!(system.is_system());
-    let op = s.account_by_name(&system.id, "operator").await.unwrap().unwrap();
+    let op = s
+        .account_by_name(&system.id, "operator")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(op.role, Role::Owner);
     let default = s.tenant_by_name("default").await.unwrap().unwrap();
     let admin = s.tenant_owner(&default.id).await.unwrap().unwrap();
@@ -55,45 +61,109 @@ async fn bootstrap_once(s: &Store) {
 }
 
 async fn tenants_and_owner(s: &Store) {
-    let t = s.create_tenant("acme", "eu-1", "admin", "hash", Some("operator"), NOW).await.unwrap();
+    let t = s
+        .create_tenant("acme", "eu-1", "admin", "hash", Some("operator"), NOW)
+        .await
+        .unwrap();
     assert_eq!(t.state, TenantState::Active);
     assert_eq!(t.region, "eu-1");
-    let dup = s.create_tenant("acme", "eu-1", "admin", "hash", None, NOW).await;
+    let dup = s
+        .create_tenant("acme", "eu-1", "admin", "hash", None, NOW)
+        .await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
-    let t2 = s.set_tenant_state(&t.id, TenantState::Suspended, NOW + 1).await.unwrap().unwrap();
+    let t2 = s
+        .set_tenant_state(&t.id, TenantState::Suspended, NOW + 1)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(t2.state, TenantState::Suspended);
     // Exactly one owner: a second owner is refused by the schema.
     let second = s
-        .create_account(&t.id, NewAccount { name: "boss2", role: Role::Owner, password_hash: "x", created_by: None }, NOW)
+        .create_account(
+            &t.id,
+            NewAccount {
+                name: "boss2",
+                role: Role::Owner,
+                password_hash: "x",
+                created_by: None,
+            },
+            NOW,
+        )
         .await;
     assert!(second.is_err());
 }
 
 async fn accounts_are_scoped_by_tenant(s: &Store) {
-    let a = s.create_tenant("a", "r", "admin", "ha", None, NOW).await.unwrap();
-    let b = s.create_tenant("b", "r", "admin", "hb", None, NOW).await.unwrap();
+    let a = s
+        .create_tenant("a", "r", "admin", "ha", None, NOW)
+        .await
+        .unwrap();
+    let b = s
+        .create_tenant("b", "r", "admin", "hb", None, NOW)
+        .await
+        .unwrap();
     let aud = s
-        .create_account(&a.id, NewAccount { name: "aud", role: Role::Auditor, password_hash: "x", created_by: Some("admin") }, NOW)
+        .create_account(
+            &a.id,
+            NewAccount {
+                name: "aud",
+                role: Role::Auditor,
+                password_hash: "x",
+                created_by: Some("admin"),
+            },
+            NOW,
+        )
         .await
         .unwrap();
     assert_eq!(aud.created_by.as_deref(), Some("admin"));
     // Tenant B sees nothing of tenant A, by name or by id, and cannot change it.
     assert!(s.account_by_name(&b.id, "aud").await.unwrap().is_none());
     assert!(s.account_by_id(&b.id, &aud.id).await.unwrap().is_none());
-    assert!(!s.set_account_role(&b.id, &aud.id, Role::Admin).await.unwrap());
+    assert!(!s
+        .set_account_role(&b.id, &aud.id, Role::Admin)
+        .await
+        .unwrap());
     assert!(!s.delete_account(&b.id, &aud.id).await.unwrap());
     assert!(!s.unlock_account(&b.id, &aud.id).await.unwrap());
-    assert_eq!(s.list_accounts(&b.id, &PageRequest::new(None, None)).await.unwrap().items.len(), 1);
+    assert_eq!(
+        s.list_accounts(&b.id, &PageRequest::new(None, None))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
     // Same name in another tenant is fine; twice in one tenant is a conflict.
-    s.create_account(&b.id, NewAccount { name: "aud", role: Role::Auditor, password_hash: "x", created_by: None }, NOW)
-        .await
-        .unwrap();
+    s.create_account(
+        &b.id,
+        NewAccount {
+            name: "aud",
+            role: Role::Auditor,
+            password_hash: "x",
+            created_by: None,
+        },
+        NOW,
+    )
+    .await
+    .unwrap();
     let dup = s
-        .create_account(&a.id, NewAccount { name: "aud", role: Role::Helpdesk, password_hash: "x", created_by: None }, NOW)
+        .create_account(
+            &a.id,
+            NewAccount {
+                name: "aud",
+                role: Role::Helpdesk,
+                password_hash: "x",
+                created_by: None,
+            },
+            NOW,
+        )
         .await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))));
     // Role change, failures, lock, unlock, delete.
-    assert!(s.set_account_role(&a.id, &aud.id, Role::Helpdesk).await.unwrap());
+    assert!(s
+        .set_account_role(&a.id, &aud.id, Role::Helpdesk)
+        .await
+        .unwrap());
     assert_eq!(s.record_login_failure(&a.id, &aud.id).await.unwrap(), 1);
     assert_eq!(s.record_login_failure(&a.id, &aud.id).await.unwrap(), 2);
     s.lock_account(&a.id, &aud.id, NOW + 1000).await.unwrap();
@@ -101,24 +171,42 @@ async fn accounts_are_scoped_by_tenant(s: &Store) {
     assert!(s.locked_accounts(&b.id, NOW).await.unwrap().is_empty());
     s.record_login_success(&a.id, &aud.id, NOW).await.unwrap();
     let row = s.account_by_id(&a.id, &aud.id).await.unwrap().unwrap();
-    assert_eq!((row.failed_logins, row.locked_until, row.last_login_at), (0, None, Some(NOW)));
+    assert_eq!(
+        (row.failed_logins, row.locked_until, row.last_login_at),
+        (0, None, Some(NOW))
+    );
     assert_eq!(row.role, Role::Helpdesk);
     assert!(s.delete_account(&a.id, &aud.id).await.unwrap());
     assert!(s.account_by_id(&a.id, &aud.id).await.unwrap().is_none());
 }
 
 async fn pagination_walks_every_row(s: &Store) {
-    let t = s.create_tenant("p", "r", "admin", "h", None, NOW).await.unwrap();
+    let t = s
+        .create_tenant("p", "r", "admin", "h", None, NOW)
+        .await
+        .unwrap();
     for i in 0..7 {
         let name = format!("acct{i}");
-        s.create_account(&t.id, NewAccount { name: &name, role: Role::Auditor, password_hash: "x", created_by: None }, NOW)
-            .await
-            .unwrap();
+        s.create_account(
+            &t.id,
+            NewAccount {
+                name: &name,
+                role: Role::Auditor,
+                password_hash: "x",
+                created_by: None,
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
     }
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
-        let page = s.list_accounts(&t.id, &PageRequest::new(cursor.clone(), Some(3))).await.unwrap();
+        let page = s
+            .list_accounts(&t.id, &PageRequest::new(cursor.clone(), Some(3)))
+            .await
+            .unwrap();
         assert!(page.items.len() <= 3);
         seen.extend(page.items.into_iter().map(|a| a.name));
         match page.next_cursor {
@@ -133,10 +221,23 @@ async fn pagination_walks_every_row(s: &Store) {
 }
 
 async fn sessions_and_keys(s: &Store) {
-    let t = s.create_tenant("k", "r", "admin", "h", None, NOW).await.unwrap();
+    let t = s
+        .create_tenant("k", "r", "admin", "h", None, NOW)
+        .await
+        .unwrap();
     let owner = s.tenant_owner(&t.id).await.unwrap().unwrap();
-    let ses = s.create_session(&t.id, &owner.id, "tokhash", "127.0.0.1", NOW, NOW + 10).await.unwrap();
-    assert_eq!(s.session_by_token_hash("tokhash").await.unwrap().unwrap().id, ses.id);
+    let ses = s
+        .create_session(&t.id, &owner.id, "tokhash", "127.0.0.1", NOW, NOW + 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.session_by_token_hash("tokhash")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        ses.id
+    );
     assert!(s.session_by_token_hash("other").await.unwrap().is_none());
     assert_eq!(s.delete_expired_sessions(NOW + 5).await.unwrap(), 0);
     assert_eq!(s.delete_expired_sessions(NOW + 10).await.unwrap(), 1);
@@ -145,7 +246,13 @@ async fn sessions_and_keys(s: &Store) {
     let key = s
         .create_api_key(
             &t.id,
-            NewApiKey { account_id: &owner.id, name: "ci", role_cap: Some(Role::Auditor), secret_hash: "sh", expires_at: None },
+            NewApiKey {
+                account_id: &owner.id,
+                name: "ci",
+                role_cap: Some(Role::Auditor),
+                secret_hash: "sh",
+                expires_at: None,
+            },
             NOW,
         )
         .await
@@ -155,14 +262,37 @@ async fn sessions_and_keys(s: &Store) {
     assert_eq!(found.tenant_id, t.id);
     s.touch_api_key(&t.id, &key.id, NOW + 5).await.unwrap();
     s.touch_api_key(&t.id, &key.id, NOW + 6).await.unwrap(); // within a minute: not written
-    assert_eq!(s.api_key_by_id(&key.id).await.unwrap().unwrap().last_used_at, Some(NOW + 5));
-    assert!(!s.revoke_api_key("other-tenant", &owner.id, &key.id, NOW).await.unwrap());
-    assert!(s.revoke_api_key(&t.id, &owner.id, &key.id, NOW).await.unwrap());
-    assert!(!s.revoke_api_key(&t.id, &owner.id, &key.id, NOW).await.unwrap(), "revoking twice");
-    let keys = s.list_api_keys(&t.id, &owner.id, &PageRequest::new(None, None)).await.unwrap();
+    assert_eq!(
+        s.api_key_by_id(&key.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at,
+        Some(NOW + 5)
+    );
+    assert!(!s
+        .revoke_api_key("other-tenant", &owner.id, &key.id, NOW)
+        .await
+        .unwrap());
+    assert!(s
+        .revoke_api_key(&t.id, &owner.id, &key.id, NOW)
+        .await
+        .unwrap());
+    assert!(
+        !s.revoke_api_key(&t.id, &owner.id, &key.id, NOW)
+            .await
+            .unwrap(),
+        "revoking twice"
+    );
+    let keys = s
+        .list_api_keys(&t.id, &owner.id, &PageRequest::new(None, None))
+        .await
+        .unwrap();
     assert_eq!(keys.items[0].revoked_at, Some(NOW));
     // A new password ends the account's sessions.
-    s.create_session(&t.id, &owner.id, "t2", "::1", NOW, NOW + 100).await.unwrap();
+    s.create_session(&t.id, &owner.id, "t2", "::1", NOW, NOW + 100)
+        .await
+        .unwrap();
     assert!(s.set_password_hash(&t.id, &owner.id, "new").await.unwrap());
     assert!(s.session_by_token_hash("t2").await.unwrap().is_none());
 }
@@ -181,22 +311,61 @@ async fn audit_is_append_only_and_filtered(s: &Store) {
         status: 201,
         ..Default::default()
     };
-    s.append_audit(&event("t1", "admin", "account.create", "ok", NOW)).await.unwrap();
-    s.append_audit(&event("t1", "aud", "account.create", "denied", NOW + 10)).await.unwrap();
-    s.append_audit(&event("t1", "aud", "audit.list", "ok", NOW + 20)).await.unwrap();
-    s.append_audit(&event("t2", "admin", "account.create", "ok", NOW)).await.unwrap();
-    let all = s.list_audit("t1", &AuditFilter::default(), &PageRequest::new(None, None)).await.unwrap();
+    s.append_audit(&event("t1", "admin", "account.create", "ok", NOW))
+        .await
+        .unwrap();
+    s.append_audit(&event("t1", "aud", "account.create", "denied", NOW + 10))
+        .await
+        .unwrap();
+    s.append_audit(&event("t1", "aud", "audit.list", "ok", NOW + 20))
+        .await
+        .unwrap();
+    s.append_audit(&event("t2", "admin", "account.create", "ok", NOW))
+        .await
+        .unwrap();
+    let all = s
+        .list_audit("t1", &AuditFilter::default(), &PageRequest::new(None, None))
+        .await
+        .unwrap();
     assert_eq!(all.items.len(), 3);
     assert_eq!(all.items[0].action, "audit.list", "newest first");
-    let f = AuditFilter { actor: Some("aud".into()), result: Some("denied".into()), ..Default::default() };
-    let denied = s.list_audit("t1", &f, &PageRequest::new(None, None)).await.unwrap();
+    let f = AuditFilter {
+        actor: Some("aud".into()),
+        result: Some("denied".into()),
+        ..Default::default()
+    };
+    let denied = s
+        .list_audit("t1", &f, &PageRequest::new(None, None))
+        .await
+        .unwrap();
     assert_eq!(denied.items.len(), 1);
     assert_eq!(denied.items[0].on_behalf_of.as_deref(), Some("admin"));
-    let f = AuditFilter { since: Some(NOW + 5), ..Default::default() };
-    assert_eq!(s.list_audit("t1", &f, &PageRequest::new(None, None)).await.unwrap().items.len(), 2);
-    let page = s.list_audit("t1", &AuditFilter::default(), &PageRequest::new(None, Some(2))).await.unwrap();
+    let f = AuditFilter {
+        since: Some(NOW + 5),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.list_audit("t1", &f, &PageRequest::new(None, None))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    let page = s
+        .list_audit(
+            "t1",
+            &AuditFilter::default(),
+            &PageRequest::new(None, Some(2)),
+        )
+        .await
+        .unwrap();
     let next = s
-        .list_audit("t1", &AuditFilter::default(), &PageRequest::new(page.next_cursor.clone(), Some(2)))
+        .list_audit(
+            "t1",
+            &AuditFilter::default(),
+            &PageRequest::new(page.next_cursor.clone(), Some(2)),
+        )
         .await
         .unwrap();
     assert_eq!(page.items.len() + next.items.len(), 3);
@@ -207,19 +376,30 @@ async fn audit_is_append_only_and_filtered(s: &Store) {
 }
 
 async fn sqlx_update_audit(s: &Store) -> Result<u64, String> {
-    s.raw_execute_for_tests("UPDATE audit_events SET result = 'ok'").await.map_err(|e| e.to_string())
+    s.raw_execute_for_tests("UPDATE audit_events SET result = 'ok'")
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn lockouts_count_and_forget(s: &Store) {
-    let l = s.record_address_failure("t", "10.0.0.1", NOW, 60_000).await.unwrap();
+    let l = s
+        .record_address_failure("t", "10.0.0.1", NOW, 60_000)
+        .await
+        .unwrap();
     assert_eq!(l.failures, 1);
-    let l = s.record_address_failure("t", "10.0.0.1", NOW + 1, 60_000).await.unwrap();
+    let l = s
+        .record_address_failure("t", "10.0.0.1", NOW + 1, 60_000)
+        .await
+        .unwrap();
     assert_eq!(l.failures, 2);
     s.lock_address("t", "10.0.0.1", NOW + 5000).await.unwrap();
     assert_eq!(s.locked_addresses("t", NOW).await.unwrap().len(), 1);
     assert!(s.locked_addresses("other", NOW).await.unwrap().is_empty());
     // After the window, counting starts again.
-    let l = s.record_address_failure("t", "10.0.0.1", NOW + 120_000, 60_000).await.unwrap();
+    let l = s
+        .record_address_failure("t", "10.0.0.1", NOW + 120_000, 60_000)
+        .await
+        .unwrap();
     assert_eq!(l.failures, 1);
     assert!(s.unlock_address("t", "10.0.0.1").await.unwrap());
     assert!(s.address_lockout("t", "10.0.0.1").await.unwrap().is_none());

@@ -1,0 +1,591 @@
+//! The typed async HTTP client of Ward's REST API (`/api/v1`).
+//!
+//! [`Client`] has one method per endpoint, taking and returning the wire types
+//! of [`ward_api`], so the client and the server cannot drift apart. Every
+//! failure is a [`ClientError`]: an error the API answered with
+//! ([`ClientError::Api`], carrying the stable error code), a server that
+//! cannot be reached ([`ClientError::Connect`]), a response that cannot be
+//! understood ([`ClientError::Decode`]) or a bad configuration
+//! ([`ClientError::Config`]).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ward_client::ClientError> {
+//! use ward_client::{Client, ClientConfig};
+//! let client = Client::new(ClientConfig {
+//!     server: "http://127.0.0.1:7600".into(),
+//!     token: Some("wk_...".into()),
+//!     ca_cert_pem: None,
+//! })?;
+//! let accounts = client.list_all(|page| client.list_accounts(page)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! **Architecture invariant:** this crate holds no business logic. It maps
+//! methods to HTTP requests and responses to types, nothing more; what to ask
+//! and what the answers mean is for its callers (`ward ctl`) and the server.
+//! HTTPS trust is built by `ward-pki`, the one place that configures TLS.
+
+use std::future::Future;
+use std::time::Duration;
+
+use reqwest::header::{HeaderValue, AUTHORIZATION};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use reqwest::Url;
+use ward_api::{
+    Account, ApiKey, ApiKeyCreated, AuditEvent, AuditQuery, CreateAccount, CreateApiKey,
+    CreateTenant, ErrorBody, Lockout, LoginRequest, LoginResponse, Page, PageQuery, SetPassword,
+    SetRole, Tenant, UpdateTenant, WhoAmI, API_PREFIX,
+};
+
+/// How long establishing a connection (TCP and TLS) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a whole request, response body included, may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The `User-Agent` of every request.
+pub const USER_AGENT: &str = concat!("ward-ctl/", env!("CARGO_PKG_VERSION"));
+
+/// Most items a single page may hold (the server accepts 1 to 500).
+pub const MAX_PAGE_LIMIT: u32 = 500;
+
+/// Everything that can go wrong talking to Ward.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with a non-2xx status.
+    ///
+    /// `code` is the stable code of the [`ErrorBody`] (`not_found`,
+    /// `forbidden`, ...), or `http_<status>` when the body was not one.
+    #[error("{message} ({code}, HTTP {status})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The server could not be reached, or the exchange broke off (refused
+    /// connection, DNS, TLS, timeout).
+    #[error("cannot reach the Ward server at {server}: {}", innermost_cause(.source))]
+    Connect {
+        server: String,
+        source: reqwest::Error,
+    },
+    /// A 2xx response whose body is not what the endpoint returns.
+    #[error("unexpected response from the Ward server: {0}")]
+    Decode(String),
+    /// The client was configured wrongly (a bad URL, an unusable CA).
+    #[error("{0}")]
+    Config(String),
+}
+
+impl ClientError {
+    /// The HTTP status, for [`ClientError::Api`].
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The API's error code, for [`ClientError::Api`].
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// `Result` with [`ClientError`].
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// The message of the deepest cause of a transport error: "Connection refused
+/// (os error 111)" says more than "error sending request for url (...)".
+fn innermost_cause(err: &reqwest::Error) -> String {
+    if err.is_timeout() {
+        return "timed out".to_owned();
+    }
+    let mut last: Option<&dyn std::error::Error> = None;
+    let mut cur = std::error::Error::source(err);
+    while let Some(e) = cur {
+        last = Some(e);
+        cur = e.source();
+    }
+    match last {
+        Some(e) => e.to_string(),
+        None => {
+            let msg = err.to_string();
+            match msg.split_once(" for url (") {
+                Some((head, _)) => head.to_owned(),
+                None => msg,
+            }
+        }
+    }
+}
+
+/// How to reach a Ward server.
+#[derive(Debug, Clone, Default)]
+pub struct ClientConfig {
+    /// The server's base URL, `http://` or `https://` (e.g.
+    /// `https://ward.example.com:7600`). A path prefix is kept.
+    pub server: String,
+    /// Bearer token: a session token from login, or an API key `wk_<id>_<secret>`.
+    pub token: Option<String>,
+    /// PEM of the CA certificate(s) to trust for an `https` server, instead of
+    /// the system's roots. Ignored for `http`.
+    pub ca_cert_pem: Option<String>,
+}
+
+/// Checks and normalises a server URL: `http` or `https`, a host, no
+/// credentials, query or fragment. The result has no trailing slash.
+pub fn parse_server_url(server: &str) -> Result<Url> {
+    let server = server.trim();
+    let bad = |why: &str| {
+        ClientError::Config(format!(
+            "invalid server URL {server:?}: {why} (expected e.g. http://127.0.0.1:7600 or https://ward.example.com)"
+        ))
+    };
+    if server.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    let url = Url::parse(server).map_err(|e| bad(&e.to_string()))?;
+    match url.scheme() {
+        "http" | "https" => {}
+        other => {
+            return Err(bad(&format!(
+                "the scheme must be http or https, not {other:?}"
+            )))
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("it has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("it must not contain a user name or password"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("it must not have a query or fragment"));
+    }
+    Ok(url)
+}
+
+/// The display form of a base URL: no trailing slash.
+fn display_url(url: &Url) -> String {
+    url.as_str().trim_end_matches('/').to_owned()
+}
+
+/// A client of one Ward server, with or without a token. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    server: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// Builds a client; fails with [`ClientError::Config`] on a bad URL, a bad
+    /// CA certificate or a token that cannot be sent in a header.
+    pub fn new(config: ClientConfig) -> Result<Client> {
+        let base = parse_server_url(&config.server)?;
+        let mut builder = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none());
+        if base.scheme() == "https" {
+            if let Some(pem) = &config.ca_cert_pem {
+                let roots = ward_pki::certs_from_pem(pem).map_err(|e| {
+                    ClientError::Config(format!("cannot use the CA certificate: {e}"))
+                })?;
+                let tls = ward_pki::client_config(&roots, &[b"h2", b"http/1.1"]).map_err(|e| {
+                    ClientError::Config(format!("cannot use the CA certificate: {e}"))
+                })?;
+                builder = builder.tls_backend_preconfigured((*tls).clone());
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ClientError::Config(format!("cannot set up the HTTP client: {e}")))?;
+        if let Some(token) = &config.token {
+            check_token(token)?;
+        }
+        Ok(Client {
+            http,
+            server: display_url(&base),
+            base,
+            token: config.token,
+        })
+    }
+
+    /// The same client with another token (e.g. the one login returned).
+    pub fn with_token(&self, token: impl Into<String>) -> Result<Client> {
+        let token = token.into();
+        check_token(&token)?;
+        Ok(Client {
+            token: Some(token),
+            ..self.clone()
+        })
+    }
+
+    /// The server's normalised base URL, without a trailing slash.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    // ---- sessions ---------------------------------------------------------
+
+    /// `POST /auth/login`. The client's own token, if any, is not sent.
+    pub async fn login(&self, req: &LoginRequest) -> Result<LoginResponse> {
+        let url = self.url(&["auth", "login"], &[])?;
+        let rb = self.http.post(url).json(req);
+        self.send_json(rb).await
+    }
+
+    /// `POST /auth/logout`: ends the session of the client's token.
+    pub async fn logout(&self) -> Result<()> {
+        self.empty(Method::POST, &["auth", "logout"], None::<&()>)
+            .await
+    }
+
+    /// `GET /whoami`.
+    pub async fn whoami(&self) -> Result<WhoAmI> {
+        self.call(Method::GET, &["whoami"], &[], None::<&()>).await
+    }
+
+    // ---- tenants ----------------------------------------------------------
+
+    /// `GET /tenants`: one page.
+    pub async fn list_tenants(&self, page: PageQuery) -> Result<Page<Tenant>> {
+        self.call(Method::GET, &["tenants"], &page_params(&page), None::<&()>)
+            .await
+    }
+
+    /// `POST /tenants`.
+    pub async fn create_tenant(&self, req: &CreateTenant) -> Result<Tenant> {
+        self.call(Method::POST, &["tenants"], &[], Some(req)).await
+    }
+
+    /// `GET /tenants/{name}`.
+    pub async fn get_tenant(&self, name: &str) -> Result<Tenant> {
+        self.call(Method::GET, &["tenants", name], &[], None::<&()>)
+            .await
+    }
+
+    /// `PATCH /tenants/{name}`.
+    pub async fn update_tenant(&self, name: &str, req: &UpdateTenant) -> Result<Tenant> {
+        self.call(Method::PATCH, &["tenants", name], &[], Some(req))
+            .await
+    }
+
+    // ---- accounts ---------------------------------------------------------
+
+    /// `GET /accounts`: one page.
+    pub async fn list_accounts(&self, page: PageQuery) -> Result<Page<Account>> {
+        self.call(Method::GET, &["accounts"], &page_params(&page), None::<&()>)
+            .await
+    }
+
+    /// `POST /accounts`.
+    pub async fn create_account(&self, req: &CreateAccount) -> Result<Account> {
+        self.call(Method::POST, &["accounts"], &[], Some(req)).await
+    }
+
+    /// `GET /accounts/{name}`.
+    pub async fn get_account(&self, name: &str) -> Result<Account> {
+        self.call(Method::GET, &["accounts", name], &[], None::<&()>)
+            .await
+    }
+
+    /// `DELETE /accounts/{name}`.
+    pub async fn delete_account(&self, name: &str) -> Result<()> {
+        self.empty(Method::DELETE, &["accounts", name], None::<&()>)
+            .await
+    }
+
+    /// `PUT /accounts/{name}/role`.
+    pub async fn set_account_role(&self, name: &str, req: &SetRole) -> Result<Account> {
+        self.call(Method::PUT, &["accounts", name, "role"], &[], Some(req))
+            .await
+    }
+
+    /// `PUT /accounts/{name}/password`.
+    pub async fn set_account_password(&self, name: &str, req: &SetPassword) -> Result<()> {
+        self.empty(Method::PUT, &["accounts", name, "password"], Some(req))
+            .await
+    }
+
+    /// `POST /accounts/{name}/unlock`.
+    pub async fn unlock_account(&self, name: &str) -> Result<Account> {
+        self.call(
+            Method::POST,
+            &["accounts", name, "unlock"],
+            &[],
+            None::<&()>,
+        )
+        .await
+    }
+
+    // ---- lock-outs --------------------------------------------------------
+
+    /// `GET /lockouts`: one page.
+    pub async fn list_lockouts(&self, page: PageQuery) -> Result<Page<Lockout>> {
+        self.call(Method::GET, &["lockouts"], &page_params(&page), None::<&()>)
+            .await
+    }
+
+    // ---- API keys ---------------------------------------------------------
+
+    /// `GET /apikeys`: one page of the caller's own keys.
+    pub async fn list_api_keys(&self, page: PageQuery) -> Result<Page<ApiKey>> {
+        self.call(Method::GET, &["apikeys"], &page_params(&page), None::<&()>)
+            .await
+    }
+
+    /// `POST /apikeys`: the answer holds the secret token, shown only this once.
+    pub async fn create_api_key(&self, req: &CreateApiKey) -> Result<ApiKeyCreated> {
+        self.call(Method::POST, &["apikeys"], &[], Some(req)).await
+    }
+
+    /// `DELETE /apikeys/{id}`.
+    pub async fn revoke_api_key(&self, id: &str) -> Result<()> {
+        self.empty(Method::DELETE, &["apikeys", id], None::<&()>)
+            .await
+    }
+
+    // ---- audit ------------------------------------------------------------
+
+    /// `GET /audit`: one page of events matching the filters.
+    pub async fn list_audit(&self, query: AuditQuery) -> Result<Page<AuditEvent>> {
+        let mut params = Vec::new();
+        let filters = [
+            ("actor", query.actor),
+            ("action", query.action),
+            ("result", query.result),
+            ("since", query.since),
+        ];
+        for (key, value) in filters {
+            if let Some(v) = value {
+                params.push((key, v));
+            }
+        }
+        params.extend(page_params(&PageQuery {
+            cursor: query.cursor,
+            limit: query.limit,
+        }));
+        self.call(Method::GET, &["audit"], &params, None::<&()>)
+            .await
+    }
+
+    // ---- pagination -------------------------------------------------------
+
+    /// Every item of a list, following `next_cursor` page after page.
+    ///
+    /// `fetch` gets the [`PageQuery`] of each page and fetches it, e.g.
+    /// `client.list_all(|p| client.list_accounts(p))`.
+    pub async fn list_all<T, F, Fut>(&self, fetch: F) -> Result<Vec<T>>
+    where
+        F: FnMut(PageQuery) -> Fut,
+        Fut: Future<Output = Result<Page<T>>>,
+    {
+        self.list_up_to(None, fetch).await
+    }
+
+    /// Like [`Client::list_all`], but stops after `max` items when it is set.
+    pub async fn list_up_to<T, F, Fut>(&self, max: Option<usize>, mut fetch: F) -> Result<Vec<T>>
+    where
+        F: FnMut(PageQuery) -> Fut,
+        Fut: Future<Output = Result<Page<T>>>,
+    {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let limit = match max {
+                Some(max) => {
+                    let left = max.saturating_sub(items.len());
+                    if left == 0 {
+                        break;
+                    }
+                    Some(
+                        u32::try_from(left)
+                            .unwrap_or(MAX_PAGE_LIMIT)
+                            .min(MAX_PAGE_LIMIT),
+                    )
+                }
+                None => None,
+            };
+            let page = fetch(PageQuery {
+                cursor: cursor.clone(),
+                limit,
+            })
+            .await?;
+            items.extend(page.items);
+            match page.next_cursor {
+                Some(next) if !next.is_empty() => {
+                    if cursor.as_deref() == Some(next.as_str()) {
+                        return Err(ClientError::Decode(
+                            "the server returned the same page cursor twice".to_owned(),
+                        ));
+                    }
+                    cursor = Some(next);
+                }
+                _ => break,
+            }
+        }
+        if let Some(max) = max {
+            items.truncate(max);
+        }
+        Ok(items)
+    }
+
+    // ---- plumbing ---------------------------------------------------------
+
+    /// `base` + `/api/v1` + the segments, each percent-encoded, + the query.
+    fn url(&self, segments: &[&str], params: &[(&str, String)]) -> Result<Url> {
+        if let Some(bad) = segments
+            .iter()
+            .find(|s| s.is_empty() || **s == "." || **s == "..")
+        {
+            return Err(ClientError::Config(format!(
+                "{bad:?} is not a valid name or id"
+            )));
+        }
+        let mut url = self.base.clone();
+        {
+            let mut path = url.path_segments_mut().map_err(|()| {
+                ClientError::Config(format!("{} cannot be a base URL", self.server))
+            })?;
+            path.pop_if_empty();
+            path.extend(API_PREFIX.split('/').filter(|s| !s.is_empty()));
+            path.extend(segments);
+        }
+        if !params.is_empty() {
+            let mut query = url.query_pairs_mut();
+            for (key, value) in params {
+                query.append_pair(key, value);
+            }
+        }
+        Ok(url)
+    }
+
+    fn request<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        params: &[(&str, String)],
+        body: Option<&B>,
+    ) -> Result<RequestBuilder> {
+        let url = self.url(segments, params)?;
+        let mut rb = self.http.request(method, url);
+        if let Some(token) = &self.token {
+            rb = rb.header(AUTHORIZATION, bearer(token)?);
+        }
+        if let Some(body) = body {
+            rb = rb.json(body);
+        }
+        Ok(rb)
+    }
+
+    async fn call<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        params: &[(&str, String)],
+        body: Option<&B>,
+    ) -> Result<T> {
+        let rb = self.request(method, segments, params, body)?;
+        self.send_json(rb).await
+    }
+
+    async fn empty<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Option<&B>,
+    ) -> Result<()> {
+        let rb = self.request(method, segments, &[], body)?;
+        self.send(rb).await.map(drop)
+    }
+
+    /// Sends and returns the body of a 2xx response; anything else is an error.
+    async fn send(&self, rb: RequestBuilder) -> Result<Vec<u8>> {
+        let connect = |source| ClientError::Connect {
+            server: self.server.clone(),
+            source,
+        };
+        let resp = rb.send().await.map_err(connect)?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(connect)?;
+        if status.is_success() {
+            Ok(body.to_vec())
+        } else {
+            Err(api_error(status, &body))
+        }
+    }
+
+    async fn send_json<T: DeserializeOwned>(&self, rb: RequestBuilder) -> Result<T> {
+        let body = self.send(rb).await?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+}
+
+fn page_params(page: &PageQuery) -> Vec<(&'static str, String)> {
+    let mut params = Vec::new();
+    if let Some(cursor) = &page.cursor {
+        params.push(("cursor", cursor.clone()));
+    }
+    if let Some(limit) = page.limit {
+        params.push(("limit", limit.to_string()));
+    }
+    params
+}
+
+fn check_token(token: &str) -> Result<()> {
+    bearer(token).map(drop)
+}
+
+fn bearer(token: &str) -> Result<HeaderValue> {
+    let bad = || {
+        ClientError::Config(
+            "the token is not usable: it must be non-empty visible ASCII without spaces".to_owned(),
+        )
+    };
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| bad())?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// Maps a non-2xx response to [`ClientError::Api`].
+fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
+    if let Ok(ErrorBody { error }) = serde_json::from_slice::<ErrorBody>(body) {
+        return ClientError::Api {
+            status: status.as_u16(),
+            code: error.code,
+            message: error.message,
+        };
+    }
+    let reason = status.canonical_reason().unwrap_or("unknown status");
+    let mut message = format!("the server answered {} {reason}", status.as_u16());
+    let text = String::from_utf8_lossy(body);
+    let snippet: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if !snippet.is_empty() && !snippet.starts_with('<') {
+        let short: String = snippet.chars().take(120).collect();
+        let ellipsis = if short.len() < snippet.len() {
+            "..."
+        } else {
+            ""
+        };
+        message.push_str(&format!(": {short}{ellipsis}"));
+    }
+    ClientError::Api {
+        status: status.as_u16(),
+        code: format!("http_{}", status.as_u16()),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests;

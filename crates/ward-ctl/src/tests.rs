@@ -1,0 +1,631 @@
+//! Command-line parsing, and whole commands against a tiny canned HTTP
+//! server on loopback.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Parser;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use ward_core::Role;
+
+use super::*;
+use crate::args::*;
+use crate::profile::{ConfigFile, Profile};
+
+#[derive(Debug, Parser)]
+#[command(name = "ctl")]
+struct T {
+    #[command(flatten)]
+    a: CtlArgs,
+}
+
+fn parse(line: &str) -> CtlArgs {
+    let argv = std::iter::once("ctl").chain(line.split_whitespace());
+    match T::try_parse_from(argv) {
+        Ok(t) => t.a,
+        Err(e) => panic!("{line}: {e}"),
+    }
+}
+
+fn parse_err(line: &str) -> clap::Error {
+    let argv = std::iter::once("ctl").chain(line.split_whitespace());
+    match T::try_parse_from(argv) {
+        Ok(t) => panic!("{line}: parsed as {t:?}"),
+        Err(e) => e,
+    }
+}
+
+// ---- parsing --------------------------------------------------------------
+
+#[test]
+fn the_command_definition_is_valid() {
+    use clap::CommandFactory;
+    T::command().debug_assert();
+}
+
+#[test]
+fn parses_login_and_global_flags_anywhere() {
+    let a =
+        parse("--server http://127.0.0.1:7600 login --tenant acme --user admin --password-stdin");
+    assert_eq!(a.server.as_deref(), Some("http://127.0.0.1:7600"));
+    assert_eq!(a.output, OutputFormat::Table);
+    let CtlCommand::Login(l) = a.command else {
+        panic!("not login")
+    };
+    assert_eq!((l.tenant.as_str(), l.user.as_str()), ("acme", "admin"));
+    assert!(l.password_stdin);
+
+    let a = parse("login --tenant acme --user admin --server https://w:1 --profile prod -o json --ca-cert ca.pem --token tk");
+    assert_eq!(a.server.as_deref(), Some("https://w:1"));
+    assert_eq!(a.profile.as_deref(), Some("prod"));
+    assert_eq!(a.output, OutputFormat::Json);
+    assert_eq!(a.ca_cert.as_deref(), Some(Path::new("ca.pem")));
+    assert_eq!(a.token.as_deref(), Some("tk"));
+    let CtlCommand::Login(l) = a.command else {
+        panic!("not login")
+    };
+    assert!(!l.password_stdin);
+
+    let a = parse("account list --output json");
+    assert_eq!(a.output, OutputFormat::Json);
+    parse_err("account list -o yaml");
+    parse_err("login --user admin --password-stdin");
+}
+
+#[test]
+fn parses_session_commands() {
+    assert!(matches!(parse("logout").command, CtlCommand::Logout));
+    assert!(matches!(parse("whoami").command, CtlCommand::Whoami));
+}
+
+#[test]
+fn parses_tenant_commands() {
+    assert!(matches!(
+        parse("tenant list").command,
+        CtlCommand::Tenant(TenantCommand::List)
+    ));
+    assert!(matches!(
+        parse("tenant show acme").command,
+        CtlCommand::Tenant(TenantCommand::Show { name }) if name == "acme"
+    ));
+    match parse("tenant create acme --region eu --owner-password-stdin").command {
+        CtlCommand::Tenant(TenantCommand::Create {
+            name,
+            region,
+            owner_password_stdin,
+        }) => {
+            assert_eq!(name, "acme");
+            assert_eq!(region.as_deref(), Some("eu"));
+            assert!(owner_password_stdin);
+        }
+        other => panic!("{other:?}"),
+    }
+    match parse("tenant create acme").command {
+        CtlCommand::Tenant(TenantCommand::Create {
+            region,
+            owner_password_stdin,
+            ..
+        }) => {
+            assert_eq!(region, None);
+            assert!(!owner_password_stdin);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        parse("tenant suspend acme").command,
+        CtlCommand::Tenant(TenantCommand::Suspend { name }) if name == "acme"
+    ));
+    assert!(matches!(
+        parse("tenant resume acme").command,
+        CtlCommand::Tenant(TenantCommand::Resume { name }) if name == "acme"
+    ));
+    parse_err("tenant show");
+}
+
+#[test]
+fn parses_account_commands() {
+    assert!(matches!(
+        parse("account list").command,
+        CtlCommand::Account(AccountCommand::List)
+    ));
+    assert!(matches!(
+        parse("account show bob").command,
+        CtlCommand::Account(AccountCommand::Show { name }) if name == "bob"
+    ));
+    match parse("account create bob --role auditor --password-stdin").command {
+        CtlCommand::Account(AccountCommand::Create {
+            name,
+            role,
+            password_stdin,
+        }) => {
+            assert_eq!(name, "bob");
+            assert_eq!(role, Role::Auditor);
+            assert!(password_stdin);
+        }
+        other => panic!("{other:?}"),
+    }
+    parse_err("account create bob --password-stdin");
+    let err = parse_err("account create bob --role root --password-stdin");
+    assert!(err.to_string().contains("helpdesk"), "{err}");
+    assert!(matches!(
+        parse("account delete bob").command,
+        CtlCommand::Account(AccountCommand::Delete { name }) if name == "bob"
+    ));
+    assert!(matches!(
+        parse("account set-role bob helpdesk").command,
+        CtlCommand::Account(AccountCommand::SetRole { name, role: Role::Helpdesk }) if name == "bob"
+    ));
+    parse_err("account set-role bob");
+    assert!(matches!(
+        parse("account unlock bob").command,
+        CtlCommand::Account(AccountCommand::Unlock { name }) if name == "bob"
+    ));
+    assert!(matches!(
+        parse("account passwd --password-stdin").command,
+        CtlCommand::Account(AccountCommand::Passwd {
+            name: None,
+            password_stdin: true
+        })
+    ));
+    assert!(matches!(
+        parse("account passwd bob --password-stdin").command,
+        CtlCommand::Account(AccountCommand::Passwd { name: Some(n), password_stdin: true }) if n == "bob"
+    ));
+}
+
+#[test]
+fn parses_lockout_apikey_and_audit_commands() {
+    assert!(matches!(
+        parse("lockout list").command,
+        CtlCommand::Lockout(LockoutCommand::List)
+    ));
+    match parse("apikey create ci --role auditor --expires-in 30d").command {
+        CtlCommand::Apikey(ApikeyCommand::Create {
+            name,
+            role,
+            expires_in,
+        }) => {
+            assert_eq!(name, "ci");
+            assert_eq!(role, Some(Role::Auditor));
+            assert_eq!(expires_in, Some(Duration::from_secs(30 * 86_400)));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        parse("apikey create ci").command,
+        CtlCommand::Apikey(ApikeyCommand::Create {
+            role: None,
+            expires_in: None,
+            ..
+        })
+    ));
+    parse_err("apikey create ci --expires-in soon");
+    assert!(matches!(
+        parse("apikey list").command,
+        CtlCommand::Apikey(ApikeyCommand::List)
+    ));
+    assert!(matches!(
+        parse("apikey revoke 01JABC").command,
+        CtlCommand::Apikey(ApikeyCommand::Revoke { id }) if id == "01JABC"
+    ));
+    let CtlCommand::Audit(AuditCommand::List(a)) = parse(
+        "audit list --actor bob --action account.create --result denied --since 1h --limit 20",
+    )
+    .command
+    else {
+        panic!("not audit list")
+    };
+    assert_eq!(a.actor.as_deref(), Some("bob"));
+    assert_eq!(a.action.as_deref(), Some("account.create"));
+    assert_eq!(a.result.as_deref(), Some("denied"));
+    assert_eq!(a.since, Some(Duration::from_secs(3600)));
+    assert_eq!(a.limit, Some(20));
+    let CtlCommand::Audit(AuditCommand::List(a)) = parse("audit list").command else {
+        panic!("not audit list")
+    };
+    assert_eq!((a.actor, a.since, a.limit), (None, None, None));
+    parse_err("audit list --limit 0");
+    parse_err("audit list --since tomorrow");
+}
+
+// ---- errors ---------------------------------------------------------------
+
+#[test]
+fn api_errors_print_with_code_and_status() {
+    let e = anyhow::Error::from(ClientError::Api {
+        status: 403,
+        code: "forbidden".into(),
+        message: "this needs the permission accounts.manage".into(),
+    });
+    assert_eq!(
+        error_message(&e),
+        "this needs the permission accounts.manage (forbidden, HTTP 403)"
+    );
+    let e = anyhow::anyhow!("line one\nline two").context("outer");
+    assert_eq!(error_message(&e), "outer: line one line two");
+}
+
+#[test]
+fn run_is_send() {
+    fn assert_send<F: Send>(_: &F) {}
+    let fut = run(parse("whoami"));
+    assert_send(&fut);
+}
+
+// ---- whole commands against a canned server -------------------------------
+
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    target: String,
+    authorization: Option<String>,
+    body: String,
+}
+
+type Responder = dyn Fn(&Seen) -> (u16, String) + Send + Sync;
+
+async fn serve(respond: Arc<Responder>) -> (String, Arc<Mutex<Vec<Seen>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let respond = respond.clone();
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let head_end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let mut lines = head.split("\r\n");
+                let mut start = lines.next().unwrap().split(' ');
+                let method = start.next().unwrap().to_owned();
+                let target = start.next().unwrap().to_owned();
+                let mut len = 0;
+                let mut authorization = None;
+                for l in lines {
+                    if let Some((k, v)) = l.split_once(": ") {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            len = v.parse().unwrap();
+                        }
+                        if k.eq_ignore_ascii_case("authorization") {
+                            authorization = Some(v.to_owned());
+                        }
+                    }
+                }
+                while buf.len() < head_end + len {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let req = Seen {
+                    method,
+                    target,
+                    authorization,
+                    body: String::from_utf8_lossy(&buf[head_end..]).to_string(),
+                };
+                let (status, body) = respond(&req);
+                log.lock().unwrap().push(req);
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                sock.write_all(resp.as_bytes()).await.ok();
+                sock.shutdown().await.ok();
+            });
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+fn whoami_json() -> serde_json::Value {
+    serde_json::json!({
+        "tenant": "acme", "account": "admin", "role": "owner", "operator": false,
+        "credential": "session", "permissions": ["accounts.read", "accounts.manage"]
+    })
+}
+
+fn account_json(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": format!("id-{name}"), "name": name, "role": "auditor",
+        "created_at": "2026-01-01T00:00:00.250Z", "failed_logins": 0
+    })
+}
+
+/// A server with a session `sess-1` for `admin` of `acme`.
+fn fake_ward(req: &Seen) -> (u16, String) {
+    let authed = req.authorization.as_deref() == Some("Bearer sess-1");
+    let target = req.target.as_str();
+    match (req.method.as_str(), target) {
+        ("POST", "/api/v1/auth/login") => {
+            let body: serde_json::Value = serde_json::from_str(&req.body).unwrap();
+            if body["password"] == "pw 1" {
+                let resp = serde_json::json!({
+                    "token": "sess-1", "expires_at": "2026-01-02T00:00:00Z", "whoami": whoami_json()
+                });
+                (200, resp.to_string())
+            } else {
+                (
+                    401,
+                    r#"{"error":{"code":"invalid_credentials","message":"wrong tenant, user name or password"}}"#.into(),
+                )
+            }
+        }
+        _ if !authed => (
+            401,
+            r#"{"error":{"code":"unauthenticated","message":"sign in first"}}"#.into(),
+        ),
+        ("POST", "/api/v1/auth/logout") => (204, String::new()),
+        ("GET", "/api/v1/whoami") => (200, whoami_json().to_string()),
+        ("GET", "/api/v1/accounts") => {
+            let page = serde_json::json!({"items": [account_json("admin")], "next_cursor": "p2"});
+            (200, page.to_string())
+        }
+        ("GET", t) if t.starts_with("/api/v1/accounts?cursor=p2") => {
+            let page = serde_json::json!({"items": [account_json("bob")]});
+            (200, page.to_string())
+        }
+        ("PUT", "/api/v1/accounts/admin/password") => (204, String::new()),
+        ("GET", t) if t.starts_with("/api/v1/audit") => (200, r#"{"items": []}"#.into()),
+        _ => (
+            404,
+            r#"{"error":{"code":"not_found","message":"no such thing"}}"#.into(),
+        ),
+    }
+}
+
+struct Run {
+    result: anyhow::Result<()>,
+    stdout: String,
+}
+
+async fn ctl(config: &Path, line: &str, stdin: &str) -> Run {
+    let args = parse(line);
+    let mut input = std::io::Cursor::new(stdin.as_bytes().to_vec());
+    let mut out = Vec::new();
+    let result = run_with(args, config.to_path_buf(), &mut input, &mut out).await;
+    Run {
+        result,
+        stdout: String::from_utf8(out).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn login_saves_a_profile_that_later_commands_use() {
+    let (url, seen) = serve(Arc::new(fake_ward)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ward").join("config.toml");
+
+    // Without --password-stdin: refused before anything is sent.
+    let r = ctl(
+        &config,
+        &format!("--server {url} login --tenant acme --user admin"),
+        "",
+    )
+    .await;
+    let err = error_message(&r.result.unwrap_err());
+    assert!(err.contains("--password-stdin"), "{err}");
+
+    let r = ctl(
+        &config,
+        &format!("--server {url} login --tenant acme --user admin"),
+        "pw 1\n",
+    )
+    .await;
+    assert!(r.result.is_err());
+    assert!(seen.lock().unwrap().is_empty());
+
+    // A wrong password is an API error.
+    let r = ctl(
+        &config,
+        &format!("--server {url} login --tenant acme --user admin --password-stdin"),
+        "nope\n",
+    )
+    .await;
+    assert_eq!(
+        error_message(&r.result.unwrap_err()),
+        "wrong tenant, user name or password (invalid_credentials, HTTP 401)"
+    );
+    assert!(!config.exists());
+
+    let r = ctl(
+        &config,
+        &format!("--server {url}/ login --tenant acme --user admin --password-stdin"),
+        "pw 1\r\n",
+    )
+    .await;
+    r.result.unwrap();
+    assert_eq!(
+        r.stdout,
+        format!("Logged in to {url} as admin (tenant acme, role owner). Profile default saved.\n")
+    );
+    let saved = ConfigFile::load(&config).unwrap();
+    assert_eq!(saved.current.as_deref(), Some("default"));
+    assert_eq!(
+        saved.profiles["default"],
+        Profile {
+            server: url.clone(),
+            tenant: Some("acme".into()),
+            user: Some("admin".into()),
+            token: Some("sess-1".into()),
+            ca_cert: None,
+        }
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&config).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // The profile gives the server and the token.
+    let r = ctl(&config, "whoami", "").await;
+    r.result.unwrap();
+    assert!(
+        r.stdout.starts_with("TENANT   ACCOUNT   ROLE"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("acme     admin     owner"),
+        "{}",
+        r.stdout
+    );
+
+    // Lists follow cursors, as a table and as one JSON array.
+    let r = ctl(&config, "account list", "").await;
+    r.result.unwrap();
+    let lines: Vec<_> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", r.stdout);
+    assert!(lines[0].starts_with("NAME    ROLE      CREATED"));
+    assert!(lines[1].starts_with("admin   auditor   2026-01-01T00:00:00Z"));
+    assert!(lines[2].starts_with("bob "));
+    let r = ctl(&config, "account list -o json", "").await;
+    r.result.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[1]["name"], "bob");
+
+    // Own password: current then new, the name from whoami.
+    let r = ctl(&config, "account passwd --password-stdin", "pw 1\npw 2\n").await;
+    r.result.unwrap();
+    assert_eq!(r.stdout, "Password of account admin changed.\n");
+    let body = seen.lock().unwrap().last().unwrap().body.clone();
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"current_password": "pw 1", "new_password": "pw 2"})
+    );
+
+    // API errors.
+    let r = ctl(&config, "account show nobody", "").await;
+    assert_eq!(
+        error_message(&r.result.unwrap_err()),
+        "no such thing (not_found, HTTP 404)"
+    );
+
+    // The audit filters reach the server.
+    let r = ctl(&config, "audit list --actor bob --since 1h --limit 5", "").await;
+    r.result.unwrap();
+    assert_eq!(
+        r.stdout,
+        "TIME   ACTOR   ON BEHALF OF   SOURCE   ACTION   TARGET   RESULT\n"
+    );
+    let target = seen.lock().unwrap().last().unwrap().target.clone();
+    assert!(
+        target.starts_with("/api/v1/audit?actor=bob&since=20"),
+        "{target}"
+    );
+    assert!(target.ends_with("&limit=5"), "{target}");
+
+    // The profile's token is not sent to another server.
+    let r = ctl(&config, "--server http://127.0.0.1:9 whoami", "").await;
+    let err = error_message(&r.result.unwrap_err());
+    assert!(err.starts_with(NOT_LOGGED_IN_PREFIX), "{err}");
+
+    // Logout forgets the token.
+    let r = ctl(&config, "logout", "").await;
+    r.result.unwrap();
+    assert_eq!(r.stdout, format!("Logged out of {url}.\n"));
+    let saved = ConfigFile::load(&config).unwrap();
+    assert_eq!(saved.profiles["default"].token, None);
+    assert_eq!(saved.profiles["default"].server, url);
+    let r = ctl(&config, "whoami", "").await;
+    assert_eq!(
+        error_message(&r.result.unwrap_err()),
+        "not logged in: run `ward ctl login ...` or set WARD_TOKEN"
+    );
+}
+
+const NOT_LOGGED_IN_PREFIX: &str = "not logged in: run `ward ctl login ...` or set WARD_TOKEN";
+
+#[tokio::test]
+async fn flags_alone_are_enough() {
+    let (url, seen) = serve(Arc::new(fake_ward)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let r = ctl(
+        &config,
+        &format!("whoami --server {url} --token sess-1 -o json"),
+        "",
+    )
+    .await;
+    r.result.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["account"], "admin");
+    assert_eq!(
+        seen.lock().unwrap()[0].authorization.as_deref(),
+        Some("Bearer sess-1")
+    );
+    assert!(!config.exists());
+}
+
+#[tokio::test]
+async fn missing_server_and_token_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let r = ctl(&config, "account list", "").await;
+    assert_eq!(
+        error_message(&r.result.unwrap_err()),
+        "no server: pass --server URL or run `ward ctl --server URL login ...`"
+    );
+    let r = ctl(&config, "--server http://127.0.0.1:9 account list", "").await;
+    assert_eq!(
+        error_message(&r.result.unwrap_err()),
+        "not logged in: run `ward ctl login ...` or set WARD_TOKEN"
+    );
+    let r = ctl(&config, "--server ftp://x --token t account list", "").await;
+    let err = error_message(&r.result.unwrap_err());
+    assert!(err.starts_with("invalid server URL \"ftp://x\""), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_one_clear_line() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let dir = tempfile::tempdir().unwrap();
+    let r = ctl(
+        &dir.path().join("config.toml"),
+        &format!("--server http://{addr} --token t tenant list"),
+        "",
+    )
+    .await;
+    let err = error_message(&r.result.unwrap_err());
+    assert!(
+        err.starts_with(&format!("cannot reach the Ward server at http://{addr}: ")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_ca_file_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = ctl(
+        &dir.path().join("config.toml"),
+        "--server https://127.0.0.1:9 --token t --ca-cert /nonexistent/ca.pem whoami",
+        "",
+    )
+    .await;
+    let err = error_message(&r.result.unwrap_err());
+    assert!(
+        err.starts_with("cannot read the CA certificate /nonexistent/ca.pem"),
+        "{err}"
+    );
+}

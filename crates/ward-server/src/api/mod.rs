@@ -1,0 +1,91 @@
+//! The REST API under `/api/v1`, and its OpenAPI document.
+//!
+//! Every handler is annotated for the OpenAPI document and registered with
+//! `routes!`, so the document cannot list a route the router lacks or miss
+//! one it has.
+
+mod accounts;
+mod apikeys;
+mod audit;
+mod auth;
+mod lockouts;
+mod tenants;
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use ward_store::PageRequest;
+
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Ward API", description = "Ward's control-plane API. Authenticate with `Authorization: Bearer <token>`: a session token from `POST /api/v1/auth/login` or an API key."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Sign in, sign out, who am I"),
+        (name = "tenants", description = "The service's tenants (operators only)"),
+        (name = "accounts", description = "Administrator accounts: the owner and its sub-accounts"),
+        (name = "apikeys", description = "The caller's API keys"),
+        (name = "audit", description = "The admin audit trail (read-only)"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API router and the OpenAPI document describing it.
+pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::whoami))
+        .routes(routes!(tenants::list, tenants::create))
+        .routes(routes!(tenants::show, tenants::update))
+        .routes(routes!(accounts::list, accounts::create))
+        .routes(routes!(accounts::show, accounts::delete))
+        .routes(routes!(accounts::set_role))
+        .routes(routes!(accounts::set_password))
+        .routes(routes!(accounts::unlock))
+        .routes(routes!(lockouts::list))
+        .routes(routes!(lockouts::clear_address))
+        .routes(routes!(apikeys::list, apikeys::create))
+        .routes(routes!(apikeys::revoke))
+        .routes(routes!(audit::list))
+        .split_for_parts()
+}
+
+/// The document as served at `/api/v1/openapi.json`.
+pub fn openapi_json(
+    doc: utoipa::openapi::OpenApi,
+) -> impl Fn() -> std::future::Ready<Json<utoipa::openapi::OpenApi>> + Clone {
+    move || std::future::ready(Json(doc.clone()))
+}
+
+fn page_request(q: &ward_api::PageQuery) -> PageRequest {
+    PageRequest::new(q.cursor.clone(), q.limit)
+}
+
+fn page<T, U>(p: ward_store::Page<T>, f: impl FnMut(T) -> U) -> ward_api::Page<U> {
+    let p = p.map(f);
+    ward_api::Page {
+        items: p.items,
+        next_cursor: p.next_cursor,
+    }
+}
+
+fn opt_time(t: Option<i64>) -> Option<String> {
+    t.map(ward_core::time::rfc3339)
+}

@@ -1,0 +1,200 @@
+//! Signing in with a password, with slow-down and lock-out.
+//!
+//! Failed sign-ins are counted per account and per source address (per
+//! tenant). After `slow_after` failures of an account each further failure is
+//! answered more slowly; after `lock_after` the account is locked for
+//! `lock_for`; an address with `address_lock_after` failures inside
+//! `address_window` is locked likewise, whatever account names it tries. The
+//! counts live in the store, so every server replica sees the same ones, and
+//! owners see the lock-outs (`GET /api/v1/lockouts`).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ward_api::{LoginRequest, LoginResponse};
+use ward_core::time::rfc3339;
+use ward_core::{ErrorCode, TenantState};
+
+use super::principal::{Credential, Principal};
+use super::{password, token};
+use crate::audit::{AuditNote, AuditSlot};
+use crate::error::{ApiError, ApiResult};
+use crate::state::{now_ms, AppState};
+
+/// The longest a failed sign-in is delayed.
+const MAX_DELAY: Duration = Duration::from_secs(5);
+
+pub async fn login(
+    state: &AppState,
+    peer: IpAddr,
+    audit: &AuditSlot,
+    req: LoginRequest,
+) -> ApiResult<LoginResponse> {
+    audit.set(AuditNote::action(
+        "auth.login",
+        format!("account:{}", req.username),
+    ));
+    if req.tenant.len() > 64 || req.username.len() > 64 || req.password.len() > password::MAX_LEN {
+        return Err(ApiError::new(
+            ErrorCode::InvalidField,
+            "tenant, username or password too long",
+        ));
+    }
+    let store = &state.store;
+    let now = now_ms();
+    let ip = peer.to_string();
+    let limits = &state.config.login;
+
+    let Some(tenant) = store.tenant_by_name(&req.tenant).await? else {
+        // Take as long as a real check, so tenant names cannot be probed by timing.
+        password::verify(req.password, None).await;
+        audit.update(|n| n.detail = Some(format!("unknown tenant {:?}", req.tenant)));
+        state.metrics.login("failure");
+        return Err(bad_credentials());
+    };
+    audit.update(|n| n.tenant_id = Some(tenant.id.clone()));
+
+    if let Some(l) = store.address_lockout(&tenant.id, &ip).await? {
+        if let Some(until) = l.locked_until.filter(|u| *u > now) {
+            audit.update(|n| n.detail = Some("source address locked out".into()));
+            state.metrics.login("locked");
+            return Err(ApiError::new(
+                ErrorCode::LockedOut,
+                format!(
+                    "too many failed sign-ins from this address; try again after {}",
+                    rfc3339(until)
+                ),
+            ));
+        }
+    }
+
+    let account = store.account_by_name(&tenant.id, &req.username).await?;
+    if let Some(acc) = &account {
+        audit.update(|n| n.actor = Some((acc.id.clone(), acc.name.clone(), acc.role)));
+        if let Some(until) = acc.locked_until.filter(|u| *u > now) {
+            audit.update(|n| n.detail = Some("account locked out".into()));
+            state.metrics.login("locked");
+            return Err(ApiError::new(
+                ErrorCode::LockedOut,
+                format!(
+                    "this account is locked after repeated failed sign-ins until {}; an owner or admin can unlock it",
+                    rfc3339(until)
+                ),
+            ));
+        }
+    }
+
+    let ok = password::verify(
+        req.password,
+        account.as_ref().map(|a| a.password_hash.clone()),
+    )
+    .await;
+    let account = match account {
+        Some(acc) if ok => acc,
+        known => {
+            let account_failures = match known {
+                Some(acc) => {
+                    let n = store.record_login_failure(&tenant.id, &acc.id).await?;
+                    if n >= i64::from(limits.lock_after) {
+                        store
+                            .lock_account(&tenant.id, &acc.id, now + millis(limits.lock_for))
+                            .await?;
+                        audit.update(|n| {
+                            n.detail = Some("wrong password; account now locked".into())
+                        });
+                    } else {
+                        audit.update(|n| n.detail = Some("wrong password".into()));
+                    }
+                    n
+                }
+                None => {
+                    audit.update(|n| n.detail = Some("unknown account".into()));
+                    0
+                }
+            };
+            let addr = store
+                .record_address_failure(&tenant.id, &ip, now, millis(limits.address_window))
+                .await?;
+            if addr.failures >= i64::from(limits.address_lock_after) {
+                store
+                    .lock_address(&tenant.id, &ip, now + millis(limits.lock_for))
+                    .await?;
+            }
+            state.metrics.login("failure");
+            let failures = account_failures.max(addr.failures / 3);
+            if let Some(delay) = slow_down(failures, limits.slow_after) {
+                tokio::time::sleep(delay).await;
+            }
+            return Err(bad_credentials());
+        }
+    };
+
+    if tenant.state == TenantState::Suspended {
+        audit.update(|n| n.detail = Some("tenant suspended".into()));
+        return Err(ApiError::new(
+            ErrorCode::TenantSuspended,
+            "the tenant is suspended; contact the operator",
+        ));
+    }
+
+    store
+        .record_login_success(&tenant.id, &account.id, now)
+        .await?;
+    let token = token::new_session_token();
+    let expires_at = now + millis(state.config.session_ttl);
+    let session = store
+        .create_session(
+            &tenant.id,
+            &account.id,
+            &token::hash(&token),
+            &ip,
+            now,
+            expires_at,
+        )
+        .await?;
+    state.metrics.login("success");
+    let principal = Principal {
+        tenant,
+        account,
+        credential: Credential::Session { id: session.id },
+    };
+    Ok(LoginResponse {
+        token,
+        expires_at: rfc3339(expires_at),
+        whoami: principal.whoami(),
+    })
+}
+
+fn bad_credentials() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidCredentials,
+        "wrong tenant, user name or password",
+    )
+}
+
+/// The delay before answering the `failures`-th failure in a row.
+pub fn slow_down(failures: i64, slow_after: u32) -> Option<Duration> {
+    let over = failures - i64::from(slow_after);
+    if over <= 0 {
+        return None;
+    }
+    let ms = 250u64.saturating_mul(1u64 << (over - 1).clamp(0, 10));
+    Some(Duration::from_millis(ms).min(MAX_DELAY))
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_then_cap() {
+        assert_eq!(slow_down(3, 3), None);
+        assert_eq!(slow_down(4, 3), Some(Duration::from_millis(250)));
+        assert_eq!(slow_down(5, 3), Some(Duration::from_millis(500)));
+        assert_eq!(slow_down(100, 3), Some(MAX_DELAY));
+    }
+}

@@ -1,0 +1,124 @@
+//! The request context every protected handler takes, and through it the one
+//! authorisation check.
+//!
+//! A handler names the action it performs (for the audit trail), the
+//! [`Permission`] it needs and the [`Target`] it touches, and calls
+//! [`Ctx::authorize`]; that applies [`ward_core::authorize`] to the caller.
+//! There is no other way to reach the store from a protected handler than
+//! through a `Ctx`, and no `Ctx` without an authenticated principal.
+
+use std::net::IpAddr;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use ward_core::{ErrorCode, Permission, Target};
+
+use crate::audit::{AuditNote, AuditSlot, Authentication, PeerAddr};
+use crate::auth::{AuthFailure, Principal};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub struct Ctx {
+    pub state: AppState,
+    pub principal: Principal,
+    pub peer: IpAddr,
+    audit: AuditSlot,
+}
+
+impl Ctx {
+    /// Say what this request does, for the audit trail.
+    pub fn action(&self, action: &str, target: impl Into<String>) {
+        let target = target.into();
+        self.audit.update(|n| {
+            n.action = Some(action.to_owned());
+            n.target = Some(target);
+        });
+    }
+
+    /// Add a detail to the audit record (why something failed).
+    pub fn detail(&self, detail: impl Into<String>) {
+        let d = detail.into();
+        self.audit.update(|n| n.detail = Some(d));
+    }
+
+    /// The one authorisation check. Refusals are recorded in the trail by the
+    /// audit middleware (the response is a 403).
+    pub fn authorize(&self, perm: Permission, target: Target<'_>) -> Result<(), ApiError> {
+        ward_core::authorize(&self.principal.actor(), perm, target).map_err(|denial| {
+            self.detail(denial.to_string());
+            ApiError::new(ErrorCode::Forbidden, denial.to_string())
+        })
+    }
+
+    /// Shorthand: the tenant as a whole.
+    pub fn tenant_target(&self) -> Target<'_> {
+        Target::Tenant {
+            tenant_id: &self.principal.tenant.id,
+        }
+    }
+
+    pub fn tenant_id(&self) -> &str {
+        &self.principal.tenant.id
+    }
+}
+
+impl FromRequestParts<AppState> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let audit = parts
+            .extensions
+            .get::<AuditSlot>()
+            .cloned()
+            .unwrap_or_default();
+        let peer = parts
+            .extensions
+            .get::<PeerAddr>()
+            .map(|p| p.0.ip())
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let principal = match parts.extensions.get::<Authentication>() {
+            Some(Authentication(Ok(p))) => p.clone(),
+            Some(Authentication(Err(f))) => return Err(f.clone().into()),
+            None => return Err(AuthFailure::Missing.into()),
+        };
+        Ok(Ctx {
+            state: state.clone(),
+            principal,
+            peer,
+            audit,
+        })
+    }
+}
+
+/// The audit slot and peer for handlers that run before anyone is signed in.
+pub struct Anonymous {
+    pub peer: IpAddr,
+    pub audit: AuditSlot,
+}
+
+impl FromRequestParts<AppState> for Anonymous {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        let audit = parts
+            .extensions
+            .get::<AuditSlot>()
+            .cloned()
+            .unwrap_or_default();
+        let peer = parts
+            .extensions
+            .get::<PeerAddr>()
+            .map(|p| p.0.ip())
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        Ok(Anonymous { peer, audit })
+    }
+}
+
+impl Anonymous {
+    pub fn note(&self, note: AuditNote) {
+        self.audit.set(note);
+    }
+}

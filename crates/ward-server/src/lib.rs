@@ -1,0 +1,385 @@
+//! Ward's control plane: `ward server`.
+//!
+//! The REST API (`/api/v1`, with its OpenAPI document), sign-in and
+//! credentials, the admin audit trail, health, readiness and metrics, served
+//! over HTTP on loopback or HTTPS elsewhere.
+//!
+//! **Architecture invariants:**
+//! - Every protected handler takes a [`ctx::Ctx`] and calls
+//!   [`ctx::Ctx::authorize`] — the one authorisation check — before it reads
+//!   or writes anything.
+//! - The audit trail is written in one place, [`audit::authenticate_and_record`];
+//!   handlers only describe their action.
+//! - Handlers reach the store only with the caller's tenant id; nothing here
+//!   builds SQL.
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod ctx;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+mod pages;
+pub mod serve;
+pub mod state;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use ward_core::ErrorCode;
+use ward_store::Store;
+
+pub use bootstrap::Bootstrapped;
+pub use config::{LogFormat, ServerArgs, ServerConfig, TlsMode};
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+
+/// The largest request body the API accepts.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Build the whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let (api, doc) = api::router();
+    Router::new()
+        .merge(api)
+        .route("/api/v1/openapi.json", get(api::openapi_json(doc)))
+        .route("/healthz", get(pages::healthz))
+        .route("/readyz", get(pages::readyz))
+        .route("/metrics", get(pages::metrics))
+        .route("/", get(pages::landing))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(
+            state.clone(),
+            audit::authenticate_and_record,
+        ))
+        .layer(from_fn_with_state(state.clone(), count_request))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal().into_response()
+        }))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        "no such endpoint; the API is described at /api/v1/openapi.json",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this endpoint does not support that method",
+    )
+}
+
+async fn count_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(req).await;
+    state.metrics.request(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// A started server.
+pub struct Running {
+    /// The address actually bound (useful with port 0).
+    pub addr: SocketAddr,
+    /// The URL of the console and API.
+    pub url: String,
+    /// Set when the listener uses a certificate from Ward's own CA.
+    pub ca: Option<OwnCa>,
+    /// Set on the first start: the bootstrap accounts' passwords.
+    pub bootstrapped: Option<Bootstrapped>,
+    pub store: Store,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    jobs: JoinHandle<()>,
+}
+
+/// Ward's own CA, when it signed the listener's certificate.
+#[derive(Debug, Clone)]
+pub struct OwnCa {
+    pub fingerprint: String,
+    pub cert_path: PathBuf,
+}
+
+impl Running {
+    /// Stop accepting, let open requests finish, close the store.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+        self.jobs.abort();
+        self.store.close().await;
+    }
+}
+
+/// Open the store (migrating it), bootstrap an empty one, bind, and serve.
+pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
+    if config.is_sqlite() || config.tls == TlsMode::OwnCa {
+        create_private_dir(&config.data_dir)?;
+    }
+    let store = Store::connect(&config.database).await?;
+    store
+        .migrate()
+        .await
+        .context("applying database migrations")?;
+    let region = config
+        .regions
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "local".into());
+    let bootstrapped = bootstrap::bootstrap(&store, &region).await?;
+    let system = store
+        .tenant_by_name(ward_core::SYSTEM_TENANT)
+        .await?
+        .context("the store has tenants but no system tenant; it was not created by Ward")?;
+
+    let (tls, ca) = tls_config(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    config.listen = addr;
+    let url = config.url();
+
+    let metrics = Arc::new(Metrics::new());
+    metrics.store_ready.set(1);
+    let state = AppState {
+        store: store.clone(),
+        config: Arc::new(config),
+        metrics: metrics.clone(),
+        system_tenant_id: system.id.into(),
+    };
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(serve::serve(listener, tls, app(state), async {
+        let _ = rx.await;
+    }));
+    let jobs = tokio::spawn(background_jobs(store.clone(), metrics));
+    tracing::info!(%addr, %url, backend = store.backend().as_str(), "ward server listening");
+    Ok(Running {
+        addr,
+        url,
+        ca,
+        bootstrapped,
+        store,
+        shutdown: Some(tx),
+        task,
+        jobs,
+    })
+}
+
+/// Housekeeping: expired sessions, and the readiness gauge.
+async fn background_jobs(store: Store, metrics: Arc<Metrics>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        metrics
+            .store_ready
+            .set(i64::from(store.ready().await.is_ok()));
+        match store.delete_expired_sessions(state::now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(sessions = n, "removed expired sessions"),
+            Err(e) => tracing::warn!(error = %e, "cannot remove expired sessions"),
+        }
+    }
+}
+
+fn tls_config(
+    config: &ServerConfig,
+) -> anyhow::Result<(Option<Arc<rustls::ServerConfig>>, Option<OwnCa>)> {
+    const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+    match &config.tls {
+        TlsMode::Off => Ok((None, None)),
+        TlsMode::Files { cert, key } => {
+            let chain = ward_pki::load_certs(cert)?;
+            let key = ward_pki::load_private_key(key)?;
+            Ok((Some(ward_pki::server_config(chain, key, ALPN)?), None))
+        }
+        TlsMode::OwnCa => {
+            let dir = config.data_dir.join("pki");
+            let (ca, created) = ward_pki::load_or_create_ca(&dir, "Ward server CA")?;
+            if created {
+                tracing::info!(fingerprint = %ca.fingerprint(), "created Ward's own CA");
+            }
+            let mut ips: Vec<IpAddr> = vec![
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+            ];
+            if !config.listen.ip().is_unspecified() {
+                ips.push(config.listen.ip());
+            }
+            let mut names = vec!["localhost".to_owned()];
+            if let Some(host) = config.public_url.as_deref().and_then(url_host) {
+                match host.parse::<IpAddr>() {
+                    Ok(ip) => ips.push(ip),
+                    Err(_) => names.push(host),
+                }
+            }
+            let leaf = ca.issue_server(&names, &ips, Duration::from_secs(365 * 24 * 3600))?;
+            let tls = ward_pki::server_config(leaf.chain_der()?, leaf.private_key_der()?, ALPN)?;
+            let own = OwnCa {
+                fingerprint: ca.fingerprint(),
+                cert_path: dir.join(ward_pki::CA_CERT_FILE),
+            };
+            Ok((Some(tls), Some(own)))
+        }
+    }
+}
+
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(authority),
+    };
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict the data directory {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Start, tell the person how to sign in, and serve until SIGTERM or Ctrl-C.
+pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
+    let running = start(config).await?;
+    print_banner(&running);
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}
+
+fn print_banner(r: &Running) {
+    let ctl_ca =
+        r.ca.as_ref()
+            .map(|c| format!(" --ca-cert {}", c.cert_path.display()))
+            .unwrap_or_default();
+    println!();
+    println!("Ward is running.");
+    println!("  Console and API:  {}/", r.url);
+    if let Some(ca) = &r.ca {
+        println!(
+            "  HTTPS certificate from Ward's own CA, {}",
+            ca.cert_path.display()
+        );
+        println!("  CA fingerprint:   {}", ca.fingerprint);
+    }
+    match &r.bootstrapped {
+        Some(b) => {
+            println!();
+            println!("First start: created the operator and the first tenant.");
+            if b.from_env {
+                println!("  Both passwords are the one in WARD_BOOTSTRAP_PASSWORD.");
+            } else {
+                println!("  These passwords are shown only now; change them with `ward ctl account passwd`.");
+            }
+            println!(
+                "  Tenant owner:  tenant default, user admin, password {}",
+                shown(b, &b.admin_password)
+            );
+            println!(
+                "  Operator:      tenant system,  user operator, password {}",
+                shown(b, &b.operator_password)
+            );
+            println!();
+            println!("Sign in with the command-line client:");
+            println!(
+                "  ward ctl --server {}{ctl_ca} login --tenant default --user admin --password-stdin",
+                r.url
+            );
+        }
+        None => {
+            println!(
+                "Sign in: ward ctl --server {}{ctl_ca} login --tenant TENANT --user USER --password-stdin",
+                r.url
+            );
+        }
+    }
+    println!();
+}
+
+fn shown<'a>(b: &Bootstrapped, p: &'a str) -> &'a str {
+    if b.from_env {
+        "(from WARD_BOOTSTRAP_PASSWORD)"
+    } else {
+        p
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
