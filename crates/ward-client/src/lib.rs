@@ -35,9 +35,9 @@ use serde::Serialize;
 
 pub use reqwest::Url;
 use ward_api::{
-    Account, ApiKey, ApiKeyCreated, AuditEvent, AuditQuery, CreateAccount, CreateApiKey,
-    CreateTenant, ErrorBody, Lockout, LoginRequest, LoginResponse, Page, PageQuery, SetPassword,
-    SetRole, Tenant, UpdateTenant, WhoAmI, API_PREFIX,
+    Account, ApiKey, ApiKeyCreated, AuditEvent, AuditQuery, CreateAccount, CreateApiKey, CreateTenant, ErrorBody,
+    Lockout, LoginRequest, LoginResponse, Page, PageQuery, SetPassword, SetRole, Tenant, UpdateTenant, WhoAmI,
+    API_PREFIX,
 };
 
 /// How long establishing a connection (TCP and TLS) may take.
@@ -58,18 +58,11 @@ pub enum ClientError {
     /// `code` is the stable code of the [`ErrorBody`] (`not_found`,
     /// `forbidden`, ...), or `http_<status>` when the body was not one.
     #[error("{message} ({code}, HTTP {status})")]
-    Api {
-        status: u16,
-        code: String,
-        message: String,
-    },
+    Api { status: u16, code: String, message: String },
     /// The server could not be reached, or the exchange broke off (refused
     /// connection, DNS, TLS, timeout).
     #[error("cannot reach the Ward server at {server}: {}", innermost_cause(.source))]
-    Connect {
-        server: String,
-        source: reqwest::Error,
-    },
+    Connect { server: String, source: reqwest::Error },
     /// A 2xx response whose body is not what the endpoint returns.
     #[error("unexpected response from the Ward server: {0}")]
     Decode(String),
@@ -151,11 +144,7 @@ pub fn parse_server_url(server: &str) -> Result<Url> {
     let url = Url::parse(server).map_err(|e| bad(&e.to_string()))?;
     match url.scheme() {
         "http" | "https" => {}
-        other => {
-            return Err(bad(&format!(
-                "the scheme must be http or https, not {other:?}"
-            )))
-        }
+        other => return Err(bad(&format!("the scheme must be http or https, not {other:?}"))),
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(bad("it has no host"));
@@ -195,12 +184,10 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none());
         if base.scheme() == "https" {
             if let Some(pem) = &config.ca_cert_pem {
-                let roots = ward_pki::certs_from_pem(pem).map_err(|e| {
-                    ClientError::Config(format!("cannot use the CA certificate: {e}"))
-                })?;
-                let tls = ward_pki::client_config(&roots, &[b"h2", b"http/1.1"]).map_err(|e| {
-                    ClientError::Config(format!("cannot use the CA certificate: {e}"))
-                })?;
+                let roots = ward_pki::certs_from_pem(pem)
+                    .map_err(|e| ClientError::Config(format!("cannot use the CA certificate: {e}")))?;
+                let tls = ward_pki::client_config(&roots, &[b"h2", b"http/1.1"])
+                    .map_err(|e| ClientError::Config(format!("cannot use the CA certificate: {e}")))?;
                 builder = builder.tls_backend_preconfigured((*tls).clone());
             }
         }
@@ -244,8 +231,7 @@ impl Client {
 
     /// `POST /auth/logout`: ends the session of the client's token.
     pub async fn logout(&self) -> Result<()> {
-        self.empty(Method::POST, &["auth", "logout"], None::<&()>)
-            .await
+        self.empty(Method::POST, &["auth", "logout"], None::<&()>).await
     }
 
     /// `GET /whoami`.
@@ -268,14 +254,12 @@ impl Client {
 
     /// `GET /tenants/{name}`.
     pub async fn get_tenant(&self, name: &str) -> Result<Tenant> {
-        self.call(Method::GET, &["tenants", name], &[], None::<&()>)
-            .await
+        self.call(Method::GET, &["tenants", name], &[], None::<&()>).await
     }
 
     /// `PATCH /tenants/{name}`.
     pub async fn update_tenant(&self, name: &str, req: &UpdateTenant) -> Result<Tenant> {
-        self.call(Method::PATCH, &["tenants", name], &[], Some(req))
-            .await
+        self.call(Method::PATCH, &["tenants", name], &[], Some(req)).await
     }
 
     // ---- accounts ---------------------------------------------------------
@@ -293,14 +277,12 @@ impl Client {
 
     /// `GET /accounts/{name}`.
     pub async fn get_account(&self, name: &str) -> Result<Account> {
-        self.call(Method::GET, &["accounts", name], &[], None::<&()>)
-            .await
+        self.call(Method::GET, &["accounts", name], &[], None::<&()>).await
     }
 
     /// `DELETE /accounts/{name}`.
     pub async fn delete_account(&self, name: &str) -> Result<()> {
-        self.empty(Method::DELETE, &["accounts", name], None::<&()>)
-            .await
+        self.empty(Method::DELETE, &["accounts", name], None::<&()>).await
     }
 
     /// `PUT /accounts/{name}/role`.
@@ -317,13 +299,8 @@ impl Client {
 
     /// `POST /accounts/{name}/unlock`.
     pub async fn unlock_account(&self, name: &str) -> Result<Account> {
-        self.call(
-            Method::POST,
-            &["accounts", name, "unlock"],
-            &[],
-            None::<&()>,
-        )
-        .await
+        self.call(Method::POST, &["accounts", name, "unlock"], &[], None::<&()>)
+            .await
     }
 
     // ---- lock-outs --------------------------------------------------------
@@ -349,8 +326,7 @@ impl Client {
 
     /// `DELETE /apikeys/{id}`.
     pub async fn revoke_api_key(&self, id: &str) -> Result<()> {
-        self.empty(Method::DELETE, &["apikeys", id], None::<&()>)
-            .await
+        self.empty(Method::DELETE, &["apikeys", id], None::<&()>).await
     }
 
     // ---- audit ------------------------------------------------------------
@@ -373,8 +349,7 @@ impl Client {
             cursor: query.cursor,
             limit: query.limit,
         }));
-        self.call(Method::GET, &["audit"], &params, None::<&()>)
-            .await
+        self.call(Method::GET, &["audit"], &params, None::<&()>).await
     }
 
     // ---- pagination -------------------------------------------------------
@@ -406,11 +381,7 @@ impl Client {
                     if left == 0 {
                         break;
                     }
-                    Some(
-                        u32::try_from(left)
-                            .unwrap_or(MAX_PAGE_LIMIT)
-                            .min(MAX_PAGE_LIMIT),
-                    )
+                    Some(u32::try_from(left).unwrap_or(MAX_PAGE_LIMIT).min(MAX_PAGE_LIMIT))
                 }
                 None => None,
             };
@@ -442,19 +413,14 @@ impl Client {
 
     /// `base` + `/api/v1` + the segments, each percent-encoded, + the query.
     fn url(&self, segments: &[&str], params: &[(&str, String)]) -> Result<Url> {
-        if let Some(bad) = segments
-            .iter()
-            .find(|s| s.is_empty() || **s == "." || **s == "..")
-        {
-            return Err(ClientError::Config(format!(
-                "{bad:?} is not a valid name or id"
-            )));
+        if let Some(bad) = segments.iter().find(|s| s.is_empty() || **s == "." || **s == "..") {
+            return Err(ClientError::Config(format!("{bad:?} is not a valid name or id")));
         }
         let mut url = self.base.clone();
         {
-            let mut path = url.path_segments_mut().map_err(|()| {
-                ClientError::Config(format!("{} cannot be a base URL", self.server))
-            })?;
+            let mut path = url
+                .path_segments_mut()
+                .map_err(|()| ClientError::Config(format!("{} cannot be a base URL", self.server)))?;
             path.pop_if_empty();
             path.extend(API_PREFIX.split('/').filter(|s| !s.is_empty()));
             path.extend(segments);
@@ -497,12 +463,7 @@ impl Client {
         self.send_json(rb).await
     }
 
-    async fn empty<B: Serialize + ?Sized>(
-        &self,
-        method: Method,
-        segments: &[&str],
-        body: Option<&B>,
-    ) -> Result<()> {
+    async fn empty<B: Serialize + ?Sized>(&self, method: Method, segments: &[&str], body: Option<&B>) -> Result<()> {
         let rb = self.request(method, segments, &[], body)?;
         self.send(rb).await.map(drop)
     }
@@ -545,11 +506,8 @@ fn check_token(token: &str) -> Result<()> {
 }
 
 fn bearer(token: &str) -> Result<HeaderValue> {
-    let bad = || {
-        ClientError::Config(
-            "the token is not usable: it must be non-empty visible ASCII without spaces".to_owned(),
-        )
-    };
+    let bad =
+        || ClientError::Config("the token is not usable: it must be non-empty visible ASCII without spaces".to_owned());
     if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(bad());
     }
@@ -573,11 +531,7 @@ fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
     let snippet: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if !snippet.is_empty() && !snippet.starts_with('<') {
         let short: String = snippet.chars().take(120).collect();
-        let ellipsis = if short.len() < snippet.len() {
-            "..."
-        } else {
-            ""
-        };
+        let ellipsis = if short.len() < snippet.len() { "..." } else { "" };
         message.push_str(&format!(": {short}{ellipsis}"));
     }
     ClientError::Api {

@@ -59,10 +59,7 @@ fn client(server: &str) -> Client {
 fn builds_percent_encoded_urls_under_the_base_path() {
     let c = client("http://127.0.0.1:7600");
     let url = c.url(&["accounts", "a b/c?d#e"], &[]).unwrap();
-    assert_eq!(
-        url.as_str(),
-        "http://127.0.0.1:7600/api/v1/accounts/a%20b%2Fc%3Fd%23e"
-    );
+    assert_eq!(url.as_str(), "http://127.0.0.1:7600/api/v1/accounts/a%20b%2Fc%3Fd%23e");
     for bad in ["", ".", ".."] {
         let err = c.url(&["accounts", bad], &[]).unwrap_err();
         assert!(matches!(err, ClientError::Config(_)), "{bad:?}");
@@ -71,10 +68,7 @@ fn builds_percent_encoded_urls_under_the_base_path() {
     assert_eq!(url.path(), "/api/v1/accounts/..x");
     let c = client("https://example.com/ward/");
     let url = c
-        .url(
-            &["audit"],
-            &[("since", "2026-01-01T00:00:00+01:00".to_owned())],
-        )
+        .url(&["audit"], &[("since", "2026-01-01T00:00:00+01:00".to_owned())])
         .unwrap();
     assert_eq!(
         url.as_str(),
@@ -104,10 +98,7 @@ fn refuses_a_ca_that_is_not_pem() {
     })
     .unwrap_err();
     assert!(matches!(err, ClientError::Config(_)));
-    assert!(
-        err.to_string().starts_with("cannot use the CA certificate"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("cannot use the CA certificate"), "{err}");
     // Irrelevant for http: ignored.
     Client::new(ClientConfig {
         server: "http://127.0.0.1:7600".to_owned(),
@@ -125,10 +116,7 @@ fn maps_an_error_body() {
     let err = api_error(StatusCode::NOT_FOUND, body);
     assert_eq!(err.status(), Some(404));
     assert_eq!(err.code(), Some("not_found"));
-    assert_eq!(
-        err.to_string(),
-        "no account named bob (not_found, HTTP 404)"
-    );
+    assert_eq!(err.to_string(), "no account named bob (not_found, HTTP 404)");
 }
 
 #[test]
@@ -179,10 +167,7 @@ async fn serve(respond: Arc<Responder>) -> (String, Arc<Mutex<Vec<Seen>>>) {
 }
 
 /// [`serve`], over TLS when an acceptor is given.
-async fn serve_on(
-    respond: Arc<Responder>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-) -> (String, Arc<Mutex<Vec<Seen>>>) {
+async fn serve_on(respond: Arc<Responder>, tls: Option<tokio_rustls::TlsAcceptor>) -> (String, Arc<Mutex<Vec<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -304,20 +289,22 @@ async fn sends_the_token_and_user_agent_and_decodes() {
 
 #[tokio::test]
 async fn posts_json_and_accepts_empty_answers() {
-    let (url, seen) = serve(Arc::new(|req: &Seen| match (req.method.as_str(), req.target.as_str()) {
-        ("POST", "/api/v1/auth/login") => (
-            200,
-            JSON,
-            serde_json::json!({
-                "token": "sess-1", "expires_at": "2026-01-01T00:00:00Z",
-                "whoami": {"tenant": "acme", "account": "admin", "role": "owner", "operator": false,
-                           "credential": "session", "permissions": ["accounts.read"]}
-            })
-            .to_string(),
-        ),
-        ("POST", "/api/v1/auth/logout") | ("DELETE", "/api/v1/accounts/bob") => (204, JSON, String::new()),
-        ("PUT", "/api/v1/accounts/bob/password") => (204, JSON, String::new()),
-        _ => (500, "text/plain", "boom".into()),
+    let (url, seen) = serve(Arc::new(|req: &Seen| {
+        match (req.method.as_str(), req.target.as_str()) {
+            ("POST", "/api/v1/auth/login") => (
+                200,
+                JSON,
+                serde_json::json!({
+                    "token": "sess-1", "expires_at": "2026-01-01T00:00:00Z",
+                    "whoami": {"tenant": "acme", "account": "admin", "role": "owner", "operator": false,
+                               "credential": "session", "permissions": ["accounts.read"]}
+                })
+                .to_string(),
+            ),
+            ("POST", "/api/v1/auth/logout") | ("DELETE", "/api/v1/accounts/bob") => (204, JSON, String::new()),
+            ("PUT", "/api/v1/accounts/bob/password") => (204, JSON, String::new()),
+            _ => (500, "text/plain", "boom".into()),
+        }
     }))
     .await;
     let anon = Client::new(ClientConfig {
@@ -352,11 +339,7 @@ async fn posts_json_and_accepts_empty_answers() {
     assert_eq!(err.code(), Some("http_500"));
 
     let seen = seen.lock().unwrap().clone();
-    assert_eq!(
-        seen[0].header("authorization"),
-        None,
-        "login sends no token"
-    );
+    assert_eq!(seen[0].header("authorization"), None, "login sends no token");
     assert_eq!(seen[0].header("content-type"), Some("application/json"));
     let body: serde_json::Value = serde_json::from_str(&seen[0].body).unwrap();
     assert_eq!(body["password"], "pw with spaces");
@@ -373,14 +356,9 @@ async fn posts_json_and_accepts_empty_answers() {
 #[tokio::test]
 async fn a_body_of_the_wrong_shape_is_a_decode_error() {
     let (url, _) = serve(Arc::new(|_: &Seen| (200, JSON, r#"{"items": 3}"#.into()))).await;
-    let err = client(&url)
-        .list_accounts(PageQuery::default())
-        .await
-        .unwrap_err();
+    let err = client(&url).list_accounts(PageQuery::default()).await.unwrap_err();
     assert!(matches!(err, ClientError::Decode(_)), "{err:?}");
-    assert!(err
-        .to_string()
-        .starts_with("unexpected response from the Ward server"));
+    assert!(err.to_string().starts_with("unexpected response from the Ward server"));
 }
 
 #[tokio::test]
@@ -408,12 +386,7 @@ async fn list_all_follows_cursors() {
     let all = c.list_all(|p| c.list_accounts(p)).await.unwrap();
     let names: Vec<_> = all.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["alice", "bob", "carol"]);
-    let targets: Vec<_> = seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|s| s.target.clone())
-        .collect();
+    let targets: Vec<_> = seen.lock().unwrap().iter().map(|s| s.target.clone()).collect();
     assert_eq!(
         targets,
         [
@@ -425,19 +398,10 @@ async fn list_all_follows_cursors() {
 
     let two = c.list_up_to(Some(2), |p| c.list_accounts(p)).await.unwrap();
     assert_eq!(two.len(), 2);
-    let targets: Vec<_> = seen
-        .lock()
-        .unwrap()
-        .iter()
-        .skip(3)
-        .map(|s| s.target.clone())
-        .collect();
+    let targets: Vec<_> = seen.lock().unwrap().iter().skip(3).map(|s| s.target.clone()).collect();
     assert_eq!(
         targets,
-        [
-            "/api/v1/accounts?limit=2",
-            "/api/v1/accounts?cursor=c1&limit=1"
-        ]
+        ["/api/v1/accounts?limit=2", "/api/v1/accounts?cursor=c1&limit=1"]
     );
 }
 
@@ -527,10 +491,7 @@ async fn https_trusts_exactly_the_given_ca() {
     })
     .unwrap();
     assert_eq!(trusted.get_account("bob").await.unwrap().name, "bob");
-    assert_eq!(
-        seen.lock().unwrap()[0].header("authorization"),
-        Some("Bearer wk_a_b")
-    );
+    assert_eq!(seen.lock().unwrap()[0].header("authorization"), Some("Bearer wk_a_b"));
 
     let other = ward_pki::CertificateAuthority::generate("Another CA").unwrap();
     let untrusted = Client::new(ClientConfig {
@@ -543,9 +504,5 @@ async fn https_trusts_exactly_the_given_ca() {
     assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("certificate"), "{msg}");
-    assert_eq!(
-        seen.lock().unwrap().len(),
-        1,
-        "no request reached the server"
-    );
+    assert_eq!(seen.lock().unwrap().len(), 1, "no request reached the server");
 }

@@ -160,11 +160,7 @@ mod tests {
     fn auditor_reads_audit_but_cannot_create_accounts() {
         let a = actor(Role::Auditor);
         assert_eq!(
-            authorize(
-                &a,
-                Permission::AuditRead,
-                Target::Tenant { tenant_id: "t1" }
-            ),
+            authorize(&a, Permission::AuditRead, Target::Tenant { tenant_id: "t1" }),
             Ok(())
         );
         assert_eq!(
@@ -184,11 +180,7 @@ mod tests {
     fn other_tenant_is_refused_even_for_the_owner() {
         let a = actor(Role::Owner);
         assert_eq!(
-            authorize(
-                &a,
-                Permission::AuditRead,
-                Target::Tenant { tenant_id: "t2" }
-            ),
+            authorize(&a, Permission::AuditRead, Target::Tenant { tenant_id: "t2" }),
             Err(Denial::OtherTenant)
         );
     }
@@ -210,10 +202,7 @@ mod tests {
             account_id: "a1",
             role: Role::Admin,
         };
-        assert_eq!(
-            authorize(&a, Permission::AccountsManage, me),
-            Err(Denial::SelfChange)
-        );
+        assert_eq!(authorize(&a, Permission::AccountsManage, me), Err(Denial::SelfChange));
         assert_eq!(authorize(&a, Permission::AccountsRead, me), Ok(()));
         let grant_owner = Target::Grant {
             tenant_id: "t1",
@@ -229,12 +218,7 @@ mod tests {
     fn api_key_is_capped() {
         let mut a = actor(Role::Owner);
         a.key_cap = Some(Role::Auditor);
-        assert!(authorize(
-            &a,
-            Permission::AuditRead,
-            Target::Tenant { tenant_id: "t1" }
-        )
-        .is_ok());
+        assert!(authorize(&a, Permission::AuditRead, Target::Tenant { tenant_id: "t1" }).is_ok());
         assert!(authorize(
             &a,
             Permission::AccountsManage,
@@ -249,10 +233,7 @@ mod tests {
             Err(Denial::CappedKey)
         );
         a.key_cap = None;
-        assert_eq!(
-            authorize(&a, Permission::AuditRead, Target::OwnCredentials),
-            Ok(())
-        );
+        assert_eq!(authorize(&a, Permission::AuditRead, Target::OwnCredentials), Ok(()));
     }
 
     #[test]

@@ -36,9 +36,10 @@ impl Name {
         if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
             return Err(NameError::BadStart);
         }
-        if let Some(c) = s.chars().find(|c| {
-            !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
-        }) {
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')))
+        {
             return Err(NameError::BadChar(c));
         }
         Ok(Name(s.to_owned()))

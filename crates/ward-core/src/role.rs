@@ -128,17 +128,13 @@ impl PermissionSet {
     }
 
     pub fn iter(self) -> impl Iterator<Item = Permission> {
-        Permission::ALL
-            .into_iter()
-            .filter(move |p| self.contains(*p))
+        Permission::ALL.into_iter().filter(move |p| self.contains(*p))
     }
 }
 
 impl fmt::Debug for PermissionSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set()
-            .entries(self.iter().map(|p| p.as_str()))
-            .finish()
+        f.debug_set().entries(self.iter().map(|p| p.as_str())).finish()
     }
 }
 
@@ -199,9 +195,7 @@ impl Role {
                     SettingsRead,
                     SettingsManage,
                 ]),
-                Role::Auditor => {
-                    PermissionSet::of(&[TenantsRead, AccountsRead, AuditRead, SettingsRead])
-                }
+                Role::Auditor => PermissionSet::of(&[TenantsRead, AccountsRead, AuditRead, SettingsRead]),
                 Role::Helpdesk => PermissionSet::of(&[TenantsRead]),
             };
         }
@@ -245,9 +239,7 @@ impl Role {
                 PolicyRead,
                 SettingsRead,
             ]),
-            Role::Helpdesk => {
-                PermissionSet::of(&[UsersRead, UsersManage, DevicesRead, DevicesManage])
-            }
+            Role::Helpdesk => PermissionSet::of(&[UsersRead, UsersManage, DevicesRead, DevicesManage]),
         }
     }
 }
@@ -293,10 +285,7 @@ mod tests {
     fn auditor_is_read_only() {
         let auditor = Role::Auditor.permissions(false);
         for p in auditor.iter() {
-            assert!(
-                p.as_str().ends_with(".read"),
-                "{p} is not a read permission"
-            );
+            assert!(p.as_str().ends_with(".read"), "{p} is not a read permission");
         }
         assert!(auditor.contains(Permission::AuditRead));
         assert!(auditor.contains(Permission::LogsRead));
@@ -307,9 +296,7 @@ mod tests {
         for r in Role::ALL {
             assert!(!r.permissions(false).contains(Permission::TenantsManage));
         }
-        assert!(Role::Owner
-            .permissions(true)
-            .contains(Permission::TenantsManage));
+        assert!(Role::Owner.permissions(true).contains(Permission::TenantsManage));
     }
 
     #[test]

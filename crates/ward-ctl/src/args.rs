@@ -30,12 +30,7 @@ pub struct CtlArgs {
     pub profile: Option<String>,
 
     /// PEM file of the CA to trust for an https server (default: the profile's).
-    #[arg(
-        long = "ca-cert",
-        global = true,
-        env = "WARD_CA_CERT",
-        value_name = "FILE"
-    )]
+    #[arg(long = "ca-cert", global = true, env = "WARD_CA_CERT", value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
 
     /// Output format.
@@ -216,8 +211,8 @@ fn role_parser() -> impl TypedValueParser<Value = Role> {
 
 /// A humantime duration: `90s`, `30m`, `1h`, `7d`, `1h 30m`.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{e} (expected a duration such as 30m, 1h or 7d)"))?;
+    let d =
+        humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (expected a duration such as 30m, 1h or 7d)"))?;
     if d.is_zero() {
         return Err("the duration must be more than zero".to_owned());
     }

@@ -23,11 +23,7 @@ pub trait Tabular {
 }
 
 /// Prints one object: a one-row table, or the JSON object.
-pub fn show<T: Tabular + Serialize>(
-    out: &mut dyn Write,
-    format: OutputFormat,
-    item: &T,
-) -> Result<()> {
+pub fn show<T: Tabular + Serialize>(out: &mut dyn Write, format: OutputFormat, item: &T) -> Result<()> {
     match format {
         OutputFormat::Table => write_text(out, &table(T::HEADERS, [item.row()])),
         OutputFormat::Json => json(out, item),
@@ -35,11 +31,7 @@ pub fn show<T: Tabular + Serialize>(
 }
 
 /// Prints a list: a table, or one JSON array.
-pub fn list<T: Tabular + Serialize>(
-    out: &mut dyn Write,
-    format: OutputFormat,
-    items: &[T],
-) -> Result<()> {
+pub fn list<T: Tabular + Serialize>(out: &mut dyn Write, format: OutputFormat, items: &[T]) -> Result<()> {
     match format {
         OutputFormat::Table => write_text(out, &render_table(items)),
         OutputFormat::Json => json(out, &items),
@@ -95,9 +87,7 @@ pub fn table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> S
 
 /// Control characters (a newline in a detail) would break the columns.
 fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// `-` for a missing value.
@@ -196,15 +186,7 @@ impl Tabular for ApiKey {
 }
 
 impl Tabular for AuditEvent {
-    const HEADERS: &'static [&'static str] = &[
-        "TIME",
-        "ACTOR",
-        "ON BEHALF OF",
-        "SOURCE",
-        "ACTION",
-        "TARGET",
-        "RESULT",
-    ];
+    const HEADERS: &'static [&'static str] = &["TIME", "ACTOR", "ON BEHALF OF", "SOURCE", "ACTION", "TARGET", "RESULT"];
     fn row(&self) -> Vec<String> {
         vec![
             time(&self.time),
@@ -219,14 +201,7 @@ impl Tabular for AuditEvent {
 }
 
 impl Tabular for WhoAmI {
-    const HEADERS: &'static [&'static str] = &[
-        "TENANT",
-        "ACCOUNT",
-        "ROLE",
-        "OPERATOR",
-        "CREDENTIAL",
-        "PERMISSIONS",
-    ];
+    const HEADERS: &'static [&'static str] = &["TENANT", "ACCOUNT", "ROLE", "OPERATOR", "CREDENTIAL", "PERMISSIONS"];
     fn row(&self) -> Vec<String> {
         let credential = match (&self.credential, &self.api_key_id) {
             (ward_api::CredentialKind::ApiKey, Some(id)) => format!("api_key {id}"),
@@ -296,12 +271,7 @@ bob     auditor   2026-03-01T10:00:00Z   admin        2026-03-02T08:30:00Z   3  
     #[test]
     fn json_lists_are_arrays() {
         let mut out = Vec::new();
-        list(
-            &mut out,
-            OutputFormat::Json,
-            &[account("admin", Role::Owner)],
-        )
-        .unwrap();
+        list(&mut out, OutputFormat::Json, &[account("admin", Role::Owner)]).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v[0]["name"], "admin");
         assert_eq!(v[0]["created_at"], "2026-03-01T10:00:00.123Z");
@@ -320,10 +290,7 @@ bob     auditor   2026-03-01T10:00:00Z   admin        2026-03-02T08:30:00Z   3  
     #[test]
     fn times_drop_fractions() {
         assert_eq!(time("2026-03-01T10:00:00.123Z"), "2026-03-01T10:00:00Z");
-        assert_eq!(
-            time("2026-03-01T10:00:00.123456+02:00"),
-            "2026-03-01T10:00:00+02:00"
-        );
+        assert_eq!(time("2026-03-01T10:00:00.123456+02:00"), "2026-03-01T10:00:00+02:00");
         assert_eq!(time("2026-03-01T10:00:00Z"), "2026-03-01T10:00:00Z");
         assert_eq!(time("not a time"), "not a time");
     }

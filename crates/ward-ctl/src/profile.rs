@@ -57,25 +57,16 @@ pub struct Profile {
 /// Where the config file is: `$WARD_CONFIG_DIR/config.toml`, else
 /// `$HOME/.config/ward/config.toml`.
 pub fn config_path() -> Result<PathBuf> {
-    config_path_from(
-        std::env::var_os("WARD_CONFIG_DIR"),
-        std::env::var_os("HOME"),
-    )
+    config_path_from(std::env::var_os("WARD_CONFIG_DIR"), std::env::var_os("HOME"))
 }
 
 /// [`config_path`] for the given values of `WARD_CONFIG_DIR` and `HOME`.
-pub fn config_path_from(
-    ward_config_dir: Option<OsString>,
-    home: Option<OsString>,
-) -> Result<PathBuf> {
+pub fn config_path_from(ward_config_dir: Option<OsString>, home: Option<OsString>) -> Result<PathBuf> {
     if let Some(dir) = ward_config_dir.filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir).join(CONFIG_FILE));
     }
     match home.filter(|h| !h.is_empty()) {
-        Some(home) => Ok(PathBuf::from(home)
-            .join(".config")
-            .join("ward")
-            .join(CONFIG_FILE)),
+        Some(home) => Ok(PathBuf::from(home).join(".config").join("ward").join(CONFIG_FILE)),
         None => bail!("cannot find the config directory: set WARD_CONFIG_DIR or HOME"),
     }
 }
@@ -228,10 +219,7 @@ mod tests {
         let path = tmp.path().join(CONFIG_FILE);
         std::fs::write(&path, "current = [").unwrap();
         let err = ConfigFile::load(&path).unwrap_err().to_string();
-        assert!(
-            err.starts_with(&format!("cannot read {}", path.display())),
-            "{err}"
-        );
+        assert!(err.starts_with(&format!("cannot read {}", path.display())), "{err}");
         assert!(!err.contains('\n'), "{err}");
     }
 

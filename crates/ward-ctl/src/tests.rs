@@ -49,8 +49,7 @@ fn the_command_definition_is_valid() {
 
 #[test]
 fn parses_login_and_global_flags_anywhere() {
-    let a =
-        parse("--server http://127.0.0.1:7600 login --tenant acme --user admin --password-stdin");
+    let a = parse("--server http://127.0.0.1:7600 login --tenant acme --user admin --password-stdin");
     assert_eq!(a.server.as_deref(), Some("http://127.0.0.1:7600"));
     assert_eq!(a.output, OutputFormat::Table);
     let CtlCommand::Login(l) = a.command else {
@@ -59,7 +58,9 @@ fn parses_login_and_global_flags_anywhere() {
     assert_eq!((l.tenant.as_str(), l.user.as_str()), ("acme", "admin"));
     assert!(l.password_stdin);
 
-    let a = parse("login --tenant acme --user admin --server https://w:1 --profile prod -o json --ca-cert ca.pem --token tk");
+    let a = parse(
+        "login --tenant acme --user admin --server https://w:1 --profile prod -o json --ca-cert ca.pem --token tk",
+    );
     assert_eq!(a.server.as_deref(), Some("https://w:1"));
     assert_eq!(a.profile.as_deref(), Some("prod"));
     assert_eq!(a.output, OutputFormat::Json);
@@ -184,11 +185,7 @@ fn parses_lockout_apikey_and_audit_commands() {
         CtlCommand::Lockout(LockoutCommand::List)
     ));
     match parse("apikey create ci --role auditor --expires-in 30d").command {
-        CtlCommand::Apikey(ApikeyCommand::Create {
-            name,
-            role,
-            expires_in,
-        }) => {
+        CtlCommand::Apikey(ApikeyCommand::Create { name, role, expires_in }) => {
             assert_eq!(name, "ci");
             assert_eq!(role, Some(Role::Auditor));
             assert_eq!(expires_in, Some(Duration::from_secs(30 * 86_400)));
@@ -212,10 +209,8 @@ fn parses_lockout_apikey_and_audit_commands() {
         parse("apikey revoke 01JABC").command,
         CtlCommand::Apikey(ApikeyCommand::Revoke { id }) if id == "01JABC"
     ));
-    let CtlCommand::Audit(AuditCommand::List(a)) = parse(
-        "audit list --actor bob --action account.create --result denied --since 1h --limit 20",
-    )
-    .command
+    let CtlCommand::Audit(AuditCommand::List(a)) =
+        parse("audit list --actor bob --action account.create --result denied --since 1h --limit 20").command
     else {
         panic!("not audit list")
     };
@@ -363,7 +358,8 @@ fn fake_ward(req: &Seen) -> (u16, String) {
             } else {
                 (
                     401,
-                    r#"{"error":{"code":"invalid_credentials","message":"wrong tenant, user name or password"}}"#.into(),
+                    r#"{"error":{"code":"invalid_credentials","message":"wrong tenant, user name or password"}}"#
+                        .into(),
                 )
             }
         }
@@ -413,12 +409,7 @@ async fn login_saves_a_profile_that_later_commands_use() {
     let config = dir.path().join("ward").join("config.toml");
 
     // Without --password-stdin: refused before anything is sent.
-    let r = ctl(
-        &config,
-        &format!("--server {url} login --tenant acme --user admin"),
-        "",
-    )
-    .await;
+    let r = ctl(&config, &format!("--server {url} login --tenant acme --user admin"), "").await;
     let err = error_message(&r.result.unwrap_err());
     assert!(err.contains("--password-stdin"), "{err}");
 
@@ -477,16 +468,8 @@ async fn login_saves_a_profile_that_later_commands_use() {
     // The profile gives the server and the token.
     let r = ctl(&config, "whoami", "").await;
     r.result.unwrap();
-    assert!(
-        r.stdout.starts_with("TENANT   ACCOUNT   ROLE"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout.contains("acme     admin     owner"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.starts_with("TENANT   ACCOUNT   ROLE"), "{}", r.stdout);
+    assert!(r.stdout.contains("acme     admin     owner"), "{}", r.stdout);
 
     // Lists follow cursors, as a table and as one JSON array.
     let r = ctl(&config, "account list", "").await;
@@ -528,10 +511,7 @@ async fn login_saves_a_profile_that_later_commands_use() {
         "TIME   ACTOR   ON BEHALF OF   SOURCE   ACTION   TARGET   RESULT\n"
     );
     let target = seen.lock().unwrap().last().unwrap().target.clone();
-    assert!(
-        target.starts_with("/api/v1/audit?actor=bob&since=20"),
-        "{target}"
-    );
+    assert!(target.starts_with("/api/v1/audit?actor=bob&since=20"), "{target}");
     assert!(target.ends_with("&limit=5"), "{target}");
 
     // The profile's token is not sent to another server.
@@ -560,19 +540,11 @@ async fn flags_alone_are_enough() {
     let (url, seen) = serve(Arc::new(fake_ward)).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
-    let r = ctl(
-        &config,
-        &format!("whoami --server {url} --token sess-1 -o json"),
-        "",
-    )
-    .await;
+    let r = ctl(&config, &format!("whoami --server {url} --token sess-1 -o json"), "").await;
     r.result.unwrap();
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["account"], "admin");
-    assert_eq!(
-        seen.lock().unwrap()[0].authorization.as_deref(),
-        Some("Bearer sess-1")
-    );
+    assert_eq!(seen.lock().unwrap()[0].authorization.as_deref(), Some("Bearer sess-1"));
     assert!(!config.exists());
 }
 

@@ -4,9 +4,8 @@ use std::fmt;
 use std::net::IpAddr;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, SanType,
-    SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyIdMethod, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, DnsName, PrivateKeyDer};
@@ -70,9 +69,7 @@ impl CertificateAuthority {
     /// cRLSign, a subject key identifier and a random serial number.
     pub fn generate(common_name: &str) -> Result<Self> {
         if common_name.trim().is_empty() {
-            return Err(PkiError::InvalidInput(
-                "CA common name must not be empty".to_owned(),
-            ));
+            return Err(PkiError::InvalidInput("CA common name must not be empty".to_owned()));
         }
         let key = KeyPair::generate_for(KEY_ALG).map_err(PkiError::Generate)?;
         let now = OffsetDateTime::now_utc();
@@ -86,12 +83,7 @@ impl CertificateAuthority {
         params.not_after = now + CA_VALIDITY;
         params.serial_number = Some(random_serial());
         let cert = params.self_signed(&key).map_err(PkiError::Generate)?;
-        Self::from_parts(
-            cert.der().clone(),
-            key,
-            "generated CA certificate",
-            "generated CA key",
-        )
+        Self::from_parts(cert.der().clone(), key, "generated CA certificate", "generated CA key")
     }
 
     /// Loads a CA from PEM text: the CA certificate (the first `CERTIFICATE`
@@ -111,12 +103,7 @@ impl CertificateAuthority {
 
     /// [`from_pem`](Self::from_pem) with the names used in error messages
     /// (file paths when loading from disk).
-    pub(crate) fn from_pem_named(
-        cert_pem: &[u8],
-        key_pem: &[u8],
-        cert_what: &str,
-        key_what: &str,
-    ) -> Result<Self> {
+    pub(crate) fn from_pem_named(cert_pem: &[u8], key_pem: &[u8], cert_what: &str, key_what: &str) -> Result<Self> {
         let cert = certs_from_pem_bytes(cert_pem, cert_what)?
             .into_iter()
             .next()
@@ -149,18 +136,13 @@ impl CertificateAuthority {
     }
 
     /// Builds the CA from its certificate DER and key, validating both.
-    fn from_parts(
-        cert_der: CertificateDer<'static>,
-        key: KeyPair,
-        cert_what: &str,
-        key_what: &str,
-    ) -> Result<Self> {
+    fn from_parts(cert_der: CertificateDer<'static>, key: KeyPair, cert_what: &str, key_what: &str) -> Result<Self> {
         let parse_err = |reason: String| PkiError::Parse {
             what: cert_what.to_owned(),
             reason,
         };
-        let (_, x509) = x509_parser::parse_x509_certificate(&cert_der)
-            .map_err(|e| parse_err(format!("not valid X.509: {e}")))?;
+        let (_, x509) =
+            x509_parser::parse_x509_certificate(&cert_der).map_err(|e| parse_err(format!("not valid X.509: {e}")))?;
 
         let is_ca = x509
             .basic_constraints()
@@ -179,9 +161,7 @@ impl CertificateAuthority {
             )));
         }
 
-        if x509.public_key().subject_public_key.data.as_ref()
-            != rcgen::PublicKeyData::der_bytes(&key)
-        {
+        if x509.public_key().subject_public_key.data.as_ref() != rcgen::PublicKeyData::der_bytes(&key) {
             return Err(PkiError::KeyMismatch(format!(
                 "{key_what} is not the key of {cert_what}"
             )));
@@ -292,11 +272,7 @@ impl CertificateAuthority {
 
     /// Signs a leaf described by `params` (subject, SANs, usages) with a
     /// fresh key; fills in validity, serial and authority key identifier.
-    fn issue_leaf(
-        &self,
-        mut params: CertificateParams,
-        valid_for: std::time::Duration,
-    ) -> Result<IssuedCert> {
+    fn issue_leaf(&self, mut params: CertificateParams, valid_for: std::time::Duration) -> Result<IssuedCert> {
         if valid_for.is_zero() {
             return Err(PkiError::InvalidInput(
                 "certificate validity must be longer than zero".to_owned(),
@@ -330,9 +306,7 @@ impl CertificateAuthority {
         params.use_authority_key_identifier_extension = true;
 
         let key = KeyPair::generate_for(KEY_ALG).map_err(PkiError::Generate)?;
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .map_err(PkiError::Generate)?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(PkiError::Generate)?;
         let cert_pem = pem_encode("CERTIFICATE", cert.der());
         let chain_pem = format!("{cert_pem}{}", self.cert_pem);
         Ok(IssuedCert {
@@ -418,13 +392,10 @@ fn random_serial() -> SerialNumber {
 
 /// The subject key identifier extension's value, if present.
 fn subject_key_id(x509: &X509Certificate<'_>) -> Option<Vec<u8>> {
-    x509.iter_extensions()
-        .find_map(|ext| match ext.parsed_extension() {
-            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(id) => {
-                Some(id.0.to_vec())
-            }
-            _ => None,
-        })
+    x509.iter_extensions().find_map(|ext| match ext.parsed_extension() {
+        x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+        _ => None,
+    })
 }
 
 /// Converts x509-parser key usage flags to rcgen's list.
@@ -462,21 +433,17 @@ fn rcgen_dn(name: &X509Name<'_>) -> std::result::Result<DistinguishedName, Strin
             .collect();
         let value = attr.attr_value();
         let data = value.data;
-        let text = || {
-            std::str::from_utf8(data).map_err(|_| "subject attribute is not valid UTF-8".to_owned())
-        };
+        let text = || std::str::from_utf8(data).map_err(|_| "subject attribute is not valid UTF-8".to_owned());
         let bad = |e: rcgen::Error| format!("unsupported subject attribute value: {e}");
         let dn_value = match value.header.tag() {
             Tag::Utf8String => DnValue::Utf8String(text()?.to_owned()),
             Tag::PrintableString => DnValue::PrintableString(text()?.try_into().map_err(bad)?),
             Tag::Ia5String => DnValue::Ia5String(text()?.try_into().map_err(bad)?),
             Tag::T61String => DnValue::TeletexString(text()?.try_into().map_err(bad)?),
-            Tag::BmpString => DnValue::BmpString(
-                rcgen::string::BmpString::from_utf16be(data.to_vec()).map_err(bad)?,
-            ),
-            Tag::UniversalString => DnValue::UniversalString(
-                rcgen::string::UniversalString::from_utf32be(data.to_vec()).map_err(bad)?,
-            ),
+            Tag::BmpString => DnValue::BmpString(rcgen::string::BmpString::from_utf16be(data.to_vec()).map_err(bad)?),
+            Tag::UniversalString => {
+                DnValue::UniversalString(rcgen::string::UniversalString::from_utf32be(data.to_vec()).map_err(bad)?)
+            }
             other => return Err(format!("unsupported string type {other} in the subject")),
         };
         dn.push(DnType::from_oid(&oid), dn_value);
@@ -531,10 +498,7 @@ mod tests {
             .self_signed(&key)
             .expect("cert");
         assert_eq!(pem_encode("CERTIFICATE", cert.der()), cert.pem());
-        assert_eq!(
-            pem_encode("PRIVATE KEY", key.serialized_der()),
-            key.serialize_pem()
-        );
+        assert_eq!(pem_encode("PRIVATE KEY", key.serialized_der()), key.serialize_pem());
     }
 
     #[test]

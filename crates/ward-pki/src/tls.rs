@@ -27,9 +27,7 @@ pub fn server_config(
     alpn: &[&[u8]],
 ) -> Result<Arc<ServerConfig>> {
     if chain.is_empty() {
-        return Err(PkiError::InvalidInput(
-            "server certificate chain is empty".to_owned(),
-        ));
+        return Err(PkiError::InvalidInput("server certificate chain is empty".to_owned()));
     }
     let alpn = alpn_list(alpn)?;
     let mut config = ServerConfig::builder_with_provider(provider())
@@ -47,10 +45,7 @@ pub fn server_config(
 /// ALPN protocols. No client certificate is presented.
 ///
 /// An empty `roots` is rejected: such a client could never connect.
-pub fn client_config(
-    roots: &[CertificateDer<'static>],
-    alpn: &[&[u8]],
-) -> Result<Arc<ClientConfig>> {
+pub fn client_config(roots: &[CertificateDer<'static>], alpn: &[&[u8]]) -> Result<Arc<ClientConfig>> {
     let alpn = alpn_list(alpn)?;
     let mut store = RootCertStore::empty();
     for root in roots {

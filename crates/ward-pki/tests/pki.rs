@@ -11,9 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use ward_pki::{
-    certs_from_pem, client_config, client_config_from_pem, fingerprint_der, load_certs,
-    load_or_create_ca, load_private_key, server_config, CertificateAuthority, IssuedCert, PkiError,
-    CA_CERT_FILE, CA_KEY_FILE,
+    certs_from_pem, client_config, client_config_from_pem, fingerprint_der, load_certs, load_or_create_ca,
+    load_private_key, server_config, CertificateAuthority, IssuedCert, PkiError, CA_CERT_FILE, CA_KEY_FILE,
 };
 use x509_parser::extensions::GeneralName;
 
@@ -47,11 +46,7 @@ struct Outcome {
 /// Runs a TLS server on 127.0.0.1:0 for one connection that echoes
 /// "pong:" + the 4 bytes it reads, and a client that connects to it with
 /// `server_name`, sends "ping" and reads the reply.
-async fn handshake(
-    server: Arc<rustls::ServerConfig>,
-    client: Arc<rustls::ClientConfig>,
-    server_name: &str,
-) -> Outcome {
+async fn handshake(server: Arc<rustls::ServerConfig>, client: Arc<rustls::ClientConfig>, server_name: &str) -> Outcome {
     let listener = TcpListener::bind(SocketAddr::from((LOCALHOST, 0)))
         .await
         .expect("bind loopback");
@@ -81,9 +76,7 @@ async fn handshake(
         let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
         tls.write_all(b"ping").await.map_err(|e| e.to_string())?;
         let mut reply = Vec::new();
-        tls.read_to_end(&mut reply)
-            .await
-            .map_err(|e| e.to_string())?;
+        tls.read_to_end(&mut reply).await.map_err(|e| e.to_string())?;
         Ok((version, alpn, reply))
     };
     let client = tokio::time::timeout(STEP, client_result)
@@ -138,10 +131,7 @@ async fn client_trusting_another_ca_is_rejected() {
         err.to_lowercase().contains("certificate"),
         "unexpected client error: {err}"
     );
-    assert!(
-        outcome.server.is_err(),
-        "server must not complete the exchange"
-    );
+    assert!(outcome.server.is_err(), "server must not complete the exchange");
 }
 
 #[tokio::test]
@@ -189,9 +179,7 @@ fn from_pem_round_trips() {
     assert!(fp.starts_with("sha256:"));
     let hex = &fp["sha256:".len()..];
     assert_eq!(hex.len(), 64);
-    assert!(hex
-        .chars()
-        .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
+    assert!(hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
     assert_eq!(fp, fingerprint_der(&ca.cert_der()));
 
     let again = CertificateAuthority::from_pem(&ca.cert_pem(), &ca.key_pem()).expect("from_pem");
@@ -225,10 +213,7 @@ fn ca_certificate_properties() {
     let lifetime = cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp();
     let ten_years = 3650 * 24 * 3600;
     assert!(lifetime >= ten_years, "CA lifetime {lifetime}s");
-    assert!(
-        lifetime <= ten_years + 4 * 24 * 3600,
-        "CA lifetime {lifetime}s"
-    );
+    assert!(lifetime <= ten_years + 4 * 24 * 3600, "CA lifetime {lifetime}s");
     assert_eq!(cert.subject().to_string(), "CN=Ward props");
     assert_eq!(cert.subject(), cert.issuer());
 }
@@ -251,11 +236,7 @@ fn server_certificate_properties() {
     assert!(!cert.is_ca());
     assert_eq!(cert.issuer().as_raw(), ca_cert.subject().as_raw());
     assert_eq!(cert.subject().to_string(), "CN=localhost");
-    let eku = cert
-        .extended_key_usage()
-        .expect("eku")
-        .expect("eku present")
-        .value;
+    let eku = cert.extended_key_usage().expect("eku").expect("eku present").value;
     assert!(eku.server_auth);
     assert!(!eku.client_auth);
     let sans = &cert
@@ -269,10 +250,7 @@ fn server_certificate_properties() {
     assert!(sans.contains(&GeneralName::IPAddress(&[127, 0, 0, 1])));
     assert_eq!(sans.len(), 4);
     let lifetime = cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp();
-    assert!(
-        (86_400..=86_400 + 600).contains(&lifetime),
-        "leaf lifetime {lifetime}s"
-    );
+    assert!((86_400..=86_400 + 600).contains(&lifetime), "leaf lifetime {lifetime}s");
     assert!(cert.validity().is_valid());
 
     // chain_pem is the leaf followed by the CA.
@@ -291,10 +269,7 @@ fn leaf_validity_is_capped_at_ca_expiry() {
         .expect("issue");
     let leaf = issued.cert_der().expect("leaf");
     let (_, cert) = x509_parser::parse_x509_certificate(&leaf).expect("parse");
-    assert_eq!(
-        cert.validity().not_after.timestamp(),
-        ca.not_after().unix_timestamp()
-    );
+    assert_eq!(cert.validity().not_after.timestamp(), ca.not_after().unix_timestamp());
     // Absurd durations do not overflow either.
     ca.issue_server(&["localhost".to_owned()], &[], Duration::MAX)
         .expect("issue with Duration::MAX");
@@ -309,9 +284,7 @@ fn issue_server_rejects_bad_requests() {
         (vec!["not a hostname".to_owned()], vec![], DAY),
         (vec!["127.0.0.1".to_owned()], vec![], DAY),
     ] {
-        let err = ca
-            .issue_server(&dns, &ips, valid_for)
-            .expect_err("must fail");
+        let err = ca.issue_server(&dns, &ips, valid_for).expect_err("must fail");
         assert!(matches!(err, PkiError::InvalidInput(_)), "{err:?}");
     }
     // IP-only certificates are fine.
@@ -322,8 +295,7 @@ fn issue_server_rejects_bad_requests() {
 fn from_pem_rejects_mismatched_key_and_non_ca() {
     let ca = CertificateAuthority::generate("Ward A").expect("ca");
     let other = CertificateAuthority::generate("Ward B").expect("other");
-    let err =
-        CertificateAuthority::from_pem(&ca.cert_pem(), &other.key_pem()).expect_err("mismatch");
+    let err = CertificateAuthority::from_pem(&ca.cert_pem(), &other.key_pem()).expect_err("mismatch");
     assert!(matches!(err, PkiError::KeyMismatch(_)), "{err:?}");
 
     let leaf = localhost_cert(&ca);
@@ -375,10 +347,7 @@ fn ca_key_file_mode_is_0600() {
     assert_eq!(mode & 0o777, 0o600, "key mode {:o}", mode & 0o777);
     let new_dir = tmp.path().join("fresh");
     load_or_create_ca(&new_dir, "Ward mode").expect("create in new dir");
-    let dir_mode = std::fs::metadata(&new_dir)
-        .expect("stat dir")
-        .permissions()
-        .mode();
+    let dir_mode = std::fs::metadata(&new_dir).expect("stat dir").permissions().mode();
     assert_eq!(dir_mode & 0o777, 0o700, "dir mode {:o}", dir_mode & 0o777);
 }
 
@@ -406,10 +375,7 @@ fn load_or_create_ca_names_the_corrupt_file() {
     std::fs::write(&cert_path, "not a certificate\n").expect("corrupt");
     let err = load_or_create_ca(tmp.path(), "Ward corrupt").expect_err("corrupt");
     assert!(matches!(err, PkiError::Parse { .. }), "{err:?}");
-    assert!(
-        err.to_string().contains(&cert_path.display().to_string()),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&cert_path.display().to_string()), "{err}");
 }
 
 #[test]
@@ -424,10 +390,7 @@ fn load_certs_missing_file_names_path() {
         }
         other => panic!("expected Io error, got {other:?}"),
     }
-    assert!(
-        err.to_string().contains(&path.display().to_string()),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
 
     let err = load_private_key(&path).expect_err("missing key");
     assert!(matches!(&err, PkiError::Io(p, _) if p == &path), "{err:?}");
@@ -444,25 +407,15 @@ fn garbage_pem_is_a_parse_error() {
         "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n",
     ] {
         let err = certs_from_pem(garbage).expect_err("garbage");
-        assert!(
-            matches!(err, PkiError::Parse { .. }),
-            "{garbage:?}: {err:?}"
-        );
+        assert!(matches!(err, PkiError::Parse { .. }), "{garbage:?}: {err:?}");
     }
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = tmp.path().join("garbage.pem");
-    std::fs::write(
-        &path,
-        "-----BEGIN CERTIFICATE-----\n%%%\n-----END CERTIFICATE-----\n",
-    )
-    .expect("write");
+    std::fs::write(&path, "-----BEGIN CERTIFICATE-----\n%%%\n-----END CERTIFICATE-----\n").expect("write");
     let err = load_certs(&path).expect_err("garbage file");
     assert!(matches!(err, PkiError::Parse { .. }), "{err:?}");
-    assert!(
-        err.to_string().contains(&path.display().to_string()),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
 }
 
 #[test]
@@ -472,10 +425,7 @@ fn load_private_key_without_key_and_with_two_keys() {
     let only_cert = tmp.path().join("cert.pem");
     std::fs::write(&only_cert, ca.cert_pem()).expect("write");
     let err = load_private_key(&only_cert).expect_err("no key");
-    assert!(
-        matches!(&err, PkiError::NoPrivateKey(p) if p == &only_cert),
-        "{err:?}"
-    );
+    assert!(matches!(&err, PkiError::NoPrivateKey(p) if p == &only_cert), "{err:?}");
     assert!(err.to_string().contains(&only_cert.display().to_string()));
 
     let two_keys = tmp.path().join("two.key");
@@ -519,7 +469,6 @@ fn config_input_validation() {
     assert!(matches!(err, PkiError::InvalidInput(_)), "{err:?}");
     let err = client_config(&[ca.cert_der()], &[b""]).expect_err("empty alpn");
     assert!(matches!(err, PkiError::InvalidInput(_)), "{err:?}");
-    let err = server_config(Vec::new(), issued.private_key_der().expect("key"), &[])
-        .expect_err("empty chain");
+    let err = server_config(Vec::new(), issued.private_key_der().expect("key"), &[]).expect_err("empty chain");
     assert!(matches!(err, PkiError::InvalidInput(_)), "{err:?}");
 }

@@ -18,7 +18,7 @@ use axum::response::Response;
 use ward_core::Role;
 use ward_store::NewAuditEvent;
 
-use crate::auth::principal::{authenticate, AuthFailure, Principal};
+use crate::auth::principal::{authenticate, AuthFailure, Principal, Refusal};
 use crate::state::{now_ms, AppState};
 
 /// The peer's address, put on every request by the listener.
@@ -27,13 +27,11 @@ pub struct PeerAddr(pub SocketAddr);
 
 /// The outcome of reading the request's bearer token, if it had one.
 #[derive(Debug, Clone)]
-pub struct Authentication(pub Result<Principal, AuthFailure>);
+pub struct Authentication(pub Result<Principal, Refusal>);
 
 /// What a handler says about the action it performs.
 #[derive(Debug, Clone, Default)]
 pub struct AuditNote {
-    /// Stable action name, such as `account.create`.
-    pub action: Option<String>,
     /// What it is aimed at, such as `account:auditor1`.
     pub target: Option<String>,
     /// Why it was refused or failed, when that helps.
@@ -45,9 +43,8 @@ pub struct AuditNote {
 }
 
 impl AuditNote {
-    pub fn action(action: &str, target: impl Into<String>) -> Self {
+    pub fn target(target: impl Into<String>) -> Self {
         AuditNote {
-            action: Some(action.to_owned()),
             target: Some(target.into()),
             ..Default::default()
         }
@@ -70,30 +67,20 @@ impl AuditSlot {
     }
 
     fn take(&self) -> AuditNote {
-        self.0
-            .lock()
-            .map(|mut n| std::mem::take(&mut *n))
-            .unwrap_or_default()
+        self.0.lock().map(|mut n| std::mem::take(&mut *n)).unwrap_or_default()
     }
 }
 
 /// Authenticate the bearer token (if any), run the request, then record it
 /// in the trail when it mutated something or was refused.
-pub async fn authenticate_and_record(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+pub async fn authenticate_and_record(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<PeerAddr>()
         .map(|p| p.0.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
     let path = req.uri().path().to_owned();
     let slot = AuditSlot::default();
     req.extensions_mut().insert(slot.clone());
@@ -102,7 +89,7 @@ pub async fn authenticate_and_record(
         Some(value) => {
             let result = match value.to_str() {
                 Ok(v) => authenticate(&state, v, now_ms()).await,
-                Err(_) => Err(AuthFailure::Malformed),
+                Err(_) => Err(AuthFailure::Malformed.into()),
             };
             Some(Authentication(result))
         }
@@ -115,75 +102,106 @@ pub async fn authenticate_and_record(
     let response = next.run(req).await;
 
     let status = response.status();
-    let mutating = matches!(
-        method,
-        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    );
+    let mutating = matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
     let refused = matches!(
         status,
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
     );
-    if mutating || refused {
-        let note = slot.take();
-        let principal = auth.as_ref().and_then(|a| a.0.as_ref().ok());
-        let failure = auth.as_ref().and_then(|a| a.0.as_ref().err());
-        let event = build_event(
-            &state,
+    if (mutating || refused) && path.starts_with("/api/") {
+        let facts = RequestFacts {
             peer,
-            &method,
-            route.as_deref().unwrap_or(&path),
+            method,
+            route: route.unwrap_or_else(|| path.clone()),
+            path,
             status,
-            note,
-            principal,
-            failure,
-        );
+        };
+        let event = build_event(&state, facts, slot.take(), auth.map(|a| a.0)).await;
         record(&state, event).await;
     }
     response
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build_event(
-    state: &AppState,
+/// What the middleware saw of the request and its answer.
+struct RequestFacts {
     peer: IpAddr,
-    method: &Method,
-    route: &str,
+    method: Method,
+    /// The route template (`/api/v1/accounts/{name}`).
+    route: String,
+    path: String,
     status: StatusCode,
+}
+
+async fn build_event(
+    state: &AppState,
+    req: RequestFacts,
     note: AuditNote,
-    principal: Option<&Principal>,
-    failure: Option<&AuthFailure>,
+    auth: Option<Result<Principal, Refusal>>,
 ) -> NewAuditEvent {
-    let (tenant_id, actor) = match principal {
-        Some(p) => (
-            p.tenant.id.clone(),
-            Some((p.account.id.clone(), p.account.name.clone(), p.account.role)),
-        ),
+    let mut detail = note.detail;
+    let mut api_key_id = None;
+    let (tenant_id, actor) = match auth {
+        Some(Ok(p)) => {
+            api_key_id = p.api_key_id().map(str::to_owned);
+            (p.tenant.id, Some((p.account.id, p.account.name, p.account.role)))
+        }
+        // A credential that was refused but whose owner is known: record it
+        // in that tenant's trail, attributed to that account.
+        Some(Err(Refusal {
+            failure,
+            tenant_id: Some(tenant_id),
+            account_id,
+        })) => {
+            detail = detail.or_else(|| Some(failure.to_string()));
+            let account = match account_id {
+                Some(id) => state.store.account_by_id(&tenant_id, &id).await.ok().flatten(),
+                None => None,
+            };
+            (tenant_id, account.map(|a| (a.id, a.name, a.role)))
+        }
+        Some(Err(refusal)) => {
+            detail = detail.or_else(|| Some(refusal.failure.to_string()));
+            (
+                note.tenant_id.unwrap_or_else(|| state.system_tenant_id.to_string()),
+                note.actor,
+            )
+        }
         None => (
-            note.tenant_id
-                .unwrap_or_else(|| state.system_tenant_id.to_string()),
+            note.tenant_id.unwrap_or_else(|| state.system_tenant_id.to_string()),
             note.actor,
         ),
     };
-    let result = match status.as_u16() {
+    let result = match req.status.as_u16() {
         200..=399 => "ok",
         401 | 403 | 429 => "denied",
         400..=499 => "failed",
         _ => "error",
     };
-    let detail = note.detail.or_else(|| failure.map(|f| f.to_string()));
+    let action = crate::api::action_name(req.method.as_str(), &req.route)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{} {}", req.method, req.route));
+    let target = note.target.unwrap_or_else(|| {
+        req.path
+            .trim_start_matches(ward_api::API_PREFIX)
+            .trim_start_matches('/')
+            .to_owned()
+    });
+    let (actor_id, actor_name, actor_role) = match actor {
+        Some((id, name, role)) => (Some(id), Some(name), Some(role)),
+        None => (None, None, None),
+    };
     NewAuditEvent {
         tenant_id,
         time: now_ms(),
-        actor_id: actor.as_ref().map(|a| a.0.clone()),
-        actor_name: actor.as_ref().map(|a| a.1.clone()),
-        actor_role: actor.as_ref().map(|a| a.2),
+        actor_id,
+        actor_name,
+        actor_role,
         on_behalf_of: None,
-        api_key_id: principal.and_then(|p| p.api_key_id().map(str::to_owned)),
-        source_ip: peer.to_string(),
-        action: note.action.unwrap_or_else(|| format!("{method} {route}")),
-        target: note.target.unwrap_or_else(|| route.to_owned()),
+        api_key_id,
+        source_ip: req.peer.to_string(),
+        action,
+        target,
         result: result.to_owned(),
-        status: status.as_u16(),
+        status: req.status.as_u16(),
         detail,
     }
 }

@@ -3,6 +3,7 @@
 use ward_store::Store;
 
 use crate::auth::password;
+use crate::config::Secret;
 use crate::error::ApiError;
 use crate::state::now_ms;
 
@@ -36,27 +37,21 @@ impl From<ApiError> for BootstrapError {
 pub async fn bootstrap(
     store: &Store,
     region: &str,
+    given: Option<&Secret>,
 ) -> Result<Option<Bootstrapped>, BootstrapError> {
-    if store
-        .tenant_by_name(ward_core::SYSTEM_TENANT)
-        .await?
-        .is_some()
-    {
+    if store.tenant_by_name(ward_core::SYSTEM_TENANT).await?.is_some() {
         return Ok(None);
     }
-    let (operator_password, admin_password, from_env) = match std::env::var(PASSWORD_ENV) {
-        Ok(p) if !p.is_empty() => {
-            password::check_policy(&p)?;
-            (p.clone(), p, true)
+    let (operator_password, admin_password, from_env) = match given {
+        Some(p) => {
+            password::check_policy(p.expose())?;
+            (p.expose().to_owned(), p.expose().to_owned(), true)
         }
-        _ => (password::generate(), password::generate(), false),
+        None => (password::generate(), password::generate(), false),
     };
     let op_hash = password::hash(operator_password.clone()).await?;
     let admin_hash = password::hash(admin_password.clone()).await?;
-    if store
-        .bootstrap(region, &op_hash, &admin_hash, now_ms())
-        .await?
-    {
+    if store.bootstrap(region, &op_hash, &admin_hash, now_ms()).await? {
         Ok(Some(Bootstrapped {
             operator_password,
             admin_password,

@@ -23,12 +23,7 @@ pub struct ServerArgs {
     #[arg(long, env = "WARD_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
     /// Database URL: postgres://... to scale out [default: SQLite in the data directory].
-    #[arg(
-        long,
-        env = "WARD_DATABASE",
-        value_name = "URL",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "WARD_DATABASE", value_name = "URL", hide_env_values = true)]
     pub database: Option<String>,
     /// TLS certificate chain (PEM) for the listener.
     #[arg(long, env = "WARD_TLS_CERT", value_name = "FILE", requires = "tls_key")]
@@ -140,6 +135,29 @@ pub struct ServerConfig {
     pub regions: Vec<String>,
     pub public_url: Option<String>,
     pub login: LoginLimits,
+    /// Password for the bootstrap accounts, from `WARD_BOOTSTRAP_PASSWORD`
+    /// (environment only, so it never shows in a process list or a file).
+    pub bootstrap_password: Option<Secret>,
+}
+
+/// A string that never appears in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -190,9 +208,7 @@ impl ServerConfig {
             (None, None) => Duration::from_secs(12 * 3600),
         };
         if session_ttl < Duration::from_secs(60) {
-            return Err(ConfigError::Invalid(
-                "session_ttl must be at least 1m".into(),
-            ));
+            return Err(ConfigError::Invalid("session_ttl must be at least 1m".into()));
         }
         let regions = args
             .regions
@@ -200,13 +216,10 @@ impl ServerConfig {
             .or(file.regions)
             .unwrap_or_else(|| vec!["local".to_owned()]);
         if regions.is_empty() {
-            return Err(ConfigError::Invalid(
-                "regions must name at least one region".into(),
-            ));
+            return Err(ConfigError::Invalid("regions must name at least one region".into()));
         }
         for r in &regions {
-            ward_core::Name::parse(r)
-                .map_err(|e| ConfigError::Invalid(format!("region {r:?}: {e}")))?;
+            ward_core::Name::parse(r).map_err(|e| ConfigError::Invalid(format!("region {r:?}: {e}")))?;
         }
         let defaults = LoginLimits::default();
         let login = LoginLimits {
@@ -241,6 +254,10 @@ impl ServerConfig {
             regions,
             public_url: args.public_url.clone().or(file.public_url),
             login,
+            bootstrap_password: std::env::var(crate::bootstrap::PASSWORD_ENV)
+                .ok()
+                .filter(|p| !p.is_empty())
+                .map(Secret::new),
         })
     }
 
@@ -249,11 +266,7 @@ impl ServerConfig {
         if let Some(u) = &self.public_url {
             return u.trim_end_matches('/').to_owned();
         }
-        let scheme = if self.tls == TlsMode::Off {
-            "http"
-        } else {
-            "https"
-        };
+        let scheme = if self.tls == TlsMode::Off { "http" } else { "https" };
         let addr = if self.listen.ip().is_unspecified() {
             SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), self.listen.port())
         } else {
@@ -277,9 +290,9 @@ fn parse_duration(field: &str, s: &str) -> Result<Duration, ConfigError> {
 }
 
 fn sqlite_url(path: &Path) -> Result<String, ConfigError> {
-    let p = path.to_str().ok_or_else(|| {
-        ConfigError::Invalid("the data directory path must be valid UTF-8".into())
-    })?;
+    let p = path
+        .to_str()
+        .ok_or_else(|| ConfigError::Invalid("the data directory path must be valid UTF-8".into()))?;
     Ok(format!("sqlite://{p}?mode=rwc"))
 }
 
@@ -300,6 +313,7 @@ mod tests {
         assert_eq!(c.tls, TlsMode::Off);
         assert_eq!(c.url(), "http://127.0.0.1:7600");
         assert_eq!(c.regions, vec!["local"]);
+        assert_eq!(format!("{:?}", Secret::new("hunter22")), "<redacted>");
     }
 
     #[test]
@@ -316,11 +330,7 @@ mod tests {
         a.listen = Some("127.0.0.1:9100".parse().unwrap());
         let c = ServerConfig::load(&a).unwrap();
         assert_eq!(c.listen.port(), 9100, "flag wins");
-        assert_eq!(
-            c.data_dir,
-            PathBuf::from("/srv/ward"),
-            "file used when no flag"
-        );
+        assert_eq!(c.data_dir, PathBuf::from("/srv/ward"), "file used when no flag");
         assert_eq!(c.session_ttl, Duration::from_secs(7200));
         assert_eq!(c.regions[0], "eu-1");
         assert_eq!(c.login.lock_after, 5);
@@ -345,15 +355,9 @@ mod tests {
         let e = ServerConfig::load(&a).unwrap_err().to_string();
         assert!(e.contains("lissten"), "{e}");
         a.config = Some(dir.path().join("missing.toml"));
-        assert!(ServerConfig::load(&a)
-            .unwrap_err()
-            .to_string()
-            .contains("missing.toml"));
+        assert!(ServerConfig::load(&a).unwrap_err().to_string().contains("missing.toml"));
         std::fs::write(&path, "session_ttl = \"soon\"\n").unwrap();
         a.config = Some(path);
-        assert!(ServerConfig::load(&a)
-            .unwrap_err()
-            .to_string()
-            .contains("session_ttl"));
+        assert!(ServerConfig::load(&a).unwrap_err().to_string().contains("session_ttl"));
     }
 }

@@ -1,7 +1,7 @@
 //! The request context every protected handler takes, and through it the one
 //! authorisation check.
 //!
-//! A handler names the action it performs (for the audit trail), the
+//! A handler names the target of its action (for the audit trail), the
 //! [`Permission`] it needs and the [`Target`] it touches, and calls
 //! [`Ctx::authorize`]; that applies [`ward_core::authorize`] to the caller.
 //! There is no other way to reach the store from a protected handler than
@@ -26,13 +26,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Say what this request does, for the audit trail.
-    pub fn action(&self, action: &str, target: impl Into<String>) {
+    /// Name what this request is aimed at, for the audit trail (the action
+    /// itself is named by the route: [`crate::api::action_name`]).
+    pub fn target(&self, target: impl Into<String>) {
         let target = target.into();
-        self.audit.update(|n| {
-            n.action = Some(action.to_owned());
-            n.target = Some(target);
-        });
+        self.audit.update(|n| n.target = Some(target));
     }
 
     /// Add a detail to the audit record (why something failed).
@@ -65,15 +63,8 @@ impl Ctx {
 impl FromRequestParts<AppState> for Ctx {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let audit = parts
-            .extensions
-            .get::<AuditSlot>()
-            .cloned()
-            .unwrap_or_default();
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let audit = parts.extensions.get::<AuditSlot>().cloned().unwrap_or_default();
         let peer = parts
             .extensions
             .get::<PeerAddr>()
@@ -81,7 +72,7 @@ impl FromRequestParts<AppState> for Ctx {
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
         let principal = match parts.extensions.get::<Authentication>() {
             Some(Authentication(Ok(p))) => p.clone(),
-            Some(Authentication(Err(f))) => return Err(f.clone().into()),
+            Some(Authentication(Err(r))) => return Err(r.failure.clone().into()),
             None => return Err(AuthFailure::Missing.into()),
         };
         Ok(Ctx {
@@ -103,11 +94,7 @@ impl FromRequestParts<AppState> for Anonymous {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
-        let audit = parts
-            .extensions
-            .get::<AuditSlot>()
-            .cloned()
-            .unwrap_or_default();
+        let audit = parts.extensions.get::<AuditSlot>().cloned().unwrap_or_default();
         let peer = parts
             .extensions
             .get::<PeerAddr>()

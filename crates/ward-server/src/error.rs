@@ -32,10 +32,7 @@ impl ApiError {
     }
 
     pub fn internal() -> Self {
-        ApiError::new(
-            ErrorCode::Internal,
-            "internal error; the server log has the details",
-        )
+        ApiError::new(ErrorCode::Internal, "internal error; the server log has the details")
     }
 
     pub fn status(&self) -> StatusCode {
@@ -60,15 +57,10 @@ impl From<ward_store::StoreError> for ApiError {
     fn from(e: ward_store::StoreError) -> Self {
         use ward_store::StoreError as E;
         match e {
-            E::Conflict(what) => {
-                ApiError::new(ErrorCode::Conflict, format!("{what} already exists"))
-            }
+            E::Conflict(what) => ApiError::new(ErrorCode::Conflict, format!("{what} already exists")),
             E::Connect(..) => {
                 tracing::error!(error = %e, "store unreachable");
-                ApiError::new(
-                    ErrorCode::Unavailable,
-                    "the store is unreachable; try again shortly",
-                )
+                ApiError::new(ErrorCode::Unavailable, "the store is unreachable; try again shortly")
             }
             other => {
                 tracing::error!(error = %other, "store error");

@@ -61,3 +61,21 @@ fn query_rejection(r: QueryRejection) -> ApiError {
         format!("invalid query string: {}", r.body_text()),
     )
 }
+
+/// Path parameters; a segment that is not valid UTF-8 or not of the right
+/// type gives a JSON 400.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(r) => Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("invalid path: {}", r.body_text()),
+            )),
+        }
+    }
+}

@@ -46,7 +46,7 @@ use ward_core::ErrorCode;
 use ward_store::Store;
 
 pub use bootstrap::Bootstrapped;
-pub use config::{LogFormat, ServerArgs, ServerConfig, TlsMode};
+pub use config::{LogFormat, LoginLimits, Secret, ServerArgs, ServerConfig, TlsMode};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -67,15 +67,10 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(pages::landing))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(from_fn_with_state(
-            state.clone(),
-            audit::authenticate_and_record,
-        ))
+        .layer(from_fn_with_state(state.clone(), audit::authenticate_and_record))
         .layer(from_fn_with_state(state.clone(), count_request))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::internal().into_response()
-        }))
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -164,16 +159,9 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         create_private_dir(&config.data_dir)?;
     }
     let store = Store::connect(&config.database).await?;
-    store
-        .migrate()
-        .await
-        .context("applying database migrations")?;
-    let region = config
-        .regions
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "local".into());
-    let bootstrapped = bootstrap::bootstrap(&store, &region).await?;
+    store.migrate().await.context("applying database migrations")?;
+    let region = config.regions.first().cloned().unwrap_or_else(|| "local".into());
+    let bootstrapped = bootstrap::bootstrap(&store, &region, config.bootstrap_password.as_ref()).await?;
     let system = store
         .tenant_by_name(ward_core::SYSTEM_TENANT)
         .await?
@@ -218,9 +206,7 @@ async fn background_jobs(store: Store, metrics: Arc<Metrics>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
-        metrics
-            .store_ready
-            .set(i64::from(store.ready().await.is_ok()));
+        metrics.store_ready.set(i64::from(store.ready().await.is_ok()));
         match store.delete_expired_sessions(state::now_ms()).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(sessions = n, "removed expired sessions"),
@@ -229,9 +215,7 @@ async fn background_jobs(store: Store, metrics: Arc<Metrics>) {
     }
 }
 
-fn tls_config(
-    config: &ServerConfig,
-) -> anyhow::Result<(Option<Arc<rustls::ServerConfig>>, Option<OwnCa>)> {
+fn tls_config(config: &ServerConfig) -> anyhow::Result<(Option<Arc<rustls::ServerConfig>>, Option<OwnCa>)> {
     const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
     match &config.tls {
         TlsMode::Off => Ok((None, None)),
@@ -246,10 +230,7 @@ fn tls_config(
             if created {
                 tracing::info!(fingerprint = %ca.fingerprint(), "created Ward's own CA");
             }
-            let mut ips: Vec<IpAddr> = vec![
-                IpAddr::from([127, 0, 0, 1]),
-                IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
-            ];
+            let mut ips: Vec<IpAddr> = vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])];
             if !config.listen.ip().is_unspecified() {
                 ips.push(config.listen.ip());
             }
@@ -276,17 +257,13 @@ fn url_host(url: &str) -> Option<String> {
     let authority = rest.split('/').next()?;
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next()?,
-        None => authority
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .unwrap_or(authority),
+        None => authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority),
     };
     (!host.is_empty()).then(|| host.to_owned())
 }
 
 fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -315,10 +292,7 @@ fn print_banner(r: &Running) {
     println!("Ward is running.");
     println!("  Console and API:  {}/", r.url);
     if let Some(ca) = &r.ca {
-        println!(
-            "  HTTPS certificate from Ward's own CA, {}",
-            ca.cert_path.display()
-        );
+        println!("  HTTPS certificate from Ward's own CA, {}", ca.cert_path.display());
         println!("  CA fingerprint:   {}", ca.fingerprint);
     }
     match &r.bootstrapped {

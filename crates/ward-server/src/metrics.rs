@@ -89,9 +89,7 @@ impl Metrics {
             })
             .inc();
         self.http_duration
-            .get_or_create(&RouteLabels {
-                route: route.into(),
-            })
+            .get_or_create(&RouteLabels { route: route.into() })
             .observe(seconds);
     }
 

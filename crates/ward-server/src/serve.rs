@@ -65,14 +65,11 @@ pub async fn serve(
         tokio::spawn(async move {
             match acceptor {
                 Some(acceptor) => {
-                    let tls =
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                return tracing::debug!(%peer, error = %e, "TLS handshake failed")
-                            }
-                            Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-                        };
+                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                    };
                     let conn = builder
                         .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                         .into_owned();
@@ -93,10 +90,7 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("draining open connections");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}; closing them");
     }
 }

@@ -51,12 +51,7 @@ const COLUMNS: &str =
     "id, tenant_id, name, role, password_hash, created_at, created_by, last_login_at, failed_logins, locked_until";
 
 impl Store {
-    pub async fn create_account(
-        &self,
-        tenant_id: &str,
-        new: NewAccount<'_>,
-        now: i64,
-    ) -> Result<AccountRow> {
+    pub async fn create_account(&self, tenant_id: &str, new: NewAccount<'_>, now: i64) -> Result<AccountRow> {
         let mut tx = self.pool().begin().await?;
         let id = insert_account(
             &mut tx,
@@ -117,11 +112,7 @@ impl Store {
     }
 
     /// The tenant's accounts, oldest first.
-    pub async fn list_accounts(
-        &self,
-        tenant_id: &str,
-        page: &PageRequest,
-    ) -> Result<Page<AccountRow>> {
+    pub async fn list_accounts(&self, tenant_id: &str, page: &PageRequest) -> Result<Page<AccountRow>> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM accounts WHERE tenant_id = $1 AND ($2 = '' OR id > $2) ORDER BY id LIMIT $3"
         ))
@@ -130,10 +121,7 @@ impl Store {
         .bind(page.fetch())
         .fetch_all(self.pool())
         .await?;
-        let items = rows
-            .iter()
-            .map(AccountRow::from_row)
-            .collect::<Result<Vec<_>>>()?;
+        let items = rows.iter().map(AccountRow::from_row).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, page, |a| &a.id))
     }
 
@@ -162,13 +150,12 @@ impl Store {
     /// Set a new password hash and end the account's sessions.
     pub async fn set_password_hash(&self, tenant_id: &str, id: &str, hash: &str) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
-        let r =
-            sqlx::query("UPDATE accounts SET password_hash = $1 WHERE tenant_id = $2 AND id = $3")
-                .bind(hash)
-                .bind(tenant_id)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+        let r = sqlx::query("UPDATE accounts SET password_hash = $1 WHERE tenant_id = $2 AND id = $3")
+            .bind(hash)
+            .bind(tenant_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM sessions WHERE tenant_id = $1 AND account_id = $2")
             .bind(tenant_id)
             .bind(id)
@@ -224,13 +211,12 @@ impl Store {
     }
 
     pub async fn unlock_account(&self, tenant_id: &str, id: &str) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE accounts SET locked_until = NULL, failed_logins = 0 WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(tenant_id)
-        .bind(id)
-        .execute(self.pool())
-        .await?;
+        let r =
+            sqlx::query("UPDATE accounts SET locked_until = NULL, failed_logins = 0 WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant_id)
+                .bind(id)
+                .execute(self.pool())
+                .await?;
         Ok(r.rows_affected() == 1)
     }
 }

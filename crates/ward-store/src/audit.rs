@@ -32,9 +32,7 @@ impl AuditRow {
             time: get(row, "time")?,
             actor_id: get(row, "actor_id")?,
             actor_name: get(row, "actor_name")?,
-            actor_role: role
-                .map(|r| parse_col(r, "audit_events.actor_role"))
-                .transpose()?,
+            actor_role: role.map(|r| parse_col(r, "audit_events.actor_role")).transpose()?,
             on_behalf_of: get(row, "on_behalf_of")?,
             api_key_id: get(row, "api_key_id")?,
             source_ip: get(row, "source_ip")?,
@@ -75,8 +73,7 @@ pub struct AuditFilter {
     pub since: Option<i64>,
 }
 
-const COLUMNS: &str =
-    "id, tenant_id, time, actor_id, actor_name, actor_role, on_behalf_of, api_key_id, \
+const COLUMNS: &str = "id, tenant_id, time, actor_id, actor_name, actor_role, on_behalf_of, api_key_id, \
                        source_ip, action, target, result, status, detail";
 
 impl Store {
@@ -143,10 +140,7 @@ impl Store {
             q = q.bind(since);
         }
         let rows = q.bind(page.fetch()).fetch_all(self.pool()).await?;
-        let items = rows
-            .iter()
-            .map(AuditRow::from_row)
-            .collect::<Result<Vec<_>>>()?;
+        let items = rows.iter().map(AuditRow::from_row).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, page, |e| &e.id))
     }
 }

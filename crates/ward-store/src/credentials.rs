@@ -96,12 +96,11 @@ impl Store {
 
     /// Authentication entry point: the session whose token hashes to `token_hash`.
     pub async fn session_by_token_hash(&self, token_hash: &str) -> Result<Option<SessionRow>> {
-        let row = sqlx::query(
-            "SELECT id, tenant_id, account_id, created_at, expires_at FROM sessions WHERE token_hash = $1",
-        )
-        .bind(token_hash)
-        .fetch_optional(self.pool())
-        .await?;
+        let row =
+            sqlx::query("SELECT id, tenant_id, account_id, created_at, expires_at FROM sessions WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(self.pool())
+                .await?;
         row.map(|r| {
             Ok(SessionRow {
                 id: get(&r, "id")?,
@@ -132,12 +131,7 @@ impl Store {
         Ok(r.rows_affected())
     }
 
-    pub async fn create_api_key(
-        &self,
-        tenant_id: &str,
-        new: NewApiKey<'_>,
-        now: i64,
-    ) -> Result<ApiKeyRow> {
+    pub async fn create_api_key(&self, tenant_id: &str, new: NewApiKey<'_>, now: i64) -> Result<ApiKeyRow> {
         let id = new_id("key");
         sqlx::query(
             "INSERT INTO api_keys (id, tenant_id, account_id, name, role_cap, secret_hash, created_at, expires_at) \
@@ -193,21 +187,12 @@ impl Store {
         .bind(page.fetch())
         .fetch_all(self.pool())
         .await?;
-        let items = rows
-            .iter()
-            .map(ApiKeyRow::from_row)
-            .collect::<Result<Vec<_>>>()?;
+        let items = rows.iter().map(ApiKeyRow::from_row).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, page, |k| &k.id))
     }
 
     /// Revoke one of an account's keys. False when there is no such live key.
-    pub async fn revoke_api_key(
-        &self,
-        tenant_id: &str,
-        account_id: &str,
-        id: &str,
-        now: i64,
-    ) -> Result<bool> {
+    pub async fn revoke_api_key(&self, tenant_id: &str, account_id: &str, id: &str, now: i64) -> Result<bool> {
         let r = sqlx::query(
             "UPDATE api_keys SET revoked_at = $1 WHERE tenant_id = $2 AND account_id = $3 AND id = $4 AND revoked_at IS NULL",
         )

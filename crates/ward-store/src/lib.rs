@@ -69,18 +69,16 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("backend", &self.backend)
-            .finish()
+        f.debug_struct("Store").field("backend", &self.backend).finish()
     }
 }
 
 impl Store {
     /// Open the SQLite database file at `path`, creating it if needed.
     pub async fn open_sqlite(path: &std::path::Path) -> Result<Store> {
-        let path = path.to_str().ok_or_else(|| {
-            StoreError::Config("the data directory path is not valid UTF-8".into())
-        })?;
+        let path = path
+            .to_str()
+            .ok_or_else(|| StoreError::Config("the data directory path is not valid UTF-8".into()))?;
         Self::connect(&format!("sqlite://{path}?mode=rwc")).await
     }
 
@@ -136,10 +134,9 @@ impl Store {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         let expected = migrator.iter().count() as i64;
-        let applied: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
-                .fetch_one(&self.pool)
-                .await?;
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
+            .fetch_one(&self.pool)
+            .await?;
         if applied < expected {
             return Err(StoreError::NotMigrated { applied, expected });
         }
@@ -164,13 +161,12 @@ impl Store {
 /// Ids made by one process are strictly increasing, even within a
 /// millisecond, so "newest first" and cursors follow creation order.
 pub fn new_id(prefix: &str) -> String {
-    static GENERATOR: std::sync::Mutex<ulid::Generator> =
-        std::sync::Mutex::new(ulid::Generator::new());
-    let id = GENERATOR
-        .lock()
-        .ok()
-        .and_then(|mut g| g.generate().ok())
-        .unwrap_or_else(ulid::Ulid::new);
+    static GENERATOR: std::sync::Mutex<ulid::Generator> = std::sync::Mutex::new(ulid::Generator::new());
+    // A poisoned lock or an exhausted millisecond falls back to a plain random id.
+    let id = match GENERATOR.lock() {
+        Ok(mut g) => g.generate().unwrap_or_else(|_| ulid::Ulid::new()),
+        Err(_) => ulid::Ulid::new(),
+    };
     format!("{prefix}_{}", id.to_string().to_ascii_lowercase())
 }
 
@@ -197,22 +193,7 @@ where
 }
 
 pub(crate) fn parse_col<T: FromStr>(value: String, col: &'static str) -> Result<T> {
-    value
-        .parse()
-        .map_err(|_| StoreError::Corrupt { column: col, value })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            super::redact("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
-        );
-        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(super::redact("sqlite:///x"), "sqlite:///x");
-    }
+    value.parse().map_err(|_| StoreError::Corrupt { column: col, value })
 }
 
 #[cfg(any(test, feature = "testing"))]
@@ -220,5 +201,15 @@ impl Store {
     /// Run raw SQL; for tests that check what the schema refuses.
     pub async fn raw_execute_for_tests(&self, sql: &str) -> Result<u64> {
         Ok(sqlx::query(sql).execute(&self.pool).await?.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact("sqlite:///x"), "sqlite:///x");
     }
 }

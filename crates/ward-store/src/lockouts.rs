@@ -51,22 +51,16 @@ impl Store {
     }
 
     pub async fn lock_address(&self, tenant_id: &str, address: &str, until: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE address_lockouts SET locked_until = $1 WHERE tenant_id = $2 AND address = $3",
-        )
-        .bind(until)
-        .bind(tenant_id)
-        .bind(address)
-        .execute(self.pool())
-        .await?;
+        sqlx::query("UPDATE address_lockouts SET locked_until = $1 WHERE tenant_id = $2 AND address = $3")
+            .bind(until)
+            .bind(tenant_id)
+            .bind(address)
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 
-    pub async fn address_lockout(
-        &self,
-        tenant_id: &str,
-        address: &str,
-    ) -> Result<Option<AddressLockout>> {
+    pub async fn address_lockout(&self, tenant_id: &str, address: &str) -> Result<Option<AddressLockout>> {
         let row = sqlx::query(
             "SELECT address, failures, window_start, locked_until FROM address_lockouts WHERE tenant_id = $1 AND address = $2",
         )

@@ -13,9 +13,7 @@ impl PageRequest {
     pub const MAX_LIMIT: u32 = 500;
 
     pub fn new(cursor: Option<String>, limit: Option<u32>) -> Self {
-        let limit = limit
-            .unwrap_or(Self::DEFAULT_LIMIT)
-            .clamp(1, Self::MAX_LIMIT);
+        let limit = limit.unwrap_or(Self::DEFAULT_LIMIT).clamp(1, Self::MAX_LIMIT);
         PageRequest { cursor, limit }
     }
 

@@ -68,9 +68,7 @@ impl Store {
             match inserted {
                 Ok(_) => {}
                 // Another replica bootstrapped at the same moment.
-                Err(e) if matches!(&e, sqlx::Error::Database(db) if db.is_unique_violation()) => {
-                    return Ok(false)
-                }
+                Err(e) if matches!(&e, sqlx::Error::Database(db) if db.is_unique_violation()) => return Ok(false),
                 Err(e) => return Err(e.into()),
             }
             insert_account(&mut tx, &tenant_id, owner, Role::Owner, hash, None, now).await?;
@@ -147,20 +145,12 @@ impl Store {
         .bind(page.fetch())
         .fetch_all(self.pool())
         .await?;
-        let items = rows
-            .iter()
-            .map(TenantRow::from_row)
-            .collect::<Result<Vec<_>>>()?;
+        let items = rows.iter().map(TenantRow::from_row).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, page, |t| &t.id))
     }
 
     /// Change a tenant's state; returns the updated row, or None if unknown.
-    pub async fn set_tenant_state(
-        &self,
-        id: &str,
-        state: TenantState,
-        now: i64,
-    ) -> Result<Option<TenantRow>> {
+    pub async fn set_tenant_state(&self, id: &str, state: TenantState, now: i64) -> Result<Option<TenantRow>> {
         sqlx::query("UPDATE tenants SET state = $1, updated_at = $2 WHERE id = $3")
             .bind(state.as_str())
             .bind(now)

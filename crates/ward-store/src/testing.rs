@@ -37,10 +37,7 @@ impl TestStore {
     /// failure to reach the server fails the test.
     pub async fn postgres() -> Option<TestStore> {
         let admin_url = std::env::var(POSTGRES_ENV).ok().filter(|v| !v.is_empty())?;
-        let name = format!(
-            "ward_test_{}",
-            ulid::Ulid::new().to_string().to_ascii_lowercase()
-        );
+        let name = format!("ward_test_{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
         let admin = Store::connect(&admin_url)
             .await
             .expect("WARD_TEST_POSTGRES is set but unreachable");
@@ -77,17 +74,13 @@ impl Drop for TestStore {
         if let Some((admin_url, name)) = self.pg.take() {
             // Drop runs outside async; do the clean-up on a thread of its own.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build();
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
                 if let Ok(rt) = rt {
                     rt.block_on(async {
                         if let Ok(admin) = Store::connect(&admin_url).await {
-                            let _ = sqlx::query(&format!(
-                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                            ))
-                            .execute(admin.pool())
-                            .await;
+                            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(admin.pool())
+                                .await;
                             admin.close().await;
                         }
                     });

@@ -1,12 +1,12 @@
+#![allow(clippy::unwrap_used)]
+
 //! The store suite: every scenario runs on SQLite, and on PostgreSQL when
 //! `WARD_TEST_POSTGRES` holds a server URL (CI sets it; a set but unreachable
 //! server fails the test rather than skipping it).
 
 use ward_core::{Role, TenantState};
 use ward_store::testing::TestStore;
-use ward_store::{
-    AuditFilter, NewAccount, NewApiKey, NewAuditEvent, PageRequest, Store, StoreError,
-};
+use ward_store::{AuditFilter, NewAccount, NewApiKey, NewAuditEvent, PageRequest, Store, StoreError};
 
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -48,11 +48,7 @@ async fn bootstrap_once(s: &Store) {
     assert!(!s.bootstrap("local", "h1", "h2", NOW).await.unwrap());
     let system = s.tenant_by_name("system").await.unwrap().unwrap();
     assert!(system.is_system());
-    let op = s
-        .account_by_name(&system.id, "operator")
-        .await
-        .unwrap()
-        .unwrap();
+    let op = s.account_by_name(&system.id, "operator").await.unwrap().unwrap();
     assert_eq!(op.role, Role::Owner);
     let default = s.tenant_by_name("default").await.unwrap().unwrap();
     let admin = s.tenant_owner(&default.id).await.unwrap().unwrap();
@@ -67,9 +63,7 @@ async fn tenants_and_owner(s: &Store) {
         .unwrap();
     assert_eq!(t.state, TenantState::Active);
     assert_eq!(t.region, "eu-1");
-    let dup = s
-        .create_tenant("acme", "eu-1", "admin", "hash", None, NOW)
-        .await;
+    let dup = s.create_tenant("acme", "eu-1", "admin", "hash", None, NOW).await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
     let t2 = s
         .set_tenant_state(&t.id, TenantState::Suspended, NOW + 1)
@@ -94,14 +88,8 @@ async fn tenants_and_owner(s: &Store) {
 }
 
 async fn accounts_are_scoped_by_tenant(s: &Store) {
-    let a = s
-        .create_tenant("a", "r", "admin", "ha", None, NOW)
-        .await
-        .unwrap();
-    let b = s
-        .create_tenant("b", "r", "admin", "hb", None, NOW)
-        .await
-        .unwrap();
+    let a = s.create_tenant("a", "r", "admin", "ha", None, NOW).await.unwrap();
+    let b = s.create_tenant("b", "r", "admin", "hb", None, NOW).await.unwrap();
     let aud = s
         .create_account(
             &a.id,
@@ -119,10 +107,7 @@ async fn accounts_are_scoped_by_tenant(s: &Store) {
     // Tenant B sees nothing of tenant A, by name or by id, and cannot change it.
     assert!(s.account_by_name(&b.id, "aud").await.unwrap().is_none());
     assert!(s.account_by_id(&b.id, &aud.id).await.unwrap().is_none());
-    assert!(!s
-        .set_account_role(&b.id, &aud.id, Role::Admin)
-        .await
-        .unwrap());
+    assert!(!s.set_account_role(&b.id, &aud.id, Role::Admin).await.unwrap());
     assert!(!s.delete_account(&b.id, &aud.id).await.unwrap());
     assert!(!s.unlock_account(&b.id, &aud.id).await.unwrap());
     assert_eq!(
@@ -160,10 +145,7 @@ async fn accounts_are_scoped_by_tenant(s: &Store) {
         .await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))));
     // Role change, failures, lock, unlock, delete.
-    assert!(s
-        .set_account_role(&a.id, &aud.id, Role::Helpdesk)
-        .await
-        .unwrap());
+    assert!(s.set_account_role(&a.id, &aud.id, Role::Helpdesk).await.unwrap());
     assert_eq!(s.record_login_failure(&a.id, &aud.id).await.unwrap(), 1);
     assert_eq!(s.record_login_failure(&a.id, &aud.id).await.unwrap(), 2);
     s.lock_account(&a.id, &aud.id, NOW + 1000).await.unwrap();
@@ -181,10 +163,7 @@ async fn accounts_are_scoped_by_tenant(s: &Store) {
 }
 
 async fn pagination_walks_every_row(s: &Store) {
-    let t = s
-        .create_tenant("p", "r", "admin", "h", None, NOW)
-        .await
-        .unwrap();
+    let t = s.create_tenant("p", "r", "admin", "h", None, NOW).await.unwrap();
     for i in 0..7 {
         let name = format!("acct{i}");
         s.create_account(
@@ -221,23 +200,13 @@ async fn pagination_walks_every_row(s: &Store) {
 }
 
 async fn sessions_and_keys(s: &Store) {
-    let t = s
-        .create_tenant("k", "r", "admin", "h", None, NOW)
-        .await
-        .unwrap();
+    let t = s.create_tenant("k", "r", "admin", "h", None, NOW).await.unwrap();
     let owner = s.tenant_owner(&t.id).await.unwrap().unwrap();
     let ses = s
         .create_session(&t.id, &owner.id, "tokhash", "127.0.0.1", NOW, NOW + 10)
         .await
         .unwrap();
-    assert_eq!(
-        s.session_by_token_hash("tokhash")
-            .await
-            .unwrap()
-            .unwrap()
-            .id,
-        ses.id
-    );
+    assert_eq!(s.session_by_token_hash("tokhash").await.unwrap().unwrap().id, ses.id);
     assert!(s.session_by_token_hash("other").await.unwrap().is_none());
     assert_eq!(s.delete_expired_sessions(NOW + 5).await.unwrap(), 0);
     assert_eq!(s.delete_expired_sessions(NOW + 10).await.unwrap(), 1);
@@ -263,25 +232,13 @@ async fn sessions_and_keys(s: &Store) {
     s.touch_api_key(&t.id, &key.id, NOW + 5).await.unwrap();
     s.touch_api_key(&t.id, &key.id, NOW + 6).await.unwrap(); // within a minute: not written
     assert_eq!(
-        s.api_key_by_id(&key.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .last_used_at,
+        s.api_key_by_id(&key.id).await.unwrap().unwrap().last_used_at,
         Some(NOW + 5)
     );
-    assert!(!s
-        .revoke_api_key("other-tenant", &owner.id, &key.id, NOW)
-        .await
-        .unwrap());
-    assert!(s
-        .revoke_api_key(&t.id, &owner.id, &key.id, NOW)
-        .await
-        .unwrap());
+    assert!(!s.revoke_api_key("other-tenant", &owner.id, &key.id, NOW).await.unwrap());
+    assert!(s.revoke_api_key(&t.id, &owner.id, &key.id, NOW).await.unwrap());
     assert!(
-        !s.revoke_api_key(&t.id, &owner.id, &key.id, NOW)
-            .await
-            .unwrap(),
+        !s.revoke_api_key(&t.id, &owner.id, &key.id, NOW).await.unwrap(),
         "revoking twice"
     );
     let keys = s
@@ -334,10 +291,7 @@ async fn audit_is_append_only_and_filtered(s: &Store) {
         result: Some("denied".into()),
         ..Default::default()
     };
-    let denied = s
-        .list_audit("t1", &f, &PageRequest::new(None, None))
-        .await
-        .unwrap();
+    let denied = s.list_audit("t1", &f, &PageRequest::new(None, None)).await.unwrap();
     assert_eq!(denied.items.len(), 1);
     assert_eq!(denied.items[0].on_behalf_of.as_deref(), Some("admin"));
     let f = AuditFilter {
@@ -353,11 +307,7 @@ async fn audit_is_append_only_and_filtered(s: &Store) {
         2
     );
     let page = s
-        .list_audit(
-            "t1",
-            &AuditFilter::default(),
-            &PageRequest::new(None, Some(2)),
-        )
+        .list_audit("t1", &AuditFilter::default(), &PageRequest::new(None, Some(2)))
         .await
         .unwrap();
     let next = s
@@ -382,10 +332,7 @@ async fn sqlx_update_audit(s: &Store) -> Result<u64, String> {
 }
 
 async fn lockouts_count_and_forget(s: &Store) {
-    let l = s
-        .record_address_failure("t", "10.0.0.1", NOW, 60_000)
-        .await
-        .unwrap();
+    let l = s.record_address_failure("t", "10.0.0.1", NOW, 60_000).await.unwrap();
     assert_eq!(l.failures, 1);
     let l = s
         .record_address_failure("t", "10.0.0.1", NOW + 1, 60_000)

@@ -30,10 +30,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.role {
         Role::Server(args) => server(args),
-        Role::Ctl(args) => match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
+        Role::Ctl(args) => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt.block_on(ward_ctl::run(args)),
             Err(e) => fail(&format!("cannot start the runtime: {e}")),
         },
@@ -46,10 +43,7 @@ fn server(args: ServerArgs) -> ExitCode {
         Err(e) => return fail(&e.to_string()),
     };
     init_logging(config.log_format, &config.log_level);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };

@@ -28,13 +28,7 @@ pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: AccountCommand) -> Result<()> {
                 bail!("pass the new account's password on standard input with --password-stdin");
             }
             let password = read_secret(ctx.stdin, "password")?;
-            let account = client
-                .create_account(&CreateAccount {
-                    name,
-                    role,
-                    password,
-                })
-                .await?;
+            let account = client.create_account(&CreateAccount { name, role, password }).await?;
             output::show(ctx.out, ctx.output, &account)
         }
         AccountCommand::Delete { name } => {
@@ -49,10 +43,7 @@ pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: AccountCommand) -> Result<()> {
             let account = client.unlock_account(&name).await?;
             output::show(ctx.out, ctx.output, &account)
         }
-        AccountCommand::Passwd {
-            name,
-            password_stdin,
-        } => {
+        AccountCommand::Passwd { name, password_stdin } => {
             if !password_stdin {
                 bail!(
                     "pass the password(s) on standard input with --password-stdin: \
@@ -70,8 +61,7 @@ pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: AccountCommand) -> Result<()> {
                     (name, req)
                 }
                 None => {
-                    let mut lines =
-                        read_secret_lines(ctx.stdin, &["current password", "new password"])?;
+                    let mut lines = read_secret_lines(ctx.stdin, &["current password", "new password"])?;
                     let new_password = lines.pop().unwrap_or_default();
                     let current_password = lines.pop();
                     let me = client.whoami().await?;

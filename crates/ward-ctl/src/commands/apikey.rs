@@ -11,11 +11,7 @@ use crate::output;
 pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: ApikeyCommand) -> Result<()> {
     let client = ctx.client()?;
     match cmd {
-        ApikeyCommand::Create {
-            name,
-            role,
-            expires_in,
-        } => {
+        ApikeyCommand::Create { name, role, expires_in } => {
             let created = client
                 .create_api_key(&CreateApiKey {
                     name,

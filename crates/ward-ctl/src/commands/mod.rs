@@ -105,8 +105,7 @@ impl Ctx<'_> {
             _ => bail!(NO_SERVER),
         };
         let url = ward_client::parse_server_url(&raw)?;
-        let profile_matches = profile
-            .is_some_and(|p| ward_client::parse_server_url(&p.server).is_ok_and(|u| u == url));
+        let profile_matches = profile.is_some_and(|p| ward_client::parse_server_url(&p.server).is_ok_and(|u| u == url));
         let from_profile = profile.filter(|_| profile_matches);
         let token = self
             .token

@@ -31,10 +31,7 @@ pub(super) async fn login(ctx: &mut Ctx<'_>, args: LoginArgs) -> Result<()> {
     let target = ctx.target()?;
     let ca_cert = target.ca_cert.clone();
     let password = read_secret(ctx.stdin, "password")?;
-    let anonymous = build_client(&Target {
-        token: None,
-        ..target
-    })?;
+    let anonymous = build_client(&Target { token: None, ..target })?;
     let resp = anonymous
         .login(&LoginRequest {
             tenant: args.tenant.clone(),
@@ -96,11 +93,7 @@ pub(super) async fn logout(ctx: &mut Ctx<'_>) -> Result<()> {
         if let Some(p) = ctx.config.profiles.get_mut(&name) {
             p.token = None;
         }
-        let path = ctx
-            .config_path
-            .as_ref()
-            .map_err(|e| anyhow!("{e}"))?
-            .clone();
+        let path = ctx.config_path.as_ref().map_err(|e| anyhow!("{e}"))?.clone();
         ctx.config.save(&path)?;
     }
     if ctx.output == OutputFormat::Table {
@@ -109,10 +102,7 @@ pub(super) async fn logout(ctx: &mut Ctx<'_>) -> Result<()> {
         } else {
             ""
         };
-        output::line(
-            ctx.out,
-            &format!("Logged out of {}{note}.", client.server()),
-        )?;
+        output::line(ctx.out, &format!("Logged out of {}{note}.", client.server()))?;
     }
     Ok(())
 }

@@ -1,4 +1,3 @@
-use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::Json;
 use ward_api::{Account, CreateAccount, ErrorBody, Page, PageQuery, SetPassword, SetRole};
@@ -10,7 +9,7 @@ use super::{opt_time, page, page_request};
 use crate::auth::password;
 use crate::ctx::Ctx;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::now_ms;
 
 pub(super) fn view(a: AccountRow) -> Account {
@@ -39,7 +38,7 @@ async fn find(ctx: &Ctx, name: &str) -> ApiResult<AccountRow> {
 #[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts", params(PageQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<Account>), (status = 403, body = ErrorBody)))]
 pub async fn list(ctx: Ctx, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Json<Page<Account>>> {
-    ctx.action("account.list", "accounts");
+    ctx.target("accounts");
     ctx.authorize(Permission::AccountsRead, ctx.tenant_target())?;
     let p = ctx
         .state
@@ -52,11 +51,8 @@ pub async fn list(ctx: Ctx, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Json<
 /// Create a sub-account with a role no more powerful than the caller's.
 #[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", request_body = CreateAccount, security(("bearer" = [])),
     responses((status = 201, body = Account), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn create(
-    ctx: Ctx,
-    ApiJson(req): ApiJson<CreateAccount>,
-) -> ApiResult<(StatusCode, Json<Account>)> {
-    ctx.action("account.create", format!("account:{}", req.name));
+pub async fn create(ctx: Ctx, ApiJson(req): ApiJson<CreateAccount>) -> ApiResult<(StatusCode, Json<Account>)> {
+    ctx.target(format!("account:{}", req.name));
     ctx.detail(format!("role {}", req.role));
     ctx.authorize(
         Permission::AccountsManage,
@@ -74,19 +70,15 @@ pub async fn create(
         password_hash: &hash,
         created_by: Some(&ctx.principal.account.name),
     };
-    let a = ctx
-        .state
-        .store
-        .create_account(ctx.tenant_id(), new, now_ms())
-        .await?;
+    let a = ctx.state.store.create_account(ctx.tenant_id(), new, now_ms()).await?;
     Ok((StatusCode::CREATED, Json(view(a))))
 }
 
 /// One account.
 #[utoipa::path(get, path = "/api/v1/accounts/{name}", tag = "accounts", params(("name" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = Account), (status = 404, body = ErrorBody)))]
-pub async fn show(ctx: Ctx, Path(name): Path<String>) -> ApiResult<Json<Account>> {
-    ctx.action("account.show", format!("account:{name}"));
+pub async fn show(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Account>> {
+    ctx.target(format!("account:{name}"));
     ctx.authorize(Permission::AccountsRead, ctx.tenant_target())?;
     let a = find(&ctx, &name).await?;
     ctx.authorize(
@@ -103,8 +95,8 @@ pub async fn show(ctx: Ctx, Path(name): Path<String>) -> ApiResult<Json<Account>
 /// Delete a sub-account; its sessions and API keys end with it.
 #[utoipa::path(delete, path = "/api/v1/accounts/{name}", tag = "accounts", params(("name" = String, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn delete(ctx: Ctx, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    ctx.action("account.delete", format!("account:{name}"));
+pub async fn delete(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<StatusCode> {
+    ctx.target(format!("account:{name}"));
     ctx.authorize(Permission::AccountsManage, ctx.tenant_target())?;
     let a = find(&ctx, &name).await?;
     ctx.authorize(
@@ -115,10 +107,7 @@ pub async fn delete(ctx: Ctx, Path(name): Path<String>) -> ApiResult<StatusCode>
             role: a.role,
         },
     )?;
-    ctx.state
-        .store
-        .delete_account(ctx.tenant_id(), &a.id)
-        .await?;
+    ctx.state.store.delete_account(ctx.tenant_id(), &a.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -127,10 +116,10 @@ pub async fn delete(ctx: Ctx, Path(name): Path<String>) -> ApiResult<StatusCode>
     security(("bearer" = [])), responses((status = 200, body = Account), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn set_role(
     ctx: Ctx,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<SetRole>,
 ) -> ApiResult<Json<Account>> {
-    ctx.action("account.set_role", format!("account:{name}"));
+    ctx.target(format!("account:{name}"));
     ctx.authorize(Permission::AccountsManage, ctx.tenant_target())?;
     let a = find(&ctx, &name).await?;
     ctx.detail(format!("role {} -> {}", a.role, req.role));
@@ -153,10 +142,7 @@ pub async fn set_role(
         .store
         .set_account_role(ctx.tenant_id(), &a.id, req.role)
         .await?;
-    Ok(Json(view(AccountRow {
-        role: req.role,
-        ..a
-    })))
+    Ok(Json(view(AccountRow { role: req.role, ..a })))
 }
 
 /// Change a password: one's own (with the current one), or a sub-account's.
@@ -165,20 +151,17 @@ pub async fn set_role(
     security(("bearer" = [])), responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn set_password(
     ctx: Ctx,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<SetPassword>,
 ) -> ApiResult<StatusCode> {
-    ctx.action("account.set_password", format!("account:{name}"));
+    ctx.target(format!("account:{name}"));
     let own = name == ctx.principal.account.name;
     if own {
         ctx.authorize(Permission::AccountsRead, Target::OwnCredentials)?;
         let current = req.current_password.clone().unwrap_or_default();
         if !password::verify(current, Some(ctx.principal.account.password_hash.clone())).await {
             ctx.detail("current password wrong");
-            return Err(ApiError::new(
-                ErrorCode::InvalidField,
-                "the current password is wrong",
-            ));
+            return Err(ApiError::new(ErrorCode::InvalidField, "the current password is wrong"));
         }
     } else {
         ctx.authorize(Permission::AccountsManage, ctx.tenant_target())?;
@@ -196,25 +179,19 @@ pub async fn set_password(
     }
     password::check_policy(&req.new_password)?;
     let hash = password::hash(req.new_password).await?;
-    ctx.state
-        .store
-        .set_password_hash(ctx.tenant_id(), &a.id, &hash)
-        .await?;
+    ctx.state.store.set_password_hash(ctx.tenant_id(), &a.id, &hash).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Lift an account's sign-in lock-out.
 #[utoipa::path(post, path = "/api/v1/accounts/{name}/unlock", tag = "accounts", params(("name" = String, Path)),
     security(("bearer" = [])), responses((status = 200, body = Account), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn unlock(ctx: Ctx, Path(name): Path<String>) -> ApiResult<Json<Account>> {
-    ctx.action("account.unlock", format!("account:{name}"));
+pub async fn unlock(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Account>> {
+    ctx.target(format!("account:{name}"));
     // Unlocking grants nothing, so any account manager may unlock any account, the owner's included.
     ctx.authorize(Permission::AccountsManage, ctx.tenant_target())?;
     let a = find(&ctx, &name).await?;
-    ctx.state
-        .store
-        .unlock_account(ctx.tenant_id(), &a.id)
-        .await?;
+    ctx.state.store.unlock_account(ctx.tenant_id(), &a.id).await?;
     Ok(Json(view(AccountRow {
         failed_logins: 0,
         locked_until: None,

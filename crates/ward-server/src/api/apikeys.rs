@@ -1,4 +1,3 @@
-use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::Json;
 use ward_api::{ApiKey, ApiKeyCreated, CreateApiKey, ErrorBody, Page, PageQuery};
@@ -10,7 +9,7 @@ use super::{opt_time, page, page_request};
 use crate::auth::token;
 use crate::ctx::Ctx;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::now_ms;
 
 /// Ten years: the longest lifetime a key can be given.
@@ -33,10 +32,7 @@ fn view(k: ApiKeyRow, account: &str) -> ApiKey {
 #[utoipa::path(get, path = "/api/v1/apikeys", tag = "apikeys", params(PageQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<ApiKey>), (status = 403, body = ErrorBody)))]
 pub async fn list(ctx: Ctx, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Json<Page<ApiKey>>> {
-    ctx.action(
-        "apikey.list",
-        format!("account:{}", ctx.principal.account.name),
-    );
+    ctx.target(format!("account:{}", ctx.principal.account.name));
     ctx.authorize(Permission::AccountsRead, Target::OwnCredentials)?;
     let me = &ctx.principal.account;
     let p = ctx
@@ -50,19 +46,14 @@ pub async fn list(ctx: Ctx, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Json<
 /// Create an API key for the caller's account. The token is shown only in this response.
 #[utoipa::path(post, path = "/api/v1/apikeys", tag = "apikeys", request_body = CreateApiKey, security(("bearer" = [])),
     responses((status = 201, body = ApiKeyCreated), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn create(
-    ctx: Ctx,
-    ApiJson(req): ApiJson<CreateApiKey>,
-) -> ApiResult<(StatusCode, Json<ApiKeyCreated>)> {
-    ctx.action("apikey.create", format!("apikey:{}", req.name));
+pub async fn create(ctx: Ctx, ApiJson(req): ApiJson<CreateApiKey>) -> ApiResult<(StatusCode, Json<ApiKeyCreated>)> {
+    ctx.target(format!("apikey:{}", req.name));
     ctx.authorize(Permission::AccountsRead, Target::OwnCredentials)?;
     let name = Name::parse(&req.name)?;
     let now = now_ms();
     let expires_at = match req.expires_in_secs {
         Some(0) => return Err(ApiError::invalid("expires_in_secs must be positive")),
-        Some(s) if s > MAX_LIFETIME_SECS => {
-            return Err(ApiError::invalid("an API key lives at most ten years"))
-        }
+        Some(s) if s > MAX_LIFETIME_SECS => return Err(ApiError::invalid("an API key lives at most ten years")),
         Some(s) => Some(now + i64::try_from(s).unwrap_or(0) * 1000),
         None => None,
     };
@@ -76,11 +67,7 @@ pub async fn create(
         secret_hash: &hash,
         expires_at,
     };
-    let k = ctx
-        .state
-        .store
-        .create_api_key(ctx.tenant_id(), new, now)
-        .await?;
+    let k = ctx.state.store.create_api_key(ctx.tenant_id(), new, now).await?;
     let token = token::api_key_token(&k.id, &secret);
     ctx.detail(format!("key {}", k.id));
     Ok((
@@ -95,8 +82,8 @@ pub async fn create(
 /// Revoke one of the caller's API keys; it stops working at once.
 #[utoipa::path(delete, path = "/api/v1/apikeys/{id}", tag = "apikeys", params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn revoke(ctx: Ctx, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    ctx.action("apikey.revoke", format!("apikey:{id}"));
+pub async fn revoke(ctx: Ctx, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
+    ctx.target(format!("apikey:{id}"));
     ctx.authorize(Permission::AccountsRead, Target::OwnCredentials)?;
     let me = &ctx.principal.account;
     if ctx

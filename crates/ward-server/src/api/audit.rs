@@ -12,11 +12,8 @@ use crate::extract::ApiQuery;
 /// The tenant's admin audit trail, newest first. It cannot be changed or deleted through the API.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<AuditEvent>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn list(
-    ctx: Ctx,
-    ApiQuery(q): ApiQuery<AuditQuery>,
-) -> ApiResult<Json<Page<AuditEvent>>> {
-    ctx.action("audit.list", "audit");
+pub async fn list(ctx: Ctx, ApiQuery(q): ApiQuery<AuditQuery>) -> ApiResult<Json<Page<AuditEvent>>> {
+    ctx.target("audit");
     ctx.authorize(Permission::AuditRead, ctx.tenant_target())?;
     let since = match &q.since {
         Some(s) => Some(parse_rfc3339(s).ok_or_else(|| {
@@ -35,11 +32,7 @@ pub async fn list(
     let p = ctx
         .state
         .store
-        .list_audit(
-            ctx.tenant_id(),
-            &filter,
-            &PageRequest::new(q.cursor, q.limit),
-        )
+        .list_audit(ctx.tenant_id(), &filter, &PageRequest::new(q.cursor, q.limit))
         .await?;
     let tenant = ctx.principal.tenant.name.clone();
     Ok(Json(page(p, |e| view(e, &tenant))))

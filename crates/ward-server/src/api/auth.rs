@@ -26,10 +26,7 @@ pub async fn login(
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ErrorBody)))]
 pub async fn logout(ctx: Ctx) -> ApiResult<StatusCode> {
-    ctx.action(
-        "auth.logout",
-        format!("account:{}", ctx.principal.account.name),
-    );
+    ctx.target(format!("account:{}", ctx.principal.account.name));
     ctx.authorize(Permission::AccountsRead, Target::OwnCredentials)?;
     match &ctx.principal.credential {
         Credential::Session { id } => {

@@ -1,4 +1,3 @@
-use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::Json;
 use ward_api::{ErrorBody, Lockout, Page};
@@ -7,13 +6,14 @@ use ward_core::Permission;
 
 use crate::ctx::Ctx;
 use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiPath;
 use crate::state::now_ms;
 
 /// Accounts and source addresses locked out after repeated failed sign-ins.
 #[utoipa::path(get, path = "/api/v1/lockouts", tag = "accounts", security(("bearer" = [])),
     responses((status = 200, body = Page<Lockout>), (status = 403, body = ErrorBody)))]
 pub async fn list(ctx: Ctx) -> ApiResult<Json<Page<Lockout>>> {
-    ctx.action("lockout.list", "lockouts");
+    ctx.target("lockouts");
     ctx.authorize(Permission::AccountsRead, ctx.tenant_target())?;
     let now = now_ms();
     let store = &ctx.state.store;
@@ -49,19 +49,12 @@ pub async fn list(ctx: Ctx) -> ApiResult<Json<Page<Lockout>>> {
 /// Lift a source address's sign-in lock-out.
 #[utoipa::path(delete, path = "/api/v1/lockouts/addresses/{address}", tag = "accounts", params(("address" = String, Path)),
     security(("bearer" = [])), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn clear_address(ctx: Ctx, Path(address): Path<String>) -> ApiResult<StatusCode> {
-    ctx.action("lockout.clear", format!("address:{address}"));
+pub async fn clear_address(ctx: Ctx, ApiPath(address): ApiPath<String>) -> ApiResult<StatusCode> {
+    ctx.target(format!("address:{address}"));
     ctx.authorize(Permission::AccountsManage, ctx.tenant_target())?;
-    if ctx
-        .state
-        .store
-        .unlock_address(ctx.tenant_id(), &address)
-        .await?
-    {
+    if ctx.state.store.unlock_address(ctx.tenant_id(), &address).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::not_found(format!(
-            "lock-out of address {address}"
-        )))
+        Err(ApiError::not_found(format!("lock-out of address {address}")))
     }
 }

@@ -1,4 +1,3 @@
-use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::Json;
 use ward_api::{CreateTenant, ErrorBody, Page, PageQuery, Tenant, UpdateTenant};
@@ -10,7 +9,7 @@ use super::{page, page_request};
 use crate::auth::password;
 use crate::ctx::Ctx;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::now_ms;
 
 fn view(t: TenantRow) -> Tenant {
@@ -27,7 +26,7 @@ fn view(t: TenantRow) -> Tenant {
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", params(PageQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<Tenant>), (status = 403, body = ErrorBody)))]
 pub async fn list(ctx: Ctx, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Json<Page<Tenant>>> {
-    ctx.action("tenant.list", "tenants");
+    ctx.target("tenants");
     ctx.authorize(Permission::TenantsRead, Target::Tenants)?;
     let p = ctx.state.store.list_tenants(&page_request(&q)).await?;
     Ok(Json(page(p, view)))
@@ -36,11 +35,8 @@ pub async fn list(ctx: Ctx, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Json<
 /// Create a tenant and its owner account `admin` (operators).
 #[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", request_body = CreateTenant, security(("bearer" = [])),
     responses((status = 201, body = Tenant), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn create(
-    ctx: Ctx,
-    ApiJson(req): ApiJson<CreateTenant>,
-) -> ApiResult<(StatusCode, Json<Tenant>)> {
-    ctx.action("tenant.create", format!("tenant:{}", req.name));
+pub async fn create(ctx: Ctx, ApiJson(req): ApiJson<CreateTenant>) -> ApiResult<(StatusCode, Json<Tenant>)> {
+    ctx.target(format!("tenant:{}", req.name));
     ctx.authorize(Permission::TenantsManage, Target::Tenants)?;
     let name = Name::parse(&req.name)?;
     if name.as_str() == SYSTEM_TENANT {
@@ -77,8 +73,8 @@ pub async fn create(
 /// Show a tenant (operators).
 #[utoipa::path(get, path = "/api/v1/tenants/{name}", tag = "tenants", params(("name" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = Tenant), (status = 404, body = ErrorBody)))]
-pub async fn show(ctx: Ctx, Path(name): Path<String>) -> ApiResult<Json<Tenant>> {
-    ctx.action("tenant.show", format!("tenant:{name}"));
+pub async fn show(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Tenant>> {
+    ctx.target(format!("tenant:{name}"));
     ctx.authorize(Permission::TenantsRead, Target::Tenants)?;
     let t = ctx
         .state
@@ -94,10 +90,10 @@ pub async fn show(ctx: Ctx, Path(name): Path<String>) -> ApiResult<Json<Tenant>>
     security(("bearer" = [])), responses((status = 200, body = Tenant), (status = 404, body = ErrorBody)))]
 pub async fn update(
     ctx: Ctx,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<UpdateTenant>,
 ) -> ApiResult<Json<Tenant>> {
-    ctx.action("tenant.update", format!("tenant:{name}"));
+    ctx.target(format!("tenant:{name}"));
     ctx.authorize(Permission::TenantsManage, Target::Tenants)?;
     let store = &ctx.state.store;
     let t = store

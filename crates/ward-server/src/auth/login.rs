@@ -24,16 +24,8 @@ use crate::state::{now_ms, AppState};
 /// The longest a failed sign-in is delayed.
 const MAX_DELAY: Duration = Duration::from_secs(5);
 
-pub async fn login(
-    state: &AppState,
-    peer: IpAddr,
-    audit: &AuditSlot,
-    req: LoginRequest,
-) -> ApiResult<LoginResponse> {
-    audit.set(AuditNote::action(
-        "auth.login",
-        format!("account:{}", req.username),
-    ));
+pub async fn login(state: &AppState, peer: IpAddr, audit: &AuditSlot, req: LoginRequest) -> ApiResult<LoginResponse> {
+    audit.set(AuditNote::target(format!("account:{}", req.username)));
     if req.tenant.len() > 64 || req.username.len() > 64 || req.password.len() > password::MAX_LEN {
         return Err(ApiError::new(
             ErrorCode::InvalidField,
@@ -84,11 +76,7 @@ pub async fn login(
         }
     }
 
-    let ok = password::verify(
-        req.password,
-        account.as_ref().map(|a| a.password_hash.clone()),
-    )
-    .await;
+    let ok = password::verify(req.password, account.as_ref().map(|a| a.password_hash.clone())).await;
     let account = match account {
         Some(acc) if ok => acc,
         known => {
@@ -99,9 +87,7 @@ pub async fn login(
                         store
                             .lock_account(&tenant.id, &acc.id, now + millis(limits.lock_for))
                             .await?;
-                        audit.update(|n| {
-                            n.detail = Some("wrong password; account now locked".into())
-                        });
+                        audit.update(|n| n.detail = Some("wrong password; account now locked".into()));
                     } else {
                         audit.update(|n| n.detail = Some("wrong password".into()));
                     }
@@ -137,20 +123,11 @@ pub async fn login(
         ));
     }
 
-    store
-        .record_login_success(&tenant.id, &account.id, now)
-        .await?;
+    store.record_login_success(&tenant.id, &account.id, now).await?;
     let token = token::new_session_token();
     let expires_at = now + millis(state.config.session_ttl);
     let session = store
-        .create_session(
-            &tenant.id,
-            &account.id,
-            &token::hash(&token),
-            &ip,
-            now,
-            expires_at,
-        )
+        .create_session(&tenant.id, &account.id, &token::hash(&token), &ip, now, expires_at)
         .await?;
     state.metrics.login("success");
     let principal = Principal {
@@ -166,10 +143,7 @@ pub async fn login(
 }
 
 fn bad_credentials() -> ApiError {
-    ApiError::new(
-        ErrorCode::InvalidCredentials,
-        "wrong tenant, user name or password",
-    )
+    ApiError::new(ErrorCode::InvalidCredentials, "wrong tenant, user name or password")
 }
 
 /// The delay before answering the `failures`-th failure in a row.

@@ -5,4 +5,4 @@ pub mod password;
 pub mod principal;
 pub mod token;
 
-pub use principal::{AuthFailure, Credential, Principal};
+pub use principal::{AuthFailure, Credential, Principal, Refusal};

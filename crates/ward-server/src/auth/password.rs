@@ -28,9 +28,7 @@ pub fn check_policy(password: &str) -> Result<(), ApiError> {
         )));
     }
     if password.len() > MAX_LEN {
-        return Err(ApiError::invalid(format!(
-            "a password is at most {MAX_LEN} bytes"
-        )));
+        return Err(ApiError::invalid(format!("a password is at most {MAX_LEN} bytes")));
     }
     Ok(())
 }

@@ -96,11 +96,43 @@ impl From<AuthFailure> for ApiError {
     }
 }
 
+/// A refused credential, with whom it belonged to when that is known (a
+/// revoked key, an expired session), so the refusal is recorded in the right
+/// tenant's trail and attributed to the right account.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub failure: AuthFailure,
+    pub tenant_id: Option<String>,
+    pub account_id: Option<String>,
+}
+
+impl From<AuthFailure> for Refusal {
+    fn from(failure: AuthFailure) -> Self {
+        Refusal {
+            failure,
+            tenant_id: None,
+            account_id: None,
+        }
+    }
+}
+
 /// Resolve the bearer token in `header` (the whole header value).
-pub async fn authenticate(
+pub async fn authenticate(state: &AppState, header: &str, now: i64) -> Result<Principal, Refusal> {
+    let mut owner: (Option<String>, Option<String>) = (None, None);
+    resolve(state, header, now, &mut owner)
+        .await
+        .map_err(|failure| Refusal {
+            failure,
+            tenant_id: owner.0,
+            account_id: owner.1,
+        })
+}
+
+async fn resolve(
     state: &AppState,
     header: &str,
     now: i64,
+    owner: &mut (Option<String>, Option<String>),
 ) -> Result<Principal, AuthFailure> {
     let bearer = header
         .strip_prefix("Bearer ")
@@ -122,6 +154,7 @@ pub async fn authenticate(
         if !token::hashes_equal(&key.secret_hash, &token::hash(secret)) {
             return Err(AuthFailure::Unknown);
         }
+        *owner = (Some(key.tenant_id.clone()), Some(key.account_id.clone()));
         if key.revoked_at.is_some() {
             return Err(AuthFailure::KeyRevoked);
         }
@@ -146,6 +179,7 @@ pub async fn authenticate(
             .await
             .map_err(unavailable)?
             .ok_or(AuthFailure::Unknown)?;
+        *owner = (Some(session.tenant_id.clone()), Some(session.account_id.clone()));
         if session.expires_at <= now {
             return Err(AuthFailure::SessionExpired);
         }

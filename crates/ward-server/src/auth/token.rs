@@ -40,11 +40,7 @@ pub fn api_key_token(id: &str, secret: &str) -> String {
 pub fn parse_api_key(token: &str) -> Option<(&str, &str)> {
     let rest = token.strip_prefix(API_KEY_PREFIX)?;
     let (id, secret) = rest.rsplit_once('_')?;
-    if id.is_empty()
-        || id.len() > 64
-        || secret.len() != 64
-        || !secret.bytes().all(|b| b.is_ascii_hexdigit())
-    {
+    if id.is_empty() || id.len() > 64 || secret.len() != 64 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     Some((id, secret))
@@ -56,11 +52,7 @@ pub fn hash(token: &str) -> String {
 
 /// Compare two hashes without leaking, through timing, how much matched.
 pub fn hashes_equal(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

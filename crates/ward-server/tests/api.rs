@@ -1,0 +1,891 @@
+//! The API, end to end over real HTTP, on SQLite and (when
+//! `WARD_TEST_POSTGRES` is set) PostgreSQL: the stories of the foundation
+//! issue, and the bad input it must refuse.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use ward_server::{Running, Secret, ServerArgs, ServerConfig, TlsMode};
+use ward_store::testing::TestStore;
+
+const PW: &str = "bootstrap-pass-1";
+
+struct Harness {
+    running: Option<Running>,
+    store: TestStore,
+    data: tempfile::TempDir,
+    http: reqwest::Client,
+    url: String,
+}
+
+fn config(store: &TestStore, data: &std::path::Path) -> ServerConfig {
+    let args = ServerArgs {
+        data_dir: Some(data.to_owned()),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        database: Some(store.url.clone()),
+        ..Default::default()
+    };
+    let mut c = ServerConfig::load(&args).unwrap();
+    c.bootstrap_password = Some(Secret::new(PW));
+    c
+}
+
+impl Harness {
+    async fn start(store: TestStore, tweak: impl FnOnce(&mut ServerConfig)) -> Harness {
+        let data = tempfile::tempdir().unwrap();
+        let mut c = config(&store, data.path());
+        tweak(&mut c);
+        let running = ward_server::start(c).await.unwrap();
+        let url = running.url.clone();
+        Harness {
+            running: Some(running),
+            store,
+            data,
+            http: reqwest::Client::new(),
+            url,
+        }
+    }
+
+    async fn restart(&mut self) {
+        self.running.take().unwrap().stop().await;
+        let running = ward_server::start(config(&self.store, self.data.path())).await.unwrap();
+        assert!(running.bootstrapped.is_none(), "a restart must not bootstrap again");
+        self.url = running.url.clone();
+        self.running = Some(running);
+    }
+
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some((ctype, bytes)) = body {
+            req = req.header("content-type", ctype).body(bytes);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let body = body.map(|b| ("application/json", serde_json::to_vec(&b).unwrap()));
+        self.raw(method, path, token, body).await
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    async fn try_login(&self, tenant: &str, user: &str, password: &str) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"tenant": tenant, "username": user, "password": password})),
+        )
+        .await
+    }
+
+    async fn login(&self, tenant: &str, user: &str, password: &str) -> String {
+        let (s, v) = self.try_login(tenant, user, password).await;
+        assert_eq!(s, StatusCode::OK, "login {tenant}/{user}: {v}");
+        v["token"].as_str().unwrap().to_owned()
+    }
+
+    async fn create_account(&self, token: &str, name: &str, role: &str) -> (StatusCode, Value) {
+        self.post(
+            "/api/v1/accounts",
+            token,
+            json!({"name": name, "role": role, "password": format!("{name}-password")}),
+        )
+        .await
+    }
+
+    async fn audit(&self, token: &str, query: &str) -> Vec<Value> {
+        let (s, v) = self.get(&format!("/api/v1/audit?{query}"), token).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["items"].as_array().unwrap().clone()
+    }
+
+    async fn account_names(&self, token: &str) -> Vec<String> {
+        let (s, v) = self.get("/api/v1/accounts", token).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        // Stop the server before its database goes away.
+        if let Some(r) = self.running.take() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                tokio::task::block_in_place(|| handle.block_on(r.stop()));
+            }
+        }
+    }
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(ward_store::testing::TestStore::sqlite().await).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(t) = ward_store::testing::TestStore::postgres().await else {
+                    eprintln!("skipped: set WARD_TEST_POSTGRES to run on PostgreSQL");
+                    return;
+                };
+                super::$name(t).await;
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    owner_delegates_and_the_trail_attributes,
+    tenants_are_isolated,
+    sub_accounts_cannot_escalate,
+    api_keys_are_capped_expire_and_revoke,
+    bad_input_is_refused_and_changes_nothing,
+    repeated_failures_lock_out,
+    sessions_end,
+    data_survives_a_restart,
+);
+
+/// The foundation issue's story: bootstrap; the owner creates an auditor; the
+/// auditor reads the trail but cannot create an account; the trail shows both.
+async fn owner_delegates_and_the_trail_attributes(store: TestStore) {
+    let h = Harness::start(store, |_| {}).await;
+    let admin = h.login("default", "admin", PW).await;
+    let (s, v) = h.get("/api/v1/whoami", &admin).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (v["tenant"].as_str(), v["role"].as_str(), v["operator"].as_bool()),
+        (Some("default"), Some("owner"), Some(false))
+    );
+
+    let (s, v) = h.create_account(&admin, "auditor1", "auditor").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["created_by"], "admin");
+
+    let auditor = h.login("default", "auditor1", "auditor1-password").await;
+    assert!(!h.audit(&auditor, "").await.is_empty(), "the auditor reads the trail");
+    let (s, v) = h.create_account(&auditor, "sneaky", "helpdesk").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(code(&v), "forbidden");
+    assert!(!h.account_names(&admin).await.contains(&"sneaky".to_owned()));
+
+    let created = h.audit(&auditor, "actor=admin&action=account.create").await;
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0]["target"], "account:auditor1");
+    assert_eq!(created[0]["result"], "ok");
+    assert_eq!(created[0]["on_behalf_of"], "admin");
+    assert_eq!(created[0]["source_ip"], "127.0.0.1");
+    let denied = h.audit(&admin, "actor=auditor1&result=denied").await;
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["action"], "account.create");
+    assert_eq!(denied[0]["target"], "account:sneaky");
+    assert_eq!(denied[0]["actor_role"], "auditor");
+    assert_eq!(denied[0]["on_behalf_of"], "admin");
+    assert_eq!(denied[0]["status"], 403);
+    // Sign-ins are recorded, failures too.
+    let (s, _) = h.try_login("default", "auditor1", "wrong-password").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let logins = h.audit(&admin, "action=auth.login&actor=auditor1").await;
+    assert_eq!(
+        logins.iter().map(|e| e["result"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["denied", "ok"]
+    );
+
+    // Nobody can change or delete the trail through the API.
+    let id = created[0]["id"].as_str().unwrap();
+    for m in [Method::PUT, Method::PATCH, Method::DELETE] {
+        let (s, v) = h.call(m.clone(), "/api/v1/audit", Some(&admin), Some(json!({}))).await;
+        assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{m} /audit: {v}");
+        let (s, _) = h.call(m, &format!("/api/v1/audit/{id}"), Some(&admin), None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+    // A helpdesk account cannot read the trail.
+    h.create_account(&admin, "desk", "helpdesk").await;
+    let desk = h.login("default", "desk", "desk-password").await;
+    let (s, _) = h.get("/api/v1/audit", &desk).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+async fn tenants_are_isolated(store: TestStore) {
+    let h = Harness::start(store, |_| {}).await;
+    let op = h.login("system", "operator", PW).await;
+    let (s, v) = h
+        .post(
+            "/api/v1/tenants",
+            &op,
+            json!({"name": "beta", "owner_password": "beta-owner-pw"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["region"], "local");
+    let (s, v) = h
+        .post(
+            "/api/v1/tenants",
+            &op,
+            json!({"name": "gamma", "region": "mars", "owner_password": "gamma-owner-pw"}),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_field"));
+    let (s, v) = h
+        .post(
+            "/api/v1/tenants",
+            &op,
+            json!({"name": "beta", "owner_password": "beta-owner-pw"}),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "conflict"));
+
+    let a = h.login("default", "admin", PW).await;
+    let b = h.login("beta", "admin", "beta-owner-pw").await;
+    h.create_account(&a, "alice", "admin").await;
+    let (_, key) = h.post("/api/v1/apikeys", &a, json!({"name": "a-key"})).await;
+    let key_id = key["key"]["id"].as_str().unwrap();
+
+    // B sees and touches nothing of A's.
+    assert_eq!(h.account_names(&b).await, ["admin"]);
+    for (m, path, body) in [
+        (Method::GET, "/api/v1/accounts/alice", None),
+        (Method::DELETE, "/api/v1/accounts/alice", None),
+        (
+            Method::PUT,
+            "/api/v1/accounts/alice/role",
+            Some(json!({"role": "auditor"})),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/accounts/alice/password",
+            Some(json!({"new_password": "taken-over-123"})),
+        ),
+        (Method::POST, "/api/v1/accounts/alice/unlock", None),
+    ] {
+        let (s, v) = h.call(m.clone(), path, Some(&b), body).await;
+        assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"), "{m} {path}");
+    }
+    let (s, _) = h
+        .call(Method::DELETE, &format!("/api/v1/apikeys/{key_id}"), Some(&b), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(h.account_names(&a).await.contains(&"alice".to_owned()));
+    let (s, _) = h.get("/api/v1/whoami", key["token"].as_str().unwrap()).await;
+    assert_eq!(s, StatusCode::OK, "A's key still works");
+    let b_trail = h.audit(&b, "").await;
+    assert!(b_trail
+        .iter()
+        .all(|e| e["tenant"] == "beta" && e["target"] != "account:alice" || e["actor"] == "admin"));
+    assert!(
+        h.audit(&b, "action=account.create").await.is_empty(),
+        "A's events are not in B's trail"
+    );
+    // Only operators reach tenants.
+    let (s, _) = h.get("/api/v1/tenants", &b).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = h.get("/api/v1/tenants", &op).await;
+    assert_eq!(s, StatusCode::OK);
+    let names: Vec<_> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["system", "default", "beta"]);
+
+    // Suspending B shuts its accounts out at once; resuming lets them back.
+    let (s, v) = h
+        .call(
+            Method::PATCH,
+            "/api/v1/tenants/beta",
+            Some(&op),
+            Some(json!({"state": "suspended"})),
+        )
+        .await;
+    assert_eq!((s, v["state"].as_str()), (StatusCode::OK, Some("suspended")));
+    let (s, v) = h.get("/api/v1/whoami", &b).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "tenant_suspended"));
+    let (s, v) = h.try_login("beta", "admin", "beta-owner-pw").await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "tenant_suspended"));
+    let (s, _) = h
+        .call(
+            Method::PATCH,
+            "/api/v1/tenants/system",
+            Some(&op),
+            Some(json!({"state": "suspended"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "the system tenant cannot be suspended");
+    h.call(
+        Method::PATCH,
+        "/api/v1/tenants/beta",
+        Some(&op),
+        Some(json!({"state": "active"})),
+    )
+    .await;
+    let (s, _) = h.get("/api/v1/whoami", &b).await;
+    assert_eq!(s, StatusCode::OK);
+    // The operator's actions are in the system tenant's trail.
+    assert_eq!(h.audit(&op, "action=tenant.update").await.len(), 3);
+}
+
+async fn sub_accounts_cannot_escalate(store: TestStore) {
+    let h = Harness::start(store, |_| {}).await;
+    let owner = h.login("default", "admin", PW).await;
+    for (name, role) in [("adm", "admin"), ("desk", "helpdesk"), ("aud", "auditor")] {
+        assert_eq!(h.create_account(&owner, name, role).await.0, StatusCode::CREATED);
+    }
+    let adm = h.login("default", "adm", "adm-password").await;
+    let desk = h.login("default", "desk", "desk-password").await;
+
+    let put_role =
+        |name: &'static str, role: &'static str| (format!("/api/v1/accounts/{name}/role"), json!({"role": role}));
+    // An admin cannot make itself owner, create an owner, or touch the owner.
+    let (p, b) = put_role("adm", "owner");
+    assert_eq!(
+        h.call(Method::PUT, &p, Some(&adm), Some(b)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(h.create_account(&adm, "boss2", "owner").await.0, StatusCode::FORBIDDEN);
+    let (p, b) = put_role("admin", "auditor");
+    assert_eq!(
+        h.call(Method::PUT, &p, Some(&adm), Some(b)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        h.call(Method::DELETE, "/api/v1/accounts/admin", Some(&adm), None)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        h.call(Method::DELETE, "/api/v1/accounts/adm", Some(&adm), None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (s, _) = h
+        .call(
+            Method::PUT,
+            "/api/v1/accounts/admin/password",
+            Some(&adm),
+            Some(json!({"new_password": "hijacked-pass"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // ...but can manage accounts no more powerful than itself.
+    let (p, b) = put_role("aud", "admin");
+    assert_eq!(h.call(Method::PUT, &p, Some(&adm), Some(b)).await.0, StatusCode::OK);
+    assert_eq!(h.create_account(&adm, "aud2", "auditor").await.0, StatusCode::CREATED);
+    // Helpdesk manages no accounts at all, itself included.
+    assert_eq!(
+        h.create_account(&desk, "desk2", "helpdesk").await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (p, b) = put_role("desk", "admin");
+    assert_eq!(
+        h.call(Method::PUT, &p, Some(&desk), Some(b)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (s, v) = h.get("/api/v1/whoami", &desk).await;
+    assert_eq!((s, v["role"].as_str()), (StatusCode::OK, Some("helpdesk")));
+    // Everyone may change their own password, given the current one.
+    let (s, v) = h
+        .call(
+            Method::PUT,
+            "/api/v1/accounts/desk/password",
+            Some(&desk),
+            Some(json!({"new_password": "desk-new-password"})),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "invalid_field"),
+        "current password required"
+    );
+    let body = json!({"current_password": "desk-password", "new_password": "desk-new-password"});
+    assert_eq!(
+        h.call(Method::PUT, "/api/v1/accounts/desk/password", Some(&desk), Some(body))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    h.login("default", "desk", "desk-new-password").await;
+    // Every refusal above is in the trail as denied.
+    let denied = h.audit(&owner, "result=denied").await;
+    assert!(denied.len() >= 8, "{}", denied.len());
+}
+
+async fn api_keys_are_capped_expire_and_revoke(store: TestStore) {
+    let h = Harness::start(store, |_| {}).await;
+    let owner = h.login("default", "admin", PW).await;
+    let (s, v) = h
+        .post("/api/v1/apikeys", &owner, json!({"name": "ci", "role_cap": "auditor"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let capped = v["token"].as_str().unwrap().to_owned();
+    let capped_id = v["key"]["id"].as_str().unwrap().to_owned();
+    assert!(capped.starts_with(&format!("wk_{capped_id}_")));
+
+    let (s, v) = h.get("/api/v1/whoami", &capped).await;
+    assert_eq!((s, v["credential"].as_str()), (StatusCode::OK, Some("api_key")));
+    assert!(!v["permissions"].as_array().unwrap().contains(&json!("accounts.manage")));
+    assert!(
+        !h.audit(&capped, "").await.is_empty(),
+        "an auditor-capped key reads the trail"
+    );
+    assert_eq!(h.create_account(&capped, "x", "auditor").await.0, StatusCode::FORBIDDEN);
+    // A capped key cannot mint an uncapped one, nor reset its account's password.
+    assert_eq!(
+        h.post("/api/v1/apikeys", &capped, json!({"name": "escape"})).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let body = json!({"current_password": PW, "new_password": "taken-over-pass"});
+    assert_eq!(
+        h.call(
+            Method::PUT,
+            "/api/v1/accounts/admin/password",
+            Some(&capped),
+            Some(body)
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    // A key is never more powerful than its account.
+    h.create_account(&owner, "aud", "auditor").await;
+    let aud = h.login("default", "aud", "aud-password").await;
+    let (_, v) = h.post("/api/v1/apikeys", &aud, json!({"name": "mine"})).await;
+    let aud_key = v["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        h.create_account(&aud_key, "x", "helpdesk").await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    // last_used_at is kept; the key list shows no secrets.
+    let (_, v) = h.get("/api/v1/apikeys", &owner).await;
+    let listed = &v["items"][0];
+    assert!(listed["last_used_at"].is_string(), "{listed}");
+    assert!(listed.get("token").is_none() && listed.get("secret_hash").is_none());
+
+    // Revoked: refused at once, and the attempt is in the trail.
+    assert_eq!(
+        h.call(
+            Method::DELETE,
+            &format!("/api/v1/apikeys/{capped_id}"),
+            Some(&owner),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    let (s, v) = h.get("/api/v1/whoami", &capped).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "unauthenticated"));
+    assert!(v["error"]["message"].as_str().unwrap().contains("revoked"));
+    assert_eq!(
+        h.call(
+            Method::DELETE,
+            &format!("/api/v1/apikeys/{capped_id}"),
+            Some(&owner),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    let refused = h.audit(&owner, "result=denied").await;
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["detail"].as_str().is_some_and(|d| d.contains("revoked"))),
+        "{refused:?}"
+    );
+
+    // Expired.
+    let (_, v) = h
+        .post(
+            "/api/v1/apikeys",
+            &owner,
+            json!({"name": "short", "expires_in_secs": 1}),
+        )
+        .await;
+    let short = v["token"].as_str().unwrap().to_owned();
+    assert_eq!(h.get("/api/v1/whoami", &short).await.0, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (s, v) = h.get("/api/v1/whoami", &short).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(v["error"]["message"].as_str().unwrap().contains("expired"));
+    // A forged secret for a real key id is refused.
+    let (_, v) = h.post("/api/v1/apikeys", &owner, json!({"name": "real"})).await;
+    let real_id = v["key"]["id"].as_str().unwrap();
+    let forged = format!("wk_{real_id}_{}", "0".repeat(64));
+    assert_eq!(h.get("/api/v1/whoami", &forged).await.0, StatusCode::UNAUTHORIZED);
+}
+
+async fn bad_input_is_refused_and_changes_nothing(store: TestStore) {
+    let h = Harness::start(store, |_| {}).await;
+    let owner = h.login("default", "admin", PW).await;
+    let before = h.account_names(&owner).await;
+    let json_ct = "application/json";
+    type Case<'a> = (&'a str, Option<(&'a str, Vec<u8>)>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "malformed JSON",
+            Some((json_ct, b"{\"name\": ".to_vec())),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "unknown field",
+            Some((
+                json_ct,
+                br#"{"name":"x1","role":"auditor","password":"pass-word-1","admin":true}"#.to_vec(),
+            )),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "wrong type",
+            Some((
+                json_ct,
+                br#"{"name":7,"role":"auditor","password":"pass-word-1"}"#.to_vec(),
+            )),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "unknown role",
+            Some((
+                json_ct,
+                br#"{"name":"x2","role":"root","password":"pass-word-1"}"#.to_vec(),
+            )),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "bad UTF-8",
+            Some((
+                json_ct,
+                b"{\"name\":\"\xff\xfe\",\"role\":\"auditor\",\"password\":\"pass-word-1\"}".to_vec(),
+            )),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "no content type",
+            Some((
+                "text/plain",
+                br#"{"name":"x3","role":"auditor","password":"pass-word-1"}"#.to_vec(),
+            )),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "oversized",
+            Some((
+                json_ct,
+                format!(
+                    r#"{{"name":"x4","role":"auditor","password":"{}"}}"#,
+                    "p".repeat(100_000)
+                )
+                .into_bytes(),
+            )),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "bad name",
+            Some((
+                json_ct,
+                br#"{"name":"<script>","role":"auditor","password":"pass-word-1"}"#.to_vec(),
+            )),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "short password",
+            Some((
+                json_ct,
+                br#"{"name":"x5","role":"auditor","password":"short"}"#.to_vec(),
+            )),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        ("empty body", None, StatusCode::BAD_REQUEST, "invalid_request"),
+    ];
+    for (what, body, status, expected) in cases {
+        let (s, v) = h.raw(Method::POST, "/api/v1/accounts", Some(&owner), body).await;
+        assert_eq!((s, code(&v)), (status, expected), "{what}: {v}");
+        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}");
+    }
+    assert_eq!(h.account_names(&owner).await, before, "nothing changed");
+    // Each failed mutating call is recorded.
+    assert!(h.audit(&owner, "action=account.create&result=failed").await.len() >= 9);
+
+    // Credentials.
+    for (what, token) in [
+        ("garbage", "not-a-token"),
+        ("unknown session", "ws_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        ("bad key", "wk_key_x_zz"),
+    ] {
+        let (s, v) = h.get("/api/v1/whoami", token).await;
+        assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "unauthenticated"), "{what}");
+    }
+    let (s, v) = h.call(Method::GET, "/api/v1/accounts", None, None).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "unauthenticated"));
+    // Sign-in input.
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "admin", "password": PW})),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "missing tenant"
+    );
+    let (s, v) = h.try_login("nope", "admin", PW).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+        "unknown tenant"
+    );
+    let (s, v) = h.try_login(&"t".repeat(500), "admin", PW).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_field"));
+    // Queries, paths and methods.
+    let (s, v) = h.get("/api/v1/audit?since=yesterday", &owner).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_field"));
+    let (s, v) = h.get("/api/v1/audit?bogus=1", &owner).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_request"));
+    let (s, v) = h.get("/api/v1/accounts?limit=-1", &owner).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_request"));
+    let (s, v) = h.get("/api/v1/nothing-here", &owner).await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"));
+    let (s, v) = h.call(Method::DELETE, "/api/v1/accounts", Some(&owner), None).await;
+    assert_eq!((s, code(&v)), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+    let (s, v) = h.get("/api/v1/accounts/%ff%fe", &owner).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_request"), "{v}");
+}
+
+async fn repeated_failures_lock_out(store: TestStore) {
+    let h = Harness::start(store, |c| {
+        c.login.slow_after = 100;
+        c.login.lock_after = 3;
+        c.login.address_lock_after = 8;
+    })
+    .await;
+    let owner = h.login("default", "admin", PW).await;
+    h.create_account(&owner, "victim", "auditor").await;
+    for _ in 0..3 {
+        let (s, v) = h.try_login("default", "victim", "wrong-password").await;
+        assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "invalid_credentials"));
+    }
+    let (s, v) = h.try_login("default", "victim", "victim-password").await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::TOO_MANY_REQUESTS, "locked_out"),
+        "locked even with the right password"
+    );
+    // The owner sees it, and can lift it.
+    let (_, v) = h.get("/api/v1/lockouts", &owner).await;
+    assert!(
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["scope"] == "account" && l["subject"] == "victim"),
+        "{v}"
+    );
+    let (_, v) = h.get("/api/v1/accounts/victim", &owner).await;
+    assert!(v["locked_until"].is_string());
+    assert_eq!(v["failed_logins"], 3);
+    assert_eq!(
+        h.post("/api/v1/accounts/victim/unlock", &owner, json!({})).await.0,
+        StatusCode::OK
+    );
+    h.login("default", "victim", "victim-password").await;
+
+    // The source address: failures across any names lock it out.
+    for i in 0..5 {
+        h.try_login("default", &format!("ghost{i}"), "wrong-password").await;
+    }
+    let (s, v) = h.try_login("default", "admin", PW).await;
+    assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "locked_out"), "{v}");
+    let (_, v) = h.get("/api/v1/lockouts", &owner).await;
+    assert!(v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["scope"] == "address" && l["subject"] == "127.0.0.1"));
+    let (s, _) = h
+        .call(
+            Method::DELETE,
+            "/api/v1/lockouts/addresses/127.0.0.1",
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    h.login("default", "admin", PW).await;
+    // Lock-outs are in the trail.
+    assert!(h.audit(&owner, "action=auth.login&result=denied").await.len() >= 9);
+}
+
+async fn sessions_end(store: TestStore) {
+    let h = Harness::start(store, |_| {}).await;
+    let owner = h.login("default", "admin", PW).await;
+    let second = h.login("default", "admin", PW).await;
+    assert_eq!(
+        h.post("/api/v1/auth/logout", &owner, json!({})).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(h.get("/api/v1/whoami", &owner).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.get("/api/v1/whoami", &second).await.0,
+        StatusCode::OK,
+        "other sessions go on"
+    );
+    // A new password ends every session of the account.
+    h.create_account(&second, "sub", "auditor").await;
+    let sub = h.login("default", "sub", "sub-password").await;
+    let body = json!({"new_password": "sub-new-password"});
+    assert_eq!(
+        h.call(Method::PUT, "/api/v1/accounts/sub/password", Some(&second), Some(body))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(h.get("/api/v1/whoami", &sub).await.0, StatusCode::UNAUTHORIZED);
+    // Deleting an account ends its sessions.
+    let sub = h.login("default", "sub", "sub-new-password").await;
+    assert_eq!(
+        h.call(Method::DELETE, "/api/v1/accounts/sub", Some(&second), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(h.get("/api/v1/whoami", &sub).await.0, StatusCode::UNAUTHORIZED);
+}
+
+async fn data_survives_a_restart(store: TestStore) {
+    let mut h = Harness::start(store, |_| {}).await;
+    let owner = h.login("default", "admin", PW).await;
+    h.create_account(&owner, "keeper", "helpdesk").await;
+    h.restart().await;
+    let (s, _) = h.get("/api/v1/whoami", &owner).await;
+    assert_eq!(s, StatusCode::OK, "sessions survive a restart");
+    assert!(h.account_names(&owner).await.contains(&"keeper".to_owned()));
+    h.login("default", "keeper", "keeper-password").await;
+    assert_eq!(h.audit(&owner, "action=account.create").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_metrics_and_openapi() {
+    let h = Harness::start(TestStore::sqlite().await, |_| {}).await;
+    let (s, v) = h.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (s, v) = h.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")));
+    h.login("default", "admin", PW).await;
+    let (s, v) = h.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let text = v.as_str().unwrap();
+    assert!(text.contains("ward_http_requests_total"), "{text}");
+    assert!(text.contains("ward_logins_total{outcome=\"success\"} 1"), "{text}");
+    let (s, doc) = h.call(Method::GET, "/api/v1/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/api/v1/auth/login",
+        "/api/v1/accounts",
+        "/api/v1/accounts/{name}/role",
+        "/api/v1/tenants",
+        "/api/v1/apikeys",
+        "/api/v1/audit",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_wards_own_ca() {
+    let h = Harness::start(TestStore::sqlite().await, |c| c.tls = TlsMode::OwnCa).await;
+    assert!(h.url.starts_with("https://"), "{}", h.url);
+    let ca = h.running.as_ref().unwrap().ca.clone().unwrap();
+    assert!(ca.fingerprint.starts_with("sha256:") && ca.fingerprint.len() == 7 + 64);
+    let pem = std::fs::read_to_string(&ca.cert_path).unwrap();
+    assert_eq!(
+        ward_pki::fingerprint_der(&ward_pki::certs_from_pem(&pem).unwrap()[0]),
+        ca.fingerprint
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = ca.cert_path.with_file_name(ward_pki::CA_KEY_FILE);
+        assert_eq!(std::fs::metadata(key).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let client = ward_client::Client::new(ward_client::ClientConfig {
+        server: h.url.clone(),
+        token: None,
+        ca_cert_pem: Some(pem),
+    })
+    .unwrap();
+    let login = client
+        .login(&ward_api::LoginRequest {
+            tenant: "default".into(),
+            username: "admin".into(),
+            password: PW.into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(login.whoami.account, "admin");
+    // Plain HTTP to the HTTPS port gets no HTTP answer.
+    let plain = h.url.replace("https://", "http://");
+    assert!(reqwest::get(format!("{plain}/healthz")).await.is_err());
+    // A client that does not trust Ward's CA refuses the connection.
+    let other = ward_pki::CertificateAuthority::generate("someone else").unwrap();
+    let stranger = ward_client::Client::new(ward_client::ClientConfig {
+        server: h.url.clone(),
+        token: None,
+        ca_cert_pem: Some(other.cert_pem()),
+    })
+    .unwrap();
+    assert!(stranger.whoami().await.is_err());
+}
