@@ -183,13 +183,15 @@ impl Client {
             .timeout(REQUEST_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none());
         if base.scheme() == "https" {
-            if let Some(pem) = &config.ca_cert_pem {
-                let roots = ward_pki::certs_from_pem(pem)
-                    .map_err(|e| ClientError::Config(format!("cannot use the CA certificate: {e}")))?;
-                let tls = ward_pki::client_config(&roots, &[b"h2", b"http/1.1"])
-                    .map_err(|e| ClientError::Config(format!("cannot use the CA certificate: {e}")))?;
-                builder = builder.tls_backend_preconfigured((*tls).clone());
-            }
+            const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+            let tls = match &config.ca_cert_pem {
+                Some(pem) => ward_pki::certs_from_pem(pem)
+                    .and_then(|roots| ward_pki::client_config(&roots, ALPN))
+                    .map_err(|e| ClientError::Config(format!("cannot use the CA certificate: {e}")))?,
+                None => ward_pki::client_config_platform_roots(ALPN)
+                    .map_err(|e| ClientError::Config(format!("cannot use the system's trusted CAs: {e}")))?,
+            };
+            builder = builder.tls_backend_preconfigured((*tls).clone());
         }
         let http = builder
             .build()
@@ -308,6 +310,12 @@ impl Client {
     /// `GET /lockouts`: one page.
     pub async fn list_lockouts(&self, page: PageQuery) -> Result<Page<Lockout>> {
         self.call(Method::GET, &["lockouts"], &page_params(&page), None::<&()>)
+            .await
+    }
+
+    /// `DELETE /lockouts/addresses/{address}`: lift a source address's lock-out.
+    pub async fn clear_address_lockout(&self, address: &str) -> Result<()> {
+        self.empty(Method::DELETE, &["lockouts", "addresses", address], None::<&()>)
             .await
     }
 

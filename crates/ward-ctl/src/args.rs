@@ -159,6 +159,8 @@ pub enum AccountCommand {
 pub enum LockoutCommand {
     /// List the current lock-outs.
     List,
+    /// Lift the lock-out of a source address (use `account unlock` for accounts).
+    Clear { address: String },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -199,7 +201,7 @@ pub struct AuditListArgs {
     /// Only events of this last while, such as 1h, 30m or 7d.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub since: Option<std::time::Duration>,
-    /// At most this many events.
+    /// At most this many events, newest first [default: 100].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: Option<u32>,
 }

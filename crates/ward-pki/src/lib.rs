@@ -43,7 +43,7 @@ pub use ca::{CertificateAuthority, IssuedCert};
 pub use error::{PkiError, Result};
 pub use pem::{certs_from_pem, load_certs, load_private_key};
 pub use store::{load_or_create_ca, CA_CERT_FILE, CA_KEY_FILE};
-pub use tls::{client_config, client_config_from_pem, server_config};
+pub use tls::{client_config, client_config_from_pem, client_config_platform_roots, server_config};
 
 /// Re-exported so callers can name certificate and key types without
 /// depending on `rustls-pki-types` themselves.

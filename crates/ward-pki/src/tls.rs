@@ -65,6 +65,22 @@ pub fn client_config(roots: &[CertificateDer<'static>], alpn: &[&[u8]]) -> Resul
     Ok(Arc::new(config))
 }
 
+/// Client configuration for servers with certificates from a public CA: the
+/// platform's trust store (and its revocation checks), TLS 1.3 only, with the
+/// given ALPN protocols.
+pub fn client_config_platform_roots(alpn: &[&[u8]]) -> Result<Arc<ClientConfig>> {
+    let alpn = alpn_list(alpn)?;
+    let verifier = rustls_platform_verifier::Verifier::new(provider()).map_err(PkiError::Tls)?;
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(TLS13_ONLY)
+        .map_err(PkiError::Tls)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = alpn;
+    Ok(Arc::new(config))
+}
+
 /// [`client_config`] trusting the CA certificate(s) in PEM text, e.g. the
 /// contents of the `ca.pem` a Ward server prints or serves.
 pub fn client_config_from_pem(ca_pem: &str, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>> {

@@ -150,7 +150,9 @@ async fn build_event(
             failure,
             tenant_id: Some(tenant_id),
             account_id,
+            api_key_id: key,
         })) => {
+            api_key_id = key;
             detail = detail.or_else(|| Some(failure.to_string()));
             let account = match account_id {
                 Some(id) => state.store.account_by_id(&tenant_id, &id).await.ok().flatten(),

@@ -55,6 +55,10 @@ impl Ctx {
         }
     }
 
+    pub fn audit(&self) -> &AuditSlot {
+        &self.audit
+    }
+
     pub fn tenant_id(&self) -> &str {
         &self.principal.tenant.id
     }

@@ -5,9 +5,11 @@
 //! over HTTP on loopback or HTTPS elsewhere.
 //!
 //! **Architecture invariants:**
-//! - Every protected handler takes a [`ctx::Ctx`] and calls
-//!   [`ctx::Ctx::authorize`] — the one authorisation check — before it reads
-//!   or writes anything.
+//! - Every protected handler takes a [`ctx::Ctx`] (there is none without an
+//!   authenticated principal) and calls [`ctx::Ctx::authorize`] — the one
+//!   authorisation check — before it reads or writes anything of the tenant.
+//!   (`whoami`, which only echoes the caller's own principal, is the one
+//!   handler with nothing to authorise.)
 //! - The audit trail is written in one place, [`audit::authenticate_and_record`];
 //!   handlers only describe their action.
 //! - Handlers reach the store only with the caller's tenant id; nothing here
@@ -67,10 +69,11 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(pages::landing))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Inside the audit layer, so a request that panics is still recorded (as an error).
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
         .layer(from_fn_with_state(state.clone(), audit::authenticate_and_record))
         .layer(from_fn_with_state(state.clone(), count_request))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -262,15 +265,22 @@ fn url_host(url: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_owned())
 }
 
+/// Create the data directory, readable by Ward's user only. An existing
+/// directory is left as it is: it may be one the operator shares on purpose.
 fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot restrict the data directory {}", dir.display()))?;
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
     }
-    Ok(())
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))
 }
 
 /// Start, tell the person how to sign in, and serve until SIGTERM or Ctrl-C.
@@ -290,7 +300,11 @@ fn print_banner(r: &Running) {
             .unwrap_or_default();
     println!();
     println!("Ward is running.");
-    println!("  Console and API:  {}/", r.url);
+    println!("  Web:              {}/", r.url);
+    println!(
+        "  API:              {}/api/v1 (described at /api/v1/openapi.json)",
+        r.url
+    );
     if let Some(ca) = &r.ca {
         println!("  HTTPS certificate from Ward's own CA, {}", ca.cert_path.display());
         println!("  CA fingerprint:   {}", ca.fingerprint);
@@ -320,6 +334,7 @@ fn print_banner(r: &Running) {
             );
         }
         None => {
+            println!();
             println!(
                 "Sign in: ward ctl --server {}{ctl_ca} login --tenant TENANT --user USER --password-stdin",
                 r.url

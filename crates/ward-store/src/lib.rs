@@ -12,8 +12,8 @@
 //!   argument. The only unscoped look-ups are the entry points of
 //!   authentication (a session by token hash, an API key by id), which return
 //!   the tenant the credential belongs to.
-//! - The audit trail is append-only: the schema refuses `UPDATE`, and this
-//!   crate offers no method that deletes from it.
+//! - The audit trail is append-only: the schema refuses `UPDATE` and
+//!   `DELETE` on it (triggers), and this crate offers no method that would try.
 //! - No business rules here (who may do what lives in `ward-core` and the
 //!   server); this crate stores and finds.
 

@@ -321,14 +321,18 @@ async fn audit_is_append_only_and_filtered(s: &Store) {
     assert_eq!(page.items.len() + next.items.len(), 3);
     assert!(next.next_cursor.is_none());
     // The schema refuses to change a recorded event.
-    let changed = sqlx_update_audit(s).await;
+    let changed = s.raw_execute_for_tests("UPDATE audit_events SET result = 'ok'").await;
     assert!(changed.is_err(), "audit rows must not be updatable");
-}
-
-async fn sqlx_update_audit(s: &Store) -> Result<u64, String> {
-    s.raw_execute_for_tests("UPDATE audit_events SET result = 'ok'")
-        .await
-        .map_err(|e| e.to_string())
+    let deleted = s.raw_execute_for_tests("DELETE FROM audit_events").await;
+    assert!(deleted.is_err(), "audit rows must not be deletable");
+    assert_eq!(
+        s.list_audit("t1", &AuditFilter::default(), &PageRequest::new(None, None))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
 }
 
 async fn lockouts_count_and_forget(s: &Store) {

@@ -20,7 +20,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Role {
-    /// Run the control plane: API, console, storage, background jobs.
+    /// Run the control plane: API, storage, sign-in, audit trail, background jobs.
     Server(ServerArgs),
     /// The API's command-line client.
     Ctl(ward_ctl::CtlArgs),

@@ -72,8 +72,20 @@ pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: AccountCommand) -> Result<()> {
                     (me.account, req)
                 }
             };
+            let own = req.current_password.is_some();
             client.set_account_password(&name, &req).await?;
-            message(ctx, &format!("Password of account {name} changed."))
+            if own {
+                // The server ends every session of the account, this one included.
+                message(
+                    ctx,
+                    &format!("Password of account {name} changed. Its sessions have ended: sign in again with `ward ctl login`."),
+                )
+            } else {
+                message(
+                    ctx,
+                    &format!("Password of account {name} changed; its sessions have ended."),
+                )
+            }
         }
     }
 }

@@ -13,7 +13,9 @@ pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: AuditCommand) -> Result<()> {
     let AuditCommand::List(args) = cmd;
     let client = ctx.client()?;
     let filters = filters(&args, SystemTime::now());
-    let max = args.limit.map(|n| n as usize);
+    /// A trail can be long: without --limit, show the newest hundred.
+    const DEFAULT_LIMIT: usize = 100;
+    let max = Some(args.limit.map_or(DEFAULT_LIMIT, |n| n as usize));
     let items = client
         .list_up_to(max, |p| {
             client.list_audit(AuditQuery {

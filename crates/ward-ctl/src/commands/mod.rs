@@ -71,6 +71,13 @@ pub(crate) async fn execute(
             let items = client.list_all(|p| client.list_lockouts(p)).await?;
             output::list(ctx.out, ctx.output, &items)
         }
+        CtlCommand::Lockout(LockoutCommand::Clear { address }) => {
+            ctx.client()?.clear_address_lockout(&address).await?;
+            if ctx.output == OutputFormat::Table {
+                writeln!(ctx.out, "Lock-out of address {address} lifted.")?;
+            }
+            Ok(())
+        }
         CtlCommand::Apikey(c) => apikey::run(&mut ctx, c).await,
         CtlCommand::Audit(c) => audit::run(&mut ctx, c).await,
     }

@@ -160,6 +160,9 @@ pub async fn set_password(
         ctx.authorize(Permission::AccountsRead, Target::OwnCredentials)?;
         let current = req.current_password.clone().unwrap_or_default();
         if !password::verify(current, Some(ctx.principal.account.password_hash.clone())).await {
+            // Guessing through a stolen session counts like guessing at sign-in.
+            crate::auth::login::count_account_failure(&ctx.state, &ctx.principal.account, ctx.audit(), now_ms())
+                .await?;
             ctx.detail("current password wrong");
             return Err(ApiError::new(ErrorCode::InvalidField, "the current password is wrong"));
         }

@@ -6,7 +6,7 @@
 //! `lock_for`; an address with `address_lock_after` failures inside
 //! `address_window` is locked likewise, whatever account names it tries. The
 //! counts live in the store, so every server replica sees the same ones, and
-//! owners see the lock-outs (`GET /api/v1/lockouts`).
+//! accounts with `accounts.read` see the lock-outs (`GET /api/v1/lockouts`).
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -81,18 +81,7 @@ pub async fn login(state: &AppState, peer: IpAddr, audit: &AuditSlot, req: Login
         Some(acc) if ok => acc,
         known => {
             let account_failures = match known {
-                Some(acc) => {
-                    let n = store.record_login_failure(&tenant.id, &acc.id).await?;
-                    if n >= i64::from(limits.lock_after) {
-                        store
-                            .lock_account(&tenant.id, &acc.id, now + millis(limits.lock_for))
-                            .await?;
-                        audit.update(|n| n.detail = Some("wrong password; account now locked".into()));
-                    } else {
-                        audit.update(|n| n.detail = Some("wrong password".into()));
-                    }
-                    n
-                }
+                Some(acc) => count_account_failure(state, &acc, audit, now).await?,
                 None => {
                     audit.update(|n| n.detail = Some("unknown account".into()));
                     0
@@ -140,6 +129,33 @@ pub async fn login(state: &AppState, peer: IpAddr, audit: &AuditSlot, req: Login
         expires_at: rfc3339(expires_at),
         whoami: principal.whoami(),
     })
+}
+
+/// Count a wrong password for `acc` (at sign-in, or as the current password
+/// of a password change), lock the account when it reaches the limit, and
+/// return the failures in a row. A lock that has expired starts the count
+/// afresh, so one more mistake after a lock-out does not lock again at once.
+pub async fn count_account_failure(
+    state: &AppState,
+    acc: &ward_store::AccountRow,
+    audit: &AuditSlot,
+    now: i64,
+) -> ApiResult<i64> {
+    let store = &state.store;
+    let limits = &state.config.login;
+    if acc.locked_until.is_some_and(|u| u <= now) {
+        store.unlock_account(&acc.tenant_id, &acc.id).await?;
+    }
+    let n = store.record_login_failure(&acc.tenant_id, &acc.id).await?;
+    if n >= i64::from(limits.lock_after) {
+        store
+            .lock_account(&acc.tenant_id, &acc.id, now + millis(limits.lock_for))
+            .await?;
+        audit.update(|note| note.detail = Some("wrong password; account now locked".into()));
+    } else {
+        audit.update(|note| note.detail = Some("wrong password".into()));
+    }
+    Ok(n)
 }
 
 fn bad_credentials() -> ApiError {

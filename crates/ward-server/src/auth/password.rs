@@ -73,7 +73,7 @@ fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| hash_now("ward-dummy-password-for-timing").unwrap_or_default())
 }
 
-/// A random password for bootstrap accounts: 20 characters, about 119 bits.
+/// A random password for bootstrap accounts: 20 characters, about 116 bits.
 pub fn generate() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";

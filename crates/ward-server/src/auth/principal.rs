@@ -104,6 +104,7 @@ pub struct Refusal {
     pub failure: AuthFailure,
     pub tenant_id: Option<String>,
     pub account_id: Option<String>,
+    pub api_key_id: Option<String>,
 }
 
 impl From<AuthFailure> for Refusal {
@@ -112,28 +113,33 @@ impl From<AuthFailure> for Refusal {
             failure,
             tenant_id: None,
             account_id: None,
+            api_key_id: None,
         }
     }
 }
 
 /// Resolve the bearer token in `header` (the whole header value).
 pub async fn authenticate(state: &AppState, header: &str, now: i64) -> Result<Principal, Refusal> {
-    let mut owner: (Option<String>, Option<String>) = (None, None);
+    let mut owner = Owner::default();
     resolve(state, header, now, &mut owner)
         .await
         .map_err(|failure| Refusal {
             failure,
-            tenant_id: owner.0,
-            account_id: owner.1,
+            tenant_id: owner.tenant_id,
+            account_id: owner.account_id,
+            api_key_id: owner.api_key_id,
         })
 }
 
-async fn resolve(
-    state: &AppState,
-    header: &str,
-    now: i64,
-    owner: &mut (Option<String>, Option<String>),
-) -> Result<Principal, AuthFailure> {
+/// Whose credential it was, as far as resolution got.
+#[derive(Default)]
+struct Owner {
+    tenant_id: Option<String>,
+    account_id: Option<String>,
+    api_key_id: Option<String>,
+}
+
+async fn resolve(state: &AppState, header: &str, now: i64, owner: &mut Owner) -> Result<Principal, AuthFailure> {
     let bearer = header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
@@ -154,7 +160,11 @@ async fn resolve(
         if !token::hashes_equal(&key.secret_hash, &token::hash(secret)) {
             return Err(AuthFailure::Unknown);
         }
-        *owner = (Some(key.tenant_id.clone()), Some(key.account_id.clone()));
+        *owner = Owner {
+            tenant_id: Some(key.tenant_id.clone()),
+            account_id: Some(key.account_id.clone()),
+            api_key_id: Some(key.id.clone()),
+        };
         if key.revoked_at.is_some() {
             return Err(AuthFailure::KeyRevoked);
         }
@@ -179,7 +189,11 @@ async fn resolve(
             .await
             .map_err(unavailable)?
             .ok_or(AuthFailure::Unknown)?;
-        *owner = (Some(session.tenant_id.clone()), Some(session.account_id.clone()));
+        *owner = Owner {
+            tenant_id: Some(session.tenant_id.clone()),
+            account_id: Some(session.account_id.clone()),
+            api_key_id: None,
+        };
         if session.expires_at <= now {
             return Err(AuthFailure::SessionExpired);
         }

@@ -78,12 +78,12 @@ CREATE TABLE audit_events (
 );
 CREATE INDEX audit_events_tenant ON audit_events (tenant_id, id);
 
--- The audit trail is append-only.
+-- The audit trail is append-only: no row is ever changed or deleted.
 CREATE FUNCTION audit_events_refuse_update() RETURNS trigger AS $$
 BEGIN
     RAISE EXCEPTION 'audit events are append-only';
 END;
 $$ LANGUAGE plpgsql;
 
-CREATE TRIGGER audit_events_append_only BEFORE UPDATE ON audit_events
+CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
     FOR EACH ROW EXECUTE FUNCTION audit_events_refuse_update();

@@ -78,8 +78,12 @@ CREATE TABLE audit_events (
 );
 CREATE INDEX audit_events_tenant ON audit_events (tenant_id, id);
 
--- The audit trail is append-only.
-CREATE TRIGGER audit_events_append_only BEFORE UPDATE ON audit_events
+-- The audit trail is append-only: no row is ever changed or deleted.
+CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+BEGIN
+    SELECT RAISE(ABORT, 'audit events are append-only');
+END;
+CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
 BEGIN
     SELECT RAISE(ABORT, 'audit events are append-only');
 END;
