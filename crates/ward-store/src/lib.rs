@@ -17,6 +17,7 @@
 //! - No business rules here (who may do what lives in `ward-core` and the
 //!   server); this crate stores and finds.
 
+mod access;
 mod accounts;
 mod audit;
 mod credentials;
@@ -33,6 +34,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor};
 
+pub use access::{AppRow, GroupRow, RuleRow, UserRow};
 pub use accounts::{AccountRow, NewAccount};
 pub use audit::{AuditFilter, AuditRow, NewAuditEvent};
 pub use credentials::{ApiKeyRow, NewApiKey, SessionRow};

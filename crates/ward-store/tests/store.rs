@@ -39,6 +39,7 @@ on_both_backends!(
     audit_is_append_only_and_filtered,
     lockouts_count_and_forget,
     migrate_is_idempotent,
+    access_model_is_scoped_and_versioned,
 );
 
 const NOW: i64 = 1_795_000_000_000;
@@ -354,6 +355,103 @@ async fn lockouts_count_and_forget(s: &Store) {
     assert_eq!(l.failures, 1);
     assert!(s.unlock_address("t", "10.0.0.1").await.unwrap());
     assert!(s.address_lockout("t", "10.0.0.1").await.unwrap().is_none());
+}
+
+async fn access_model_is_scoped_and_versioned(s: &Store) {
+    use ward_store::{AppRow, RuleRow};
+    let a = s.create_tenant("a", "r", "admin", "h", None, NOW).await.unwrap();
+    let b = s.create_tenant("b", "r", "admin", "h", None, NOW).await.unwrap();
+    let epoch0 = s.policy_epoch().await.unwrap();
+
+    let alice = s.create_user(&a.id, "alice", NOW).await.unwrap();
+    let eng = s.create_group(&a.id, "eng", NOW).await.unwrap();
+    assert!(matches!(
+        s.create_user(&a.id, "alice", NOW).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.add_member(&a.id, &eng.id, &alice.id).await.unwrap();
+    s.add_member(&a.id, &eng.id, &alice.id).await.unwrap(); // twice: no-op
+                                                            // Another tenant cannot join A's user to anything, nor see A's users.
+    let b_grp = s.create_group(&b.id, "eng", NOW).await.unwrap();
+    s.add_member(&b.id, &b_grp.id, &alice.id).await.unwrap();
+    assert!(s.all_memberships(&b.id).await.unwrap().is_empty());
+    assert!(s.user_by_name(&b.id, "alice").await.unwrap().is_none());
+    assert_eq!(
+        s.all_memberships(&a.id).await.unwrap(),
+        vec![(eng.id.clone(), alice.id.clone())]
+    );
+
+    let app = AppRow {
+        name: "db".into(),
+        addresses: vec!["10.0.0.0/24".into(), "*.corp.example".into()],
+        ports: vec!["5432".into(), "8000-8100".into()],
+        protocol: "tcp".into(),
+        tags: vec!["prod".into()],
+        ..Default::default()
+    };
+    let app = s.create_app(&a.id, &app, NOW).await.unwrap();
+    assert_eq!(
+        s.app_by_name(&a.id, "db").await.unwrap().unwrap().addresses,
+        app.addresses
+    );
+    let rule = RuleRow {
+        priority: 1,
+        action: "allow".into(),
+        app_ids: vec![app.id.clone()],
+        group_ids: vec![eng.id.clone()],
+        posture: "enforce".into(),
+        require_compliant: true,
+        valid_until: Some(NOW + 1000),
+        enabled: true,
+        ..Default::default()
+    };
+    let rule = s.create_rule(&a.id, &rule, NOW).await.unwrap();
+    let dup = s
+        .create_rule(
+            &a.id,
+            &RuleRow {
+                priority: 1,
+                ..rule.clone()
+            },
+            NOW,
+        )
+        .await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict(_))),
+        "priorities are unique per tenant"
+    );
+    s.create_rule(
+        &b.id,
+        &RuleRow {
+            priority: 1,
+            ..rule.clone()
+        },
+        NOW,
+    )
+    .await
+    .unwrap();
+    let stored = s.rule_by_id(&a.id, &rule.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.require_compliant, stored.valid_until, stored.enabled),
+        (true, Some(NOW + 1000), true)
+    );
+    assert_eq!(stored.group_ids, vec![eng.id.clone()]);
+    assert!(s.rule_by_id(&b.id, &rule.id).await.unwrap().is_none());
+    assert!(!s.delete_rule(&b.id, &rule.id).await.unwrap());
+
+    let epoch1 = s.policy_epoch().await.unwrap();
+    assert!(epoch1 > epoch0, "changes move the policy epoch");
+    assert!(!s.set_user_disabled(&b.id, &alice.id, true).await.unwrap());
+    assert_eq!(
+        s.policy_epoch().await.unwrap(),
+        epoch1,
+        "a change that touched nothing does not"
+    );
+    assert!(s.set_user_disabled(&a.id, &alice.id, true).await.unwrap());
+    assert!(s.policy_epoch().await.unwrap() > epoch1);
+    // Deleting a user removes its memberships.
+    assert!(s.delete_user(&a.id, &alice.id).await.unwrap());
+    assert!(s.all_memberships(&a.id).await.unwrap().is_empty());
 }
 
 async fn migrate_is_idempotent(s: &Store) {

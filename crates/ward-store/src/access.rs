@@ -1,0 +1,492 @@
+//! Private access: end users, groups, applications and access rules.
+//!
+//! Every change here also bumps the policy epoch in the same transaction, so
+//! a gateway that has seen epoch N knows it must fetch a new snapshot when
+//! the epoch moves past N.
+
+use sqlx::any::AnyRow;
+
+use crate::{get, new_id, Page, PageRequest, Result, Store, StoreError};
+
+fn split(list: String) -> Vec<String> {
+    list.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+fn join(items: &[String]) -> String {
+    items.join(",")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+impl UserRow {
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        let disabled: i64 = get(row, "disabled")?;
+        Ok(UserRow {
+            id: get(row, "id")?,
+            tenant_id: get(row, "tenant_id")?,
+            name: get(row, "name")?,
+            disabled: disabled != 0,
+            created_at: get(row, "created_at")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+impl GroupRow {
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        Ok(GroupRow {
+            id: get(row, "id")?,
+            tenant_id: get(row, "tenant_id")?,
+            name: get(row, "name")?,
+            created_at: get(row, "created_at")?,
+        })
+    }
+}
+
+/// An application as stored: addresses and ports in their text forms.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AppRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub addresses: Vec<String>,
+    pub ports: Vec<String>,
+    pub protocol: String,
+    pub tags: Vec<String>,
+    pub created_at: i64,
+}
+
+impl AppRow {
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        Ok(AppRow {
+            id: get(row, "id")?,
+            tenant_id: get(row, "tenant_id")?,
+            name: get(row, "name")?,
+            addresses: split(get(row, "addresses")?),
+            ports: split(get(row, "ports")?),
+            protocol: get(row, "protocol")?,
+            tags: split(get(row, "tags")?),
+            created_at: get(row, "created_at")?,
+        })
+    }
+}
+
+/// An access rule as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RuleRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub priority: i64,
+    pub action: String,
+    pub app_ids: Vec<String>,
+    pub tags: Vec<String>,
+    pub user_ids: Vec<String>,
+    pub group_ids: Vec<String>,
+    pub require_compliant: bool,
+    pub posture: String,
+    pub valid_from: Option<i64>,
+    pub valid_until: Option<i64>,
+    pub sources: Vec<String>,
+    pub enabled: bool,
+    pub created_at: i64,
+}
+
+impl RuleRow {
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        let require_compliant: i64 = get(row, "require_compliant")?;
+        let enabled: i64 = get(row, "enabled")?;
+        Ok(RuleRow {
+            id: get(row, "id")?,
+            tenant_id: get(row, "tenant_id")?,
+            priority: get(row, "priority")?,
+            action: get(row, "action")?,
+            app_ids: split(get(row, "app_ids")?),
+            tags: split(get(row, "tags")?),
+            user_ids: split(get(row, "user_ids")?),
+            group_ids: split(get(row, "group_ids")?),
+            require_compliant: require_compliant != 0,
+            posture: get(row, "posture")?,
+            valid_from: get(row, "valid_from")?,
+            valid_until: get(row, "valid_until")?,
+            sources: split(get(row, "sources")?),
+            enabled: enabled != 0,
+            created_at: get(row, "created_at")?,
+        })
+    }
+}
+
+const USER_COLUMNS: &str = "id, tenant_id, name, disabled, created_at";
+const GROUP_COLUMNS: &str = "id, tenant_id, name, created_at";
+const APP_COLUMNS: &str = "id, tenant_id, name, addresses, ports, protocol, tags, created_at";
+const RULE_COLUMNS: &str = "id, tenant_id, priority, action, app_ids, tags, user_ids, group_ids, require_compliant, \
+                            posture, valid_from, valid_until, sources, enabled, created_at";
+
+async fn bump_epoch(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
+    sqlx::query("UPDATE policy_epoch SET version = version + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// The policy epoch: it moves whenever what gateways enforce changes.
+    pub async fn policy_epoch(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT version FROM policy_epoch WHERE id = 1")
+            .fetch_one(self.pool())
+            .await?)
+    }
+
+    /// Run `sql` with its binds in a transaction that also bumps the epoch;
+    /// returns the rows affected.
+    async fn change(&self, sql: &str, binds: Vec<Bind>) -> Result<u64> {
+        let mut tx = self.pool().begin().await?;
+        let mut q = sqlx::query(sql);
+        for b in binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s),
+                Bind::Int(i) => q.bind(i),
+                Bind::OptInt(i) => q.bind(i),
+            };
+        }
+        let affected = q.execute(&mut *tx).await?.rows_affected();
+        if affected > 0 {
+            bump_epoch(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(affected)
+    }
+
+    // ---- users --------------------------------------------------------------
+
+    pub async fn create_user(&self, tenant_id: &str, name: &str, now: i64) -> Result<UserRow> {
+        let id = new_id("usr");
+        self.change(
+            "INSERT INTO users (id, tenant_id, name, disabled, created_at) VALUES ($1, $2, $3, 0, $4)",
+            vec![Bind::text(&id), Bind::text(tenant_id), Bind::text(name), Bind::Int(now)],
+        )
+        .await
+        .map_err(|e| e.conflict_as(format!("user {name}")))?;
+        Ok(UserRow {
+            id,
+            tenant_id: tenant_id.into(),
+            name: name.into(),
+            disabled: false,
+            created_at: now,
+        })
+    }
+
+    pub async fn user_by_name(&self, tenant_id: &str, name: &str) -> Result<Option<UserRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND name = $2"
+        ))
+        .bind(tenant_id)
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(UserRow::from_row).transpose()
+    }
+
+    pub async fn list_users(&self, tenant_id: &str, page: &PageRequest) -> Result<Page<UserRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND ($2 = '' OR id > $2) ORDER BY id LIMIT $3"
+        ))
+        .bind(tenant_id)
+        .bind(page.cursor.clone().unwrap_or_default())
+        .bind(page.fetch())
+        .fetch_all(self.pool())
+        .await?;
+        let items = rows.iter().map(UserRow::from_row).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(items, page, |u| &u.id))
+    }
+
+    /// Every user of the tenant (for a policy snapshot).
+    pub async fn all_users(&self, tenant_id: &str) -> Result<Vec<UserRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY id"
+        ))
+        .bind(tenant_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(UserRow::from_row).collect()
+    }
+
+    pub async fn set_user_disabled(&self, tenant_id: &str, id: &str, disabled: bool) -> Result<bool> {
+        let n = self
+            .change(
+                "UPDATE users SET disabled = $1 WHERE tenant_id = $2 AND id = $3",
+                vec![Bind::Int(i64::from(disabled)), Bind::text(tenant_id), Bind::text(id)],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub async fn delete_user(&self, tenant_id: &str, id: &str) -> Result<bool> {
+        let n = self
+            .change(
+                "DELETE FROM users WHERE tenant_id = $1 AND id = $2",
+                vec![Bind::text(tenant_id), Bind::text(id)],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    // ---- groups -------------------------------------------------------------
+
+    pub async fn create_group(&self, tenant_id: &str, name: &str, now: i64) -> Result<GroupRow> {
+        let id = new_id("grp");
+        self.change(
+            "INSERT INTO groups (id, tenant_id, name, created_at) VALUES ($1, $2, $3, $4)",
+            vec![Bind::text(&id), Bind::text(tenant_id), Bind::text(name), Bind::Int(now)],
+        )
+        .await
+        .map_err(|e| e.conflict_as(format!("group {name}")))?;
+        Ok(GroupRow {
+            id,
+            tenant_id: tenant_id.into(),
+            name: name.into(),
+            created_at: now,
+        })
+    }
+
+    pub async fn group_by_name(&self, tenant_id: &str, name: &str) -> Result<Option<GroupRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {GROUP_COLUMNS} FROM groups WHERE tenant_id = $1 AND name = $2"
+        ))
+        .bind(tenant_id)
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(GroupRow::from_row).transpose()
+    }
+
+    /// Every group of the tenant, oldest first.
+    pub async fn all_groups(&self, tenant_id: &str) -> Result<Vec<GroupRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {GROUP_COLUMNS} FROM groups WHERE tenant_id = $1 ORDER BY id"
+        ))
+        .bind(tenant_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(GroupRow::from_row).collect()
+    }
+
+    pub async fn delete_group(&self, tenant_id: &str, id: &str) -> Result<bool> {
+        let n = self
+            .change(
+                "DELETE FROM groups WHERE tenant_id = $1 AND id = $2",
+                vec![Bind::text(tenant_id), Bind::text(id)],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Add a user to a group (both of this tenant); adding twice is a no-op.
+    pub async fn add_member(&self, tenant_id: &str, group_id: &str, user_id: &str) -> Result<()> {
+        self.change(
+            "INSERT INTO group_members (tenant_id, group_id, user_id) \
+             SELECT $1, g.id, u.id FROM groups g, users u \
+             WHERE g.tenant_id = $1 AND g.id = $2 AND u.tenant_id = $1 AND u.id = $3 \
+             ON CONFLICT (group_id, user_id) DO NOTHING",
+            vec![Bind::text(tenant_id), Bind::text(group_id), Bind::text(user_id)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn remove_member(&self, tenant_id: &str, group_id: &str, user_id: &str) -> Result<bool> {
+        let n = self
+            .change(
+                "DELETE FROM group_members WHERE tenant_id = $1 AND group_id = $2 AND user_id = $3",
+                vec![Bind::text(tenant_id), Bind::text(group_id), Bind::text(user_id)],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Every (group id, user id) membership of the tenant.
+    pub async fn all_memberships(&self, tenant_id: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT group_id, user_id FROM group_members WHERE tenant_id = $1 ORDER BY group_id")
+            .bind(tenant_id)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok((get(r, "group_id")?, get(r, "user_id")?)))
+            .collect()
+    }
+
+    // ---- applications -------------------------------------------------------
+
+    pub async fn create_app(&self, tenant_id: &str, app: &AppRow, now: i64) -> Result<AppRow> {
+        let id = new_id("app");
+        self.change(
+            "INSERT INTO applications (id, tenant_id, name, addresses, ports, protocol, tags, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            vec![
+                Bind::text(&id),
+                Bind::text(tenant_id),
+                Bind::text(&app.name),
+                Bind::Text(join(&app.addresses)),
+                Bind::Text(join(&app.ports)),
+                Bind::text(&app.protocol),
+                Bind::Text(join(&app.tags)),
+                Bind::Int(now),
+            ],
+        )
+        .await
+        .map_err(|e| e.conflict_as(format!("application {}", app.name)))?;
+        Ok(AppRow {
+            id,
+            tenant_id: tenant_id.into(),
+            created_at: now,
+            ..app.clone()
+        })
+    }
+
+    pub async fn app_by_name(&self, tenant_id: &str, name: &str) -> Result<Option<AppRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {APP_COLUMNS} FROM applications WHERE tenant_id = $1 AND name = $2"
+        ))
+        .bind(tenant_id)
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(AppRow::from_row).transpose()
+    }
+
+    /// Every application of the tenant, oldest first.
+    pub async fn all_apps(&self, tenant_id: &str) -> Result<Vec<AppRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {APP_COLUMNS} FROM applications WHERE tenant_id = $1 ORDER BY id"
+        ))
+        .bind(tenant_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(AppRow::from_row).collect()
+    }
+
+    pub async fn delete_app(&self, tenant_id: &str, id: &str) -> Result<bool> {
+        let n = self
+            .change(
+                "DELETE FROM applications WHERE tenant_id = $1 AND id = $2",
+                vec![Bind::text(tenant_id), Bind::text(id)],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    // ---- rules --------------------------------------------------------------
+
+    /// Create a rule; a priority already taken in the tenant is a conflict.
+    pub async fn create_rule(&self, tenant_id: &str, r: &RuleRow, now: i64) -> Result<RuleRow> {
+        let id = new_id("rul");
+        self.change(
+            &format!(
+                "INSERT INTO rules ({RULE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            ),
+            vec![
+                Bind::text(&id),
+                Bind::text(tenant_id),
+                Bind::Int(r.priority),
+                Bind::text(&r.action),
+                Bind::Text(join(&r.app_ids)),
+                Bind::Text(join(&r.tags)),
+                Bind::Text(join(&r.user_ids)),
+                Bind::Text(join(&r.group_ids)),
+                Bind::Int(i64::from(r.require_compliant)),
+                Bind::text(&r.posture),
+                Bind::OptInt(r.valid_from),
+                Bind::OptInt(r.valid_until),
+                Bind::Text(join(&r.sources)),
+                Bind::Int(i64::from(r.enabled)),
+                Bind::Int(now),
+            ],
+        )
+        .await
+        .map_err(|e| e.conflict_as(format!("a rule with priority {}", r.priority)))?;
+        Ok(RuleRow {
+            id,
+            tenant_id: tenant_id.into(),
+            created_at: now,
+            ..r.clone()
+        })
+    }
+
+    pub async fn rule_by_id(&self, tenant_id: &str, id: &str) -> Result<Option<RuleRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {RULE_COLUMNS} FROM rules WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(RuleRow::from_row).transpose()
+    }
+
+    /// Every rule of the tenant, highest priority (lowest number) first.
+    pub async fn all_rules(&self, tenant_id: &str) -> Result<Vec<RuleRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RULE_COLUMNS} FROM rules WHERE tenant_id = $1 ORDER BY priority, id"
+        ))
+        .bind(tenant_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(RuleRow::from_row).collect()
+    }
+
+    pub async fn delete_rule(&self, tenant_id: &str, id: &str) -> Result<bool> {
+        let n = self
+            .change(
+                "DELETE FROM rules WHERE tenant_id = $1 AND id = $2",
+                vec![Bind::text(tenant_id), Bind::text(id)],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub async fn set_rule_enabled(&self, tenant_id: &str, id: &str, enabled: bool) -> Result<bool> {
+        let n = self
+            .change(
+                "UPDATE rules SET enabled = $1 WHERE tenant_id = $2 AND id = $3",
+                vec![Bind::Int(i64::from(enabled)), Bind::text(tenant_id), Bind::text(id)],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+}
+
+/// A value bound to a query run by [`Store::change`].
+enum Bind {
+    Text(String),
+    Int(i64),
+    OptInt(Option<i64>),
+}
+
+impl Bind {
+    fn text(s: &str) -> Bind {
+        Bind::Text(s.to_owned())
+    }
+}
+
+impl StoreError {
+    /// A unique-constraint violation becomes [`StoreError::Conflict`] naming `what`.
+    pub(crate) fn conflict_as(self, what: String) -> StoreError {
+        match self {
+            StoreError::Database(e) => StoreError::conflict_or(e, what),
+            other => other,
+        }
+    }
+}
