@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-pub use ward_core::{Role, TenantState};
+pub use ward_core::{Posture, PostureRequirements, Role, TenantState};
 
 /// The prefix of every API path.
 pub const API_PREFIX: &str = "/api/v1";
@@ -273,4 +273,289 @@ pub struct Health {
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+// ---- end users and groups ---------------------------------------------------
+
+/// An end user of the tenant (a person whose devices reach applications).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    /// A disabled user's connections are refused and closed.
+    pub disabled: bool,
+    /// Names of the groups the user belongs to.
+    pub groups: Vec<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub name: String,
+    /// Groups (by name) to add the user to; each must exist.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Group {
+    pub id: String,
+    pub name: String,
+    /// Names of the members.
+    pub members: Vec<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroup {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMember {
+    /// The user's name.
+    pub user: String,
+}
+
+// ---- applications and rules -------------------------------------------------
+
+/// Something users reach: addresses and ports.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Application {
+    pub id: String,
+    pub name: String,
+    /// IPs, CIDRs, domains and wildcard domains (`*.corp.example`).
+    pub addresses: Vec<String>,
+    /// Ports and port ranges (`443`, `8000-8100`).
+    pub ports: Vec<String>,
+    /// `tcp`.
+    pub protocol: String,
+    pub tags: Vec<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApplication {
+    pub name: String,
+    pub addresses: Vec<String>,
+    pub ports: Vec<String>,
+    /// `tcp` (the default).
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// A priority-ordered access rule. Priority 1 is the highest; the first rule
+/// that matches decides; when none matches, access is denied.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Rule {
+    pub id: String,
+    pub priority: u32,
+    /// `allow` or `block`.
+    pub action: String,
+    /// Applications (by name) the rule covers.
+    pub apps: Vec<String>,
+    /// Application tags the rule covers.
+    pub tags: Vec<String>,
+    /// Users (by name); with `groups`, the rule covers anyone in either. Both empty: everyone.
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+    pub require_compliant_device: bool,
+    /// `enforce` (a non-compliant device does not match) or `observe` (it matches; the record says so).
+    pub posture: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<String>,
+    /// Source networks (CIDRs); empty: any.
+    pub sources: Vec<String>,
+    pub enabled: bool,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRule {
+    pub priority: u32,
+    pub action: String,
+    #[serde(default)]
+    pub apps: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub require_compliant_device: bool,
+    /// `enforce` (default) or `observe`.
+    #[serde(default)]
+    pub posture: Option<String>,
+    /// RFC 3339.
+    #[serde(default)]
+    pub valid_from: Option<String>,
+    /// RFC 3339.
+    #[serde(default)]
+    pub valid_until: Option<String>,
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Default true.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// "Would this user, on this device, reach this destination now, and why?"
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleTest {
+    /// The user's name.
+    pub user: String,
+    /// The device's id; without one, rules that require a compliant device do not match.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// `host:port`, such as `db.corp.example:5432` or `10.0.0.5:22`.
+    pub to: String,
+    /// The source address of the connection (default 0.0.0.0).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// RFC 3339 time to test at (default now).
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RuleTestResult {
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// The deciding rule, when one matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<RuleRef>,
+    /// `rule_matched`, `no_application` or `no_rule_matched`.
+    pub reason: String,
+    /// Applications the destination belongs to.
+    pub applications: Vec<String>,
+    /// Each candidate rule in order, and why it did or did not match.
+    pub steps: Vec<RuleTestStep>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RuleRef {
+    pub id: String,
+    pub priority: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RuleTestStep {
+    pub rule: RuleRef,
+    pub matched: bool,
+    /// Why it did not match (`user`, `device_not_compliant`, `outside_validity`, `source`, `disabled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why_not: Option<String>,
+}
+
+// ---- devices and enrolment --------------------------------------------------
+
+/// A device enrolled by an end user's agent.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Device {
+    pub id: String,
+    pub name: String,
+    /// The end user it belongs to.
+    pub user: String,
+    /// `active` or `revoked`.
+    pub state: String,
+    /// Whether it meets the tenant's posture requirements.
+    pub compliant: bool,
+    /// Why it does not, when it does not.
+    pub compliance_failures: Vec<String>,
+    pub posture: Posture,
+    /// When its current certificate expires.
+    pub cert_expires_at: String,
+    pub enrolled_at: String,
+    pub last_seen_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEnrollCode {
+    /// The end user the device will belong to.
+    pub user: String,
+    /// How long the code may be used, in seconds (default one day, at most 30 days).
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EnrollCode {
+    /// One-time code for `ward agent enroll --code`. It carries the
+    /// fingerprint of the server's CA, so the agent can check it talks to
+    /// this server.
+    pub code: String,
+    pub user: String,
+    pub expires_at: String,
+}
+
+/// Sent by the agent, authenticated by the code alone.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    pub code: String,
+    /// PKCS#10 request for the device's key, which never leaves the device.
+    pub csr_pem: String,
+    /// A name for the device (its host name, usually).
+    pub name: String,
+    pub posture: Posture,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EnrollResponse {
+    pub tenant: String,
+    pub device_id: String,
+    pub user: String,
+    /// The device's certificate (PEM), signed by the tenant's CA.
+    pub cert_pem: String,
+    pub cert_expires_at: String,
+    /// The tenant's CA certificate.
+    pub tenant_ca_pem: String,
+    /// The CA that signs gateways' certificates: the agent trusts gateways through it.
+    pub gateway_ca_pem: String,
+    /// Secret for the agent's own calls (renewal, posture): `Authorization: Bearer wd_...`.
+    pub device_token: String,
+    pub compliant: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    pub csr_pem: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RenewResponse {
+    pub cert_pem: String,
+    pub cert_expires_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PostureReport {
+    pub posture: Posture,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PostureVerdict {
+    pub compliant: bool,
+    pub failures: Vec<String>,
 }

@@ -35,9 +35,14 @@ use serde::Serialize;
 
 pub use reqwest::Url;
 use ward_api::{
-    Account, ApiKey, ApiKeyCreated, AuditEvent, AuditQuery, CreateAccount, CreateApiKey, CreateTenant, ErrorBody,
-    Lockout, LoginRequest, LoginResponse, Page, PageQuery, SetPassword, SetRole, Tenant, UpdateTenant, WhoAmI,
-    API_PREFIX,
+    Account, ApiKey, ApiKeyCreated, Application, AuditEvent, AuditQuery, CreateAccount, CreateApiKey,
+    CreateApplication, CreateGroup, CreateRule, CreateTenant, CreateUser, ErrorBody, Group, GroupMember, Lockout,
+    LoginRequest, LoginResponse, Page, PageQuery, Rule, RuleTest, RuleTestResult, SetPassword, SetRole, Tenant,
+    UpdateTenant, UpdateUser, User, WhoAmI, API_PREFIX,
+};
+use ward_api::{
+    CreateEnrollCode, Device, EnrollCode, EnrollRequest, EnrollResponse, PostureReport, PostureRequirements,
+    PostureVerdict, RenewRequest, RenewResponse,
 };
 
 /// How long establishing a connection (TCP and TLS) may take.
@@ -317,6 +322,152 @@ impl Client {
     pub async fn clear_address_lockout(&self, address: &str) -> Result<()> {
         self.empty(Method::DELETE, &["lockouts", "addresses", address], None::<&()>)
             .await
+    }
+
+    // ---- end users and groups ---------------------------------------------
+
+    /// `GET /users`: one page.
+    pub async fn list_users(&self, page: PageQuery) -> Result<Page<User>> {
+        self.call(Method::GET, &["users"], &page_params(&page), None::<&()>)
+            .await
+    }
+
+    /// `POST /users`.
+    pub async fn create_user(&self, req: &CreateUser) -> Result<User> {
+        self.call(Method::POST, &["users"], &[], Some(req)).await
+    }
+
+    /// `GET /users/{name}`.
+    pub async fn get_user(&self, name: &str) -> Result<User> {
+        self.call(Method::GET, &["users", name], &[], None::<&()>).await
+    }
+
+    /// `PATCH /users/{name}`.
+    pub async fn update_user(&self, name: &str, req: &UpdateUser) -> Result<User> {
+        self.call(Method::PATCH, &["users", name], &[], Some(req)).await
+    }
+
+    /// `DELETE /users/{name}`.
+    pub async fn delete_user(&self, name: &str) -> Result<()> {
+        self.empty(Method::DELETE, &["users", name], None::<&()>).await
+    }
+
+    /// `GET /groups` (one page holds them all).
+    pub async fn list_groups(&self, page: PageQuery) -> Result<Page<Group>> {
+        self.call(Method::GET, &["groups"], &page_params(&page), None::<&()>)
+            .await
+    }
+
+    /// `POST /groups`.
+    pub async fn create_group(&self, req: &CreateGroup) -> Result<Group> {
+        self.call(Method::POST, &["groups"], &[], Some(req)).await
+    }
+
+    /// `DELETE /groups/{name}`.
+    pub async fn delete_group(&self, name: &str) -> Result<()> {
+        self.empty(Method::DELETE, &["groups", name], None::<&()>).await
+    }
+
+    /// `POST /groups/{name}/members`.
+    pub async fn add_group_member(&self, group: &str, user: &str) -> Result<Group> {
+        let req = GroupMember { user: user.to_owned() };
+        self.call(Method::POST, &["groups", group, "members"], &[], Some(&req))
+            .await
+    }
+
+    /// `DELETE /groups/{name}/members/{user}`.
+    pub async fn remove_group_member(&self, group: &str, user: &str) -> Result<()> {
+        self.empty(Method::DELETE, &["groups", group, "members", user], None::<&()>)
+            .await
+    }
+
+    // ---- applications and rules -------------------------------------------
+
+    /// `GET /apps` (one page holds them all).
+    pub async fn list_apps(&self, page: PageQuery) -> Result<Page<Application>> {
+        self.call(Method::GET, &["apps"], &page_params(&page), None::<&()>)
+            .await
+    }
+
+    /// `POST /apps`.
+    pub async fn create_app(&self, req: &CreateApplication) -> Result<Application> {
+        self.call(Method::POST, &["apps"], &[], Some(req)).await
+    }
+
+    /// `DELETE /apps/{name}`.
+    pub async fn delete_app(&self, name: &str) -> Result<()> {
+        self.empty(Method::DELETE, &["apps", name], None::<&()>).await
+    }
+
+    /// `GET /rules` (one page holds them all, highest priority first).
+    pub async fn list_rules(&self, page: PageQuery) -> Result<Page<Rule>> {
+        self.call(Method::GET, &["rules"], &page_params(&page), None::<&()>)
+            .await
+    }
+
+    /// `POST /rules`.
+    pub async fn create_rule(&self, req: &CreateRule) -> Result<Rule> {
+        self.call(Method::POST, &["rules"], &[], Some(req)).await
+    }
+
+    /// `DELETE /rules/{id}`.
+    pub async fn delete_rule(&self, id: &str) -> Result<()> {
+        self.empty(Method::DELETE, &["rules", id], None::<&()>).await
+    }
+
+    /// `POST /rules/test`: the what-if; sends no traffic.
+    pub async fn test_rules(&self, req: &RuleTest) -> Result<RuleTestResult> {
+        self.call(Method::POST, &["rules", "test"], &[], Some(req)).await
+    }
+
+    // ---- devices ------------------------------------------------------------
+
+    /// `POST /enroll-codes`.
+    pub async fn create_enroll_code(&self, req: &CreateEnrollCode) -> Result<EnrollCode> {
+        self.call(Method::POST, &["enroll-codes"], &[], Some(req)).await
+    }
+
+    /// `POST /enroll`: the agent's enrolment, authenticated by the code in the body.
+    pub async fn enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse> {
+        self.call(Method::POST, &["enroll"], &[], Some(req)).await
+    }
+
+    /// `POST /device/renew` (with the device token as the client's token).
+    pub async fn renew_device(&self, req: &RenewRequest) -> Result<RenewResponse> {
+        self.call(Method::POST, &["device", "renew"], &[], Some(req)).await
+    }
+
+    /// `POST /device/posture` (with the device token as the client's token).
+    pub async fn report_posture(&self, req: &PostureReport) -> Result<PostureVerdict> {
+        self.call(Method::POST, &["device", "posture"], &[], Some(req)).await
+    }
+
+    /// `GET /devices`: one page.
+    pub async fn list_devices(&self, page: PageQuery) -> Result<Page<Device>> {
+        self.call(Method::GET, &["devices"], &page_params(&page), None::<&()>)
+            .await
+    }
+
+    /// `GET /devices/{id}`.
+    pub async fn get_device(&self, id: &str) -> Result<Device> {
+        self.call(Method::GET, &["devices", id], &[], None::<&()>).await
+    }
+
+    /// `POST /devices/{id}/revoke`.
+    pub async fn revoke_device(&self, id: &str) -> Result<Device> {
+        self.call(Method::POST, &["devices", id, "revoke"], &[], None::<&()>)
+            .await
+    }
+
+    /// `GET /posture-requirements`.
+    pub async fn posture_requirements(&self) -> Result<PostureRequirements> {
+        self.call(Method::GET, &["posture-requirements"], &[], None::<&()>)
+            .await
+    }
+
+    /// `PUT /posture-requirements`.
+    pub async fn set_posture_requirements(&self, req: &PostureRequirements) -> Result<PostureRequirements> {
+        self.call(Method::PUT, &["posture-requirements"], &[], Some(req)).await
     }
 
     // ---- API keys ---------------------------------------------------------

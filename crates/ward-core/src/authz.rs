@@ -80,9 +80,17 @@ pub enum Denial {
 /// Decide whether `actor` may do what `perm` names to `target`.
 pub fn authorize(actor: &Actor, perm: Permission, target: Target<'_>) -> Result<(), Denial> {
     if target == Target::OwnCredentials {
+        // A key "capped" at a role at least as strong as its account's is not narrower.
         return match actor.key_cap {
-            Some(_) => Err(Denial::CappedKey),
-            None => Ok(()),
+            Some(cap)
+                if !actor
+                    .role
+                    .permissions(actor.operator)
+                    .is_subset_of(cap.permissions(actor.operator)) =>
+            {
+                Err(Denial::CappedKey)
+            }
+            _ => Ok(()),
         };
     }
     let held = actor.permissions();
@@ -234,6 +242,13 @@ mod tests {
         );
         a.key_cap = None;
         assert_eq!(authorize(&a, Permission::AuditRead, Target::OwnCredentials), Ok(()));
+        let mut admin = actor(Role::Admin);
+        admin.key_cap = Some(Role::Owner);
+        assert_eq!(
+            authorize(&admin, Permission::AuditRead, Target::OwnCredentials),
+            Ok(()),
+            "not narrower"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod authz;
 pub mod error;
 pub mod name;
+pub mod posture;
 pub mod role;
 pub mod tenant;
 pub mod time;
@@ -17,5 +18,6 @@ pub mod time;
 pub use authz::{authorize, Actor, Denial, Target};
 pub use error::ErrorCode;
 pub use name::{Name, NameError};
+pub use posture::{Posture, PostureRequirements};
 pub use role::{Permission, PermissionSet, Role};
 pub use tenant::{TenantState, SYSTEM_TENANT};

@@ -80,6 +80,190 @@ pub enum CtlCommand {
     /// Read the admin audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage end users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage groups of end users.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Manage applications (what users reach).
+    #[command(subcommand)]
+    App(AppCommand),
+    /// Manage access rules, and test what they decide.
+    #[command(subcommand)]
+    Rule(RuleCommand),
+    /// Make enrolment codes for users' devices.
+    #[command(subcommand)]
+    Enroll(EnrollCommand),
+    /// See and revoke enrolled devices.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// What the tenant requires of devices to count them compliant.
+    #[command(subcommand)]
+    Posture(PostureCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum EnrollCommand {
+    /// Make a one-time enrolment code for a user; the code is the last word printed.
+    Create {
+        #[arg(long, value_name = "USER")]
+        user: String,
+        /// How long the code can be used, such as 1h or 7d [default: 24h].
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        ttl: Option<std::time::Duration>,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DeviceCommand {
+    /// List enrolled devices.
+    List,
+    /// Show a device and its posture.
+    Show { id: String },
+    /// Revoke a device: it cannot connect, renew or report any more, at once.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum PostureCommand {
+    /// Show the tenant's posture requirements.
+    Show,
+    /// Replace the tenant's posture requirements (flags not given are not required).
+    Set {
+        #[arg(long)]
+        disk_encryption: bool,
+        #[arg(long)]
+        firewall: bool,
+        #[arg(long)]
+        screen_lock: bool,
+        /// Allowed operating systems, comma-separated (linux, macos, windows).
+        #[arg(long, value_delimiter = ',', value_name = "OS[,OS...]")]
+        os: Vec<String>,
+        #[arg(long, value_name = "VERSION")]
+        min_agent_version: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum UserCommand {
+    /// List end users.
+    List,
+    /// Show one end user.
+    Show { name: String },
+    /// Create an end user.
+    Create {
+        name: String,
+        /// Add the user to this group (repeatable).
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+    },
+    /// Disable a user: its connections are refused.
+    Disable { name: String },
+    /// Enable a disabled user.
+    Enable { name: String },
+    /// Delete an end user.
+    Delete { name: String },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum GroupCommand {
+    /// List groups and their members.
+    List,
+    /// Create a group.
+    Create { name: String },
+    /// Delete a group (its users stay).
+    Delete { name: String },
+    /// Add a user to a group.
+    AddMember { group: String, user: String },
+    /// Remove a user from a group.
+    RemoveMember { group: String, user: String },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AppCommand {
+    /// List applications.
+    List,
+    /// Create an application; it is denied to everyone until a rule allows it.
+    Create {
+        name: String,
+        /// Addresses: IP, CIDR, domain or wildcard domain (`*.corp.example`), comma-separated.
+        #[arg(long = "address", value_name = "A[,A...]", value_delimiter = ',', required = true)]
+        addresses: Vec<String>,
+        /// Ports and ranges, comma-separated: `22,443,8000-8100`.
+        #[arg(long, value_name = "P[-Q][,...]", value_delimiter = ',', required = true)]
+        ports: Vec<String>,
+        /// A tag rules can name (repeatable).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+    },
+    /// Delete an application no rule names.
+    Delete { name: String },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RuleCommand {
+    /// List rules, highest priority first.
+    List,
+    /// Create a rule. Priority 1 is the highest; the first matching rule decides; no match denies.
+    Create(RuleCreateArgs),
+    /// Delete a rule by id.
+    Delete { id: String },
+    /// Would this user, on this device, reach HOST:PORT now? Sends no traffic.
+    Test {
+        #[arg(long, value_name = "USER")]
+        user: String,
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<String>,
+        #[arg(long, value_name = "HOST:PORT")]
+        to: String,
+        /// The connection's source address.
+        #[arg(long, value_name = "IP")]
+        source: Option<String>,
+        /// Test at this RFC 3339 time instead of now.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("covers").required(true).args(["apps", "tags"])))]
+pub struct RuleCreateArgs {
+    #[arg(long)]
+    pub priority: u32,
+    /// `allow` or `block`.
+    #[arg(long, value_parser = ["allow", "block"])]
+    pub action: String,
+    /// Application the rule covers (repeatable).
+    #[arg(long = "app", value_name = "NAME", conflicts_with = "tags")]
+    pub apps: Vec<String>,
+    /// Application tag the rule covers (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// User the rule applies to (repeatable; with no --user and no --group, everyone).
+    #[arg(long = "user", value_name = "USER")]
+    pub users: Vec<String>,
+    /// Group the rule applies to (repeatable).
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// Only devices that meet the tenant's posture requirements match.
+    #[arg(long)]
+    pub require_compliant_device: bool,
+    /// With --require-compliant-device: only record non-compliant devices instead of refusing them.
+    #[arg(long)]
+    pub observe_only: bool,
+    /// RFC 3339 time from which the rule applies.
+    #[arg(long, value_name = "TIME")]
+    pub valid_from: Option<String>,
+    /// RFC 3339 time from which the rule no longer applies.
+    #[arg(long, value_name = "TIME")]
+    pub valid_until: Option<String>,
+    /// Source network (CIDR) the rule applies to (repeatable; default any).
+    #[arg(long = "source", value_name = "CIDR")]
+    pub sources: Vec<String>,
+    /// Create the rule disabled.
+    #[arg(long)]
+    pub disabled: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -223,6 +223,169 @@ impl Tabular for WhoAmI {
     }
 }
 
+impl Tabular for ward_api::User {
+    const HEADERS: &'static [&'static str] = &["NAME", "GROUPS", "DISABLED", "CREATED"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            dash_if_empty(self.groups.join(",")),
+            if self.disabled { "yes" } else { "no" }.to_owned(),
+            time(&self.created_at),
+        ]
+    }
+}
+
+impl Tabular for ward_api::Group {
+    const HEADERS: &'static [&'static str] = &["NAME", "MEMBERS", "CREATED"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            dash_if_empty(self.members.join(",")),
+            time(&self.created_at),
+        ]
+    }
+}
+
+impl Tabular for ward_api::Application {
+    const HEADERS: &'static [&'static str] = &["NAME", "ADDRESSES", "PORTS", "PROTOCOL", "TAGS"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            self.addresses.join(","),
+            self.ports.join(","),
+            self.protocol.clone(),
+            dash_if_empty(self.tags.join(",")),
+        ]
+    }
+}
+
+impl Tabular for ward_api::Rule {
+    const HEADERS: &'static [&'static str] = &[
+        "PRIORITY", "ACTION", "COVERS", "WHO", "DEVICE", "VALID", "SOURCES", "ENABLED", "ID",
+    ];
+    fn row(&self) -> Vec<String> {
+        let covers = if self.tags.is_empty() {
+            self.apps.join(",")
+        } else {
+            self.tags
+                .iter()
+                .map(|t| format!("tag:{t}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let who: Vec<String> = self
+            .users
+            .iter()
+            .map(|u| format!("user:{u}"))
+            .chain(self.groups.iter().map(|g| format!("group:{g}")))
+            .collect();
+        let device = match (self.require_compliant_device, self.posture.as_str()) {
+            (false, _) => "-".to_owned(),
+            (true, "observe") => "compliant (observe)".to_owned(),
+            (true, _) => "compliant".to_owned(),
+        };
+        let valid = match (&self.valid_from, &self.valid_until) {
+            (None, None) => "-".to_owned(),
+            (from, until) => format!(
+                "{}..{}",
+                from.as_deref().map(time).unwrap_or_default(),
+                until.as_deref().map(time).unwrap_or_default()
+            ),
+        };
+        vec![
+            self.priority.to_string(),
+            self.action.clone(),
+            covers,
+            if who.is_empty() {
+                "everyone".to_owned()
+            } else {
+                who.join(",")
+            },
+            device,
+            valid,
+            if self.sources.is_empty() {
+                "any".to_owned()
+            } else {
+                self.sources.join(",")
+            },
+            if self.enabled { "yes" } else { "no" }.to_owned(),
+            self.id.clone(),
+        ]
+    }
+}
+
+impl Tabular for ward_api::RuleTestResult {
+    const HEADERS: &'static [&'static str] = &["DECISION", "RULE", "PRIORITY", "REASON", "APPLICATIONS"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.decision.clone(),
+            self.rule.as_ref().map(|r| r.id.clone()).unwrap_or_else(|| "-".into()),
+            self.rule
+                .as_ref()
+                .map(|r| r.priority.to_string())
+                .unwrap_or_else(|| "-".into()),
+            self.reason.clone(),
+            dash_if_empty(self.applications.join(",")),
+        ]
+    }
+}
+
+fn dash_if_empty(s: String) -> String {
+    if s.is_empty() {
+        "-".to_owned()
+    } else {
+        s
+    }
+}
+
+impl Tabular for ward_api::Device {
+    const HEADERS: &'static [&'static str] = &[
+        "ID",
+        "NAME",
+        "USER",
+        "STATE",
+        "COMPLIANT",
+        "OS",
+        "CERT EXPIRES",
+        "LAST SEEN",
+    ];
+    fn row(&self) -> Vec<String> {
+        let compliant = if self.compliant {
+            "yes".to_owned()
+        } else if self.compliance_failures.is_empty() {
+            "no".to_owned()
+        } else {
+            format!("no: {}", self.compliance_failures.join("; "))
+        };
+        vec![
+            self.id.clone(),
+            self.name.clone(),
+            self.user.clone(),
+            self.state.clone(),
+            compliant,
+            format!("{} {}", self.posture.os, self.posture.os_version)
+                .trim()
+                .to_owned(),
+            time(&self.cert_expires_at),
+            time(&self.last_seen_at),
+        ]
+    }
+}
+
+impl Tabular for ward_api::PostureRequirements {
+    const HEADERS: &'static [&'static str] = &["DISK ENCRYPTION", "FIREWALL", "SCREEN LOCK", "OS", "MIN AGENT VERSION"];
+    fn row(&self) -> Vec<String> {
+        let yes_no = |b: bool| if b { "required" } else { "-" }.to_owned();
+        vec![
+            yes_no(self.disk_encryption),
+            yes_no(self.firewall),
+            yes_no(self.screen_lock),
+            dash_if_empty(self.os.join(",")),
+            self.min_agent_version.clone().unwrap_or_else(|| "-".into()),
+        ]
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

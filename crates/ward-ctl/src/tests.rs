@@ -488,7 +488,12 @@ async fn login_saves_a_profile_that_later_commands_use() {
     // Own password: current then new, the name from whoami.
     let r = ctl(&config, "account passwd --password-stdin", "pw 1\npw 2\n").await;
     r.result.unwrap();
-    assert!(r.stdout.starts_with("Password of account admin changed. Its sessions have ended"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .starts_with("Password of account admin changed. Its sessions have ended"),
+        "{}",
+        r.stdout
+    );
     let body = seen.lock().unwrap().last().unwrap().body.clone();
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(

@@ -272,7 +272,27 @@ impl CertificateAuthority {
 
     /// Signs a leaf described by `params` (subject, SANs, usages) with a
     /// fresh key; fills in validity, serial and authority key identifier.
-    fn issue_leaf(&self, mut params: CertificateParams, valid_for: std::time::Duration) -> Result<IssuedCert> {
+    fn issue_leaf(&self, params: CertificateParams, valid_for: std::time::Duration) -> Result<IssuedCert> {
+        let key = KeyPair::generate_for(KEY_ALG).map_err(PkiError::Generate)?;
+        let cert = self.sign_leaf(params, &key, valid_for)?;
+        let cert_pem = pem_encode("CERTIFICATE", &cert);
+        let chain_pem = format!("{cert_pem}{}", self.cert_pem);
+        Ok(IssuedCert {
+            cert_pem,
+            key_pem: key.serialize_pem(),
+            chain_pem,
+        })
+    }
+
+    /// Signs a leaf described by `params` (subject, SANs, usages) for
+    /// `public_key`: fills in validity (back-dated five minutes, capped at
+    /// the CA's expiry), a random serial and the authority key identifier.
+    pub(crate) fn sign_leaf(
+        &self,
+        mut params: CertificateParams,
+        public_key: &impl rcgen::PublicKeyData,
+        valid_for: std::time::Duration,
+    ) -> Result<CertificateDer<'static>> {
         if valid_for.is_zero() {
             return Err(PkiError::InvalidInput(
                 "certificate validity must be longer than zero".to_owned(),
@@ -305,15 +325,8 @@ impl CertificateAuthority {
         params.serial_number = Some(random_serial());
         params.use_authority_key_identifier_extension = true;
 
-        let key = KeyPair::generate_for(KEY_ALG).map_err(PkiError::Generate)?;
-        let cert = params.signed_by(&key, &self.issuer).map_err(PkiError::Generate)?;
-        let cert_pem = pem_encode("CERTIFICATE", cert.der());
-        let chain_pem = format!("{cert_pem}{}", self.cert_pem);
-        Ok(IssuedCert {
-            cert_pem,
-            key_pem: key.serialize_pem(),
-            chain_pem,
-        })
+        let cert = params.signed_by(public_key, &self.issuer).map_err(PkiError::Generate)?;
+        Ok(cert.der().clone())
     }
 }
 
@@ -366,7 +379,7 @@ impl fmt::Debug for IssuedCert {
 }
 
 /// Validates a DNS SAN (optionally a `*.` wildcard) and converts it.
-fn checked_dns_name(name: &str) -> Result<rcgen::string::Ia5String> {
+pub(crate) fn checked_dns_name(name: &str) -> Result<rcgen::string::Ia5String> {
     let base = name.strip_prefix("*.").unwrap_or(name);
     if DnsName::try_from(base).is_err() {
         let hint = if name.parse::<IpAddr>().is_ok() {

@@ -65,6 +65,37 @@ pub enum PkiError {
     /// DNS name, zero validity, empty trust store, expired CA, ...).
     #[error("invalid request: {0}")]
     InvalidInput(String),
+
+    /// A certificate signing request was refused: malformed, a bad
+    /// self-signature, or a key type Ward does not accept.
+    #[error("certificate signing request rejected: {0}")]
+    Csr(String),
+
+    /// A Ward identity (URI or certificate SAN) is malformed or missing.
+    #[error("invalid Ward identity: {0}")]
+    Identity(String),
+
+    /// A certificate was not issued by the CA it was expected to come from.
+    #[error("certificate was not issued by the expected CA: {0}")]
+    WrongIssuer(String),
+
+    /// A sealed secret could not be opened (wrong master key, wrong context,
+    /// tampered or truncated data, unknown format).
+    #[error("cannot open sealed secret: {0}")]
+    Unseal(String),
+
+    /// A file holding a secret key is accessible to group or others.
+    #[error(
+        "{} holds a secret key but has mode {mode:04o} (readable by group or others); \
+         refusing to use it: run `chmod 600 {}`",
+        .path.display(), .path.display()
+    )]
+    InsecurePermissions {
+        /// The offending file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
 }
 
 /// `Result` with [`PkiError`].

@@ -1,22 +1,36 @@
 //! # ward-pki
 //!
-//! Ward's certificate authority helpers and **the one place that builds TLS
-//! configurations**.
+//! Ward's certificate authority helpers, identities, sealed key storage and
+//! **the one place that builds TLS configurations**.
 //!
 //! What lives here:
 //!
 //! * [`CertificateAuthority`]: generate a CA (ECDSA P-256, ten years) or load
-//!   one from PEM, and issue certificates with it. Ward's server uses one for
-//!   the certificate of its HTTPS listener on non-loopback addresses and
-//!   prints its [`fingerprint`](CertificateAuthority::fingerprint); per-tenant
-//!   device CAs for mTLS are meant to be further instances.
-//! * [`load_or_create_ca`]: the on-disk layout of a CA (`ca.pem`, `ca.key`
-//!   with mode 0600, never overwritten).
+//!   one from PEM, and issue certificates with it. The *service CA* (the
+//!   server's own, from [`load_or_create_ca`]) issues the HTTPS listener's
+//!   certificate ([`issue_server`](CertificateAuthority::issue_server)) and
+//!   gateway certificates; each *tenant CA* issues its devices' short-lived
+//!   client certificates.
+//! * Enrolment from CSRs: the agent or gateway creates its key locally with
+//!   [`generate_key_and_csr`] and sends only the CSR;
+//!   [`CertificateAuthority::sign_csr`] verifies it and issues a certificate
+//!   for a server-chosen [`Identity`], ignoring whatever the CSR asked for.
+//! * [`Identity`]: `ward://tenant/<t>/device/<d>` or `ward://gateway/<g>`,
+//!   carried as the certificate's one URI SAN and read back with
+//!   [`Identity::from_cert_der`]; [`verify_issued_by`] ties a certificate to
+//!   a specific CA.
+//! * Sealing: [`MasterKey`] (from [`load_or_create_master_key`]) encrypts
+//!   secrets such as tenant CA keys for the database (AES-256-GCM,
+//!   [`CertificateAuthority::to_sealed`] / [`from_sealed`](CertificateAuthority::from_sealed)).
 //! * PEM helpers: [`certs_from_pem`], [`load_certs`], [`load_private_key`],
 //!   plus [`fingerprint_der`] (`"sha256:<64 lowercase hex>"`).
-//! * rustls configurations: [`server_config`] for Ward's listeners and
-//!   [`client_config`] / [`client_config_from_pem`] for the CLI client, which
-//!   trusts exactly the CA(s) it is given (no system roots).
+//! * rustls configurations: [`server_config`] for Ward's listeners,
+//!   [`server_config_mtls`] for listeners that require client certificates
+//!   (the gateway), [`client_config`] / [`client_config_from_pem`] /
+//!   [`client_config_mtls`] for clients that trust exactly the CA(s) they are
+//!   given, [`client_config_platform_roots`] for public servers, and
+//!   [`client_config_pinned`] for enrolment against a pinned CA fingerprint
+//!   ([`parse_pin`], [`pinned_ca_from_chain`]).
 //!
 //! ## Invariants
 //!
@@ -27,11 +41,22 @@
 //! * The crypto provider is always aws-lc-rs, obtained from [`provider()`]
 //!   and passed explicitly to every rustls builder. Nothing relies on, or
 //!   installs, a process-wide default provider, and `ring` is never enabled.
-//! * Private keys never appear in `Debug` output.
+//!   Signatures this crate checks itself (CSRs, [`verify_issued_by`]) and
+//!   sealing also use aws-lc-rs.
+//! * Private keys and the master key never appear in `Debug` output, logs or
+//!   error messages.
+//! * A CSR proves possession of a key and nothing else: the identity, names
+//!   and usages of an issued certificate come from the caller.
+//! * Sealed secrets are bound to their context (e.g. the tenant id): a
+//!   sealed value moved to another context does not open.
 
 mod ca;
+mod csr;
 mod error;
+mod identity;
 mod pem;
+mod pin;
+mod seal;
 mod store;
 mod tls;
 
@@ -40,10 +65,17 @@ use std::sync::{Arc, OnceLock};
 use sha2::{Digest, Sha256};
 
 pub use ca::{CertificateAuthority, IssuedCert};
+pub use csr::{generate_key_and_csr, IssuedLeaf};
 pub use error::{PkiError, Result};
+pub use identity::{is_valid_id, verify_issued_by, Identity, MAX_ID_LEN};
 pub use pem::{certs_from_pem, load_certs, load_private_key};
+pub use pin::{client_config_pinned, parse_pin, pinned_ca_from_chain};
+pub use seal::{load_or_create_master_key, MasterKey};
 pub use store::{load_or_create_ca, CA_CERT_FILE, CA_KEY_FILE};
-pub use tls::{client_config, client_config_from_pem, client_config_platform_roots, server_config};
+pub use tls::{
+    client_config, client_config_from_pem, client_config_mtls, client_config_platform_roots, server_config,
+    server_config_mtls,
+};
 
 /// Re-exported so callers can name certificate and key types without
 /// depending on `rustls-pki-types` themselves.

@@ -88,7 +88,7 @@ pub fn load_or_create_ca(dir: &Path, common_name: &str) -> Result<(CertificateAu
 
 /// Creates `dir` (and parents) if missing; new directories get mode 0700 on
 /// unix. Existing directories are left as they are.
-fn create_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -101,7 +101,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 
 /// Writes `contents` to a file that must not exist yet, with exactly `mode`
 /// on unix (independent of the umask), and syncs it to disk.
-fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+pub(crate) fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -46,6 +46,13 @@ pub struct ServerArgs {
     /// The URL people use to reach this server, if not the listen address.
     #[arg(long, env = "WARD_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
+    /// File with the master key that seals tenant CA keys [default: DATA_DIR/master.key].
+    /// Every replica of a scaled-out server needs the same key.
+    #[arg(long, env = "WARD_MASTER_KEY_FILE", value_name = "FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// Lifetime of device certificates; agents renew at half-life [default: 24h].
+    #[arg(long, env = "WARD_DEVICE_CERT_TTL", value_name = "DURATION")]
+    pub device_cert_ttl: Option<humantime::Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -70,6 +77,8 @@ struct FileConfig {
     session_ttl: Option<String>,
     regions: Option<Vec<String>>,
     public_url: Option<String>,
+    master_key_file: Option<PathBuf>,
+    device_cert_ttl: Option<String>,
     #[serde(default)]
     login: LoginFile,
 }
@@ -135,6 +144,8 @@ pub struct ServerConfig {
     pub regions: Vec<String>,
     pub public_url: Option<String>,
     pub login: LoginLimits,
+    pub master_key_file: PathBuf,
+    pub device_cert_ttl: Duration,
     /// Password for the bootstrap accounts, from `WARD_BOOTSTRAP_PASSWORD`
     /// (environment only, so it never shows in a process list or a file).
     pub bootstrap_password: Option<Secret>,
@@ -221,6 +232,19 @@ impl ServerConfig {
         for r in &regions {
             ward_core::Name::parse(r).map_err(|e| ConfigError::Invalid(format!("region {r:?}: {e}")))?;
         }
+        let master_key_file = args
+            .master_key_file
+            .clone()
+            .or(file.master_key_file)
+            .unwrap_or_else(|| data_dir.join("master.key"));
+        let device_cert_ttl = match (args.device_cert_ttl, file.device_cert_ttl) {
+            (Some(d), _) => d.into(),
+            (None, Some(s)) => parse_duration("device_cert_ttl", &s)?,
+            (None, None) => Duration::from_secs(24 * 3600),
+        };
+        if device_cert_ttl < Duration::from_secs(300) {
+            return Err(ConfigError::Invalid("device_cert_ttl must be at least 5m".into()));
+        }
         let defaults = LoginLimits::default();
         let login = LoginLimits {
             slow_after: file.login.slow_after.unwrap_or(defaults.slow_after),
@@ -240,6 +264,8 @@ impl ServerConfig {
             },
         };
         Ok(ServerConfig {
+            master_key_file,
+            device_cert_ttl,
             data_dir,
             listen,
             database,
@@ -282,7 +308,15 @@ impl ServerConfig {
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_owned(), e))?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse(path.to_owned(), e.message().to_owned()))
+    toml::from_str(&text).map_err(|e| {
+        // One line: toml's messages may span several.
+        let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+        let at = e.span().map(|span| {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!(" (line {line})")
+        });
+        ConfigError::Parse(path.to_owned(), format!("{message}{}", at.unwrap_or_default()))
+    })
 }
 
 fn parse_duration(field: &str, s: &str) -> Result<Duration, ConfigError> {
@@ -356,6 +390,10 @@ mod tests {
         assert!(e.contains("lissten"), "{e}");
         a.config = Some(dir.path().join("missing.toml"));
         assert!(ServerConfig::load(&a).unwrap_err().to_string().contains("missing.toml"));
+        std::fs::write(&path, "listen = [\n").unwrap();
+        a.config = Some(path.clone());
+        let e = ServerConfig::load(&a).unwrap_err().to_string();
+        assert!(!e.contains('\n') && e.contains("(line "), "{e}");
         std::fs::write(&path, "session_ttl = \"soon\"\n").unwrap();
         a.config = Some(path);
         assert!(ServerConfig::load(&a).unwrap_err().to_string().contains("session_ttl"));

@@ -25,8 +25,10 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 mod pages;
+pub mod policy;
 pub mod serve;
 pub mod state;
+pub mod tenant_ca;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -158,9 +160,8 @@ impl Running {
 
 /// Open the store (migrating it), bootstrap an empty one, bind, and serve.
 pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
-    if config.is_sqlite() || config.tls == TlsMode::OwnCa {
-        create_private_dir(&config.data_dir)?;
-    }
+    // The data directory holds the SQLite database, the master key and Ward's own CA.
+    create_private_dir(&config.data_dir)?;
     let store = Store::connect(&config.database).await?;
     store.migrate().await.context("applying database migrations")?;
     let region = config.regions.first().cloned().unwrap_or_else(|| "local".into());
@@ -170,7 +171,8 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         .await?
         .context("the store has tenants but no system tenant; it was not created by Ward")?;
 
-    let (tls, ca) = tls_config(&config)?;
+    let master_key = load_master_key(&config)?;
+    let (tls, ca, server_pin) = tls_config(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -185,6 +187,8 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         config: Arc::new(config),
         metrics: metrics.clone(),
         system_tenant_id: system.id.into(),
+        master_key: Arc::new(master_key),
+        server_pin: server_pin.map(Into::into),
     };
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(serve::serve(listener, tls, app(state), async {
@@ -218,14 +222,33 @@ async fn background_jobs(store: Store, metrics: Arc<Metrics>) {
     }
 }
 
-fn tls_config(config: &ServerConfig) -> anyhow::Result<(Option<Arc<rustls::ServerConfig>>, Option<OwnCa>)> {
+/// The master key: `WARD_MASTER_KEY` (base64) when set, else the key file,
+/// created on first start.
+fn load_master_key(config: &ServerConfig) -> anyhow::Result<ward_pki::MasterKey> {
+    if let Ok(text) = std::env::var("WARD_MASTER_KEY") {
+        return ward_pki::MasterKey::from_base64(&text).context("WARD_MASTER_KEY");
+    }
+    let (key, created) = ward_pki::load_or_create_master_key(&config.master_key_file)?;
+    if created {
+        tracing::info!(path = %config.master_key_file.display(), "created the master key; back it up with the database");
+    }
+    Ok(key)
+}
+
+type TlsSetup = (Option<Arc<rustls::ServerConfig>>, Option<OwnCa>, Option<String>);
+
+/// The listener's TLS configuration, Ward's own CA when it signed the
+/// certificate, and the pin enrolment codes carry: the fingerprint of the
+/// last certificate of the chain the server presents (its CA).
+fn tls_config(config: &ServerConfig) -> anyhow::Result<TlsSetup> {
     const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
     match &config.tls {
-        TlsMode::Off => Ok((None, None)),
+        TlsMode::Off => Ok((None, None, None)),
         TlsMode::Files { cert, key } => {
             let chain = ward_pki::load_certs(cert)?;
+            let pin = chain.last().map(|c| ward_pki::fingerprint_der(c));
             let key = ward_pki::load_private_key(key)?;
-            Ok((Some(ward_pki::server_config(chain, key, ALPN)?), None))
+            Ok((Some(ward_pki::server_config(chain, key, ALPN)?), None, pin))
         }
         TlsMode::OwnCa => {
             let dir = config.data_dir.join("pki");
@@ -250,7 +273,8 @@ fn tls_config(config: &ServerConfig) -> anyhow::Result<(Option<Arc<rustls::Serve
                 fingerprint: ca.fingerprint(),
                 cert_path: dir.join(ward_pki::CA_CERT_FILE),
             };
-            Ok((Some(tls), Some(own)))
+            let pin = own.fingerprint.clone();
+            Ok((Some(tls), Some(own), Some(pin)))
         }
     }
 }

@@ -14,6 +14,12 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Id of the reserved `system` tenant: anonymous attempts are recorded in its trail.
     pub system_tenant_id: Arc<str>,
+    /// Seals tenant CA keys in the store.
+    pub master_key: Arc<ward_pki::MasterKey>,
+    /// Fingerprint of the CA behind this server's HTTPS certificate, which
+    /// enrolment codes carry so agents can check whom they talk to (None on
+    /// plain HTTP, which only loopback serves).
+    pub server_pin: Option<Arc<str>>,
 }
 
 /// Milliseconds since the Unix epoch, now.

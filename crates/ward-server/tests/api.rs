@@ -178,6 +178,8 @@ on_both_backends!(
     repeated_failures_lock_out,
     sessions_end,
     data_survives_a_restart,
+    access_rules_decide_by_priority_and_stay_in_their_tenant,
+    devices_enrol_once_renew_report_and_revoke,
 );
 
 /// The foundation issue's story: bootstrap; the owner creates an auditor; the
@@ -827,6 +829,426 @@ async fn data_survives_a_restart(store: TestStore) {
     assert!(h.account_names(&owner).await.contains(&"keeper".to_owned()));
     h.login("default", "keeper", "keeper-password").await;
     assert_eq!(h.audit(&owner, "action=account.create").await.len(), 1);
+}
+
+async fn access_rules_decide_by_priority_and_stay_in_their_tenant(store: TestStore) {
+    let h = Harness::start(store, |_| {}).await;
+    let owner = h.login("default", "admin", PW).await;
+    assert_eq!(
+        h.post("/api/v1/groups", &owner, json!({"name": "eng"})).await.0,
+        StatusCode::CREATED
+    );
+    let (s, v) = h
+        .post("/api/v1/users", &owner, json!({"name": "alice", "groups": ["eng"]}))
+        .await;
+    assert_eq!((s, v["groups"].clone()), (StatusCode::CREATED, json!(["eng"])));
+    h.post("/api/v1/users", &owner, json!({"name": "bob"})).await;
+    let (s, v) = h
+        .post("/api/v1/users", &owner, json!({"name": "carol", "groups": ["nope"]}))
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"));
+
+    let app =
+        json!({"name": "db", "addresses": ["db.corp.example", "10.0.0.0/24"], "ports": ["5432"], "tags": ["prod"]});
+    assert_eq!(h.post("/api/v1/apps", &owner, app).await.0, StatusCode::CREATED);
+    for (bad, why) in [
+        (
+            json!({"name": "x", "addresses": ["db..corp"], "ports": ["1"]}),
+            "bad address",
+        ),
+        (
+            json!({"name": "x", "addresses": ["10.0.0.0/33"], "ports": ["1"]}),
+            "bad CIDR",
+        ),
+        (
+            json!({"name": "x", "addresses": ["a.example"], "ports": ["0"]}),
+            "port 0",
+        ),
+        (
+            json!({"name": "x", "addresses": ["a.example"], "ports": ["9-3"]}),
+            "reversed range",
+        ),
+        (json!({"name": "x", "addresses": [], "ports": ["1"]}), "no address"),
+        (
+            json!({"name": "x", "addresses": ["a.example"], "ports": ["1"], "protocol": "icmp"}),
+            "protocol",
+        ),
+    ] {
+        let (s, v) = h.post("/api/v1/apps", &owner, bad).await;
+        assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_field"), "{why}: {v}");
+    }
+
+    let test = |user: &str, to: &str| json!({"user": user, "to": to});
+    // A new application is denied until a rule allows it.
+    let (_, v) = h
+        .post("/api/v1/rules/test", &owner, test("alice", "db.corp.example:5432"))
+        .await;
+    assert_eq!(
+        (v["decision"].as_str(), v["reason"].as_str()),
+        (Some("deny"), Some("no_rule_matched")),
+        "{v}"
+    );
+    let (s, allow) = h
+        .post(
+            "/api/v1/rules",
+            &owner,
+            json!({"priority": 10, "action": "allow", "apps": ["db"], "groups": ["eng"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{allow}");
+    let (_, v) = h
+        .post("/api/v1/rules/test", &owner, test("alice", "db.corp.example:5432"))
+        .await;
+    assert_eq!(
+        (v["decision"].as_str(), &v["rule"]["id"]),
+        (Some("allow"), &allow["id"]),
+        "{v}"
+    );
+    let (_, v) = h
+        .post("/api/v1/rules/test", &owner, test("alice", "10.0.0.9:5432"))
+        .await;
+    assert_eq!(v["decision"], "allow", "CIDR addresses match too");
+    let (_, v) = h
+        .post("/api/v1/rules/test", &owner, test("alice", "db.corp.example:22"))
+        .await;
+    assert_eq!(
+        (v["decision"].as_str(), v["reason"].as_str()),
+        (Some("deny"), Some("no_application"))
+    );
+    let (_, v) = h
+        .post("/api/v1/rules/test", &owner, test("bob", "db.corp.example:5432"))
+        .await;
+    assert_eq!(v["decision"], "deny");
+    assert!(v["steps"][0]["why_not"].as_str().is_some());
+    // A higher-priority block (by tag) wins over the allow.
+    let block = json!({"priority": 5, "action": "block", "tags": ["prod"], "users": ["alice"]});
+    assert_eq!(h.post("/api/v1/rules", &owner, block).await.0, StatusCode::CREATED);
+    let (_, v) = h
+        .post("/api/v1/rules/test", &owner, test("alice", "db.corp.example:5432"))
+        .await;
+    assert_eq!(
+        (v["decision"].as_str(), v["rule"]["priority"].as_u64()),
+        (Some("deny"), Some(5))
+    );
+    // ... until its validity window is over.
+    let (_, v) = h
+        .post(
+            "/api/v1/rules/test",
+            &owner,
+            json!({"user": "alice", "to": "db.corp.example:5432", "at": "2099-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(v["decision"], "deny", "no window set: the block still applies in 2099");
+    // A disabled user reaches nothing.
+    h.call(
+        Method::PATCH,
+        "/api/v1/users/bob",
+        Some(&owner),
+        Some(json!({"disabled": true})),
+    )
+    .await;
+    let everyone = json!({"priority": 1, "action": "allow", "apps": ["db"]});
+    h.post("/api/v1/rules", &owner, everyone).await;
+    let (_, v) = h
+        .post("/api/v1/rules/test", &owner, test("bob", "db.corp.example:5432"))
+        .await;
+    assert_eq!(
+        (v["decision"].as_str(), v["reason"].as_str()),
+        (Some("deny"), Some("user_disabled"))
+    );
+
+    // Rule input is checked.
+    for (bad, status) in [
+        (
+            json!({"priority": 10, "action": "allow", "apps": ["db"]}),
+            StatusCode::CONFLICT,
+        ),
+        (
+            json!({"priority": 0, "action": "allow", "apps": ["db"]}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"priority": 20, "action": "maybe", "apps": ["db"]}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (json!({"priority": 20, "action": "allow"}), StatusCode::BAD_REQUEST),
+        (
+            json!({"priority": 20, "action": "allow", "apps": ["db"], "tags": ["prod"]}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"priority": 20, "action": "allow", "apps": ["ghost"]}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            json!({"priority": 20, "action": "allow", "apps": ["db"], "sources": ["not-a-net"]}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"priority": 20, "action": "allow", "apps": ["db"], "valid_from": "2030-01-01T00:00:00Z", "valid_until": "2029-01-01T00:00:00Z"}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (s, v) = h.post("/api/v1/rules", &owner, bad.clone()).await;
+        assert_eq!(s, status, "{bad}: {v}");
+    }
+    // An application a rule names cannot be deleted.
+    let (s, v) = h.call(Method::DELETE, "/api/v1/apps/db", Some(&owner), None).await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "conflict"));
+
+    // Roles: an auditor reads but cannot change; helpdesk manages users only.
+    h.create_account(&owner, "aud", "auditor").await;
+    h.create_account(&owner, "desk", "helpdesk").await;
+    let aud = h.login("default", "aud", "aud-password").await;
+    let desk = h.login("default", "desk", "desk-password").await;
+    assert_eq!(h.get("/api/v1/rules", &aud).await.0, StatusCode::OK);
+    assert_eq!(
+        h.post("/api/v1/rules/test", &aud, test("alice", "db.corp.example:5432"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        h.post(
+            "/api/v1/rules",
+            &aud,
+            json!({"priority": 30, "action": "allow", "apps": ["db"]})
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        h.post("/api/v1/users", &desk, json!({"name": "dave"})).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(h.get("/api/v1/rules", &desk).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        h.post(
+            "/api/v1/apps",
+            &desk,
+            json!({"name": "x", "addresses": ["a.example"], "ports": ["1"]})
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+
+    // Another tenant sees none of it.
+    let op = h.login("system", "operator", PW).await;
+    h.post(
+        "/api/v1/tenants",
+        &op,
+        json!({"name": "other", "owner_password": "other-owner-pw"}),
+    )
+    .await;
+    let other = h.login("other", "admin", "other-owner-pw").await;
+    for path in ["/api/v1/users", "/api/v1/groups", "/api/v1/apps", "/api/v1/rules"] {
+        let (s, v) = h.get(path, &other).await;
+        assert_eq!(
+            (s, v["items"].as_array().map(Vec::len)),
+            (StatusCode::OK, Some(0)),
+            "{path}"
+        );
+    }
+    let (s, _) = h
+        .post("/api/v1/rules/test", &other, test("alice", "db.corp.example:5432"))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "alice is not a user of the other tenant");
+    let rule_id = allow["id"].as_str().unwrap();
+    assert_eq!(
+        h.call(Method::DELETE, &format!("/api/v1/rules/{rule_id}"), Some(&other), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        h.call(Method::DELETE, "/api/v1/users/alice", Some(&other), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    // The changes are in the trail under their action names.
+    assert_eq!(h.audit(&owner, "action=rule.create&result=ok").await.len(), 3);
+}
+
+async fn devices_enrol_once_renew_report_and_revoke(store: TestStore) {
+    let h = Harness::start(store, |_| {}).await;
+    let owner = h.login("default", "admin", PW).await;
+    h.post("/api/v1/users", &owner, json!({"name": "alice"})).await;
+    let (s, v) = h
+        .post(
+            "/api/v1/enroll-codes",
+            &owner,
+            json!({"user": "alice", "ttl_secs": 600}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let code = v["code"].as_str().unwrap().to_owned();
+    assert!(code.starts_with("wen_") && !code.contains(' '), "{code}");
+    let (s, _) = h.post("/api/v1/enroll-codes", &owner, json!({"user": "nobody"})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let (key_pem, csr_pem) = ward_pki::generate_key_and_csr("laptop").unwrap();
+    let posture = json!({"os": "linux", "os_version": "12", "hostname": "laptop", "agent_version": "0.1.0",
+                         "kernel": null, "disk_encryption": false, "firewall": true, "screen_lock": null});
+    let enroll = |code: &str, csr: &str| json!({"code": code, "csr_pem": csr, "name": "laptop", "posture": posture});
+    // A bad CSR does not use up the code.
+    let (s, v) = h
+        .call(Method::POST, "/api/v1/enroll", None, Some(enroll(&code, "not a csr")))
+        .await;
+    assert_eq!((s, code_of(&v)), (StatusCode::BAD_REQUEST, "invalid_field"), "{v}");
+    let (s, v) = h
+        .call(Method::POST, "/api/v1/enroll", None, Some(enroll(&code, &csr_pem)))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        (v["tenant"].as_str(), v["user"].as_str(), v["compliant"].as_bool()),
+        (Some("default"), Some("alice"), Some(true))
+    );
+    let device_id = v["device_id"].as_str().unwrap().to_owned();
+    let device_token = v["device_token"].as_str().unwrap().to_owned();
+    // The certificate names the device and chains to the tenant's CA; the key never left "the device".
+    let cert = ward_pki::certs_from_pem(v["cert_pem"].as_str().unwrap())
+        .unwrap()
+        .remove(0);
+    let tenant_ca = ward_pki::certs_from_pem(v["tenant_ca_pem"].as_str().unwrap())
+        .unwrap()
+        .remove(0);
+    match ward_pki::Identity::from_cert_der(&cert).unwrap() {
+        ward_pki::Identity::Device { device_id: d, .. } => assert_eq!(d, device_id),
+        other => panic!("{other:?}"),
+    }
+    ward_pki::verify_issued_by(&cert, &tenant_ca).unwrap();
+    assert!(v.get("key_pem").is_none() && !v.to_string().contains(&key_pem));
+    // The code works once; junk codes are refused the same way.
+    for bad in [code.as_str(), "wen_nope", "garbage"] {
+        let (s, v) = h
+            .call(Method::POST, "/api/v1/enroll", None, Some(enroll(bad, &csr_pem)))
+            .await;
+        assert_eq!((s, code_of(&v)), (StatusCode::UNAUTHORIZED, "unauthenticated"), "{bad}");
+    }
+
+    let (_, v) = h.get(&format!("/api/v1/devices/{device_id}"), &owner).await;
+    assert_eq!(
+        (v["user"].as_str(), v["state"].as_str(), v["compliant"].as_bool()),
+        (Some("alice"), Some("active"), Some(true))
+    );
+    assert_eq!(v["posture"]["os"], "linux");
+    // Requiring disk encryption makes it non-compliant at once, and says why.
+    let (s, _) = h
+        .call(
+            Method::PUT,
+            "/api/v1/posture-requirements",
+            Some(&owner),
+            Some(json!({"disk_encryption": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, v) = h.get(&format!("/api/v1/devices/{device_id}"), &owner).await;
+    assert_eq!(v["compliant"], false);
+    assert!(v["compliance_failures"][0].as_str().unwrap().contains("encrypted"));
+    // The agent reports a better posture with its own token.
+    let mut better = posture.clone();
+    better["disk_encryption"] = json!(true);
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/api/v1/device/posture",
+            Some(&device_token),
+            Some(json!({"posture": better})),
+        )
+        .await;
+    assert_eq!((s, v["compliant"].as_bool()), (StatusCode::OK, Some(true)), "{v}");
+    // Renewal: a new CSR, a new certificate for the same device.
+    let (_, csr2) = ward_pki::generate_key_and_csr("laptop").unwrap();
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/api/v1/device/renew",
+            Some(&device_token),
+            Some(json!({"csr_pem": csr2})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let renewed = ward_pki::certs_from_pem(v["cert_pem"].as_str().unwrap())
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        ward_pki::Identity::from_cert_der(&renewed).unwrap(),
+        ward_pki::Identity::from_cert_der(&cert).unwrap()
+    );
+
+    // Roles and tenants.
+    h.create_account(&owner, "aud", "auditor").await;
+    let aud = h.login("default", "aud", "aud-password").await;
+    assert_eq!(h.get("/api/v1/devices", &aud).await.0, StatusCode::OK);
+    assert_eq!(
+        h.post(&format!("/api/v1/devices/{device_id}/revoke"), &aud, json!({}))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        h.post("/api/v1/enroll-codes", &aud, json!({"user": "alice"})).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let op = h.login("system", "operator", PW).await;
+    h.post(
+        "/api/v1/tenants",
+        &op,
+        json!({"name": "other", "owner_password": "other-owner-pw"}),
+    )
+    .await;
+    let other = h.login("other", "admin", "other-owner-pw").await;
+    assert_eq!(
+        h.get(&format!("/api/v1/devices/{device_id}"), &other).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        h.post(&format!("/api/v1/devices/{device_id}/revoke"), &other, json!({}))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Revocation: the device token stops working at once.
+    h.create_account(&owner, "desk", "helpdesk").await;
+    let desk = h.login("default", "desk", "desk-password").await;
+    let (s, v) = h
+        .post(&format!("/api/v1/devices/{device_id}/revoke"), &desk, json!({}))
+        .await;
+    assert_eq!((s, v["state"].as_str()), (StatusCode::OK, Some("revoked")));
+    assert_eq!(
+        h.post(&format!("/api/v1/devices/{device_id}/revoke"), &desk, json!({}))
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/api/v1/device/renew",
+            Some(&device_token),
+            Some(json!({"csr_pem": csr_pem})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(v["error"]["message"].as_str().unwrap().contains("revoked"));
+
+    // The trail: enrolment and revocation are recorded in the tenant; posture heartbeats are not.
+    let enrolled = h.audit(&owner, "action=device.enroll&result=ok").await;
+    assert_eq!(enrolled.len(), 1);
+    assert!(enrolled[0]["detail"].as_str().unwrap().contains("alice"));
+    assert_eq!(
+        h.audit(&owner, "action=device.revoke&result=ok").await[0]["actor"],
+        "desk"
+    );
+    assert!(h.audit(&owner, "action=device.posture").await.is_empty());
+}
+
+fn code_of(v: &Value) -> &str {
+    code(v)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

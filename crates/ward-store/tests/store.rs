@@ -40,6 +40,7 @@ on_both_backends!(
     lockouts_count_and_forget,
     migrate_is_idempotent,
     access_model_is_scoped_and_versioned,
+    enrolment_codes_work_once_and_devices_are_scoped,
 );
 
 const NOW: i64 = 1_795_000_000_000;
@@ -452,6 +453,107 @@ async fn access_model_is_scoped_and_versioned(s: &Store) {
     // Deleting a user removes its memberships.
     assert!(s.delete_user(&a.id, &alice.id).await.unwrap());
     assert!(s.all_memberships(&a.id).await.unwrap().is_empty());
+}
+
+async fn enrolment_codes_work_once_and_devices_are_scoped(s: &Store) {
+    use ward_store::{DeviceRow, TenantCaRow};
+    let a = s.create_tenant("a", "r", "admin", "h", None, NOW).await.unwrap();
+    let b = s.create_tenant("b", "r", "admin", "h", None, NOW).await.unwrap();
+    let alice = s.create_user(&a.id, "alice", NOW).await.unwrap();
+
+    let ca = TenantCaRow {
+        cert_pem: "cert-1".into(),
+        sealed_key: "sealed-1".into(),
+    };
+    assert_eq!(s.insert_tenant_ca(&a.id, &ca, NOW).await.unwrap(), ca);
+    let late = TenantCaRow {
+        cert_pem: "cert-2".into(),
+        sealed_key: "sealed-2".into(),
+    };
+    assert_eq!(
+        s.insert_tenant_ca(&a.id, &late, NOW).await.unwrap(),
+        ca,
+        "the first CA stays"
+    );
+    assert_eq!(
+        s.all_tenant_ca_certs().await.unwrap(),
+        vec![(a.id.clone(), "cert-1".to_owned())]
+    );
+
+    let code = s
+        .create_enroll_code(&a.id, &alice.id, "codehash", "admin", NOW, NOW + 1000)
+        .await
+        .unwrap();
+    assert!(
+        s.usable_enroll_code("codehash", NOW + 1000).await.unwrap().is_none(),
+        "expired"
+    );
+    let found = s.usable_enroll_code("codehash", NOW + 1).await.unwrap().unwrap();
+    assert_eq!(
+        (found.tenant_id.as_str(), found.user_id.as_str()),
+        (a.id.as_str(), alice.id.as_str())
+    );
+    let device = DeviceRow {
+        id: "dev_1".into(),
+        tenant_id: a.id.clone(),
+        user_id: alice.id.clone(),
+        name: "laptop".into(),
+        posture: "{}".into(),
+        compliant: true,
+        cert_serial: "01".into(),
+        cert_not_after: NOW + 86_400_000,
+        ..Default::default()
+    };
+    let epoch = s.policy_epoch().await.unwrap();
+    let d = s
+        .redeem_enroll_code(&code.id, &device, "tokhash", NOW + 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((d.state.as_str(), d.enrolled_at), ("active", NOW + 1));
+    assert!(s.policy_epoch().await.unwrap() > epoch);
+    let again = DeviceRow {
+        id: "dev_2".into(),
+        ..device.clone()
+    };
+    assert!(
+        s.redeem_enroll_code(&code.id, &again, "tokhash2", NOW + 2)
+            .await
+            .unwrap()
+            .is_none(),
+        "one use only"
+    );
+    assert!(s.usable_enroll_code("codehash", NOW + 2).await.unwrap().is_none());
+
+    assert_eq!(s.device_by_token_hash("tokhash").await.unwrap().unwrap().id, "dev_1");
+    assert!(s.device_by_id(&b.id, "dev_1").await.unwrap().is_none());
+    assert!(!s.revoke_device(&b.id, "dev_1", NOW).await.unwrap());
+    s.set_device_posture(&a.id, "dev_1", "{\"os\":\"linux\"}", false, NOW + 5)
+        .await
+        .unwrap();
+    let d = s.device_by_id(&a.id, "dev_1").await.unwrap().unwrap();
+    assert_eq!((d.compliant, d.last_seen_at), (false, NOW + 5));
+    let epoch = s.policy_epoch().await.unwrap();
+    assert!(s.revoke_device(&a.id, "dev_1", NOW + 6).await.unwrap());
+    assert!(
+        !s.revoke_device(&a.id, "dev_1", NOW + 7).await.unwrap(),
+        "revoking twice"
+    );
+    assert!(s.policy_epoch().await.unwrap() > epoch);
+    assert!(s.device_by_id(&a.id, "dev_1").await.unwrap().unwrap().is_revoked());
+    assert_eq!(s.all_devices(&a.id).await.unwrap().len(), 1);
+    assert!(s.all_devices(&b.id).await.unwrap().is_empty());
+
+    assert_eq!(s.posture_requirements(&a.id).await.unwrap(), None);
+    s.set_posture_requirements(&a.id, "{\"disk_encryption\":true}")
+        .await
+        .unwrap();
+    s.set_posture_requirements(&a.id, "{\"firewall\":true}").await.unwrap();
+    assert_eq!(
+        s.posture_requirements(&a.id).await.unwrap().as_deref(),
+        Some("{\"firewall\":true}")
+    );
+    assert_eq!(s.posture_requirements(&b.id).await.unwrap(), None);
 }
 
 async fn migrate_is_idempotent(s: &Store) {

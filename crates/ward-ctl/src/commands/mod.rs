@@ -1,9 +1,11 @@
 //! The commands, one module per noun, and what they share: which server,
 //! which token, which CA.
 
+mod access;
 mod account;
 mod apikey;
 mod audit;
+mod devices;
 mod session;
 mod tenant;
 
@@ -80,6 +82,13 @@ pub(crate) async fn execute(
         }
         CtlCommand::Apikey(c) => apikey::run(&mut ctx, c).await,
         CtlCommand::Audit(c) => audit::run(&mut ctx, c).await,
+        CtlCommand::User(c) => access::user(&mut ctx, c).await,
+        CtlCommand::Group(c) => access::group(&mut ctx, c).await,
+        CtlCommand::App(c) => access::app(&mut ctx, c).await,
+        CtlCommand::Rule(c) => access::rule(&mut ctx, c).await,
+        CtlCommand::Enroll(c) => devices::enroll(&mut ctx, c).await,
+        CtlCommand::Device(c) => devices::device(&mut ctx, c).await,
+        CtlCommand::Posture(c) => devices::posture(&mut ctx, c).await,
     }
 }
 

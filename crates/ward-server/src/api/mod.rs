@@ -8,8 +8,11 @@ mod accounts;
 mod apikeys;
 mod audit;
 mod auth;
+pub mod devices;
 mod lockouts;
+mod policy;
 mod tenants;
+mod users;
 
 use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -30,6 +33,9 @@ use crate::state::AppState;
         (name = "accounts", description = "Administrator accounts: the owner and its sub-accounts"),
         (name = "apikeys", description = "The caller's API keys"),
         (name = "audit", description = "The admin audit trail (read-only)"),
+        (name = "users", description = "End users and groups"),
+                (name = "policy", description = "Applications and access rules"),
+        (name = "devices", description = "Devices, enrolment, posture"),
     )
 )]
 struct ApiDoc;
@@ -64,6 +70,25 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(apikeys::list, apikeys::create))
         .routes(routes!(apikeys::revoke))
         .routes(routes!(audit::list))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::show, users::update, users::delete))
+        .routes(routes!(users::list_groups, users::create_group))
+        .routes(routes!(users::delete_group))
+        .routes(routes!(users::add_member))
+        .routes(routes!(users::remove_member))
+        .routes(routes!(policy::list_apps, policy::create_app))
+        .routes(routes!(policy::delete_app))
+        .routes(routes!(policy::list_rules, policy::create_rule))
+        .routes(routes!(policy::delete_rule))
+        .routes(routes!(policy::test_rules))
+        .routes(routes!(devices::create_code))
+        .routes(routes!(devices::enroll))
+        .routes(routes!(devices::renew))
+        .routes(routes!(devices::report_posture))
+        .routes(routes!(devices::list))
+        .routes(routes!(devices::show))
+        .routes(routes!(devices::revoke))
+        .routes(routes!(devices::get_requirements, devices::set_requirements))
         .split_for_parts()
 }
 
@@ -102,6 +127,32 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         ("POST", "/api/v1/apikeys") => "apikey.create",
         ("DELETE", "/api/v1/apikeys/{id}") => "apikey.revoke",
         ("GET", "/api/v1/audit") => "audit.list",
+        ("GET", "/api/v1/users") => "user.list",
+        ("POST", "/api/v1/users") => "user.create",
+        ("GET", "/api/v1/users/{name}") => "user.show",
+        ("PATCH", "/api/v1/users/{name}") => "user.update",
+        ("DELETE", "/api/v1/users/{name}") => "user.delete",
+        ("GET", "/api/v1/groups") => "group.list",
+        ("POST", "/api/v1/groups") => "group.create",
+        ("DELETE", "/api/v1/groups/{name}") => "group.delete",
+        ("POST", "/api/v1/groups/{name}/members") => "group.add_member",
+        ("DELETE", "/api/v1/groups/{name}/members/{user}") => "group.remove_member",
+        ("GET", "/api/v1/apps") => "app.list",
+        ("POST", "/api/v1/apps") => "app.create",
+        ("DELETE", "/api/v1/apps/{name}") => "app.delete",
+        ("GET", "/api/v1/rules") => "rule.list",
+        ("POST", "/api/v1/rules") => "rule.create",
+        ("DELETE", "/api/v1/rules/{id}") => "rule.delete",
+        ("POST", "/api/v1/rules/test") => "rule.test",
+        ("POST", "/api/v1/enroll-codes") => "device.enroll_code",
+        ("POST", "/api/v1/enroll") => "device.enroll",
+        ("POST", "/api/v1/device/renew") => "device.renew",
+        ("POST", "/api/v1/device/posture") => "device.posture",
+        ("GET", "/api/v1/devices") => "device.list",
+        ("GET", "/api/v1/devices/{id}") => "device.show",
+        ("POST", "/api/v1/devices/{id}/revoke") => "device.revoke",
+        ("GET", "/api/v1/posture-requirements") => "posture.show",
+        ("PUT", "/api/v1/posture-requirements") => "posture.set",
         _ => return None,
     })
 }

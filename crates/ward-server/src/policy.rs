@@ -1,0 +1,112 @@
+//! A tenant's access policy, loaded from the store and compiled.
+//!
+//! Stored rows keep addresses and ports as text and rules name applications,
+//! users and groups by id; this module turns them into the policy crate's
+//! types. The same compiled form serves the `rule test` what-if here and, as
+//! a snapshot, the gateways.
+
+use std::collections::HashMap;
+
+use ward_policy::{
+    Action, Address, Application, CompiledPolicy, PolicyInput, PortRange, PostureMode, Protocol, Rule, RuleTarget,
+};
+use ward_store::{AppRow, RuleRow, Store};
+
+use crate::error::{ApiError, ApiResult};
+
+/// A tenant's compiled policy and what is needed to apply it to a user.
+pub struct TenantPolicy {
+    pub compiled: CompiledPolicy,
+    /// Group ids by user id.
+    pub groups_of: HashMap<String, Vec<String>>,
+}
+
+pub async fn load(store: &Store, tenant_id: &str) -> ApiResult<TenantPolicy> {
+    let apps = store.all_apps(tenant_id).await?;
+    let rules = store.all_rules(tenant_id).await?;
+    let mut groups_of: HashMap<String, Vec<String>> = HashMap::new();
+    for (group, user) in store.all_memberships(tenant_id).await? {
+        groups_of.entry(user).or_default().push(group);
+    }
+    let input = PolicyInput {
+        apps: apps.iter().filter_map(|a| app_from_row(a).ok()).collect(),
+        rules: rules.iter().filter_map(|r| rule_from_row(r).ok()).collect(),
+    };
+    Ok(TenantPolicy {
+        compiled: CompiledPolicy::compile(input),
+        groups_of,
+    })
+}
+
+/// Parse a stored application. Rows were validated on the way in, so a
+/// failure here means the row was changed behind Ward's back.
+pub fn app_from_row(a: &AppRow) -> ApiResult<Application> {
+    let corrupt = |what: String| {
+        tracing::error!(app = %a.id, "stored application is invalid: {what}");
+        ApiError::internal()
+    };
+    Ok(Application {
+        id: a.id.clone(),
+        name: a.name.clone(),
+        addresses: a
+            .addresses
+            .iter()
+            .map(|s| s.parse::<Address>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| corrupt(e.to_string()))?,
+        ports: a
+            .ports
+            .iter()
+            .map(|s| s.parse::<PortRange>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| corrupt(e.to_string()))?,
+        protocol: a.protocol.parse::<Protocol>().map_err(|e| corrupt(e.to_string()))?,
+        tags: a.tags.clone(),
+    })
+}
+
+pub fn rule_from_row(r: &RuleRow) -> ApiResult<Rule> {
+    let corrupt = |what: &str| {
+        tracing::error!(rule = %r.id, "stored rule is invalid: {what}");
+        ApiError::internal()
+    };
+    Ok(Rule {
+        id: r.id.clone(),
+        priority: u32::try_from(r.priority).map_err(|_| corrupt("priority"))?,
+        action: parse_action(&r.action).ok_or_else(|| corrupt("action"))?,
+        target: if r.tags.is_empty() {
+            RuleTarget::Apps(r.app_ids.clone())
+        } else {
+            RuleTarget::Tags(r.tags.clone())
+        },
+        users: r.user_ids.clone(),
+        groups: r.group_ids.clone(),
+        require_compliant_device: r.require_compliant,
+        posture: parse_posture(&r.posture).ok_or_else(|| corrupt("posture"))?,
+        valid_from: r.valid_from,
+        valid_until: r.valid_until,
+        sources: r
+            .sources
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|_| corrupt("sources"))?,
+        enabled: r.enabled,
+    })
+}
+
+pub fn parse_action(s: &str) -> Option<Action> {
+    match s {
+        "allow" => Some(Action::Allow),
+        "block" => Some(Action::Block),
+        _ => None,
+    }
+}
+
+pub fn parse_posture(s: &str) -> Option<PostureMode> {
+    match s {
+        "enforce" => Some(PostureMode::Enforce),
+        "observe" => Some(PostureMode::Observe),
+        _ => None,
+    }
+}
