@@ -384,6 +384,12 @@ pub struct Rule {
     pub created_at: String,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRule {
+    pub enabled: bool,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRule {
@@ -447,6 +453,8 @@ pub struct RuleTestResult {
     pub applications: Vec<String>,
     /// Each candidate rule in order, and why it did or did not match.
     pub steps: Vec<RuleTestStep>,
+    /// The deciding rule only observes device compliance, and the device is not compliant.
+    pub observed_noncompliant: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -459,7 +467,7 @@ pub struct RuleRef {
 pub struct RuleTestStep {
     pub rule: RuleRef,
     pub matched: bool,
-    /// Why it did not match (`user`, `device_not_compliant`, `outside_validity`, `source`, `disabled`).
+    /// Why it did not match, as a sentence (the first condition that failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub why_not: Option<String>,
 }
@@ -535,6 +543,8 @@ pub struct EnrollResponse {
     /// Secret for the agent's own calls (renewal, posture): `Authorization: Bearer wd_...`.
     pub device_token: String,
     pub compliant: bool,
+    /// Where the agent reaches the gateway: `host:port`.
+    pub gateway: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -558,4 +568,112 @@ pub struct PostureReport {
 pub struct PostureVerdict {
     pub compliant: bool,
     pub failures: Vec<String>,
+}
+
+// ---- gateways: join, policy snapshots, access records -------------------------
+//
+// The data-plane protocol between agent and gateway (not JSON; written here so
+// both sides read it in one place):
+// - TLS 1.3, ALPN `h2`; the agent presents its device certificate, the gateway
+//   a certificate from the service CA (`EnrollResponse::gateway_ca_pem`).
+// - One HTTP/2 `CONNECT` stream per TCP connection, `:authority` = `host:port`
+//   (IPv6 in brackets). Stream window 4 MiB, connection window 16 MiB.
+// - The gateway decides and dials before it answers: `200` then bytes flow
+//   both ways as DATA frames; `403` with headers `ward-rule` (deciding rule id,
+//   absent on default deny) and `ward-reason`; `502` when the dial failed
+//   (`ward-error`); `400` for a bad authority; `503` while draining or before
+//   the gateway has a policy.
+
+/// Header naming the rule that decided a refusal.
+pub const HEADER_RULE: &str = "ward-rule";
+/// Header with the reason of a refusal (`rule_matched`, `no_application`, ...).
+pub const HEADER_REASON: &str = "ward-reason";
+/// Header with the dial error behind a 502.
+pub const HEADER_ERROR: &str = "ward-error";
+
+/// Everything a gateway enforces, versioned by the policy epoch.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GatewaySnapshot {
+    /// The policy epoch this snapshot reflects; it only grows.
+    pub version: i64,
+    pub tenants: Vec<TenantSnapshot>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TenantSnapshot {
+    pub id: String,
+    pub name: String,
+    /// False when the operator suspended the tenant: nothing of it connects.
+    pub active: bool,
+    /// The tenant CA that signs its devices' certificates.
+    pub ca_pem: String,
+    pub policy: ward_policy::PolicyInput,
+    pub users: Vec<SnapshotUser>,
+    pub devices: Vec<SnapshotDevice>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SnapshotUser {
+    pub id: String,
+    pub name: String,
+    pub disabled: bool,
+    /// Group ids.
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SnapshotDevice {
+    pub id: String,
+    pub user_id: String,
+    pub compliant: bool,
+    pub revoked: bool,
+}
+
+/// One connection attempt through a gateway, allowed or denied, written once
+/// when the connection ends (denied ones at once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccessRecord {
+    /// Made by the gateway (time-ordered, unique); the server stores each id once.
+    pub id: String,
+    /// When the attempt started (ms since the epoch).
+    pub started_ms: i64,
+    pub tenant_id: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub gateway_id: String,
+    /// The agent's address as the gateway saw it.
+    pub source: String,
+    /// The destination as asked (a name or an address).
+    pub dest_host: String,
+    /// The address dialled, when it got that far.
+    pub dest_addr: Option<String>,
+    pub port: u16,
+    /// `tcp`.
+    pub protocol: String,
+    /// `allow` or `deny`.
+    pub action: String,
+    pub rule_id: Option<String>,
+    /// Why: `rule_matched`, `no_application`, `no_rule_matched`, `device_revoked`,
+    /// `device_unknown`, `user_disabled`, `tenant_suspended`, `observed_noncompliant`.
+    pub reason: String,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub duration_ms: u64,
+    /// Why it ended: `closed`, `denied`, `dial_failed`, `policy_changed`,
+    /// `gateway_shutdown`, `error`.
+    pub end: String,
+}
+
+/// A batch of records shipped by a gateway.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AccessRecordBatch {
+    pub records: Vec<AccessRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AccessRecordBatchResult {
+    /// Records stored now.
+    pub accepted: u32,
+    /// Records already stored before (a retried batch).
+    pub duplicates: u32,
 }

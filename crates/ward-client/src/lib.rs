@@ -15,6 +15,7 @@
 //!     server: "http://127.0.0.1:7600".into(),
 //!     token: Some("wk_...".into()),
 //!     ca_cert_pem: None,
+//!     pin: None,
 //! })?;
 //! let accounts = client.list_all(|page| client.list_accounts(page)).await?;
 //! # Ok(()) }
@@ -132,6 +133,12 @@ pub struct ClientConfig {
     /// PEM of the CA certificate(s) to trust for an `https` server, instead of
     /// the system's roots. Ignored for `http`.
     pub ca_cert_pem: Option<String>,
+    /// Trust an `https` server only through the CA certificate with this
+    /// SHA-256 fingerprint, `sha256:<64 hex digits>` (the pin an enrolment
+    /// code carries): the server must present that CA in its chain and its
+    /// certificate must verify up to it. Takes precedence over
+    /// [`ca_cert_pem`](Self::ca_cert_pem). Ignored for `http`.
+    pub pin: Option<String>,
 }
 
 /// Checks and normalises a server URL: `http` or `https`, a host, no
@@ -189,11 +196,13 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none());
         if base.scheme() == "https" {
             const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
-            let tls = match &config.ca_cert_pem {
-                Some(pem) => ward_pki::certs_from_pem(pem)
+            let tls = match (&config.pin, &config.ca_cert_pem) {
+                (Some(pin), _) => ward_pki::client_config_pinned(pin, ALPN)
+                    .map_err(|e| ClientError::Config(format!("cannot use the CA pin: {e}")))?,
+                (None, Some(pem)) => ward_pki::certs_from_pem(pem)
                     .and_then(|roots| ward_pki::client_config(&roots, ALPN))
                     .map_err(|e| ClientError::Config(format!("cannot use the CA certificate: {e}")))?,
-                None => ward_pki::client_config_platform_roots(ALPN)
+                (None, None) => ward_pki::client_config_platform_roots(ALPN)
                     .map_err(|e| ClientError::Config(format!("cannot use the system's trusted CAs: {e}")))?,
             };
             builder = builder.tls_backend_preconfigured((*tls).clone());
@@ -408,6 +417,11 @@ impl Client {
     /// `POST /rules`.
     pub async fn create_rule(&self, req: &CreateRule) -> Result<Rule> {
         self.call(Method::POST, &["rules"], &[], Some(req)).await
+    }
+
+    /// `PATCH /rules/{id}`: enable or disable.
+    pub async fn update_rule(&self, id: &str, req: &ward_api::UpdateRule) -> Result<Rule> {
+        self.call(Method::PATCH, &["rules", id], &[], Some(req)).await
     }
 
     /// `DELETE /rules/{id}`.

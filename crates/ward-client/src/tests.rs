@@ -51,6 +51,7 @@ fn client(server: &str) -> Client {
         server: server.to_owned(),
         token: Some("wk_abc_def".to_owned()),
         ca_cert_pem: None,
+        pin: None,
     })
     .unwrap()
 }
@@ -83,6 +84,7 @@ fn refuses_tokens_that_cannot_be_sent() {
             server: "http://127.0.0.1:7600".to_owned(),
             token: Some(token.to_owned()),
             ca_cert_pem: None,
+            pin: None,
         })
         .unwrap_err();
         assert!(matches!(err, ClientError::Config(_)), "{token:?}");
@@ -95,6 +97,7 @@ fn refuses_a_ca_that_is_not_pem() {
         server: "https://127.0.0.1:7600".to_owned(),
         token: None,
         ca_cert_pem: Some("not a certificate".to_owned()),
+        pin: None,
     })
     .unwrap_err();
     assert!(matches!(err, ClientError::Config(_)));
@@ -104,6 +107,7 @@ fn refuses_a_ca_that_is_not_pem() {
         server: "http://127.0.0.1:7600".to_owned(),
         token: None,
         ca_cert_pem: Some("not a certificate".to_owned()),
+        pin: None,
     })
     .unwrap();
 }
@@ -311,6 +315,7 @@ async fn posts_json_and_accepts_empty_answers() {
         server: url.clone(),
         token: None,
         ca_cert_pem: None,
+        pin: None,
     })
     .unwrap();
     let login = anon
@@ -488,6 +493,7 @@ async fn https_trusts_exactly_the_given_ca() {
         server: url.clone(),
         token: Some("wk_a_b".into()),
         ca_cert_pem: Some(ca.cert_pem()),
+        pin: None,
     })
     .unwrap();
     assert_eq!(trusted.get_account("bob").await.unwrap().name, "bob");
@@ -498,6 +504,7 @@ async fn https_trusts_exactly_the_given_ca() {
         server: url.clone(),
         token: Some("wk_a_b".into()),
         ca_cert_pem: Some(other.cert_pem()),
+        pin: None,
     })
     .unwrap();
     let err = untrusted.get_account("bob").await.unwrap_err();
@@ -505,4 +512,45 @@ async fn https_trusts_exactly_the_given_ca() {
     let msg = err.to_string();
     assert!(msg.contains("certificate"), "{msg}");
     assert_eq!(seen.lock().unwrap().len(), 1, "no request reached the server");
+}
+
+#[tokio::test]
+async fn https_with_a_pin_trusts_only_the_pinned_ca() {
+    let ca = ward_pki::CertificateAuthority::generate("Ward test CA").unwrap();
+    let (url, seen) = serve_on(
+        Arc::new(|_: &Seen| (200, JSON, account_json("bob"))),
+        Some(tls_acceptor(&ca)),
+    )
+    .await;
+    let with_pin = |pin: String, ca_cert_pem: Option<String>| {
+        Client::new(ClientConfig {
+            server: url.clone(),
+            token: None,
+            ca_cert_pem,
+            pin: Some(pin),
+        })
+        .unwrap()
+    };
+
+    // The right pin is enough on its own.
+    let pinned = with_pin(ca.fingerprint(), None);
+    assert_eq!(pinned.get_account("bob").await.unwrap().name, "bob");
+
+    // A wrong pin is refused, even with the right CA next to it: the pin wins.
+    let other = ward_pki::CertificateAuthority::generate("Another CA").unwrap();
+    let wrong = with_pin(other.fingerprint(), Some(ca.cert_pem()));
+    let err = wrong.get_account("bob").await.unwrap_err();
+    assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
+    assert!(err.to_string().contains("pinned CA"), "{err}");
+    assert_eq!(seen.lock().unwrap().len(), 1, "no request reached the server");
+
+    // A malformed pin is a configuration error.
+    let err = Client::new(ClientConfig {
+        server: url.clone(),
+        pin: Some("sha256:nothex".into()),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(matches!(err, ClientError::Config(_)), "{err:?}");
+    assert!(err.to_string().starts_with("cannot use the CA pin"), "{err}");
 }

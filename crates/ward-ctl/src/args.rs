@@ -209,6 +209,10 @@ pub enum RuleCommand {
     Create(RuleCreateArgs),
     /// Delete a rule by id.
     Delete { id: String },
+    /// Enable a disabled rule.
+    Enable { id: String },
+    /// Disable a rule without deleting it.
+    Disable { id: String },
     /// Would this user, on this device, reach HOST:PORT now? Sends no traffic.
     Test {
         #[arg(long, value_name = "USER")]

@@ -50,6 +50,12 @@ pub struct ServerArgs {
     /// Every replica of a scaled-out server needs the same key.
     #[arg(long, env = "WARD_MASTER_KEY_FILE", value_name = "FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// Address of the embedded gateway [default: 127.0.0.1:7601].
+    #[arg(long, env = "WARD_GATEWAY_LISTEN", value_name = "ADDR")]
+    pub gateway_listen: Option<SocketAddr>,
+    /// `host:port` agents use to reach the gateway, if not the listen address.
+    #[arg(long, env = "WARD_GATEWAY_ADVERTISE", value_name = "HOST:PORT")]
+    pub gateway_advertise: Option<String>,
     /// Lifetime of device certificates; agents renew at half-life [default: 24h].
     #[arg(long, env = "WARD_DEVICE_CERT_TTL", value_name = "DURATION")]
     pub device_cert_ttl: Option<humantime::Duration>,
@@ -79,6 +85,8 @@ struct FileConfig {
     public_url: Option<String>,
     master_key_file: Option<PathBuf>,
     device_cert_ttl: Option<String>,
+    gateway_listen: Option<SocketAddr>,
+    gateway_advertise: Option<String>,
     #[serde(default)]
     login: LoginFile,
 }
@@ -146,6 +154,10 @@ pub struct ServerConfig {
     pub login: LoginLimits,
     pub master_key_file: PathBuf,
     pub device_cert_ttl: Duration,
+    /// The embedded gateway's address.
+    pub gateway_listen: SocketAddr,
+    /// What agents dial, when not `gateway_listen`.
+    pub gateway_advertise: Option<String>,
     /// Password for the bootstrap accounts, from `WARD_BOOTSTRAP_PASSWORD`
     /// (environment only, so it never shows in a process list or a file).
     pub bootstrap_password: Option<Secret>,
@@ -264,6 +276,11 @@ impl ServerConfig {
             },
         };
         Ok(ServerConfig {
+            gateway_listen: args
+                .gateway_listen
+                .or(file.gateway_listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7601))),
+            gateway_advertise: args.gateway_advertise.clone().or(file.gateway_advertise),
             master_key_file,
             device_cert_ttl,
             data_dir,
@@ -299,6 +316,17 @@ impl ServerConfig {
             self.listen
         };
         format!("{scheme}://{addr}")
+    }
+
+    /// `host:port` agents use to reach the embedded gateway.
+    pub fn gateway_advertise(&self) -> String {
+        match &self.gateway_advertise {
+            Some(a) => a.clone(),
+            None if self.gateway_listen.ip().is_unspecified() => {
+                format!("127.0.0.1:{}", self.gateway_listen.port())
+            }
+            None => self.gateway_listen.to_string(),
+        }
     }
 
     pub fn is_sqlite(&self) -> bool {

@@ -162,6 +162,7 @@ impl Running {
 pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
     // The data directory holds the SQLite database, the master key and Ward's own CA.
     create_private_dir(&config.data_dir)?;
+    let master_key = load_master_key(&config)?;
     let store = Store::connect(&config.database).await?;
     store.migrate().await.context("applying database migrations")?;
     let region = config.regions.first().cloned().unwrap_or_else(|| "local".into());
@@ -171,7 +172,6 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         .await?
         .context("the store has tenants but no system tenant; it was not created by Ward")?;
 
-    let master_key = load_master_key(&config)?;
     let (tls, ca, server_pin) = tls_config(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -28,9 +28,12 @@ pub async fn load(store: &Store, tenant_id: &str) -> ApiResult<TenantPolicy> {
     for (group, user) in store.all_memberships(tenant_id).await? {
         groups_of.entry(user).or_default().push(group);
     }
+    // Fail closed: a row that does not parse (changed behind Ward's back)
+    // makes the whole policy an error, never a policy without that rule — a
+    // dropped block rule would widen access.
     let input = PolicyInput {
-        apps: apps.iter().filter_map(|a| app_from_row(a).ok()).collect(),
-        rules: rules.iter().filter_map(|r| rule_from_row(r).ok()).collect(),
+        apps: apps.iter().map(app_from_row).collect::<ApiResult<_>>()?,
+        rules: rules.iter().map(rule_from_row).collect::<ApiResult<_>>()?,
     };
     Ok(TenantPolicy {
         compiled: CompiledPolicy::compile(input),

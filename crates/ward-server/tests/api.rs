@@ -1147,6 +1147,58 @@ async fn devices_enrol_once_renew_report_and_revoke(store: TestStore) {
     assert_eq!(s, StatusCode::OK);
     let (_, v) = h.get(&format!("/api/v1/devices/{device_id}"), &owner).await;
     assert_eq!(v["compliant"], false);
+    // The what-if takes the device into account: enforce refuses, observe admits and says so.
+    h.post(
+        "/api/v1/apps",
+        &owner,
+        json!({"name": "db", "addresses": ["db.corp.example"], "ports": ["5432"]}),
+    )
+    .await;
+    let (_, strict) = h
+        .post(
+            "/api/v1/rules",
+            &owner,
+            json!({"priority": 1, "action": "allow", "apps": ["db"], "require_compliant_device": true}),
+        )
+        .await;
+    let test = json!({"user": "alice", "device": device_id, "to": "db.corp.example:5432"});
+    let (s, v) = h.post("/api/v1/rules/test", &owner, test.clone()).await;
+    assert_eq!((s, v["decision"].as_str()), (StatusCode::OK, Some("deny")), "{v}");
+    assert!(v["steps"][0]["why_not"].as_str().unwrap().contains("compliant"));
+    let observe = json!({"priority": 2, "action": "allow", "apps": ["db"], "require_compliant_device": true, "posture": "observe"});
+    h.post("/api/v1/rules", &owner, observe).await;
+    let (_, v) = h.post("/api/v1/rules/test", &owner, test.clone()).await;
+    assert_eq!(
+        (v["decision"].as_str(), v["observed_noncompliant"].as_bool()),
+        (Some("allow"), Some(true)),
+        "{v}"
+    );
+    // Disabling the observe rule leaves the strict one: denied again.
+    let observe_id = h.get("/api/v1/rules", &owner).await.1["items"][1]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, v) = h
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/rules/{observe_id}"),
+            Some(&owner),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!((s, v["enabled"].as_bool()), (StatusCode::OK, Some(false)));
+    let (_, v) = h.post("/api/v1/rules/test", &owner, test.clone()).await;
+    assert_eq!(v["decision"], "deny");
+    assert!(strict["id"].is_string());
+    let (s, _) = h
+        .post(
+            "/api/v1/rules/test",
+            &owner,
+            json!({"user": "alice", "device": "dev_nope", "to": "db.corp.example:5432"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, v) = h.get(&format!("/api/v1/devices/{device_id}"), &owner).await;
     assert!(v["compliance_failures"][0].as_str().unwrap().contains("encrypted"));
     // The agent reports a better posture with its own token.
     let mut better = posture.clone();
@@ -1235,6 +1287,31 @@ async fn devices_enrol_once_renew_report_and_revoke(store: TestStore) {
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(v["error"]["message"].as_str().unwrap().contains("revoked"));
+    let (_, v) = h
+        .post(
+            "/api/v1/rules/test",
+            &owner,
+            json!({"user": "alice", "device": device_id, "to": "db.corp.example:5432"}),
+        )
+        .await;
+    assert_eq!(
+        (v["decision"].as_str(), v["reason"].as_str()),
+        (Some("deny"), Some("device_revoked"))
+    );
+    // A disabled user cannot enrol a device.
+    let (_, v) = h.post("/api/v1/enroll-codes", &owner, json!({"user": "alice"})).await;
+    let code2 = v["code"].as_str().unwrap().to_owned();
+    h.call(
+        Method::PATCH,
+        "/api/v1/users/alice",
+        Some(&owner),
+        Some(json!({"disabled": true})),
+    )
+    .await;
+    let (s, _) = h
+        .call(Method::POST, "/api/v1/enroll", None, Some(enroll(&code2, &csr_pem)))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
 
     // The trail: enrolment and revocation are recorded in the tenant; posture heartbeats are not.
     let enrolled = h.audit(&owner, "action=device.enroll&result=ok").await;
@@ -1305,6 +1382,7 @@ async fn https_with_wards_own_ca() {
         server: h.url.clone(),
         token: None,
         ca_cert_pem: Some(pem),
+        pin: None,
     })
     .unwrap();
     let login = client
@@ -1325,6 +1403,7 @@ async fn https_with_wards_own_ca() {
         server: h.url.clone(),
         token: None,
         ca_cert_pem: Some(other.cert_pem()),
+        pin: None,
     })
     .unwrap();
     assert!(stranger.whoami().await.is_err());

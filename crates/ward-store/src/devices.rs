@@ -347,6 +347,25 @@ impl Store {
         Ok(())
     }
 
+    /// Set only the compliance verdict (after the requirements changed);
+    /// moves the policy epoch when it changed.
+    pub async fn set_device_compliance(&self, tenant_id: &str, id: &str, compliant: bool) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        let changed =
+            sqlx::query("UPDATE devices SET compliant = $1 WHERE tenant_id = $2 AND id = $3 AND compliant <> $1")
+                .bind(i64::from(compliant))
+                .bind(tenant_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if changed > 0 {
+            bump_epoch(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The tenant's posture requirements (JSON), if it set any.
     pub async fn posture_requirements(&self, tenant_id: &str) -> Result<Option<String>> {
         Ok(

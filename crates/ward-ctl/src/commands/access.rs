@@ -123,6 +123,16 @@ pub(super) async fn rule(ctx: &mut Ctx<'_>, cmd: RuleCommand) -> Result<()> {
                 output::show(ctx.out, ctx.output, &v)
             }
         }
+        RuleCommand::Enable { id } => {
+            let v = client.update_rule(&id, &ward_api::UpdateRule { enabled: true }).await?;
+            output::show(ctx.out, ctx.output, &v)
+        }
+        RuleCommand::Disable { id } => {
+            let v = client
+                .update_rule(&id, &ward_api::UpdateRule { enabled: false })
+                .await?;
+            output::show(ctx.out, ctx.output, &v)
+        }
         RuleCommand::Delete { id } => {
             client.delete_rule(&id).await?;
             message(ctx, &format!("Rule {id} deleted."))

@@ -171,6 +171,7 @@ pub(crate) fn build_client(target: &Target) -> Result<Client> {
         server: target.server.clone(),
         token: target.token.clone(),
         ca_cert_pem,
+        pin: None,
     })?)
 }
 

@@ -153,6 +153,9 @@ pub async fn enroll(
         .into_iter()
         .find(|u| u.id == code.user_id)
         .ok_or_else(refused)?;
+    if user.disabled {
+        return Err(ApiError::new(ErrorCode::Forbidden, "the user is disabled"));
+    }
     let name = clean_name(&req.name)?;
     let device_id = ward_store::new_id("dev");
     let identity = Identity::device(&tenant.id, &device_id).map_err(|_| ApiError::internal())?;
@@ -193,6 +196,7 @@ pub async fn enroll(
             gateway_ca_pem: gateway_ca.cert_pem(),
             device_token,
             compliant,
+            gateway: state.config.gateway_advertise(),
         }),
     ))
 }
@@ -242,6 +246,15 @@ impl FromRequestParts<AppState> for DeviceCaller {
         let tenant = state.store.tenant_by_id(&device.tenant_id).await?.ok_or_else(unknown)?;
         if tenant.state != TenantState::Active {
             return Err(ApiError::new(ErrorCode::TenantSuspended, "the tenant is suspended"));
+        }
+        let user_disabled = state
+            .store
+            .all_users(&device.tenant_id)
+            .await?
+            .iter()
+            .any(|u| u.id == device.user_id && u.disabled);
+        if user_disabled {
+            return Err(ApiError::new(ErrorCode::Forbidden, "the device's user is disabled"));
         }
         Ok(DeviceCaller { device, tenant })
     }
@@ -370,7 +383,7 @@ pub async fn get_requirements(ctx: Ctx) -> ApiResult<Json<PostureRequirements>> 
     Ok(Json(requirements(&ctx.state, ctx.tenant_id()).await?))
 }
 
-/// Set what the tenant requires of devices. Devices are re-checked at their next report.
+/// Set what the tenant requires of devices. Every device is re-checked at once against its last report.
 #[utoipa::path(put, path = "/api/v1/posture-requirements", tag = "devices", request_body = PostureRequirements,
     security(("bearer" = [])), responses((status = 200, body = PostureRequirements), (status = 400, body = ErrorBody)))]
 pub async fn set_requirements(
@@ -383,13 +396,10 @@ pub async fn set_requirements(
     ctx.state.store.set_posture_requirements(ctx.tenant_id(), &json).await?;
     // Re-evaluate stored postures now, so compliance and the policy epoch follow at once.
     let store = &ctx.state.store;
-    let now = now_ms();
     for d in store.all_devices(ctx.tenant_id()).await? {
         let compliant = req.is_met_by(&posture_of(&d));
         if compliant != d.compliant {
-            store
-                .set_device_posture(ctx.tenant_id(), &d.id, &d.posture, compliant, now)
-                .await?;
+            store.set_device_compliance(ctx.tenant_id(), &d.id, compliant).await?;
         }
     }
     Ok(Json(req))

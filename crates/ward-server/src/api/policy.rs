@@ -289,6 +289,29 @@ pub async fn create_rule(ctx: Ctx, ApiJson(req): ApiJson<CreateRule>) -> ApiResu
     Ok((StatusCode::CREATED, Json(rule_view(rule, &names))))
 }
 
+/// Enable or disable a rule.
+#[utoipa::path(patch, path = "/api/v1/rules/{id}", tag = "policy", params(("id" = String, Path)), request_body = ward_api::UpdateRule,
+    security(("bearer" = [])), responses((status = 200, body = Rule), (status = 404, body = ErrorBody)))]
+pub async fn update_rule(
+    ctx: Ctx,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<ward_api::UpdateRule>,
+) -> ApiResult<Json<Rule>> {
+    ctx.target(format!("rule:{id}"));
+    ctx.detail(if req.enabled { "enabled" } else { "disabled" });
+    ctx.authorize(Permission::PolicyManage, ctx.tenant_target())?;
+    let store = &ctx.state.store;
+    if !store.set_rule_enabled(ctx.tenant_id(), &id, req.enabled).await? {
+        return Err(ApiError::not_found(format!("rule {id}")));
+    }
+    let rule = store
+        .rule_by_id(ctx.tenant_id(), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("rule {id}")))?;
+    let names = Names::load(&ctx).await?;
+    Ok(Json(rule_view(rule, &names)))
+}
+
 /// Delete a rule.
 #[utoipa::path(delete, path = "/api/v1/rules/{id}", tag = "policy", params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 404, body = ErrorBody)))]
@@ -326,18 +349,26 @@ pub async fn test_rules(ctx: Ctx, ApiJson(req): ApiJson<RuleTest>) -> ApiResult<
         .user_by_name(ctx.tenant_id(), &req.user)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("user {}", req.user)))?;
-    if req.device.is_some() {
-        return Err(ApiError::invalid(
-            "devices are not known to this server yet; test without --device",
-        ));
-    }
+    let device = match &req.device {
+        Some(id) => {
+            let d = store
+                .device_by_id(ctx.tenant_id(), id)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("device {id}")))?;
+            if d.user_id != user.id {
+                return Err(ApiError::invalid(format!("device {id} belongs to another user")));
+            }
+            Some(d)
+        }
+        None => None,
+    };
     let tenant = policy::load(store, ctx.tenant_id()).await?;
     let groups = tenant.groups_of.get(&user.id).cloned().unwrap_or_default();
     let lower = host.to_ascii_lowercase();
     let request = Request {
         user_id: &user.id,
         groups: &groups,
-        device: None::<DeviceState>,
+        device: device.as_ref().map(|d| DeviceState { compliant: d.compliant }),
         source,
         host: Host::parse(&lower),
         resolved: None,
@@ -381,12 +412,20 @@ pub async fn test_rules(ctx: Ctx, ApiJson(req): ApiJson<RuleTest>) -> ApiResult<
         },
         applications,
         steps,
+        observed_noncompliant: decision.observed_noncompliant,
     };
-    // A disabled user reaches nothing, whatever the rules say.
-    if user.disabled {
+    // A disabled user, or a revoked device, reaches nothing, whatever the rules say.
+    let refusal = if user.disabled {
+        Some("user_disabled")
+    } else if device.as_ref().is_some_and(|d| d.is_revoked()) {
+        Some("device_revoked")
+    } else {
+        None
+    };
+    if let Some(reason) = refusal {
         result.decision = "deny".into();
         result.rule = None;
-        result.reason = "user_disabled".into();
+        result.reason = reason.into();
     }
     Ok(Json(result))
 }
