@@ -677,3 +677,104 @@ pub struct AccessRecordBatchResult {
     /// Records already stored before (a retried batch).
     pub duplicates: u32,
 }
+
+/// An access record as administrators read it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AccessLogEntry {
+    pub id: String,
+    /// When the attempt started.
+    pub time: String,
+    /// The end user's name (the id when the user was deleted since).
+    pub user: String,
+    pub device_id: String,
+    pub source: String,
+    pub dest_host: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dest_addr: Option<String>,
+    pub port: u16,
+    pub protocol: String,
+    /// `allow` or `deny`.
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_id: Option<String>,
+    pub reason: String,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub duration_ms: u64,
+    /// Why it ended.
+    pub end: String,
+    pub gateway_id: String,
+}
+
+/// `GET /api/v1/access-records` filters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AccessQuery {
+    /// Only this end user's (by name).
+    pub user: Option<String>,
+    /// Only this device's.
+    pub device: Option<String>,
+    /// `allow` or `deny`.
+    pub action: Option<String>,
+    /// Only attempts started at or after this RFC 3339 time.
+    pub since: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGatewayJoinCode {
+    /// The gateway's name (unique).
+    pub name: String,
+    /// How long the code may be used, in seconds (default one day).
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GatewayJoinCode {
+    /// For `ward gateway --join-code`; carries the pin of the server's CA like enrolment codes.
+    pub code: String,
+    pub name: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayJoinRequest {
+    pub code: String,
+    pub csr_pem: String,
+    /// Host names and IP addresses agents will dial; the certificate names them.
+    pub addresses: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GatewayJoinResponse {
+    pub gateway_id: String,
+    pub name: String,
+    /// The gateway's certificate followed by the service CA.
+    pub cert_chain_pem: String,
+    /// Secret for the gateway's own calls (snapshots, records): `Bearer wg_...`.
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Gateway {
+    pub id: String,
+    pub name: String,
+    pub addresses: Vec<String>,
+    pub cert_expires_at: String,
+    pub created_at: String,
+    pub last_seen_at: String,
+}
+
+/// `GET /api/v1/gateway/snapshot?after=N`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SnapshotQuery {
+    /// Wait (up to about 25 s) for a snapshot newer than this version.
+    pub after: Option<i64>,
+}

@@ -484,6 +484,59 @@ impl Client {
         self.call(Method::PUT, &["posture-requirements"], &[], Some(req)).await
     }
 
+    // ---- gateways and access records ------------------------------------------
+
+    /// `POST /gateway-join-codes` (operators).
+    pub async fn create_gateway_join_code(
+        &self,
+        req: &ward_api::CreateGatewayJoinCode,
+    ) -> Result<ward_api::GatewayJoinCode> {
+        self.call(Method::POST, &["gateway-join-codes"], &[], Some(req)).await
+    }
+
+    /// `GET /gateways` (operators).
+    pub async fn list_gateways(&self, page: PageQuery) -> Result<Page<ward_api::Gateway>> {
+        self.call(Method::GET, &["gateways"], &page_params(&page), None::<&()>)
+            .await
+    }
+
+    /// `POST /gateway/join`: a gateway joins with a code.
+    pub async fn join_gateway(&self, req: &ward_api::GatewayJoinRequest) -> Result<ward_api::GatewayJoinResponse> {
+        self.call(Method::POST, &["gateway", "join"], &[], Some(req)).await
+    }
+
+    /// `GET /gateway/snapshot?after=N` (with the gateway token): waits up to ~25 s for a newer one.
+    pub async fn gateway_snapshot(&self, after: Option<i64>) -> Result<ward_api::GatewaySnapshot> {
+        let params: Vec<(&str, String)> = after.map(|a| ("after", a.to_string())).into_iter().collect();
+        self.call(Method::GET, &["gateway", "snapshot"], &params, None::<&()>)
+            .await
+    }
+
+    /// `POST /gateway/records` (with the gateway token).
+    pub async fn ship_records(&self, batch: &ward_api::AccessRecordBatch) -> Result<ward_api::AccessRecordBatchResult> {
+        self.call(Method::POST, &["gateway", "records"], &[], Some(batch)).await
+    }
+
+    /// `GET /access-records`: one page, newest first.
+    pub async fn list_access_records(&self, q: ward_api::AccessQuery) -> Result<Page<ward_api::AccessLogEntry>> {
+        let mut params: Vec<(&str, String)> = Vec::new();
+        for (k, v) in [
+            ("user", &q.user),
+            ("device", &q.device),
+            ("action", &q.action),
+            ("since", &q.since),
+            ("cursor", &q.cursor),
+        ] {
+            if let Some(v) = v {
+                params.push((k, v.clone()));
+            }
+        }
+        if let Some(l) = q.limit {
+            params.push(("limit", l.to_string()));
+        }
+        self.call(Method::GET, &["access-records"], &params, None::<&()>).await
+    }
+
     // ---- API keys ---------------------------------------------------------
 
     /// `GET /apikeys`: one page of the caller's own keys.

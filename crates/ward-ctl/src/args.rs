@@ -101,6 +101,48 @@ pub enum CtlCommand {
     /// What the tenant requires of devices to count them compliant.
     #[command(subcommand)]
     Posture(PostureCommand),
+    /// Read access records.
+    #[command(subcommand)]
+    Logs(LogsCommand),
+    /// Gateways (operators).
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum LogsCommand {
+    /// Private-access connection records, newest first.
+    Access {
+        /// Only records of this last while, such as 1h, 30m or 7d.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Only this end user's.
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        /// Only this device's.
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<String>,
+        /// Only allowed or only denied attempts.
+        #[arg(long, value_parser = ["allow", "deny"])]
+        action: Option<String>,
+        /// At most this many records [default: 100].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum GatewayCommand {
+    /// List the gateways that joined.
+    List,
+    /// Make a one-time join code for `ward gateway --join-code`; the code is the last word printed.
+    JoinCode {
+        /// The gateway's name.
+        name: String,
+        /// How long the code can be used [default: 24h].
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        ttl: Option<std::time::Duration>,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -386,6 +386,50 @@ impl Tabular for ward_api::PostureRequirements {
     }
 }
 
+impl Tabular for ward_api::AccessLogEntry {
+    const HEADERS: &'static [&'static str] = &[
+        "TIME",
+        "USER",
+        "DEVICE",
+        "SOURCE",
+        "DESTINATION",
+        "ACTION",
+        "RULE",
+        "REASON",
+        "UP",
+        "DOWN",
+        "END",
+    ];
+    fn row(&self) -> Vec<String> {
+        vec![
+            time(&self.time),
+            self.user.clone(),
+            self.device_id.clone(),
+            self.source.clone(),
+            format!("{}:{}", self.dest_host, self.port),
+            self.action.clone(),
+            self.rule_id.clone().unwrap_or_else(|| "-".into()),
+            self.reason.clone(),
+            self.bytes_up.to_string(),
+            self.bytes_down.to_string(),
+            self.end.clone(),
+        ]
+    }
+}
+
+impl Tabular for ward_api::Gateway {
+    const HEADERS: &'static [&'static str] = &["NAME", "ADDRESSES", "CERT EXPIRES", "LAST SEEN", "ID"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            self.addresses.join(","),
+            time(&self.cert_expires_at),
+            time(&self.last_seen_at),
+            self.id.clone(),
+        ]
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

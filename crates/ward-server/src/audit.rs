@@ -88,7 +88,9 @@ pub async fn authenticate_and_record(State(state): State<AppState>, mut req: Req
     let auth = match req.headers().get(http::header::AUTHORIZATION) {
         // A device's own token: not an administrator's credential; the device
         // endpoints authenticate it themselves.
-        Some(value) if value.as_bytes().starts_with(b"Bearer wd_") => None,
+        Some(value) if value.as_bytes().starts_with(b"Bearer wd_") || value.as_bytes().starts_with(b"Bearer wg_") => {
+            None
+        }
         Some(value) => {
             let result = match value.to_str() {
                 Ok(v) => authenticate(&state, v, now_ms()).await,
@@ -111,7 +113,10 @@ pub async fn authenticate_and_record(State(state): State<AppState>, mut req: Req
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
     );
     // Periodic posture reports from agents are not administration; keep them out of the trail.
-    let heartbeat = route.as_deref() == Some("/api/v1/device/posture") && status.is_success();
+    let heartbeat = matches!(
+        route.as_deref(),
+        Some("/api/v1/device/posture" | "/api/v1/gateway/records")
+    ) && status.is_success();
     if (mutating || refused) && path.starts_with("/api/") && !heartbeat {
         let facts = RequestFacts {
             peer,

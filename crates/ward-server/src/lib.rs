@@ -27,6 +27,7 @@ pub mod metrics;
 mod pages;
 pub mod policy;
 pub mod serve;
+pub mod snapshot;
 pub mod state;
 pub mod tenant_ca;
 

@@ -22,6 +22,15 @@ pub struct TenantPolicy {
 }
 
 pub async fn load(store: &Store, tenant_id: &str) -> ApiResult<TenantPolicy> {
+    let (input, groups_of) = load_input(store, tenant_id).await?;
+    Ok(TenantPolicy {
+        compiled: CompiledPolicy::compile(input),
+        groups_of,
+    })
+}
+
+/// The tenant's policy as input to the policy crate, and group ids by user id.
+pub async fn load_input(store: &Store, tenant_id: &str) -> ApiResult<(PolicyInput, HashMap<String, Vec<String>>)> {
     let apps = store.all_apps(tenant_id).await?;
     let rules = store.all_rules(tenant_id).await?;
     let mut groups_of: HashMap<String, Vec<String>> = HashMap::new();
@@ -35,10 +44,7 @@ pub async fn load(store: &Store, tenant_id: &str) -> ApiResult<TenantPolicy> {
         apps: apps.iter().map(app_from_row).collect::<ApiResult<_>>()?,
         rules: rules.iter().map(rule_from_row).collect::<ApiResult<_>>()?,
     };
-    Ok(TenantPolicy {
-        compiled: CompiledPolicy::compile(input),
-        groups_of,
-    })
+    Ok((input, groups_of))
 }
 
 /// Parse a stored application. Rows were validated on the way in, so a

@@ -180,6 +180,7 @@ on_both_backends!(
     data_survives_a_restart,
     access_rules_decide_by_priority_and_stay_in_their_tenant,
     devices_enrol_once_renew_report_and_revoke,
+    gateways_join_follow_snapshots_and_ship_records_once,
 );
 
 /// The foundation issue's story: bootstrap; the owner creates an auditor; the
@@ -1322,6 +1323,186 @@ async fn devices_enrol_once_renew_report_and_revoke(store: TestStore) {
         "desk"
     );
     assert!(h.audit(&owner, "action=device.posture").await.is_empty());
+}
+
+async fn gateways_join_follow_snapshots_and_ship_records_once(store: TestStore) {
+    let h = Harness::start(store, |_| {}).await;
+    let op = h.login("system", "operator", PW).await;
+    let owner = h.login("default", "admin", PW).await;
+    // Only operators make join codes.
+    assert_eq!(
+        h.post("/api/v1/gateway-join-codes", &owner, json!({"name": "edge-1"}))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    let (s, v) = h
+        .post("/api/v1/gateway-join-codes", &op, json!({"name": "edge-1"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let code = v["code"].as_str().unwrap().to_owned();
+    assert!(code.starts_with("wgj_"));
+
+    let (_, csr) = ward_pki::generate_key_and_csr("edge-1").unwrap();
+    let join = json!({"code": code, "csr_pem": csr, "addresses": ["127.0.0.1", "gw.example"]});
+    let (s, v) = h
+        .call(Method::POST, "/api/v1/gateway/join", None, Some(join.clone()))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let gw_token = v["token"].as_str().unwrap().to_owned();
+    let chain = ward_pki::certs_from_pem(v["cert_chain_pem"].as_str().unwrap()).unwrap();
+    assert_eq!(chain.len(), 2, "leaf and service CA");
+    assert!(matches!(
+        ward_pki::Identity::from_cert_der(&chain[0]).unwrap(),
+        ward_pki::Identity::Gateway { .. }
+    ));
+    ward_pki::verify_issued_by(&chain[0], &chain[1]).unwrap();
+    let (s, _) = h.call(Method::POST, "/api/v1/gateway/join", None, Some(join)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "a join code works once");
+    let (_, v) = h.get("/api/v1/gateways", &op).await;
+    assert_eq!(v["items"][0]["name"], "edge-1");
+
+    // The snapshot: the tenant appears once it has a CA (with its first enrolment code).
+    let (s, snap) = h.get("/api/v1/gateway/snapshot", &gw_token).await;
+    assert_eq!(s, StatusCode::OK, "{snap}");
+    assert!(snap["tenants"].as_array().unwrap().is_empty());
+    assert_eq!(
+        h.get("/api/v1/gateway/snapshot", &owner).await.0,
+        StatusCode::UNAUTHORIZED,
+        "only gateways"
+    );
+    h.post("/api/v1/users", &owner, json!({"name": "alice"})).await;
+    h.post("/api/v1/enroll-codes", &owner, json!({"user": "alice"})).await;
+    h.post(
+        "/api/v1/apps",
+        &owner,
+        json!({"name": "db", "addresses": ["db.corp.example"], "ports": ["5432"]}),
+    )
+    .await;
+    let version = {
+        let (_, snap) = h.get("/api/v1/gateway/snapshot", &gw_token).await;
+        let t = &snap["tenants"][0];
+        assert_eq!(
+            (t["name"].as_str(), t["active"].as_bool()),
+            (Some("default"), Some(true))
+        );
+        assert!(t["ca_pem"].as_str().unwrap().contains("BEGIN CERTIFICATE"));
+        assert_eq!(t["users"][0]["name"], "alice");
+        assert_eq!(t["policy"]["apps"][0]["name"], "db");
+        snap["version"].as_i64().unwrap()
+    };
+    // A long poll answers as soon as something changes.
+    let waiter = {
+        let http = h.http.clone();
+        let url = format!("{}/api/v1/gateway/snapshot?after={version}", h.url);
+        let token = gw_token.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let v: Value = http
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (started.elapsed(), v)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.post(
+        "/api/v1/rules",
+        &owner,
+        json!({"priority": 1, "action": "allow", "apps": ["db"]}),
+    )
+    .await;
+    let (waited, snap) = waiter.await.unwrap();
+    assert!(snap["version"].as_i64().unwrap() > version);
+    assert_eq!(snap["tenants"][0]["policy"]["rules"].as_array().unwrap().len(), 1);
+    assert!(waited < Duration::from_secs(5), "answered after {waited:?}");
+    // Suspending the tenant shows in the next snapshot.
+    let version = snap["version"].as_i64().unwrap();
+    h.call(
+        Method::PATCH,
+        "/api/v1/tenants/default",
+        Some(&op),
+        Some(json!({"state": "suspended"})),
+    )
+    .await;
+    let (_, snap) = h
+        .get(&format!("/api/v1/gateway/snapshot?after={version}"), &gw_token)
+        .await;
+    assert_eq!(snap["tenants"][0]["active"], false);
+    h.call(
+        Method::PATCH,
+        "/api/v1/tenants/default",
+        Some(&op),
+        Some(json!({"state": "active"})),
+    )
+    .await;
+
+    // Records: stored once, however often shipped; read by the tenant's admins only.
+    let tenant_id = snap["tenants"][0]["id"].as_str().unwrap().to_owned();
+    let user_id = snap["tenants"][0]["users"][0]["id"].as_str().unwrap().to_owned();
+    let record = |id: &str, action: &str| {
+        json!({"id": id, "started_ms": 1_795_000_000_000i64, "tenant_id": tenant_id, "user_id": user_id,
+               "device_id": "dev_x", "gateway_id": "ignored", "source": "127.0.0.1:40000",
+               "dest_host": "db.corp.example", "dest_addr": "127.0.0.1:5432", "port": 5432, "protocol": "tcp",
+               "action": action, "rule_id": null, "reason": "rule_matched", "bytes_up": 10, "bytes_down": 20,
+               "duration_ms": 3, "end": "closed"})
+    };
+    let batch = json!({"records": [record("acr_01", "allow"), record("acr_02", "deny")]});
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/api/v1/gateway/records",
+            Some(&gw_token),
+            Some(batch.clone()),
+        )
+        .await;
+    assert_eq!(
+        (s, v["accepted"].as_u64(), v["duplicates"].as_u64()),
+        (StatusCode::OK, Some(2), Some(0)),
+        "{v}"
+    );
+    let (_, v) = h
+        .call(Method::POST, "/api/v1/gateway/records", Some(&gw_token), Some(batch))
+        .await;
+    assert_eq!((v["accepted"].as_u64(), v["duplicates"].as_u64()), (Some(0), Some(2)));
+    let (s, v) = h.get("/api/v1/access-records?user=alice&action=deny", &owner).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        (items[0]["user"].as_str(), items[0]["dest_host"].as_str()),
+        (Some("alice"), Some("db.corp.example"))
+    );
+    assert_ne!(
+        items[0]["gateway_id"], "ignored",
+        "the gateway is taken from its credential"
+    );
+    h.create_account(&owner, "aud", "auditor").await;
+    h.create_account(&owner, "desk", "helpdesk").await;
+    let aud = h.login("default", "aud", "aud-password").await;
+    let desk = h.login("default", "desk", "desk-password").await;
+    assert_eq!(h.get("/api/v1/access-records", &aud).await.0, StatusCode::OK);
+    assert_eq!(h.get("/api/v1/access-records", &desk).await.0, StatusCode::FORBIDDEN);
+    h.post(
+        "/api/v1/tenants",
+        &op,
+        json!({"name": "other", "owner_password": "other-owner-pw"}),
+    )
+    .await;
+    let other = h.login("other", "admin", "other-owner-pw").await;
+    let (_, v) = h.get("/api/v1/access-records", &other).await;
+    assert!(
+        v["items"].as_array().unwrap().is_empty(),
+        "another tenant's records are not visible"
+    );
+    // Joining is in the operator's trail; shipping records is not administration.
+    assert_eq!(h.audit(&op, "action=gateway.join&result=ok").await.len(), 1);
+    assert!(h.audit(&op, "action=gateway.records").await.is_empty());
 }
 
 fn code_of(v: &Value) -> &str {

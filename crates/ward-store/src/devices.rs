@@ -110,7 +110,9 @@ impl Store {
     /// Store a tenant's CA unless it has one already (another replica may
     /// have been first); returns the one that is stored.
     pub async fn insert_tenant_ca(&self, tenant_id: &str, ca: &TenantCaRow, now: i64) -> Result<TenantCaRow> {
-        sqlx::query(
+        // A new CA is a new root gateways must accept: it moves the policy epoch.
+        let mut tx = self.pool().begin().await?;
+        let inserted = sqlx::query(
             "INSERT INTO tenant_cas (tenant_id, cert_pem, sealed_key, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (tenant_id) DO NOTHING",
         )
@@ -118,8 +120,13 @@ impl Store {
         .bind(&ca.cert_pem)
         .bind(&ca.sealed_key)
         .bind(now)
-        .execute(self.pool())
-        .await?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted > 0 {
+            bump_epoch(&mut tx).await?;
+        }
+        tx.commit().await?;
         Ok(self.tenant_ca(tenant_id).await?.unwrap_or_else(|| ca.clone()))
     }
 

@@ -151,12 +151,18 @@ impl Store {
 
     /// Change a tenant's state; returns the updated row, or None if unknown.
     pub async fn set_tenant_state(&self, id: &str, state: TenantState, now: i64) -> Result<Option<TenantRow>> {
+        // Gateways enforce a suspension, so the change moves the policy epoch.
+        let mut tx = self.pool().begin().await?;
         sqlx::query("UPDATE tenants SET state = $1, updated_at = $2 WHERE id = $3")
             .bind(state.as_str())
             .bind(now)
             .bind(id)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        sqlx::query("UPDATE policy_epoch SET version = version + 1 WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         self.tenant_by_id(id).await
     }
 }

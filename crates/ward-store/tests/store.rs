@@ -41,6 +41,7 @@ on_both_backends!(
     migrate_is_idempotent,
     access_model_is_scoped_and_versioned,
     enrolment_codes_work_once_and_devices_are_scoped,
+    gateways_join_once_and_records_are_stored_once,
 );
 
 const NOW: i64 = 1_795_000_000_000;
@@ -554,6 +555,116 @@ async fn enrolment_codes_work_once_and_devices_are_scoped(s: &Store) {
         Some("{\"firewall\":true}")
     );
     assert_eq!(s.posture_requirements(&b.id).await.unwrap(), None);
+}
+
+async fn gateways_join_once_and_records_are_stored_once(s: &Store) {
+    use ward_store::{AccessFilter, AccessRecordRow, GatewayRow};
+    s.create_gateway_join_code("edge-1", "joinhash", "operator", NOW, NOW + 1000)
+        .await
+        .unwrap();
+    let gw = GatewayRow {
+        id: "gw_1".into(),
+        addresses: vec!["127.0.0.1".into(), "gw.example".into()],
+        cert_not_after: NOW + 10,
+        ..Default::default()
+    };
+    let joined = s
+        .join_gateway("joinhash", &gw, "gwtoken", NOW + 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(joined.name, "edge-1");
+    let again = GatewayRow {
+        id: "gw_2".into(),
+        ..gw.clone()
+    };
+    assert!(
+        s.join_gateway("joinhash", &again, "gwtoken2", NOW + 2)
+            .await
+            .unwrap()
+            .is_none(),
+        "one use only"
+    );
+    assert_eq!(
+        s.gateway_by_token_hash("gwtoken").await.unwrap().unwrap().addresses,
+        gw.addresses
+    );
+    assert_eq!(s.list_gateways().await.unwrap().len(), 1);
+
+    let record = |id: &str, tenant: &str, user: &str, action: &str, started: i64| AccessRecordRow {
+        id: id.into(),
+        tenant_id: tenant.into(),
+        started_ms: started,
+        user_id: user.into(),
+        device_id: "dev".into(),
+        gateway_id: "gw_1".into(),
+        source: "127.0.0.1:5000".into(),
+        dest_host: "db.corp.example".into(),
+        dest_addr: Some("10.0.0.5:5432".into()),
+        port: 5432,
+        protocol: "tcp".into(),
+        action: action.into(),
+        rule_id: None,
+        reason: "no_rule_matched".into(),
+        bytes_up: 10,
+        bytes_down: 20,
+        duration_ms: 5,
+        end_reason: "closed".into(),
+    };
+    let batch = vec![
+        record("acr_01", "t1", "alice", "allow", NOW),
+        record("acr_02", "t1", "bob", "deny", NOW + 1),
+        record("acr_03", "t2", "carol", "allow", NOW + 2),
+    ];
+    assert_eq!(s.insert_access_records(&batch, NOW).await.unwrap(), 3);
+    assert_eq!(
+        s.insert_access_records(&batch, NOW).await.unwrap(),
+        0,
+        "a retried batch is stored once"
+    );
+    let all = s
+        .list_access_records("t1", &AccessFilter::default(), &PageRequest::new(None, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        all.items.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["acr_02", "acr_01"]
+    );
+    assert_eq!(all.items[1].dest_addr.as_deref(), Some("10.0.0.5:5432"));
+    let f = AccessFilter {
+        action: Some("deny".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.list_access_records("t1", &f, &PageRequest::new(None, None))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let f = AccessFilter {
+        user_id: Some("carol".into()),
+        ..Default::default()
+    };
+    assert!(s
+        .list_access_records("t1", &f, &PageRequest::new(None, None))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let f = AccessFilter {
+        since: Some(NOW + 1),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.list_access_records("t1", &f, &PageRequest::new(None, None))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
 }
 
 async fn migrate_is_idempotent(s: &Store) {

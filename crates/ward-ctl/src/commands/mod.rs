@@ -89,6 +89,8 @@ pub(crate) async fn execute(
         CtlCommand::Enroll(c) => devices::enroll(&mut ctx, c).await,
         CtlCommand::Device(c) => devices::device(&mut ctx, c).await,
         CtlCommand::Posture(c) => devices::posture(&mut ctx, c).await,
+        CtlCommand::Logs(c) => devices::logs(&mut ctx, c).await,
+        CtlCommand::Gateway(c) => devices::gateway(&mut ctx, c).await,
     }
 }
 

@@ -9,6 +9,7 @@ mod apikeys;
 mod audit;
 mod auth;
 pub mod devices;
+pub mod gateways;
 mod lockouts;
 mod policy;
 mod tenants;
@@ -35,7 +36,8 @@ use crate::state::AppState;
         (name = "audit", description = "The admin audit trail (read-only)"),
         (name = "users", description = "End users and groups"),
                 (name = "policy", description = "Applications and access rules"),
-        (name = "devices", description = "Devices, enrolment, posture"),
+                (name = "devices", description = "Devices, enrolment, posture"),
+        (name = "gateways", description = "Gateways, policy snapshots and access records"),
     )
 )]
 struct ApiDoc;
@@ -89,6 +91,12 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(devices::show))
         .routes(routes!(devices::revoke))
         .routes(routes!(devices::get_requirements, devices::set_requirements))
+        .routes(routes!(gateways::create_join_code))
+        .routes(routes!(gateways::list))
+        .routes(routes!(gateways::join))
+        .routes(routes!(gateways::get_snapshot))
+        .routes(routes!(gateways::ship_records))
+        .routes(routes!(gateways::list_records))
         .split_for_parts()
 }
 
@@ -154,6 +162,12 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         ("POST", "/api/v1/devices/{id}/revoke") => "device.revoke",
         ("GET", "/api/v1/posture-requirements") => "posture.show",
         ("PUT", "/api/v1/posture-requirements") => "posture.set",
+        ("POST", "/api/v1/gateway-join-codes") => "gateway.join_code",
+        ("GET", "/api/v1/gateways") => "gateway.list",
+        ("POST", "/api/v1/gateway/join") => "gateway.join",
+        ("GET", "/api/v1/gateway/snapshot") => "gateway.snapshot",
+        ("POST", "/api/v1/gateway/records") => "gateway.records",
+        ("GET", "/api/v1/access-records") => "access.list",
         _ => return None,
     })
 }

@@ -1,0 +1,320 @@
+//! Gateways: join codes and joining (operator), the snapshot stream and
+//! record shipping (the gateway's side), and access records (admins).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::Json;
+use ward_api::{
+    AccessLogEntry, AccessQuery, AccessRecordBatch, AccessRecordBatchResult, CreateGatewayJoinCode, ErrorBody, Gateway,
+    GatewayJoinCode, GatewayJoinRequest, GatewayJoinResponse, GatewaySnapshot, Page, SnapshotQuery,
+};
+use ward_core::time::{parse_rfc3339, rfc3339};
+use ward_core::{ErrorCode, Name, Permission, Target};
+use ward_pki::Identity;
+use ward_store::{AccessFilter, AccessRecordRow, GatewayRow, PageRequest};
+
+use super::page;
+use crate::audit::AuditNote;
+use crate::auth::token;
+use crate::ctx::{Anonymous, Ctx};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::state::{now_ms, AppState};
+use crate::{snapshot, tenant_ca};
+
+const CODE_PREFIX: &str = "wgj_";
+/// Prefix of gateway tokens.
+pub const GATEWAY_TOKEN_PREFIX: &str = "wg_";
+/// Gateway certificates last a year; a gateway rejoins to renew.
+const GATEWAY_CERT_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// How long a snapshot request waits for a change.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(25);
+const MAX_BATCH: usize = 5000;
+
+/// Make a one-time code with which a gateway joins the service (operators).
+#[utoipa::path(post, path = "/api/v1/gateway-join-codes", tag = "gateways", request_body = CreateGatewayJoinCode,
+    security(("bearer" = [])), responses((status = 201, body = GatewayJoinCode), (status = 403, body = ErrorBody)))]
+pub async fn create_join_code(
+    ctx: Ctx,
+    ApiJson(req): ApiJson<CreateGatewayJoinCode>,
+) -> ApiResult<(StatusCode, Json<GatewayJoinCode>)> {
+    ctx.target(format!("gateway:{}", req.name));
+    ctx.authorize(Permission::TenantsManage, Target::Tenants)?;
+    let name = Name::parse(&req.name)?;
+    let ttl = req.ttl_secs.unwrap_or(24 * 3600);
+    if ttl == 0 || ttl > 30 * 24 * 3600 {
+        return Err(ApiError::invalid("ttl_secs must be between 1 and 30 days"));
+    }
+    let secret = token::new_api_key_secret();
+    let now = now_ms();
+    let expires_at = now + i64::try_from(ttl).unwrap_or(0) * 1000;
+    ctx.state
+        .store
+        .create_gateway_join_code(
+            name.as_str(),
+            &token::hash(&secret),
+            &ctx.principal.account.name,
+            now,
+            expires_at,
+        )
+        .await?;
+    let code = match &ctx.state.server_pin {
+        Some(pin) => format!("{CODE_PREFIX}{secret}_{}", pin.trim_start_matches("sha256:")),
+        None => format!("{CODE_PREFIX}{secret}"),
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(GatewayJoinCode {
+            code,
+            name: name.into_string(),
+            expires_at: rfc3339(expires_at),
+        }),
+    ))
+}
+
+/// The gateways that joined (operators).
+#[utoipa::path(get, path = "/api/v1/gateways", tag = "gateways", security(("bearer" = [])),
+    responses((status = 200, body = Page<Gateway>), (status = 403, body = ErrorBody)))]
+pub async fn list(ctx: Ctx) -> ApiResult<Json<Page<Gateway>>> {
+    ctx.target("gateways");
+    ctx.authorize(Permission::TenantsRead, Target::Tenants)?;
+    let items = ctx
+        .state
+        .store
+        .list_gateways()
+        .await?
+        .into_iter()
+        .map(|g| Gateway {
+            id: g.id,
+            name: g.name,
+            addresses: g.addresses,
+            cert_expires_at: rfc3339(g.cert_not_after),
+            created_at: rfc3339(g.created_at),
+            last_seen_at: rfc3339(g.last_seen_at),
+        })
+        .collect();
+    Ok(Json(Page {
+        items,
+        next_cursor: None,
+    }))
+}
+
+/// Join with a one-time code: the gateway sends a CSR and the addresses
+/// agents dial, and gets its certificate from the service CA and its token.
+#[utoipa::path(post, path = "/api/v1/gateway/join", tag = "gateways", request_body = GatewayJoinRequest,
+    responses((status = 201, body = GatewayJoinResponse), (status = 401, body = ErrorBody)))]
+pub async fn join(
+    State(state): State<AppState>,
+    anon: Anonymous,
+    ApiJson(req): ApiJson<GatewayJoinRequest>,
+) -> ApiResult<(StatusCode, Json<GatewayJoinResponse>)> {
+    anon.note(AuditNote::target("gateway"));
+    let refused = || ApiError::new(ErrorCode::Unauthenticated, "the join code is unknown, used or expired");
+    let secret = req
+        .code
+        .trim()
+        .strip_prefix(CODE_PREFIX)
+        .and_then(|rest| rest.split('_').next())
+        .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(refused)?;
+    if req.addresses.is_empty() || req.addresses.len() > 32 {
+        return Err(ApiError::invalid("name 1 to 32 addresses agents will dial"));
+    }
+    let (mut names, mut ips) = (Vec::new(), Vec::new());
+    for a in &req.addresses {
+        match a.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => names.push(a.to_ascii_lowercase()),
+        }
+    }
+    let gateway_id = ward_store::new_id("gw");
+    let identity = Identity::gateway(&gateway_id).map_err(|_| ApiError::internal())?;
+    let ca = tenant_ca::get_or_create(&state, &state.system_tenant_id, ward_core::SYSTEM_TENANT).await?;
+    let leaf = ca
+        .sign_csr_with_names(&req.csr_pem, &identity, &names, &ips, GATEWAY_CERT_TTL)
+        .map_err(|e| ApiError::invalid(format!("the certificate request or addresses are not acceptable: {e}")))?;
+    let gw_token = format!("{GATEWAY_TOKEN_PREFIX}{}", token::new_api_key_secret());
+    let row = GatewayRow {
+        id: gateway_id,
+        addresses: req.addresses.clone(),
+        cert_not_after: leaf.not_after_unix * 1000,
+        ..Default::default()
+    };
+    let now = now_ms();
+    let gw = state
+        .store
+        .join_gateway(&token::hash(secret), &row, &token::hash(&gw_token), now)
+        .await?
+        .ok_or_else(refused)?;
+    anon.audit.update(|n| {
+        n.target = Some(format!("gateway:{}", gw.name));
+        n.detail = Some(format!("gateway {} joined", gw.id));
+    });
+    Ok((
+        StatusCode::CREATED,
+        Json(GatewayJoinResponse {
+            gateway_id: gw.id,
+            name: gw.name,
+            cert_chain_pem: format!("{}{}", leaf.cert_pem, ca.cert_pem()),
+            token: gw_token,
+        }),
+    ))
+}
+
+/// A gateway, by its `wg_` token.
+pub struct GatewayCaller(pub GatewayRow);
+
+impl FromRequestParts<AppState> for GatewayCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let unknown = || ApiError::new(ErrorCode::Unauthenticated, "unknown gateway token");
+        let bearer = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .filter(|t| t.starts_with(GATEWAY_TOKEN_PREFIX) && t.len() < 128)
+            .ok_or_else(unknown)?;
+        let gw = state
+            .store
+            .gateway_by_token_hash(&token::hash(bearer))
+            .await?
+            .ok_or_else(unknown)?;
+        state.store.touch_gateway(&gw.id, now_ms()).await?;
+        Ok(GatewayCaller(gw))
+    }
+}
+
+/// The policy snapshot; waits up to about 25 s for one newer than `after`.
+#[utoipa::path(get, path = "/api/v1/gateway/snapshot", tag = "gateways", params(SnapshotQuery),
+    responses((status = 200, description = "The snapshot (JSON)"), (status = 401, body = ErrorBody)))]
+pub async fn get_snapshot(
+    State(state): State<AppState>,
+    _gateway: GatewayCaller,
+    ApiQuery(q): ApiQuery<SnapshotQuery>,
+) -> ApiResult<Json<GatewaySnapshot>> {
+    Ok(Json(snapshot::next_after(&state, q.after, SNAPSHOT_WAIT).await?))
+}
+
+/// Ship access records. Ids already stored are skipped, so a retried batch is stored once.
+#[utoipa::path(post, path = "/api/v1/gateway/records", tag = "gateways", request_body = AccessRecordBatch,
+    responses((status = 200, body = AccessRecordBatchResult), (status = 401, body = ErrorBody)))]
+pub async fn ship_records(
+    State(state): State<AppState>,
+    GatewayCaller(gw): GatewayCaller,
+    ApiJson(batch): ApiJson<AccessRecordBatch>,
+) -> ApiResult<Json<AccessRecordBatchResult>> {
+    store_records(&state, &gw.id, batch).await.map(Json)
+}
+
+/// Store a batch from gateway `gateway_id` (the embedded gateway calls this directly).
+pub async fn store_records(
+    state: &AppState,
+    gateway_id: &str,
+    batch: AccessRecordBatch,
+) -> ApiResult<AccessRecordBatchResult> {
+    if batch.records.len() > MAX_BATCH {
+        return Err(ApiError::invalid(format!("at most {MAX_BATCH} records a batch")));
+    }
+    let rows: Vec<AccessRecordRow> = batch
+        .records
+        .into_iter()
+        .map(|r| AccessRecordRow {
+            id: r.id,
+            tenant_id: r.tenant_id,
+            started_ms: r.started_ms,
+            user_id: r.user_id,
+            device_id: r.device_id,
+            // The record names the gateway that made it; trust the credential over the body.
+            gateway_id: gateway_id.to_owned(),
+            source: r.source,
+            dest_host: r.dest_host,
+            dest_addr: r.dest_addr,
+            port: i64::from(r.port),
+            protocol: r.protocol,
+            action: r.action,
+            rule_id: r.rule_id,
+            reason: r.reason,
+            bytes_up: i64::try_from(r.bytes_up).unwrap_or(i64::MAX),
+            bytes_down: i64::try_from(r.bytes_down).unwrap_or(i64::MAX),
+            duration_ms: i64::try_from(r.duration_ms).unwrap_or(i64::MAX),
+            end_reason: r.end,
+        })
+        .collect();
+    let total = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+    let accepted = u32::try_from(state.store.insert_access_records(&rows, now_ms()).await?).unwrap_or(u32::MAX);
+    Ok(AccessRecordBatchResult {
+        accepted,
+        duplicates: total - accepted,
+    })
+}
+
+/// The tenant's access records, newest first.
+#[utoipa::path(get, path = "/api/v1/access-records", tag = "gateways", params(AccessQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<AccessLogEntry>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_records(ctx: Ctx, ApiQuery(q): ApiQuery<AccessQuery>) -> ApiResult<Json<Page<AccessLogEntry>>> {
+    ctx.target("access-records");
+    ctx.authorize(Permission::LogsRead, ctx.tenant_target())?;
+    let store = &ctx.state.store;
+    let users: HashMap<String, String> = store
+        .all_users(ctx.tenant_id())
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u.name))
+        .collect();
+    let user_id = match &q.user {
+        Some(name) => Some(
+            users
+                .iter()
+                .find(|(_, n)| *n == name)
+                .map(|(id, _)| id.clone())
+                .ok_or_else(|| ApiError::not_found(format!("user {name}")))?,
+        ),
+        None => None,
+    };
+    if let Some(a) = &q.action {
+        if a != "allow" && a != "deny" {
+            return Err(ApiError::invalid("action must be allow or deny"));
+        }
+    }
+    let since = match &q.since {
+        Some(s) => Some(
+            parse_rfc3339(s).ok_or_else(|| ApiError::invalid(format!("since must be an RFC 3339 time (got {s:?})")))?,
+        ),
+        None => None,
+    };
+    let filter = AccessFilter {
+        user_id,
+        device_id: q.device,
+        action: q.action,
+        since,
+    };
+    let p = store
+        .list_access_records(ctx.tenant_id(), &filter, &PageRequest::new(q.cursor, q.limit))
+        .await?;
+    Ok(Json(page(p, |r| AccessLogEntry {
+        user: users.get(&r.user_id).cloned().unwrap_or_else(|| r.user_id.clone()),
+        id: r.id,
+        time: rfc3339(r.started_ms),
+        device_id: r.device_id,
+        source: r.source,
+        dest_host: r.dest_host,
+        dest_addr: r.dest_addr,
+        port: u16::try_from(r.port).unwrap_or(0),
+        protocol: r.protocol,
+        action: r.action,
+        rule_id: r.rule_id,
+        reason: r.reason,
+        bytes_up: u64::try_from(r.bytes_up).unwrap_or(0),
+        bytes_down: u64::try_from(r.bytes_down).unwrap_or(0),
+        duration_ms: u64::try_from(r.duration_ms).unwrap_or(0),
+        end: r.end_reason,
+        gateway_id: r.gateway_id,
+    })))
+}

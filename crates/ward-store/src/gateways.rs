@@ -1,0 +1,266 @@
+//! Gateways, their join codes, and the access records they ship.
+
+use sqlx::any::AnyRow;
+
+use crate::{get, new_id, Page, PageRequest, Result, Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GatewayRow {
+    pub id: String,
+    pub name: String,
+    /// The addresses its certificate names (`host` or IP), comma-separated in the store.
+    pub addresses: Vec<String>,
+    pub cert_not_after: i64,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
+
+impl GatewayRow {
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        let addresses: String = get(row, "addresses")?;
+        Ok(GatewayRow {
+            id: get(row, "id")?,
+            name: get(row, "name")?,
+            addresses: addresses
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            cert_not_after: get(row, "cert_not_after")?,
+            created_at: get(row, "created_at")?,
+            last_seen_at: get(row, "last_seen_at")?,
+        })
+    }
+}
+
+/// An access record as stored (the wire type lives in `ward-api`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccessRecordRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub started_ms: i64,
+    pub user_id: String,
+    pub device_id: String,
+    pub gateway_id: String,
+    pub source: String,
+    pub dest_host: String,
+    pub dest_addr: Option<String>,
+    pub port: i64,
+    pub protocol: String,
+    pub action: String,
+    pub rule_id: Option<String>,
+    pub reason: String,
+    pub bytes_up: i64,
+    pub bytes_down: i64,
+    pub duration_ms: i64,
+    pub end_reason: String,
+}
+
+impl AccessRecordRow {
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        Ok(AccessRecordRow {
+            id: get(row, "id")?,
+            tenant_id: get(row, "tenant_id")?,
+            started_ms: get(row, "started_ms")?,
+            user_id: get(row, "user_id")?,
+            device_id: get(row, "device_id")?,
+            gateway_id: get(row, "gateway_id")?,
+            source: get(row, "source")?,
+            dest_host: get(row, "dest_host")?,
+            dest_addr: get(row, "dest_addr")?,
+            port: get(row, "port")?,
+            protocol: get(row, "protocol")?,
+            action: get(row, "action")?,
+            rule_id: get(row, "rule_id")?,
+            reason: get(row, "reason")?,
+            bytes_up: get(row, "bytes_up")?,
+            bytes_down: get(row, "bytes_down")?,
+            duration_ms: get(row, "duration_ms")?,
+            end_reason: get(row, "end_reason")?,
+        })
+    }
+}
+
+/// Filters for [`Store::list_access_records`]; all optional.
+#[derive(Debug, Clone, Default)]
+pub struct AccessFilter {
+    pub user_id: Option<String>,
+    pub device_id: Option<String>,
+    pub action: Option<String>,
+    /// Started at or after (ms).
+    pub since: Option<i64>,
+}
+
+const GATEWAY_COLUMNS: &str = "id, name, addresses, cert_not_after, created_at, last_seen_at";
+const RECORD_COLUMNS: &str =
+    "id, tenant_id, started_ms, user_id, device_id, gateway_id, source, dest_host, dest_addr, \
+                              port, protocol, action, rule_id, reason, bytes_up, bytes_down, duration_ms, end_reason";
+
+impl Store {
+    pub async fn create_gateway_join_code(
+        &self,
+        name: &str,
+        secret_hash: &str,
+        created_by: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<String> {
+        let id = new_id("gjc");
+        sqlx::query(
+            "INSERT INTO gateway_join_codes (id, secret_hash, name, created_by, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&id)
+        .bind(secret_hash)
+        .bind(name)
+        .bind(created_by)
+        .bind(now)
+        .bind(expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(id)
+    }
+
+    /// Use a join code (once) and register the gateway it names, in one
+    /// transaction. None when the code is unknown, used or expired.
+    pub async fn join_gateway(
+        &self,
+        secret_hash: &str,
+        gateway: &GatewayRow,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<GatewayRow>> {
+        let mut tx = self.pool().begin().await?;
+        let name: Option<String> = sqlx::query_scalar(
+            "UPDATE gateway_join_codes SET used_at = $1 WHERE secret_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+             RETURNING name",
+        )
+        .bind(now)
+        .bind(secret_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(name) = name else { return Ok(None) };
+        sqlx::query(&format!(
+            "INSERT INTO gateways ({GATEWAY_COLUMNS}, token_hash) VALUES ($1, $2, $3, $4, $5, $5, $6)"
+        ))
+        .bind(&gateway.id)
+        .bind(&name)
+        .bind(gateway.addresses.join(","))
+        .bind(gateway.cert_not_after)
+        .bind(now)
+        .bind(token_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::conflict_or(e, format!("gateway {name}")))?;
+        tx.commit().await?;
+        Ok(Some(GatewayRow {
+            name,
+            created_at: now,
+            last_seen_at: now,
+            ..gateway.clone()
+        }))
+    }
+
+    /// Gateway authentication entry point.
+    pub async fn gateway_by_token_hash(&self, token_hash: &str) -> Result<Option<GatewayRow>> {
+        let row = sqlx::query(&format!("SELECT {GATEWAY_COLUMNS} FROM gateways WHERE token_hash = $1"))
+            .bind(token_hash)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(GatewayRow::from_row).transpose()
+    }
+
+    pub async fn list_gateways(&self) -> Result<Vec<GatewayRow>> {
+        let rows = sqlx::query(&format!("SELECT {GATEWAY_COLUMNS} FROM gateways ORDER BY id"))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(GatewayRow::from_row).collect()
+    }
+
+    pub async fn touch_gateway(&self, id: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE gateways SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $3")
+            .bind(now)
+            .bind(id)
+            .bind(now - 10_000)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Store a batch of access records; ids already stored are skipped.
+    /// Returns how many were new.
+    pub async fn insert_access_records(&self, records: &[AccessRecordRow], now: i64) -> Result<u64> {
+        let mut tx = self.pool().begin().await?;
+        let mut stored = 0;
+        for r in records {
+            stored += sqlx::query(&format!(
+                "INSERT INTO access_records ({RECORD_COLUMNS}, received_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
+                 ON CONFLICT (id) DO NOTHING"
+            ))
+            .bind(&r.id)
+            .bind(&r.tenant_id)
+            .bind(r.started_ms)
+            .bind(&r.user_id)
+            .bind(&r.device_id)
+            .bind(&r.gateway_id)
+            .bind(&r.source)
+            .bind(&r.dest_host)
+            .bind(&r.dest_addr)
+            .bind(r.port)
+            .bind(&r.protocol)
+            .bind(&r.action)
+            .bind(&r.rule_id)
+            .bind(&r.reason)
+            .bind(r.bytes_up)
+            .bind(r.bytes_down)
+            .bind(r.duration_ms)
+            .bind(&r.end_reason)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// The tenant's access records, newest first.
+    pub async fn list_access_records(
+        &self,
+        tenant_id: &str,
+        filter: &AccessFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AccessRecordRow>> {
+        let mut sql = format!("SELECT {RECORD_COLUMNS} FROM access_records WHERE tenant_id = $1");
+        let mut texts: Vec<&str> = Vec::new();
+        let mut n = 1;
+        for (cond, value) in [
+            ("user_id =", filter.user_id.as_deref()),
+            ("device_id =", filter.device_id.as_deref()),
+            ("action =", filter.action.as_deref()),
+            ("id <", page.cursor.as_deref()),
+        ] {
+            if let Some(v) = value {
+                n += 1;
+                sql.push_str(&format!(" AND {cond} ${n}"));
+                texts.push(v);
+            }
+        }
+        if filter.since.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND started_ms >= ${n}"));
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", n + 1));
+        let mut q = sqlx::query(&sql).bind(tenant_id);
+        for t in texts {
+            q = q.bind(t);
+        }
+        if let Some(since) = filter.since {
+            q = q.bind(since);
+        }
+        let rows = q.bind(page.fetch()).fetch_all(self.pool()).await?;
+        let items = rows.iter().map(AccessRecordRow::from_row).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(items, page, |r| &r.id))
+    }
+}
