@@ -154,6 +154,8 @@ pub struct ServerConfig {
     pub login: LoginLimits,
     pub master_key_file: PathBuf,
     pub device_cert_ttl: Duration,
+    /// How soon after an issuance a device may renew again (60 s).
+    pub renew_min_interval: Duration,
     /// The embedded gateway's address.
     pub gateway_listen: SocketAddr,
     /// What agents dial, when not `gateway_listen`.
@@ -276,6 +278,7 @@ impl ServerConfig {
             },
         };
         Ok(ServerConfig {
+            renew_min_interval: Duration::from_secs(60),
             gateway_listen: args
                 .gateway_listen
                 .or(file.gateway_listen)

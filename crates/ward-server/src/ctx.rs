@@ -64,16 +64,22 @@ impl Ctx {
     }
 }
 
+/// The request's audit slot and peer address, put there by the middleware and the listener.
+fn slot_and_peer(parts: &Parts) -> (AuditSlot, IpAddr) {
+    let audit = parts.extensions.get::<AuditSlot>().cloned().unwrap_or_default();
+    let peer = parts
+        .extensions
+        .get::<PeerAddr>()
+        .map(|p| p.0.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    (audit, peer)
+}
+
 impl FromRequestParts<AppState> for Ctx {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let audit = parts.extensions.get::<AuditSlot>().cloned().unwrap_or_default();
-        let peer = parts
-            .extensions
-            .get::<PeerAddr>()
-            .map(|p| p.0.ip())
-            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let (audit, peer) = slot_and_peer(parts);
         let principal = match parts.extensions.get::<Authentication>() {
             Some(Authentication(Ok(p))) => p.clone(),
             Some(Authentication(Err(r))) => return Err(r.failure.clone().into()),
@@ -98,12 +104,7 @@ impl FromRequestParts<AppState> for Anonymous {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
-        let audit = parts.extensions.get::<AuditSlot>().cloned().unwrap_or_default();
-        let peer = parts
-            .extensions
-            .get::<PeerAddr>()
-            .map(|p| p.0.ip())
-            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let (audit, peer) = slot_and_peer(parts);
         Ok(Anonymous { peer, audit })
     }
 }

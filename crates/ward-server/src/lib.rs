@@ -23,6 +23,7 @@ pub mod config;
 pub mod ctx;
 pub mod error;
 pub mod extract;
+pub mod gateway_link;
 pub mod metrics;
 mod pages;
 pub mod policy;
@@ -135,6 +136,8 @@ pub struct Running {
     /// Set on the first start: the bootstrap accounts' passwords.
     pub bootstrapped: Option<Bootstrapped>,
     pub store: Store,
+    /// For the gateway embedded in the same process.
+    pub gateway_link: gateway_link::GatewayLink,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     jobs: JoinHandle<()>,
@@ -192,6 +195,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         server_pin: server_pin.map(Into::into),
     };
     let (tx, rx) = oneshot::channel();
+    let gateway_link = gateway_link::GatewayLink::new(state.clone());
     let task = tokio::spawn(serve::serve(listener, tls, app(state), async {
         let _ = rx.await;
     }));
@@ -203,6 +207,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         ca,
         bootstrapped,
         store,
+        gateway_link,
         shutdown: Some(tx),
         task,
         jobs,
@@ -247,7 +252,14 @@ fn tls_config(config: &ServerConfig) -> anyhow::Result<TlsSetup> {
         TlsMode::Off => Ok((None, None, None)),
         TlsMode::Files { cert, key } => {
             let chain = ward_pki::load_certs(cert)?;
-            let pin = chain.last().map(|c| ward_pki::fingerprint_der(c));
+            // A pin names the CA the chain ends in. A file with only the server's
+            // own certificate has no CA to pin: its codes carry none, and agents
+            // trust the server through their platform's CAs instead.
+            let pin = if chain.len() > 1 {
+                chain.last().map(|c| ward_pki::fingerprint_der(c))
+            } else {
+                None
+            };
             let key = ward_pki::load_private_key(key)?;
             Ok((Some(ward_pki::server_config(chain, key, ALPN)?), None, pin))
         }
@@ -308,17 +320,9 @@ fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create the data directory {}", dir.display()))
 }
 
-/// Start, tell the person how to sign in, and serve until SIGTERM or Ctrl-C.
-pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
-    let running = start(config).await?;
-    print_banner(&running);
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    running.stop().await;
-    Ok(())
-}
-
-fn print_banner(r: &Running) {
+/// Tell the person who started the server where it is and how to sign in
+/// (on the first start, with the bootstrap passwords).
+pub fn print_banner(r: &Running, gateway: Option<SocketAddr>) {
     let ctl_ca =
         r.ca.as_ref()
             .map(|c| format!(" --ca-cert {}", c.cert_path.display()))
@@ -333,6 +337,12 @@ fn print_banner(r: &Running) {
     if let Some(ca) = &r.ca {
         println!("  HTTPS certificate from Ward's own CA, {}", ca.cert_path.display());
         println!("  CA fingerprint:   {}", ca.fingerprint);
+    }
+    if let Some(addr) = gateway {
+        println!(
+            "  Gateway:          {addr} (agents dial {})",
+            r.gateway_link.config().gateway_advertise()
+        );
     }
     match &r.bootstrapped {
         Some(b) => {
@@ -374,26 +384,5 @@ fn shown<'a>(b: &Bootstrapped, p: &'a str) -> &'a str {
         "(from WARD_BOOTSTRAP_PASSWORD)"
     } else {
         p
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }

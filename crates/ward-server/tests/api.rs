@@ -1074,7 +1074,7 @@ async fn access_rules_decide_by_priority_and_stay_in_their_tenant(store: TestSto
 }
 
 async fn devices_enrol_once_renew_report_and_revoke(store: TestStore) {
-    let h = Harness::start(store, |_| {}).await;
+    let h = Harness::start(store, |c| c.renew_min_interval = Duration::ZERO).await;
     let owner = h.login("default", "admin", PW).await;
     h.post("/api/v1/users", &owner, json!({"name": "alice"})).await;
     let (s, v) = h
@@ -1507,6 +1507,28 @@ async fn gateways_join_follow_snapshots_and_ship_records_once(store: TestStore) 
 
 fn code_of(v: &Value) -> &str {
     code(v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewing_again_at_once_is_refused() {
+    let h = Harness::start(TestStore::sqlite().await, |_| {}).await;
+    let owner = h.login("default", "admin", PW).await;
+    h.post("/api/v1/users", &owner, json!({"name": "alice"})).await;
+    let (_, v) = h.post("/api/v1/enroll-codes", &owner, json!({"user": "alice"})).await;
+    let (_, csr) = ward_pki::generate_key_and_csr("laptop").unwrap();
+    let posture = json!({"os": "linux", "os_version": "12", "hostname": "laptop", "agent_version": "0.1.0"});
+    let body = json!({"code": v["code"], "csr_pem": csr, "name": "laptop", "posture": posture});
+    let (_, v) = h.call(Method::POST, "/api/v1/enroll", None, Some(body)).await;
+    let token = v["device_token"].as_str().unwrap().to_owned();
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/api/v1/device/renew",
+            Some(&token),
+            Some(json!({"csr_pem": csr})),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "locked_out"), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 
 use sqlx::any::AnyRow;
 
-use crate::{get, new_id, Page, PageRequest, Result, Store, StoreError};
+use crate::{bump_epoch, get, new_id, Page, PageRequest, Result, Store, StoreError};
 
 fn split(list: String) -> Vec<String> {
     list.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect()
@@ -134,13 +134,6 @@ const GROUP_COLUMNS: &str = "id, tenant_id, name, created_at";
 const APP_COLUMNS: &str = "id, tenant_id, name, addresses, ports, protocol, tags, created_at";
 const RULE_COLUMNS: &str = "id, tenant_id, priority, action, app_ids, tags, user_ids, group_ids, require_compliant, \
                             posture, valid_from, valid_until, sources, enabled, created_at";
-
-async fn bump_epoch(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
-    sqlx::query("UPDATE policy_epoch SET version = version + 1 WHERE id = 1")
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
 
 impl Store {
     /// The policy epoch: it moves whenever what gateways enforce changes.

@@ -109,24 +109,16 @@ impl Store {
         page: &PageRequest,
     ) -> Result<Page<AuditRow>> {
         let mut sql = format!("SELECT {COLUMNS} FROM audit_events WHERE tenant_id = $1");
-        let mut texts: Vec<&str> = Vec::new();
-        let mut n = 1;
-        for (col, value) in [
-            ("actor_name", filter.actor.as_deref()),
-            ("action", filter.action.as_deref()),
-            ("result", filter.result.as_deref()),
-            ("id <", page.cursor.as_deref()),
-        ] {
-            if let Some(v) = value {
-                n += 1;
-                if col.ends_with('<') {
-                    sql.push_str(&format!(" AND {col} ${n}"));
-                } else {
-                    sql.push_str(&format!(" AND {col} = ${n}"));
-                }
-                texts.push(v);
-            }
-        }
+        let texts = crate::text_filters(
+            &mut sql,
+            &[
+                ("actor_name =", filter.actor.as_deref()),
+                ("action =", filter.action.as_deref()),
+                ("result =", filter.result.as_deref()),
+                ("id <", page.cursor.as_deref()),
+            ],
+        );
+        let mut n = texts.len() + 1;
         if filter.since.is_some() {
             n += 1;
             sql.push_str(&format!(" AND time >= ${n}"));

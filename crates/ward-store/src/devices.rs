@@ -3,7 +3,7 @@
 
 use sqlx::any::AnyRow;
 
-use crate::{get, new_id, Page, PageRequest, Result, Store};
+use crate::{bump_epoch, get, new_id, Page, PageRequest, Result, Store};
 
 /// A tenant's certificate authority; the key is sealed under the master key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,13 +84,6 @@ impl DeviceRow {
 const CODE_COLUMNS: &str = "id, tenant_id, user_id, created_by, created_at, expires_at, used_at, device_id";
 const DEVICE_COLUMNS: &str = "id, tenant_id, user_id, name, state, posture, compliant, cert_serial, cert_not_after, \
                               enrolled_at, last_seen_at, revoked_at";
-
-async fn bump_epoch(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
-    sqlx::query("UPDATE policy_epoch SET version = version + 1 WHERE id = 1")
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
 
 impl Store {
     pub async fn tenant_ca(&self, tenant_id: &str) -> Result<Option<TenantCaRow>> {
@@ -331,27 +324,14 @@ impl Store {
         compliant: bool,
         now: i64,
     ) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
-        let changed =
-            sqlx::query("UPDATE devices SET compliant = $1 WHERE tenant_id = $2 AND id = $3 AND compliant <> $1")
-                .bind(i64::from(compliant))
-                .bind(tenant_id)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
         sqlx::query("UPDATE devices SET posture = $1, last_seen_at = $2 WHERE tenant_id = $3 AND id = $4")
             .bind(posture)
             .bind(now)
             .bind(tenant_id)
             .bind(id)
-            .execute(&mut *tx)
+            .execute(self.pool())
             .await?;
-        if changed > 0 {
-            bump_epoch(&mut tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.set_device_compliance(tenant_id, id, compliant).await
     }
 
     /// Set only the compliance verdict (after the requirements changed);

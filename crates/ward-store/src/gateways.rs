@@ -233,20 +233,16 @@ impl Store {
         page: &PageRequest,
     ) -> Result<Page<AccessRecordRow>> {
         let mut sql = format!("SELECT {RECORD_COLUMNS} FROM access_records WHERE tenant_id = $1");
-        let mut texts: Vec<&str> = Vec::new();
-        let mut n = 1;
-        for (cond, value) in [
-            ("user_id =", filter.user_id.as_deref()),
-            ("device_id =", filter.device_id.as_deref()),
-            ("action =", filter.action.as_deref()),
-            ("id <", page.cursor.as_deref()),
-        ] {
-            if let Some(v) = value {
-                n += 1;
-                sql.push_str(&format!(" AND {cond} ${n}"));
-                texts.push(v);
-            }
-        }
+        let texts = crate::text_filters(
+            &mut sql,
+            &[
+                ("user_id =", filter.user_id.as_deref()),
+                ("device_id =", filter.device_id.as_deref()),
+                ("action =", filter.action.as_deref()),
+                ("id <", page.cursor.as_deref()),
+            ],
+        );
+        let mut n = texts.len() + 1;
         if filter.since.is_some() {
             n += 1;
             sql.push_str(&format!(" AND started_ms >= ${n}"));

@@ -190,6 +190,27 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Move the policy epoch, inside the transaction that made the change.
+pub(crate) async fn bump_epoch(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
+    sqlx::query("UPDATE policy_epoch SET version = version + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Append `AND <cond> $n` for each present filter value to `sql`, and return
+/// the text values to bind after `$1` (which the caller binds itself).
+pub(crate) fn text_filters<'a>(sql: &mut String, filters: &[(&str, Option<&'a str>)]) -> Vec<&'a str> {
+    let mut binds = Vec::new();
+    for (cond, value) in filters {
+        if let Some(v) = value {
+            binds.push(*v);
+            sql.push_str(&format!(" AND {cond} ${}", binds.len() + 1));
+        }
+    }
+    binds
+}
+
 pub(crate) fn get<T>(row: &AnyRow, col: &str) -> Result<T>
 where
     T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,

@@ -98,10 +98,7 @@ pub async fn create_code(
             expires_at,
         )
         .await?;
-    let code = match &ctx.state.server_pin {
-        Some(pin) => format!("{CODE_PREFIX}{secret}_{}", pin.trim_start_matches("sha256:")),
-        None => format!("{CODE_PREFIX}{secret}"),
-    };
+    let code = token::one_time_code(CODE_PREFIX, &secret, ctx.state.server_pin.as_deref());
     Ok((
         StatusCode::CREATED,
         Json(EnrollCode {
@@ -110,13 +107,6 @@ pub async fn create_code(
             expires_at: rfc3339(expires_at),
         }),
     ))
-}
-
-/// The secret part of an enrolment code (the pin is for the agent).
-fn code_secret(code: &str) -> Option<&str> {
-    let rest = code.trim().strip_prefix(CODE_PREFIX)?;
-    let secret = rest.split('_').next()?;
-    (secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit())).then_some(secret)
 }
 
 /// Enrol a device with a one-time code: the agent sends a CSR (its key stays
@@ -135,7 +125,7 @@ pub async fn enroll(
             "the enrolment code is unknown, used or expired",
         )
     };
-    let secret = code_secret(&req.code).ok_or_else(refused)?;
+    let secret = token::code_secret(&req.code, CODE_PREFIX).ok_or_else(refused)?;
     let now = now_ms();
     let store = &state.store;
     let code = store
@@ -222,13 +212,7 @@ impl FromRequestParts<AppState> for DeviceCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let unknown = || ApiError::new(ErrorCode::Unauthenticated, "unknown device token");
-        let bearer = parts
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .filter(|t| t.starts_with(DEVICE_TOKEN_PREFIX) && t.len() < 128)
-            .ok_or_else(unknown)?;
+        let bearer = token::bearer_with_prefix(&parts.headers, DEVICE_TOKEN_PREFIX).ok_or_else(unknown)?;
         let device = state
             .store
             .device_by_token_hash(&token::hash(bearer))
@@ -269,6 +253,16 @@ pub async fn renew(
     ApiJson(req): ApiJson<RenewRequest>,
 ) -> ApiResult<Json<RenewResponse>> {
     let DeviceCaller { device, tenant } = caller;
+    // A certificate issued moments ago is not renewed again: an agent in a
+    // loop must not make the CA sign without end.
+    let ttl_ms = i64::try_from(state.config.device_cert_ttl.as_millis()).unwrap_or(i64::MAX);
+    let min_ms = i64::try_from(state.config.renew_min_interval.as_millis()).unwrap_or(i64::MAX);
+    if device.cert_not_after > now_ms().saturating_add(ttl_ms).saturating_sub(min_ms) {
+        return Err(ApiError::new(
+            ErrorCode::LockedOut,
+            "the certificate was renewed moments ago; try again later",
+        ));
+    }
     let identity = Identity::device(&tenant.id, &device.id).map_err(|_| ApiError::internal())?;
     let ca = tenant_ca::get_or_create(&state, &tenant.id, &tenant.name).await?;
     let leaf = ca

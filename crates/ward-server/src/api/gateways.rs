@@ -63,10 +63,7 @@ pub async fn create_join_code(
             expires_at,
         )
         .await?;
-    let code = match &ctx.state.server_pin {
-        Some(pin) => format!("{CODE_PREFIX}{secret}_{}", pin.trim_start_matches("sha256:")),
-        None => format!("{CODE_PREFIX}{secret}"),
-    };
+    let code = token::one_time_code(CODE_PREFIX, &secret, ctx.state.server_pin.as_deref());
     Ok((
         StatusCode::CREATED,
         Json(GatewayJoinCode {
@@ -115,13 +112,7 @@ pub async fn join(
 ) -> ApiResult<(StatusCode, Json<GatewayJoinResponse>)> {
     anon.note(AuditNote::target("gateway"));
     let refused = || ApiError::new(ErrorCode::Unauthenticated, "the join code is unknown, used or expired");
-    let secret = req
-        .code
-        .trim()
-        .strip_prefix(CODE_PREFIX)
-        .and_then(|rest| rest.split('_').next())
-        .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-        .ok_or_else(refused)?;
+    let secret = token::code_secret(&req.code, CODE_PREFIX).ok_or_else(refused)?;
     if req.addresses.is_empty() || req.addresses.len() > 32 {
         return Err(ApiError::invalid("name 1 to 32 addresses agents will dial"));
     }
@@ -174,13 +165,7 @@ impl FromRequestParts<AppState> for GatewayCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let unknown = || ApiError::new(ErrorCode::Unauthenticated, "unknown gateway token");
-        let bearer = parts
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .filter(|t| t.starts_with(GATEWAY_TOKEN_PREFIX) && t.len() < 128)
-            .ok_or_else(unknown)?;
+        let bearer = token::bearer_with_prefix(&parts.headers, GATEWAY_TOKEN_PREFIX).ok_or_else(unknown)?;
         let gw = state
             .store
             .gateway_by_token_hash(&token::hash(bearer))

@@ -50,6 +50,31 @@ pub fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// The bearer token in `headers` if it starts with `prefix` (device and
+/// gateway tokens, which the administrators' authentication leaves alone).
+pub fn bearer_with_prefix<'a>(headers: &'a http::HeaderMap, prefix: &str) -> Option<&'a str> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|t| t.starts_with(prefix) && t.len() < 128)
+}
+
+/// The secret of a one-time code `<prefix><64 hex>[_<pin>]` (enrolment and
+/// join codes; the pin is for the client).
+pub fn code_secret<'a>(code: &'a str, prefix: &str) -> Option<&'a str> {
+    let secret = code.trim().strip_prefix(prefix)?.split('_').next()?;
+    (secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit())).then_some(secret)
+}
+
+/// A one-time code for `secret`, carrying the server's pin when it has one.
+pub fn one_time_code(prefix: &str, secret: &str, pin: Option<&str>) -> String {
+    match pin {
+        Some(pin) => format!("{prefix}{secret}_{}", pin.trim_start_matches("sha256:")),
+        None => format!("{prefix}{secret}"),
+    }
+}
+
 /// Compare two hashes without leaking, through timing, how much matched.
 pub fn hashes_equal(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

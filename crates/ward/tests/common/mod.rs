@@ -10,6 +10,8 @@
 //!   the caller's `WARD_*` variables.
 
 #![allow(clippy::unwrap_used)]
+// Each test binary uses a different part of these helpers.
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -189,6 +191,9 @@ pub struct ServerSpec {
     args: Vec<String>,
     envs: Vec<(String, String)>,
     bootstrap_password: Option<String>,
+    /// The embedded gateway's port: each server gets its own, so parallel
+    /// tests never collide on the default one.
+    gateway_port: u16,
 }
 
 impl ServerSpec {
@@ -207,7 +212,13 @@ impl ServerSpec {
             args: Vec::new(),
             envs: Vec::new(),
             bootstrap_password: Some(PASSWORD.to_owned()),
+            gateway_port: free_port(),
         }
+    }
+
+    /// The embedded gateway's port.
+    pub fn gateway_port(&self) -> u16 {
+        self.gateway_port
     }
 
     /// Another server's data directory and database.
@@ -267,6 +278,12 @@ impl ServerSpec {
         }
         if let Some(db) = &self.database {
             cmd.arg("--database").arg(db);
+            // Servers sharing a database share the master key, as replicas must.
+            cmd.env("WARD_MASTER_KEY", "d2FyZC10ZXN0LW1hc3Rlci1rZXktMzItYnl0ZXMhISE=");
+        }
+        if !self.args.iter().any(|a| a == "--gateway-listen") {
+            cmd.arg("--gateway-listen")
+                .arg(format!("127.0.0.1:{}", self.gateway_port));
         }
         cmd.args(&self.args);
         if let Some(p) = &self.bootstrap_password {

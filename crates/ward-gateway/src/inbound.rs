@@ -1,0 +1,536 @@
+//! Agents' tunnels: accept, authenticate the device, serve HTTP/2 CONNECT
+//! streams. Each stream is decided, dialled, journaled, answered and relayed
+//! in its own task, and leaves exactly one access record.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::RecvStream;
+use http::{HeaderValue, Method, Response, StatusCode};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_rustls::server::TlsStream;
+use ward_pki::Identity;
+
+use crate::config::{
+    CONNECTION_WINDOW, HANDSHAKE_TIMEOUT, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, MAX_CONCURRENT_STREAMS,
+    MAX_FRAME_SIZE, MAX_HEADER_LIST_SIZE, STREAM_WINDOW,
+};
+use crate::records::{now_ms, ConnectionResult, End};
+use crate::registry::LiveConn;
+use crate::relay::{relay, RelayEnd, Transferred};
+use crate::state::{Destination, Verdict};
+use crate::Gateway;
+
+/// The size the future of one stream's task must stay under (it is
+/// allocated once per TCP connection carried). Checked in debug builds at
+/// every spawn and by a unit test.
+pub(crate) const MAX_STREAM_FUTURE_BYTES: usize = 8 * 1024;
+
+/// One authenticated tunnel: which device of which tenant, from where.
+pub(crate) struct Tunnel {
+    gateway: Arc<Gateway>,
+    tenant_id: Arc<str>,
+    device_id: Arc<str>,
+    peer: SocketAddr,
+}
+
+/// Accepts agents until the gateway drains, then waits for every tunnel.
+pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
+    let mut tunnels = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = gateway.drain.draining().cancelled() => break,
+            Some(_) = tunnels.join_next(), if !tunnels.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    tunnels.spawn(serve_tunnel(gateway.clone(), tcp, peer));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: pause, go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+    drop(listener);
+    while tunnels.join_next().await.is_some() {}
+}
+
+async fn serve_tunnel(gateway: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    let Some(acceptor) = gateway.tls.acceptor() else {
+        tracing::debug!(%peer, "refusing an agent: no policy yet");
+        return;
+    };
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let (tenant_id, device_id) = match authenticate(&gateway, &tls) {
+        Ok(who) => who,
+        Err(why) => {
+            tracing::info!(%peer, reason = %why, "agent refused");
+            return;
+        }
+    };
+    let handshake = h2::server::Builder::new()
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME_SIZE)
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(MAX_HEADER_LIST_SIZE)
+        .handshake::<_, Bytes>(tls);
+    let mut conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "HTTP/2 handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "HTTP/2 handshake timed out");
+            return;
+        }
+    };
+    tracing::debug!(%peer, tenant = %tenant_id, device = %device_id, "tunnel up");
+    let tunnel = Arc::new(Tunnel {
+        gateway: gateway.clone(),
+        tenant_id,
+        device_id,
+        peer,
+    });
+
+    let keepalive = keepalive(conn.ping_pong());
+    tokio::pin!(keepalive);
+    let mut streams = JoinSet::new();
+    let mut going_away = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = gateway.drain.stop_now().cancelled() => break,
+            _ = &mut keepalive => {
+                tracing::info!(%peer, "agent stopped answering pings; closing its tunnel");
+                break;
+            }
+            _ = gateway.drain.draining().cancelled(), if !going_away => {
+                conn.graceful_shutdown();
+                going_away = true;
+            }
+            Some(_) = streams.join_next(), if !streams.is_empty() => {}
+            next = conn.accept() => match next {
+                Some(Ok((request, respond))) => {
+                    let task = serve_stream(tunnel.clone(), request, respond);
+                    debug_assert!(
+                        std::mem::size_of_val(&task) <= MAX_STREAM_FUTURE_BYTES,
+                        "per-stream future is {} bytes",
+                        std::mem::size_of_val(&task)
+                    );
+                    streams.spawn(task);
+                }
+                Some(Err(e)) => {
+                    // A stream-level error is handled inside h2; here the
+                    // whole connection failed.
+                    tracing::debug!(%peer, error = %e, "tunnel failed");
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+    // Without the connection the streams cannot move: dropping it fails them
+    // at once, and each still leaves its record.
+    drop(conn);
+    while streams.join_next().await.is_some() {}
+    tracing::debug!(%peer, "tunnel closed");
+}
+
+/// The device behind a verified client certificate: its identity must name
+/// a device of a tenant in the policy, and that tenant's CA must have issued
+/// it (`ward_pki::verify_issued_by`; the TLS layer only knows it chains to
+/// *some* tenant CA).
+fn authenticate(gateway: &Gateway, tls: &TlsStream<TcpStream>) -> Result<(Arc<str>, Arc<str>), String> {
+    let leaf = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .ok_or("no client certificate")?;
+    let identity = Identity::from_cert_der(leaf).map_err(|e| e.to_string())?;
+    let Identity::Device { tenant_id, device_id } = identity else {
+        return Err(format!("{identity} is not a device"));
+    };
+    let policy = gateway.state.current().ok_or("no policy")?;
+    let tenant = policy
+        .tenant(&tenant_id)
+        .ok_or_else(|| format!("tenant {tenant_id} is not in the policy"))?;
+    tenant
+        .issued(leaf)
+        .map_err(|e| format!("not issued by the CA of tenant {tenant_id}: {e}"))?;
+    Ok((tenant_id.into(), device_id.into()))
+}
+
+/// Resolves when the agent fails to answer a PING in time.
+async fn keepalive(ping_pong: Option<h2::PingPong>) {
+    let Some(mut ping_pong) = ping_pong else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(KEEPALIVE_INTERVAL).await;
+        match tokio::time::timeout(KEEPALIVE_TIMEOUT, ping_pong.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_pong)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "keepalive ping failed");
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Where a CONNECT request wants to go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// Lowercased; IPv6 literals keep their brackets.
+    pub(crate) host: String,
+    /// Set when the host is an IP literal.
+    pub(crate) ip: Option<IpAddr>,
+    pub(crate) port: u16,
+}
+
+/// Longest host name (RFC 1035), plus room for an IPv6 literal.
+const MAX_HOST_LEN: usize = 255;
+
+impl Target {
+    /// Parses `host:port` (`[v6]:port` for IPv6); the port must be 1-65535.
+    pub(crate) fn parse(authority: &str) -> Option<Target> {
+        let (host, port) = authority.rsplit_once(':')?;
+        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let port: u16 = port.parse().ok().filter(|&p| p != 0)?;
+        if host.is_empty() || host.len() > MAX_HOST_LEN {
+            return None;
+        }
+        let ip = if let Some(inner) = host.strip_prefix('[') {
+            Some(IpAddr::V6(inner.strip_suffix(']')?.parse().ok()?))
+        } else if host.contains(':') {
+            return None; // an IPv6 literal must be bracketed
+        } else {
+            host.parse().ok()
+        };
+        if ip.is_none()
+            && !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        {
+            return None;
+        }
+        Some(Target {
+            host: host.to_ascii_lowercase(),
+            ip,
+            port,
+        })
+    }
+
+    fn destination(&self, resolved: Option<IpAddr>) -> Destination<'_> {
+        Destination {
+            host: &self.host,
+            resolved,
+            port: self.port,
+        }
+    }
+}
+
+/// One CONNECT stream, from request to record.
+pub(crate) async fn serve_stream(
+    tunnel: Arc<Tunnel>,
+    request: http::Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) {
+    let gateway = &tunnel.gateway;
+    let source = tunnel.peer.ip();
+    let mut result = ConnectionResult::new(
+        gateway.records.clone(),
+        &gateway.gateway_id,
+        &tunnel.tenant_id,
+        &tunnel.device_id,
+        source,
+    );
+
+    let target = if request.method() == Method::CONNECT {
+        request.uri().authority().and_then(|a| Target::parse(a.as_str()))
+    } else {
+        None
+    };
+    let Some(target) = target else {
+        let asked = request.uri().authority().map(|a| a.as_str()).unwrap_or_default();
+        result.set_destination(&asked.chars().take(MAX_HOST_LEN).collect::<String>(), 0);
+        result.set_reason("bad_request");
+        answer(
+            &mut respond,
+            StatusCode::BAD_REQUEST,
+            &[(ward_api::HEADER_REASON, "bad_request")],
+        );
+        result.finish(End::Denied);
+        return;
+    };
+    result.set_destination(&target.host, target.port);
+
+    let (Some(policy), false) = (gateway.state.current(), gateway.drain.is_draining()) else {
+        result.set_reason("gateway_draining");
+        answer(&mut respond, StatusCode::SERVICE_UNAVAILABLE, &[]);
+        result.finish(End::GatewayShutdown);
+        return;
+    };
+    if let Some(user) = policy
+        .tenant(&tunnel.tenant_id)
+        .and_then(|t| t.user_of(&tunnel.device_id))
+    {
+        result.set_user(user);
+    }
+
+    // Decide on the name (or address) as asked, before anything touches the
+    // network: a denied name is not even resolved.
+    let now = now_ms();
+    let mut verdict = policy.decide(
+        &tunnel.tenant_id,
+        &tunnel.device_id,
+        source,
+        target.destination(None),
+        now,
+    );
+    if !verdict.allowed {
+        refuse(&mut respond, result, &verdict);
+        return;
+    }
+
+    let addr = match target.ip {
+        Some(ip) => SocketAddr::new(ip, target.port),
+        None => match resolve(&target, gateway.dial_timeout).await {
+            Ok(addr) => addr,
+            Err(error) => {
+                result.set_verdict(&verdict);
+                answer(
+                    &mut respond,
+                    StatusCode::BAD_GATEWAY,
+                    &[(ward_api::HEADER_ERROR, &error)],
+                );
+                result.finish(End::DialFailed);
+                return;
+            }
+        },
+    };
+    result.set_dest_addr(addr);
+    let resolved = target.ip.is_none().then_some(addr.ip());
+    if resolved.is_some() {
+        // Applications defined by address apply to what the name resolved to.
+        verdict = policy.decide(
+            &tunnel.tenant_id,
+            &tunnel.device_id,
+            source,
+            target.destination(resolved),
+            now,
+        );
+        if !verdict.allowed {
+            refuse(&mut respond, result, &verdict);
+            return;
+        }
+    }
+    result.set_verdict(&verdict);
+
+    let tcp = match tokio::time::timeout(gateway.dial_timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            answer(
+                &mut respond,
+                StatusCode::BAD_GATEWAY,
+                &[(ward_api::HEADER_ERROR, &format!("connect {addr}: {e}"))],
+            );
+            result.finish(End::DialFailed);
+            return;
+        }
+        Err(_) => {
+            answer(
+                &mut respond,
+                StatusCode::BAD_GATEWAY,
+                &[(ward_api::HEADER_ERROR, &format!("connect {addr}: timed out"))],
+            );
+            result.finish(End::DialFailed);
+            return;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+
+    let registered = gateway.registry.register(LiveConn::new(
+        tunnel.tenant_id.clone(),
+        tunnel.device_id.clone(),
+        source,
+        target.host.clone(),
+        resolved,
+        target.port,
+    ));
+    // A snapshot applied while we dialled was re-checked without us.
+    if gateway.state.version() != Some(policy.version) {
+        if let Some(latest) = gateway.state.current() {
+            let again = latest.decide(
+                &tunnel.tenant_id,
+                &tunnel.device_id,
+                source,
+                target.destination(resolved),
+                now_ms(),
+            );
+            if !again.allowed {
+                drop(registered);
+                refuse(&mut respond, result, &again);
+                return;
+            }
+        }
+    }
+
+    // Durable before the 200: from here on even a SIGKILL leaves a record.
+    let bytes = Arc::new(Transferred::default());
+    result.set_journaled();
+    if !gateway.journal.open(result.record(), bytes.clone()).await {
+        drop(registered);
+        answer(
+            &mut respond,
+            StatusCode::SERVICE_UNAVAILABLE,
+            &[(ward_api::HEADER_ERROR, "the gateway cannot journal the connection")],
+        );
+        result.finish(End::Error);
+        return;
+    }
+
+    let response = match Response::builder().status(StatusCode::OK).body(()) {
+        Ok(response) => response,
+        Err(_) => return,
+    };
+    let mut send = match respond.send_response(response, false) {
+        Ok(send) => send,
+        Err(e) => {
+            tracing::debug!(error = %e, "agent went away before the answer");
+            result.finish(End::Closed);
+            return;
+        }
+    };
+    let recv = request.into_body();
+    let end = relay(recv, &mut send, tcp, &bytes, registered.conn.cancelled_token()).await;
+    let (up, down) = bytes.get();
+    result.set_bytes(up, down);
+    let end = match end {
+        RelayEnd::Closed => End::Closed,
+        RelayEnd::Cancelled => registered.conn.cancelled_because().unwrap_or(End::GatewayShutdown),
+        RelayEnd::Error(e) => {
+            tracing::debug!(error = %e, "relay failed");
+            End::Error
+        }
+    };
+    drop(registered);
+    result.finish(end);
+}
+
+/// The first address the name resolves to.
+async fn resolve(target: &Target, limit: Duration) -> Result<SocketAddr, String> {
+    match tokio::time::timeout(limit, tokio::net::lookup_host((target.host.as_str(), target.port))).await {
+        Ok(Ok(mut addrs)) => addrs
+            .next()
+            .ok_or_else(|| format!("resolve {}: no address", target.host)),
+        Ok(Err(e)) => Err(format!("resolve {}: {e}", target.host)),
+        Err(_) => Err(format!("resolve {}: timed out", target.host)),
+    }
+}
+
+/// 403 naming the rule and the reason; the record goes out at once.
+fn refuse(respond: &mut SendResponse<Bytes>, mut result: ConnectionResult, verdict: &Verdict) {
+    result.set_verdict(verdict);
+    let mut headers = vec![(ward_api::HEADER_REASON, verdict.reason)];
+    if let Some(rule) = verdict.rule_id.as_deref() {
+        headers.push((ward_api::HEADER_RULE, rule));
+    }
+    answer(respond, StatusCode::FORBIDDEN, &headers);
+    result.finish(End::Denied);
+}
+
+/// A final answer without a body.
+fn answer(respond: &mut SendResponse<Bytes>, status: StatusCode, headers: &[(&'static str, &str)]) {
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    for (name, value) in headers {
+        // Error texts come from the OS; keep only what a header can carry.
+        let value = HeaderValue::from_str(value).unwrap_or_else(|_| {
+            HeaderValue::from_str(&value.replace(|c: char| !c.is_ascii() || c.is_ascii_control(), "?"))
+                .unwrap_or(HeaderValue::from_static("error"))
+        });
+        response.headers_mut().insert(*name, value);
+    }
+    if let Err(e) = respond.send_response(response, true) {
+        tracing::debug!(error = %e, "agent went away before the answer");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future an async fn of three arguments returns,
+    /// without having to build the arguments.
+    fn future_size<A, B, C, F: std::future::Future>(_: fn(A, B, C) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn per_stream_future_stays_small() {
+        let size = future_size(serve_stream);
+        println!("serve_stream future: {size} bytes");
+        assert!(
+            size <= MAX_STREAM_FUTURE_BYTES,
+            "serve_stream's future is {size} bytes; keep it under {MAX_STREAM_FUTURE_BYTES}"
+        );
+    }
+
+    #[test]
+    fn per_tunnel_future_stays_small() {
+        let size = future_size(serve_tunnel);
+        println!("serve_tunnel future: {size} bytes");
+        assert!(size <= 16 * 1024, "serve_tunnel's future is {size} bytes");
+    }
+
+    #[test]
+    fn authorities() {
+        let t = Target::parse("DB.Corp.Example:5432").unwrap();
+        assert_eq!((t.host.as_str(), t.ip, t.port), ("db.corp.example", None, 5432));
+        let t = Target::parse("127.0.0.1:80").unwrap();
+        assert_eq!(t.ip, Some("127.0.0.1".parse().unwrap()));
+        let t = Target::parse("[::1]:443").unwrap();
+        assert_eq!((t.host.as_str(), t.ip), ("[::1]", Some("::1".parse().unwrap())));
+        for bad in [
+            "",
+            ":0",
+            ":80",
+            "host",
+            "host:",
+            "host:0",
+            "host:65536",
+            "host:+80",
+            "::1:80",
+            "[::1:80",
+            "[nope]:80",
+            "a b:80",
+            "host:8o",
+            "[::1]]:80",
+        ] {
+            assert_eq!(Target::parse(bad), None, "{bad:?}");
+        }
+    }
+}

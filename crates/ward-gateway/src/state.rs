@@ -1,0 +1,303 @@
+//! The policy the gateway enforces: the latest snapshot, compiled per tenant,
+//! swapped atomically, and kept on disk so a restarted gateway enforces the
+//! last one it saw even when the server is unreachable.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use ward_api::GatewaySnapshot;
+use ward_pki::CertificateDer;
+use ward_policy::{CompiledPolicy, DeviceState, Host, Protocol, Reason, Request};
+
+/// File under the spool directory holding the last applied snapshot.
+const SNAPSHOT_FILE: &str = "snapshot.json";
+
+/// The compiled form of one [`GatewaySnapshot`].
+pub(crate) struct PolicyState {
+    pub(crate) version: i64,
+    tenants: HashMap<String, TenantPolicy>,
+    /// Every tenant's CA, sorted and without duplicates: the client roots of
+    /// the TLS listener.
+    client_roots: Vec<CertificateDer<'static>>,
+}
+
+/// One tenant's part of a snapshot.
+pub(crate) struct TenantPolicy {
+    active: bool,
+    /// The CA certificates that sign this tenant's devices: usually one,
+    /// two while the CA is being replaced.
+    cas: Vec<CertificateDer<'static>>,
+    policy: CompiledPolicy,
+    users: HashMap<String, UserState>,
+    devices: HashMap<String, DeviceEntry>,
+}
+
+struct UserState {
+    disabled: bool,
+    groups: Vec<String>,
+}
+
+struct DeviceEntry {
+    user_id: String,
+    compliant: bool,
+    revoked: bool,
+}
+
+/// What the gateway concluded about one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Verdict {
+    pub(crate) allowed: bool,
+    /// The deciding rule; `None` for a default deny or a refusal before policy.
+    pub(crate) rule_id: Option<Arc<str>>,
+    /// `rule_matched`, `no_application`, `device_revoked`, ... (see
+    /// [`ward_api::AccessRecord::reason`]).
+    pub(crate) reason: &'static str,
+}
+
+impl Verdict {
+    fn refuse(reason: &'static str) -> Verdict {
+        Verdict {
+            allowed: false,
+            rule_id: None,
+            reason,
+        }
+    }
+}
+
+/// The destination of one connection, as the policy sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Destination<'a> {
+    /// Lowercased host as asked: a name or an IP literal (IPv6 in brackets).
+    pub(crate) host: &'a str,
+    /// What the name resolved to, once it has been resolved.
+    pub(crate) resolved: Option<IpAddr>,
+    pub(crate) port: u16,
+}
+
+impl PolicyState {
+    /// Compiles a snapshot. A tenant whose CA does not parse is left out
+    /// (none of its devices can connect) and logged.
+    pub(crate) fn compile(snapshot: &GatewaySnapshot) -> PolicyState {
+        let mut tenants = HashMap::with_capacity(snapshot.tenants.len());
+        for tenant in &snapshot.tenants {
+            let cas = match ward_pki::certs_from_pem(&tenant.ca_pem) {
+                Ok(cas) if !cas.is_empty() => cas,
+                Ok(_) | Err(_) => {
+                    tracing::error!(tenant = %tenant.id, "tenant CA in the snapshot does not parse; its devices cannot connect");
+                    continue;
+                }
+            };
+            let users = tenant
+                .users
+                .iter()
+                .map(|u| {
+                    (
+                        u.id.clone(),
+                        UserState {
+                            disabled: u.disabled,
+                            groups: u.groups.clone(),
+                        },
+                    )
+                })
+                .collect();
+            let devices = tenant
+                .devices
+                .iter()
+                .map(|d| {
+                    (
+                        d.id.clone(),
+                        DeviceEntry {
+                            user_id: d.user_id.clone(),
+                            compliant: d.compliant,
+                            revoked: d.revoked,
+                        },
+                    )
+                })
+                .collect();
+            tenants.insert(
+                tenant.id.clone(),
+                TenantPolicy {
+                    active: tenant.active,
+                    cas,
+                    policy: CompiledPolicy::compile(tenant.policy.clone()),
+                    users,
+                    devices,
+                },
+            );
+        }
+        let mut client_roots: Vec<CertificateDer<'static>> =
+            tenants.values().flat_map(|t| t.cas.iter().cloned()).collect();
+        client_roots.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
+        client_roots.dedup();
+        PolicyState {
+            version: snapshot.version,
+            tenants,
+            client_roots,
+        }
+    }
+
+    pub(crate) fn tenant(&self, tenant_id: &str) -> Option<&TenantPolicy> {
+        self.tenants.get(tenant_id)
+    }
+
+    pub(crate) fn client_roots(&self) -> &[CertificateDer<'static>] {
+        &self.client_roots
+    }
+
+    /// Decides one connection of `device_id` in `tenant_id`; a tenant that
+    /// is no longer in the snapshot connects nothing.
+    pub(crate) fn decide(
+        &self,
+        tenant_id: &str,
+        device_id: &str,
+        source: IpAddr,
+        dest: Destination<'_>,
+        now_ms: i64,
+    ) -> Verdict {
+        match self.tenant(tenant_id) {
+            Some(tenant) => tenant.decide(device_id, source, dest, now_ms),
+            None => Verdict::refuse("tenant_unknown"),
+        }
+    }
+}
+
+impl TenantPolicy {
+    /// Whether one of this tenant's CAs issued `leaf` (the TLS layer only
+    /// knows it chains to *some* tenant's CA).
+    pub(crate) fn issued(&self, leaf: &CertificateDer<'_>) -> Result<(), ward_pki::PkiError> {
+        let mut last = None;
+        for ca in &self.cas {
+            match ward_pki::verify_issued_by(leaf, ca) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ward_pki::PkiError::InvalidInput("the tenant has no CA".to_owned())))
+    }
+
+    /// The user a device belongs to, if the device is known.
+    pub(crate) fn user_of(&self, device_id: &str) -> Option<&str> {
+        self.devices.get(device_id).map(|d| d.user_id.as_str())
+    }
+
+    /// The gateway's checks (tenant active, device known and not revoked,
+    /// user known and enabled), then the tenant's policy.
+    pub(crate) fn decide(&self, device_id: &str, source: IpAddr, dest: Destination<'_>, now_ms: i64) -> Verdict {
+        if !self.active {
+            return Verdict::refuse("tenant_suspended");
+        }
+        let Some(device) = self.devices.get(device_id) else {
+            return Verdict::refuse("device_unknown");
+        };
+        if device.revoked {
+            return Verdict::refuse("device_revoked");
+        }
+        let Some(user) = self.users.get(&device.user_id) else {
+            return Verdict::refuse("user_unknown");
+        };
+        if user.disabled {
+            return Verdict::refuse("user_disabled");
+        }
+        let decision = self.policy.decide(&Request {
+            user_id: &device.user_id,
+            groups: &user.groups,
+            device: Some(DeviceState {
+                compliant: device.compliant,
+            }),
+            source,
+            host: Host::parse(dest.host),
+            resolved: dest.resolved,
+            port: dest.port,
+            protocol: Protocol::Tcp,
+            now: now_ms,
+        });
+        let allowed = decision.is_allowed();
+        let reason = match decision.reason {
+            Reason::RuleMatched if allowed && decision.observed_noncompliant => "observed_noncompliant",
+            Reason::RuleMatched => "rule_matched",
+            Reason::NoApplication => "no_application",
+            Reason::NoRuleMatched => "no_rule_matched",
+        };
+        Verdict {
+            allowed,
+            rule_id: decision.rule.map(|r| r.id),
+            reason,
+        }
+    }
+}
+
+/// The current policy, shared by every task. Readers take an `Arc` and never
+/// block the writer for longer than a pointer copy.
+#[derive(Default)]
+pub(crate) struct SharedState {
+    current: RwLock<Option<Arc<PolicyState>>>,
+}
+
+impl SharedState {
+    pub(crate) fn current(&self) -> Option<Arc<PolicyState>> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn version(&self) -> Option<i64> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|s| s.version)
+    }
+
+    pub(crate) fn swap(&self, next: Arc<PolicyState>) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(next);
+    }
+}
+
+fn snapshot_path(spool_dir: &Path) -> PathBuf {
+    spool_dir.join(SNAPSHOT_FILE)
+}
+
+/// Writes the snapshot durably: a temporary file, fsync, rename, fsync of
+/// the directory. A crash leaves the old file or the new one, never half.
+pub(crate) fn persist(spool_dir: &Path, snapshot: &GatewaySnapshot) -> std::io::Result<()> {
+    let json = serde_json::to_vec(snapshot).map_err(std::io::Error::other)?;
+    write_atomically(&snapshot_path(spool_dir), &json)
+}
+
+/// The snapshot saved by [`persist`], if there is a readable one.
+pub(crate) fn load(spool_dir: &Path) -> Option<GatewaySnapshot> {
+    let path = snapshot_path(spool_dir);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the saved policy snapshot");
+            return None;
+        }
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(snapshot) => Some(snapshot),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "saved policy snapshot is corrupt; ignoring it");
+            None
+        }
+    }
+}
+
+/// Replaces `path` with `bytes`, durably.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Makes a rename or a new file in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}

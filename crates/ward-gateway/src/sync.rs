@@ -1,0 +1,71 @@
+//! Following the server's policy: ask for the next snapshot, apply it,
+//! persist it, re-check live connections. On errors, back off and keep
+//! enforcing what we have.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ward_api::GatewaySnapshot;
+
+use crate::state::{self, PolicyState};
+use crate::Gateway;
+
+/// Where snapshots come from: the server's long-poll endpoint, or the
+/// server's store directly when the gateway runs in-process.
+pub trait SnapshotSource: Send + 'static {
+    /// Waits for a snapshot newer than `after` (the current one when `after`
+    /// is `None`) and returns it. May take as long as it likes (a long
+    /// poll); an error makes the gateway back off and ask again.
+    fn next(&mut self, after: Option<i64>) -> impl Future<Output = anyhow::Result<GatewaySnapshot>> + Send;
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(15);
+
+pub(crate) async fn run<S: SnapshotSource>(mut source: S, gateway: Arc<Gateway>, spool_dir: PathBuf) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let after = gateway.state.version();
+        match source.next(after).await {
+            Ok(snapshot) if after.is_some_and(|a| snapshot.version <= a) => {
+                // Versions only grow; an old answer is ignored. Pause so a
+                // source that keeps answering with it cannot spin us.
+                tracing::debug!(version = snapshot.version, "ignoring a snapshot that is not newer");
+                tokio::time::sleep(BACKOFF_MIN).await;
+            }
+            Ok(snapshot) => {
+                backoff = BACKOFF_MIN;
+                apply(&gateway, &snapshot);
+                let dir = spool_dir.clone();
+                match tokio::task::spawn_blocking(move || state::persist(&dir, &snapshot)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "cannot save the policy snapshot; a restart would use an older one")
+                    }
+                    Err(e) => tracing::error!(error = %e, "snapshot save task failed"),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot get a policy snapshot; enforcing the last one");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Makes a snapshot the one enforced: compile, update the TLS client roots,
+/// swap, and re-check live connections at once.
+pub(crate) fn apply(gateway: &Gateway, snapshot: &GatewaySnapshot) {
+    let compiled = PolicyState::compile(snapshot);
+    gateway.tls.update(compiled.client_roots());
+    gateway.state.swap(Arc::new(compiled));
+    gateway.registry.changed.notify_one();
+    tracing::info!(
+        version = snapshot.version,
+        tenants = snapshot.tenants.len(),
+        "policy snapshot applied"
+    );
+}
