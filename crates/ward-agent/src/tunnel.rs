@@ -156,7 +156,7 @@ pub enum TunnelError {
 fn rule_name(rule: &Option<String>) -> String {
     match rule {
         Some(rule) => format!("rule {rule}"),
-        None => "default deny".to_owned(),
+        None => "the gateway".to_owned(),
     }
 }
 
@@ -961,7 +961,7 @@ mod tests {
             rule: None,
             reason: "no_rule_matched".into(),
         };
-        assert_eq!(default.to_string(), "denied by default deny: no_rule_matched");
+        assert_eq!(default.to_string(), "denied by the gateway: no_rule_matched");
         assert_eq!(printable("a\u{7}b\tc é"), "abc");
     }
 }

@@ -581,8 +581,9 @@ pub struct PostureVerdict {
 // - The gateway decides and dials before it answers: `200` then bytes flow
 //   both ways as DATA frames; `403` with headers `ward-rule` (deciding rule id,
 //   absent on default deny) and `ward-reason`; `502` when the dial failed
-//   (`ward-error`); `400` for a bad authority; `503` while draining or before
-//   the gateway has a policy.
+//   (`ward-error`); `400` for a bad authority; `503` while draining, or when
+//   the gateway cannot journal the connection (`ward-error`). Before the
+//   gateway has its first policy snapshot it refuses the TLS handshake.
 
 /// Header naming the rule that decided a refusal.
 pub const HEADER_RULE: &str = "ward-rule";
@@ -654,7 +655,9 @@ pub struct AccessRecord {
     pub action: String,
     pub rule_id: Option<String>,
     /// Why: `rule_matched`, `no_application`, `no_rule_matched`, `device_revoked`,
-    /// `device_unknown`, `user_disabled`, `tenant_suspended`, `observed_noncompliant`.
+    /// `device_unknown`, `user_unknown`, `user_disabled`, `tenant_unknown`,
+    /// `tenant_suspended`, `observed_noncompliant`, `bad_request`,
+    /// `gateway_draining`, `not_decided`.
     pub reason: String,
     pub bytes_up: u64,
     pub bytes_down: u64,

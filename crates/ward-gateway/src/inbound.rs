@@ -315,10 +315,10 @@ pub(crate) async fn serve_stream(
         return;
     }
 
-    let addr = match target.ip {
-        Some(ip) => SocketAddr::new(ip, target.port),
+    let candidates = match target.ip {
+        Some(ip) => vec![SocketAddr::new(ip, target.port)],
         None => match resolve(&target, gateway.dial_timeout).await {
-            Ok(addr) => addr,
+            Ok(addrs) => addrs,
             Err(error) => {
                 result.set_verdict(&verdict);
                 answer(
@@ -331,45 +331,60 @@ pub(crate) async fn serve_stream(
             }
         },
     };
-    result.set_dest_addr(addr);
-    let resolved = target.ip.is_none().then_some(addr.ip());
-    if resolved.is_some() {
-        // Applications defined by address apply to what the name resolved to.
-        verdict = policy.decide(
-            &tunnel.tenant_id,
-            &tunnel.device_id,
-            source,
-            target.destination(resolved),
-            now,
-        );
-        if !verdict.allowed {
-            refuse(&mut respond, result, &verdict);
-            return;
+    // Try each address the name resolved to, in order (`localhost` may give
+    // ::1 before 127.0.0.1): each is decided again before it is dialled, so
+    // applications defined by address apply to what the name resolved to.
+    let deadline = tokio::time::Instant::now() + gateway.dial_timeout;
+    let mut last_error = String::from("no address");
+    let mut refused_verdict = None;
+    let mut connected = None;
+    for addr in candidates {
+        let resolved = target.ip.is_none().then_some(addr.ip());
+        if resolved.is_some() {
+            let v = policy.decide(
+                &tunnel.tenant_id,
+                &tunnel.device_id,
+                source,
+                target.destination(resolved),
+                now,
+            );
+            if !v.allowed {
+                refused_verdict = Some(v);
+                continue;
+            }
+            verdict = v;
+        }
+        // The record names the address dialled (the last one tried, if all fail).
+        result.set_dest_addr(addr);
+        match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => {
+                connected = Some((tcp, addr, resolved));
+                break;
+            }
+            Ok(Err(e)) => last_error = format!("connect {addr}: {e}"),
+            Err(_) => {
+                last_error = format!("connect {addr}: timed out");
+                break;
+            }
         }
     }
-    result.set_verdict(&verdict);
-
-    let tcp = match tokio::time::timeout(gateway.dial_timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => {
-            answer(
-                &mut respond,
-                StatusCode::BAD_GATEWAY,
-                &[(ward_api::HEADER_ERROR, &format!("connect {addr}: {e}"))],
-            );
-            result.finish(End::DialFailed);
-            return;
+    let Some((tcp, _addr, resolved)) = connected else {
+        match refused_verdict {
+            // Every address the name resolved to was denied.
+            Some(v) if last_error == "no address" => refuse(&mut respond, result, &v),
+            _ => {
+                result.set_verdict(&verdict);
+                answer(
+                    &mut respond,
+                    StatusCode::BAD_GATEWAY,
+                    &[(ward_api::HEADER_ERROR, &last_error)],
+                );
+                result.finish(End::DialFailed);
+            }
         }
-        Err(_) => {
-            answer(
-                &mut respond,
-                StatusCode::BAD_GATEWAY,
-                &[(ward_api::HEADER_ERROR, &format!("connect {addr}: timed out"))],
-            );
-            result.finish(End::DialFailed);
-            return;
-        }
+        return;
     };
+    result.set_verdict(&verdict);
     let _ = tcp.set_nodelay(true);
 
     let registered = gateway.registry.register(LiveConn::new(
@@ -440,12 +455,17 @@ pub(crate) async fn serve_stream(
     result.finish(end);
 }
 
-/// The first address the name resolves to.
-async fn resolve(target: &Target, limit: Duration) -> Result<SocketAddr, String> {
+/// Every address the name resolves to, in the resolver's order.
+async fn resolve(target: &Target, limit: Duration) -> Result<Vec<SocketAddr>, String> {
     match tokio::time::timeout(limit, tokio::net::lookup_host((target.host.as_str(), target.port))).await {
-        Ok(Ok(mut addrs)) => addrs
-            .next()
-            .ok_or_else(|| format!("resolve {}: no address", target.host)),
+        Ok(Ok(addrs)) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            if addrs.is_empty() {
+                Err(format!("resolve {}: no address", target.host))
+            } else {
+                Ok(addrs)
+            }
+        }
         Ok(Err(e)) => Err(format!("resolve {}: {e}", target.host)),
         Err(_) => Err(format!("resolve {}: timed out", target.host)),
     }

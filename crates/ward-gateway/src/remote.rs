@@ -84,7 +84,7 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
     };
     if joined.server.trim_end_matches('/') != args.server.trim_end_matches('/') {
         bail!(
-            "this gateway joined {} , not {}; use another --state-dir to join another server",
+            "this gateway joined {}, not {}; use another --state-dir to join another server",
             joined.server,
             args.server
         );
@@ -136,7 +136,9 @@ async fn join(args: &GatewayArgs) -> anyhow::Result<(Joined, String)> {
     let server = ward_client::parse_server_url(&args.server)?;
     match (&pin, server.scheme()) {
         (Some(_), "http") => bail!("the join code pins an HTTPS server, but --server is http://"),
-        (None, "https") => bail!("the join code carries no pin for this HTTPS server; make a new one"),
+        // No pin over HTTPS: the server's certificate comes from a public CA,
+        // which the platform's trust store vouches for.
+        (None, "https") => {}
         (None, _) if !server.host_str().is_some_and(is_loopback) => {
             bail!("refusing to join over plain HTTP to a server that is not on this machine")
         }
@@ -205,7 +207,18 @@ fn is_loopback(host: &str) -> bool {
 }
 
 fn save(dir: &Path, joined: &Joined, key_pem: &str) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // The state directory holds the key, the token, and (in the spool) the last
+    // snapshot, which names every tenant's users and devices: its owner only.
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
     write_private(&dir.join(KEY_FILE), key_pem.as_bytes())?;
     write_private(&dir.join(STATE_FILE), serde_json::to_string_pretty(joined)?.as_bytes())?;
     Ok(())

@@ -123,16 +123,6 @@ impl Store {
         Ok(self.tenant_ca(tenant_id).await?.unwrap_or_else(|| ca.clone()))
     }
 
-    /// Every tenant CA certificate (the roots a gateway accepts devices from).
-    pub async fn all_tenant_ca_certs(&self) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query("SELECT tenant_id, cert_pem FROM tenant_cas ORDER BY tenant_id")
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter()
-            .map(|r| Ok((get(r, "tenant_id")?, get(r, "cert_pem")?)))
-            .collect()
-    }
-
     pub async fn create_enroll_code(
         &self,
         tenant_id: &str,
