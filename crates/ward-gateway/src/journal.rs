@@ -23,8 +23,13 @@
 //! not parse.
 //!
 //! Exactly one record, whatever the timing of the crash:
-//! - the `open` entry is durable before the `200`: an agent that saw `200`
-//!   has a journaled connection;
+//! - the `open` entry is written to the journal file before the `200`: an
+//!   agent that saw `200` has a journaled connection, whatever happens to the
+//!   gateway process (a SIGKILL included: what was written is in the kernel).
+//!   It reaches the disk itself with the next `fsync`, at the latest at the
+//!   next heartbeat: an operating-system crash or a power cut within that
+//!   second can lose it. Not waiting for the disk before answering keeps a
+//!   new connection's cost off the storage's latency;
 //! - the spool writer appends (and fsyncs) the final record first, then has
 //!   the `closed` entry made durable, and only then lets the shipper see the
 //!   record. A crash in between leaves an entry open whose record is still
@@ -35,9 +40,10 @@
 //!   next start.
 //!
 //! Cost per connection: one line serialised by the connection's task and one
-//! share of a group commit. A single writer task collects what arrived while
-//! the previous write was on disk, appends it with one `write` and one
-//! `fsync` on a blocking thread, and answers everyone in the batch. Byte
+//! share of a group write. A single writer task collects what arrived while
+//! the previous write was under way, appends it with one `write` on a
+//! blocking thread (with an `fsync` when the batch holds `closed` entries, or
+//! at a heartbeat), and answers everyone in the batch. Byte
 //! counts are journaled by the writer itself: every [`JOURNAL_HEARTBEAT`] it
 //! reads the counters of the open connections (the relay updates them as it
 //! goes) and appends the ones that moved, plus a `beat` with the time, which
@@ -344,7 +350,7 @@ struct Writer {
     live_bytes: u64,
     /// What the next write appends.
     buf: Vec<u8>,
-    /// Whether the next write must be fsync'd before it is answered.
+    /// Whether the next write is fsync'd (closes and heartbeats; not opens).
     sync: bool,
     /// Opens in this batch: answered once it is written.
     opening: Vec<Opening>,
@@ -368,8 +374,9 @@ impl Writer {
                 progress,
                 done,
             } => {
+                // Written before the 200 is answered; made durable by the
+                // next heartbeat or close (see the module docs).
                 self.buf.extend_from_slice(&line);
-                self.sync = true;
                 self.opening.push(Opening {
                     id,
                     conn: OpenConn {
@@ -416,6 +423,8 @@ impl Writer {
             }
         }
         push_line(&mut self.buf, &Line::Beat { ms: now_ms() });
+        // Opens written since the last fsync reach the disk now.
+        self.sync = true;
     }
 
     /// What a rewrite writes: every open connection (those being opened in

@@ -11,7 +11,7 @@
 //! accept TCP ─► TLS (tls.rs: client roots = every tenant CA)
 //!   ─► device identity + issuing tenant CA (inbound.rs) ─► HTTP/2
 //!   ─► per CONNECT stream: decide (state.rs → ward-policy) ─► resolve, decide
-//!      again on the address ─► dial ─► journal "open" (journal.rs, fsync)
+//!      again on the address ─► dial ─► journal "open" (journal.rs, written)
 //!      ─► 200 ─► relay (relay.rs)
 //!      └─ registered while live (registry.rs): re-decided after every snapshot
 //!         and every `recheck_interval`; cut with `policy_changed` when denied
@@ -43,7 +43,8 @@
 //!
 //! **Architecture invariant:** a connection that was answered `200` always
 //! produces exactly one record, even across a SIGKILL. Before the `200` it is
-//! journaled as open, durably (journal.rs); its record is appended to the
+//! journaled as open (written: it survives a process kill; synced within a
+//! second, journal.rs); its record is appended to the
 //! spool before it is journaled closed, and shipped only after that; at
 //! start, every connection still open in the journal whose id the spool
 //! does not hold gets its record (same id, `end = "gateway_restart"`, bytes
