@@ -487,6 +487,9 @@ pub(crate) async fn run_writer(
 
 /// Ships from `cursor` up to the durable end, in order, until `finish` is
 /// cancelled and everything durable has shipped.
+/// How long the shipper waits after new records, to ship them together.
+const SHIP_LINGER: Duration = Duration::from_millis(100);
+
 pub(crate) async fn run_shipper<S: RecordSink>(
     spool: Arc<Spool>,
     sink: S,
@@ -506,6 +509,12 @@ pub(crate) async fn run_shipper<S: RecordSink>(
                 changed = durable.changed() => {
                     if changed.is_err() && cursor >= *durable.borrow() {
                         return; // the writer is gone: nothing more will come
+                    }
+                    // Let a few more records arrive, so the server stores them
+                    // in one batch rather than one commit per connection.
+                    tokio::select! {
+                        _ = tokio::time::sleep(SHIP_LINGER) => {}
+                        _ = finish.cancelled() => {}
                     }
                 }
                 _ = finish.cancelled() => {}
