@@ -108,30 +108,19 @@ impl Store {
         filter: &AuditFilter,
         page: &PageRequest,
     ) -> Result<Page<AuditRow>> {
-        let mut sql = format!("SELECT {COLUMNS} FROM audit_events WHERE tenant_id = $1");
-        let texts = crate::text_filters(
-            &mut sql,
+        let rows = crate::newest_first(
+            self,
+            &format!("SELECT {COLUMNS} FROM audit_events WHERE tenant_id = $1"),
+            tenant_id,
             &[
                 ("actor_name =", filter.actor.as_deref()),
                 ("action =", filter.action.as_deref()),
                 ("result =", filter.result.as_deref()),
-                ("id <", page.cursor.as_deref()),
             ],
-        );
-        let mut n = texts.len() + 1;
-        if filter.since.is_some() {
-            n += 1;
-            sql.push_str(&format!(" AND time >= ${n}"));
-        }
-        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", n + 1));
-        let mut q = sqlx::query(&sql).bind(tenant_id);
-        for t in texts {
-            q = q.bind(t);
-        }
-        if let Some(since) = filter.since {
-            q = q.bind(since);
-        }
-        let rows = q.bind(page.fetch()).fetch_all(self.pool()).await?;
+            filter.since.map(|ms| ("time", ms)),
+            page,
+        )
+        .await?;
         let items = rows.iter().map(AuditRow::from_row).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, page, |e| &e.id))
     }

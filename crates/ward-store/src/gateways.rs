@@ -232,30 +232,19 @@ impl Store {
         filter: &AccessFilter,
         page: &PageRequest,
     ) -> Result<Page<AccessRecordRow>> {
-        let mut sql = format!("SELECT {RECORD_COLUMNS} FROM access_records WHERE tenant_id = $1");
-        let texts = crate::text_filters(
-            &mut sql,
+        let rows = crate::newest_first(
+            self,
+            &format!("SELECT {RECORD_COLUMNS} FROM access_records WHERE tenant_id = $1"),
+            tenant_id,
             &[
                 ("user_id =", filter.user_id.as_deref()),
                 ("device_id =", filter.device_id.as_deref()),
                 ("action =", filter.action.as_deref()),
-                ("id <", page.cursor.as_deref()),
             ],
-        );
-        let mut n = texts.len() + 1;
-        if filter.since.is_some() {
-            n += 1;
-            sql.push_str(&format!(" AND started_ms >= ${n}"));
-        }
-        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", n + 1));
-        let mut q = sqlx::query(&sql).bind(tenant_id);
-        for t in texts {
-            q = q.bind(t);
-        }
-        if let Some(since) = filter.since {
-            q = q.bind(since);
-        }
-        let rows = q.bind(page.fetch()).fetch_all(self.pool()).await?;
+            filter.since.map(|ms| ("started_ms", ms)),
+            page,
+        )
+        .await?;
         let items = rows.iter().map(AccessRecordRow::from_row).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, page, |r| &r.id))
     }

@@ -198,17 +198,39 @@ pub(crate) async fn bump_epoch(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Res
     Ok(())
 }
 
-/// Append `AND <cond> $n` for each present filter value to `sql`, and return
-/// the text values to bind after `$1` (which the caller binds itself).
-pub(crate) fn text_filters<'a>(sql: &mut String, filters: &[(&str, Option<&'a str>)]) -> Vec<&'a str> {
-    let mut binds = Vec::new();
-    for (cond, value) in filters {
+/// Rows of `select` (which ends in `WHERE tenant_id = $1`) for `tenant_id`,
+/// newest first: each present text filter adds `AND <cond> $n`, `since`
+/// adds `AND <column> >= $n`, and the page's cursor continues before its id.
+pub(crate) async fn newest_first(
+    store: &Store,
+    select: &str,
+    tenant_id: &str,
+    filters: &[(&str, Option<&str>)],
+    since: Option<(&str, i64)>,
+    page: &PageRequest,
+) -> Result<Vec<AnyRow>> {
+    let mut sql = select.to_owned();
+    let mut texts = Vec::new();
+    for (cond, value) in filters.iter().chain([("id <", page.cursor.as_deref())].iter()) {
         if let Some(v) = value {
-            binds.push(*v);
-            sql.push_str(&format!(" AND {cond} ${}", binds.len() + 1));
+            texts.push(*v);
+            sql.push_str(&format!(" AND {cond} ${}", texts.len() + 1));
         }
     }
-    binds
+    let mut n = texts.len() + 1;
+    if let Some((column, _)) = since {
+        n += 1;
+        sql.push_str(&format!(" AND {column} >= ${n}"));
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", n + 1));
+    let mut q = sqlx::query(&sql).bind(tenant_id);
+    for t in texts {
+        q = q.bind(t);
+    }
+    if let Some((_, value)) = since {
+        q = q.bind(value);
+    }
+    Ok(q.bind(page.fetch()).fetch_all(store.pool()).await?)
 }
 
 pub(crate) fn get<T>(row: &AnyRow, col: &str) -> Result<T>
