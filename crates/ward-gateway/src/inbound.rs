@@ -315,10 +315,19 @@ pub(crate) async fn serve_stream(
         return;
     }
 
-    let candidates = match target.ip {
-        Some(ip) => vec![SocketAddr::new(ip, target.port)],
+    // An address needs no resolving and no allocation; a name gives a list.
+    let single;
+    let resolved_addrs;
+    let candidates: &[SocketAddr] = match target.ip {
+        Some(ip) => {
+            single = [SocketAddr::new(ip, target.port)];
+            &single
+        }
         None => match resolve(&target, gateway.dial_timeout).await {
-            Ok(addrs) => addrs,
+            Ok(addrs) => {
+                resolved_addrs = addrs;
+                &resolved_addrs
+            }
             Err(error) => {
                 result.set_verdict(&verdict);
                 answer(
@@ -338,7 +347,7 @@ pub(crate) async fn serve_stream(
     let mut last_error = String::from("no address");
     let mut refused_verdict = None;
     let mut connected = None;
-    for addr in candidates {
+    for &addr in candidates {
         let resolved = target.ip.is_none().then_some(addr.ip());
         if resolved.is_some() {
             let v = policy.decide(
