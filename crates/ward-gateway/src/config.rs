@@ -25,11 +25,13 @@ pub struct GatewayConfig {
     /// How often live connections are re-decided even without a new snapshot,
     /// so a rule's validity window closes connections on time (1 s).
     pub recheck_interval: Duration,
+    /// Worker threads serving tunnels; 0 (the default) means one per core.
+    pub threads: usize,
 }
 
 impl GatewayConfig {
-    /// A configuration with the default timings: dial timeout 5 s, re-check
-    /// every second.
+    /// A configuration with the default timings (dial timeout 5 s, re-check
+    /// every second) and one worker thread per core.
     pub fn new(
         gateway_id: impl Into<String>,
         listen: SocketAddr,
@@ -45,6 +47,7 @@ impl GatewayConfig {
             spool_dir: spool_dir.into(),
             dial_timeout: DEFAULT_DIAL_TIMEOUT,
             recheck_interval: DEFAULT_RECHECK_INTERVAL,
+            threads: 0,
         }
     }
 }
@@ -58,6 +61,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("spool_dir", &self.spool_dir)
             .field("dial_timeout", &self.dial_timeout)
             .field("recheck_interval", &self.recheck_interval)
+            .field("threads", &self.threads)
             .finish_non_exhaustive()
     }
 }

@@ -36,22 +36,26 @@ impl Drain {
 /// The tasks a running gateway owns.
 #[derive(Default)]
 pub(crate) struct Tasks {
-    /// The accept loop; it owns every tunnel task, which owns its streams.
+    /// The accept loop; it owns the worker threads, which own the tunnel
+    /// tasks, which own their streams.
     pub(crate) accept: Option<JoinHandle<()>>,
     pub(crate) sync: Option<JoinHandle<()>>,
     pub(crate) recheck: Option<JoinHandle<()>>,
     pub(crate) spool_writer: Option<JoinHandle<()>>,
     pub(crate) shipper: Option<JoinHandle<()>>,
-    /// The writer of the journal of open connections; outlives the spool
-    /// writer, which journals connections closed.
+    /// The keeper of the journal of open connections (heartbeats, fsyncs,
+    /// compaction).
     pub(crate) journal: Option<JoinHandle<()>>,
     /// Tells the shipper to exit once it has shipped everything durable.
     pub(crate) shipper_finish: CancellationToken,
+    /// Makes the worker threads drop their tunnels at once (workers.rs).
+    pub(crate) kill_workers: CancellationToken,
 }
 
 impl Tasks {
     /// Stops everything at once, as a crash would (used by `Drop`).
     pub(crate) fn abort_all(&mut self) {
+        self.kill_workers.cancel();
         for task in [
             self.accept.take(),
             self.sync.take(),
@@ -93,7 +97,14 @@ pub(crate) async fn shutdown(gateway: &crate::Gateway, tasks: &mut Tasks) {
             );
             gateway.registry.cancel_all(End::GatewayShutdown);
             gateway.drain.stop_now.cancel();
-            join_within(tasks.accept.take(), Duration::from_secs(2)).await;
+            if let Some(accept) = tasks.accept.as_mut() {
+                if tokio::time::timeout(Duration::from_secs(2), accept).await.is_err() {
+                    // Drop what is left on the worker threads: each dropped
+                    // stream still emits its record.
+                    tasks.kill_workers.cancel();
+                    join_within(tasks.accept.take(), Duration::from_secs(2)).await;
+                }
+            }
         }
     }
     tasks.accept = None;
@@ -116,8 +127,11 @@ pub(crate) async fn shutdown(gateway: &crate::Gateway, tasks: &mut Tasks) {
     if let Some(writer) = tasks.spool_writer.take() {
         writer.abort();
     }
-    if let Some(journal) = tasks.journal.take() {
-        journal.abort();
+    if let Some(keeper) = tasks.journal.take() {
+        keeper.abort();
     }
+    // Every connection has ended and its record is in the spool: make the
+    // journal's last `closed` entries durable too.
+    gateway.journal.tick().await;
     tracing::info!("gateway stopped");
 }

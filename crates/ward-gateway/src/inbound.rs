@@ -23,6 +23,7 @@ use crate::records::{now_ms, ConnectionResult, End};
 use crate::registry::LiveConn;
 use crate::relay::{relay, RelayEnd, Transferred};
 use crate::state::{Destination, Verdict};
+use crate::workers::Workers;
 use crate::Gateway;
 
 /// The size the future of one stream's task must stay under (it is
@@ -38,17 +39,14 @@ pub(crate) struct Tunnel {
     peer: SocketAddr,
 }
 
-/// Accepts agents until the gateway drains, then waits for every tunnel.
-pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
-    let mut tunnels = JoinSet::new();
+/// Accepts agents until the gateway drains, handing each to a worker
+/// thread (workers.rs), then waits for every tunnel.
+pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>, workers: Workers) {
     loop {
         tokio::select! {
             _ = gateway.drain.draining().cancelled() => break,
-            Some(_) = tunnels.join_next(), if !tunnels.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    tunnels.spawn(serve_tunnel(gateway.clone(), tcp, peer));
-                }
+                Ok((tcp, peer)) => workers.dispatch(tcp, peer),
                 Err(e) => {
                     // Out of file descriptors and the like: pause, go on.
                     tracing::warn!(error = %e, "accept failed");
@@ -58,10 +56,10 @@ pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
         }
     }
     drop(listener);
-    while tunnels.join_next().await.is_some() {}
+    workers.finish().await;
 }
 
-async fn serve_tunnel(gateway: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
+pub(crate) async fn serve_tunnel(gateway: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
     let Some(acceptor) = gateway.tls.acceptor() else {
         tracing::debug!(%peer, "refusing an agent: no policy yet");
@@ -422,10 +420,10 @@ pub(crate) async fn serve_stream(
         }
     }
 
-    // Durable before the 200: from here on even a SIGKILL leaves a record.
+    // Journaled before the 200: from here on even a SIGKILL leaves a record.
     let bytes = Arc::new(Transferred::default());
     result.set_journaled();
-    if !gateway.journal.open(result.record(), bytes.clone()).await {
+    if !gateway.journal.open(result.record(), bytes.clone()) {
         drop(registered);
         answer(
             &mut respond,

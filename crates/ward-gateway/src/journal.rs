@@ -4,11 +4,11 @@
 //! A relayed connection's record is written when the connection ends, and a
 //! killed process ends nothing. So, before a connection is answered `200`,
 //! what is known of it (the record so far: who, from where, to where, which
-//! rule, when it started) is appended to `spool_dir/open/journal.jsonl` and
-//! made durable. Once its final record is durable in the spool, a `closed`
-//! entry follows. At the next start, before accepting anything, every entry
-//! opened and never closed becomes a record in the spool, with the same id,
-//! the last byte counts journaled, and `end = "gateway_restart"`.
+//! rule, when it started) is appended to the journal in `spool_dir/open/`.
+//! Once its final record is durable in the spool, a `closed` entry follows.
+//! At the next start, before accepting anything, every entry opened and
+//! never closed becomes a record in the spool, with the same id, the last
+//! byte counts journaled, and `end = "gateway_restart"`.
 //!
 //! One JSON object per line, `op` telling which:
 //!
@@ -22,6 +22,13 @@
 //! A line torn by a crash (no final `\n`) is ignored, as is a line that does
 //! not parse.
 //!
+//! The journal is a series of files, `journal-<generation>.jsonl`, read in
+//! order at start. Only the newest is appended to. Compaction starts the next
+//! generation with the entries still open, and the older files are deleted
+//! only once the new one is on disk, so a crash at any point leaves at least
+//! one complete copy of every open entry. (A file named `journal.jsonl`, the
+//! layout of earlier versions, is read as generation 0.)
+//!
 //! Exactly one record, whatever the timing of the crash:
 //! - the `open` entry is written to the journal file before the `200`: an
 //!   agent that saw `200` has a journaled connection, whatever happens to the
@@ -30,57 +37,58 @@
 //!   next heartbeat: an operating-system crash or a power cut within that
 //!   second can lose it. Not waiting for the disk before answering keeps a
 //!   new connection's cost off the storage's latency;
-//! - the spool writer appends (and fsyncs) the final record first, then has
-//!   the `closed` entry made durable, and only then lets the shipper see the
+//! - the spool writer appends (and fsyncs) the final record first, then
+//!   journals the connection closed, and only then lets the shipper see the
 //!   record. A crash in between leaves an entry open whose record is still
 //!   in the spool (nothing shipped, so nothing deleted): recovery looks for
-//!   the id there and writes nothing when it is found;
-//! - recovery appends its records to the spool (fsync) before it rewrites the
-//!   journal without them; a crash in between finds them in the spool at the
-//!   next start.
+//!   the id there and writes nothing when it is found. Should the `closed`
+//!   entry be lost after the record shipped (an OS crash before the next
+//!   heartbeat's `fsync`), the record recovery writes carries the id the
+//!   server already stored, and the server keeps the first;
+//! - recovery appends its records to the spool (fsync) before it starts a
+//!   new journal without them; a crash in between finds them in the spool at
+//!   the next start.
 //!
-//! Cost per connection: one line serialised by the connection's task and one
-//! share of a group write. A single writer task collects what arrived while
-//! the previous write was under way, appends it with one `write` on a
-//! blocking thread (with an `fsync` when the batch holds `closed` entries, or
-//! at a heartbeat), and answers everyone in the batch. Byte
-//! counts are journaled by the writer itself: every [`JOURNAL_HEARTBEAT`] it
-//! reads the counters of the open connections (the relay updates them as it
-//! goes) and appends the ones that moved, plus a `beat` with the time, which
-//! bounds the duration of a recovered connection; neither waits for a fsync.
-//! The journal is rewritten with only the open entries (to a temporary file,
-//! renamed over it) whenever it has grown past [`COMPACT_MIN_BYTES`] and four
-//! times what is open, at every start, and after a failed write.
+//! Cost per connection: one line serialised by the connection's task and
+//! two small `write`s (open, closed) to the page cache under a mutex, made
+//! by the task itself: no hand-off to another thread and no waiting for the
+//! disk. The keeper task does the rest once per [`JOURNAL_HEARTBEAT`]: it
+//! journals the byte counts of the open connections that moved (the relay
+//! updates them as it goes) and a `beat` with the time, which bounds the
+//! duration of a recovered connection, `fsync`s on a blocking thread
+//! without holding the mutex, and compacts once the file has grown past
+//! [`COMPACT_MIN_BYTES`] and four times what is open.
 //!
 //! When the journal cannot be written, connections are refused (`503` with
-//! `ward-error`, record `end = "error"`) rather than relayed without a trace.
+//! `ward-error`, record `end = "error"`) rather than relayed without a
+//! trace, until the keeper has started a new generation.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
 use ward_api::AccessRecord;
 
 use crate::config::JOURNAL_HEARTBEAT;
 use crate::records::{now_ms, End};
 use crate::relay::Transferred;
 use crate::spool::{Position, Spool};
-use crate::state::{sync_dir, write_atomically};
+use crate::state::sync_dir;
 
 const JOURNAL_DIR: &str = "open";
-const JOURNAL_FILE: &str = "journal.jsonl";
+/// The single journal file of earlier versions: read as generation 0.
+const LEGACY_FILE: &str = "journal.jsonl";
+const FILE_PREFIX: &str = "journal-";
+const FILE_SUFFIX: &str = ".jsonl";
 
-/// The journal is rewritten once it is past this size...
+/// The journal is compacted once it is past this size...
 pub(crate) const COMPACT_MIN_BYTES: u64 = 1024 * 1024;
 /// ...and this many times the size of what is still open.
 const COMPACT_RATIO: u64 = 4;
-/// Messages per write (and fsync).
-const WRITE_BATCH: usize = 4096;
 
 /// A journal line, as written.
 #[derive(Serialize)]
@@ -113,70 +121,14 @@ fn push_line(buf: &mut Vec<u8>, line: &Line<'_>) {
     }
 }
 
-enum JournalMsg {
-    /// Answered `true` once the line is durable.
-    Open {
-        id: Box<str>,
-        line: Vec<u8>,
-        progress: Arc<Transferred>,
-        done: oneshot::Sender<bool>,
-    },
-    /// Answered once the `closed` entries are durable (or could not be made so).
-    Closed {
-        ids: Vec<String>,
-        done: oneshot::Sender<()>,
-    },
-}
-
-/// Hands entries to the journal writer.
+/// The journal of open connections; cheap to clone, shared by every
+/// connection task, the spool writer and the keeper.
 #[derive(Clone)]
 pub(crate) struct Journal {
-    tx: mpsc::UnboundedSender<JournalMsg>,
+    shared: Arc<Mutex<Shared>>,
 }
 
-impl Journal {
-    pub(crate) fn new() -> (Journal, JournalReceiver) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Journal { tx }, JournalReceiver(rx))
-    }
-
-    /// Journals `record` (as known now) as an open connection whose bytes
-    /// `progress` counts, and waits until that is durable. `false` when it
-    /// could not be made durable: the connection must not be relayed.
-    pub(crate) async fn open(&self, record: &AccessRecord, progress: Arc<Transferred>) -> bool {
-        let mut line = Vec::with_capacity(512);
-        push_line(&mut line, &Line::Open { record });
-        if line.is_empty() {
-            return false;
-        }
-        let (done, answer) = oneshot::channel();
-        let msg = JournalMsg::Open {
-            id: record.id.as_str().into(),
-            line,
-            progress,
-            done,
-        };
-        if self.tx.send(msg).is_err() {
-            tracing::error!(id = %record.id, "the journal writer is gone");
-            return false;
-        }
-        answer.await.unwrap_or(false)
-    }
-
-    /// Journals these connections as closed (their records are durable in
-    /// the spool) and waits until that is durable too.
-    pub(crate) async fn closed(&self, ids: Vec<String>) {
-        let (done, answer) = oneshot::channel();
-        if self.tx.send(JournalMsg::Closed { ids, done }).is_ok() {
-            let _ = answer.await;
-        }
-    }
-}
-
-/// The writer's end of the channel.
-pub(crate) struct JournalReceiver(mpsc::UnboundedReceiver<JournalMsg>);
-
-/// An open connection as the journal writer keeps it: enough to rewrite it.
+/// An open connection as the journal keeps it: enough to compact.
 struct OpenConn {
     line: Vec<u8>,
     progress: Arc<Transferred>,
@@ -184,34 +136,271 @@ struct OpenConn {
     journaled: (u64, u64),
 }
 
-/// The journal file, ready for appending.
-pub(crate) struct JournalFile {
-    path: PathBuf,
-    /// `None` after a failed write: the file must be rewritten before the
-    /// next append, since it may end with a torn line.
-    file: Option<File>,
+struct Shared {
+    dir: PathBuf,
+    /// The newest generation's file. `None` after a failed write (the file
+    /// may end with a torn line): opens are refused until the keeper starts
+    /// the next generation.
+    file: Option<Arc<File>>,
+    generation: u64,
     len: u64,
+    open: HashMap<Box<str>, OpenConn>,
+    /// Bytes of the `open` lines of `open`.
+    live_bytes: u64,
+    /// Written since the last `fsync`.
+    dirty: bool,
+    /// Older generations exist: delete them once `generation` is synced.
+    superseded: bool,
     compact_min: u64,
-    heartbeat: Duration,
+    /// Reused for the keeper's lines.
+    scratch: Vec<u8>,
 }
 
-fn journal_path(spool_dir: &Path) -> PathBuf {
-    spool_dir.join(JOURNAL_DIR).join(JOURNAL_FILE)
+fn generation_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("{FILE_PREFIX}{generation:020}{FILE_SUFFIX}"))
 }
 
-/// Replaces the journal with `bytes`, durably, and opens it for appending.
-fn rewrite(path: &Path, bytes: &[u8]) -> std::io::Result<File> {
-    write_atomically(path, bytes)?;
-    File::options().append(true).open(path)
+/// The journal files in `dir`, oldest generation first.
+fn generations(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let generation = if name == LEGACY_FILE {
+            Some(0)
+        } else {
+            name.strip_prefix(FILE_PREFIX)
+                .and_then(|rest| rest.strip_suffix(FILE_SUFFIX))
+                .and_then(|n| n.parse().ok())
+        };
+        if let Some(generation) = generation {
+            found.push((generation, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
 }
 
-/// Appends `bytes` (and fsyncs if `sync`).
-fn append(file: &mut File, bytes: &[u8], sync: bool) -> std::io::Result<()> {
-    file.write_all(bytes)?;
-    if sync {
-        file.sync_data()?;
+/// Deletes every journal file older than `keep`, durably.
+fn delete_older(dir: &Path, keep: u64) -> std::io::Result<()> {
+    let mut deleted = false;
+    for (generation, path) in generations(dir)? {
+        if generation < keep {
+            match std::fs::remove_file(&path) {
+                Ok(()) => deleted = true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if deleted {
+        sync_dir(dir)?;
     }
     Ok(())
+}
+
+/// Creates (or empties) the file of `generation` and writes `bytes` to it;
+/// not synced.
+fn create_generation(dir: &Path, generation: u64, bytes: &[u8]) -> std::io::Result<File> {
+    let mut file = File::options()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(generation_path(dir, generation))?;
+    file.write_all(bytes)?;
+    Ok(file)
+}
+
+impl Journal {
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A panic while holding the lock leaves nothing half-done that
+        // matters more than refusing connections would.
+        self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Journals `record` (as known now) as an open connection whose bytes
+    /// `progress` counts: written (not synced) when this returns `true`.
+    /// `false` when it could not be written: the connection must not be
+    /// relayed.
+    pub(crate) fn open(&self, record: &AccessRecord, progress: Arc<Transferred>) -> bool {
+        let mut line = Vec::with_capacity(512);
+        push_line(&mut line, &Line::Open { record });
+        if line.is_empty() {
+            return false;
+        }
+        let mut shared = self.lock();
+        if !shared.append(&line) {
+            return false;
+        }
+        shared.live_bytes += line.len() as u64;
+        shared.open.insert(
+            record.id.as_str().into(),
+            OpenConn {
+                line,
+                progress,
+                journaled: (0, 0),
+            },
+        );
+        true
+    }
+
+    /// Journals these connections as closed (their records are durable in
+    /// the spool). Written, not synced: see the module docs.
+    pub(crate) fn closed(&self, ids: &[String]) {
+        let mut lines = Vec::with_capacity(ids.len() * 48);
+        for id in ids {
+            // Also for an id not known here (an open entry whose write
+            // failed may still have reached the disk).
+            push_line(&mut lines, &Line::Closed { id });
+        }
+        let mut shared = self.lock();
+        for id in ids {
+            if let Some(conn) = shared.open.remove(id.as_str()) {
+                shared.live_bytes -= conn.line.len() as u64;
+            }
+        }
+        // A failed write leaves the file to be replaced by one holding only
+        // what is still open, which closes these as well.
+        shared.append(&lines);
+    }
+
+    /// One heartbeat: journals progress and the time (when something is
+    /// open), compacts when due, and makes everything written so far
+    /// durable. Also starts a new generation after a failed write.
+    pub(crate) async fn tick(&self) {
+        let (file, dir, generation, delete) = {
+            let mut shared = self.lock();
+            let compact = shared.file.is_none()
+                || (shared.len > shared.compact_min && shared.len > COMPACT_RATIO * shared.live_bytes);
+            if compact {
+                shared.next_generation();
+            } else if !shared.open.is_empty() {
+                shared.heartbeat();
+            }
+            let Some(file) = shared.file.clone() else { return };
+            if !shared.dirty && !shared.superseded {
+                return;
+            }
+            shared.dirty = false;
+            (file, shared.dir.clone(), shared.generation, shared.superseded)
+        };
+        let synced = tokio::task::spawn_blocking(move || {
+            file.sync_data()?;
+            if delete {
+                // The new generation's name must be durable before the old
+                // files go.
+                sync_dir(&dir)?;
+                delete_older(&dir, generation)?;
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
+        let failed = match synced {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        let mut shared = self.lock();
+        if shared.generation != generation {
+            return;
+        }
+        match failed {
+            None => shared.superseded &= !delete,
+            Some(e) => {
+                // What the failed fsync covered may be lost: write it all
+                // again, in a new generation.
+                tracing::error!(error = %e, "cannot sync the journal of open connections; starting a new one");
+                shared.file = None;
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Appends `bytes`; `false` (and the file marked for replacement) when
+    /// that fails.
+    fn append(&mut self, bytes: &[u8]) -> bool {
+        let Some(file) = &self.file else { return false };
+        match (&**file).write_all(bytes) {
+            Ok(()) => {
+                self.len += bytes.len() as u64;
+                self.dirty = true;
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot append to the journal of open connections; starting a new one");
+                self.file = None;
+                false
+            }
+        }
+    }
+
+    fn heartbeat(&mut self) {
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        for (id, conn) in &mut self.open {
+            let now = conn.progress.get();
+            if now != conn.journaled {
+                push_line(
+                    &mut buf,
+                    &Line::Progress {
+                        id,
+                        up: now.0,
+                        down: now.1,
+                    },
+                );
+                conn.journaled = now;
+            }
+        }
+        push_line(&mut buf, &Line::Beat { ms: now_ms() });
+        self.append(&buf);
+        self.scratch = buf;
+    }
+
+    /// Everything still open, with its progress, and the time.
+    fn compacted(&mut self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(usize::try_from(self.live_bytes).unwrap_or(0) + 64);
+        for (id, conn) in &mut self.open {
+            out.extend_from_slice(&conn.line);
+            let now = conn.progress.get();
+            if now != (0, 0) {
+                push_line(
+                    &mut out,
+                    &Line::Progress {
+                        id,
+                        up: now.0,
+                        down: now.1,
+                    },
+                );
+            }
+            conn.journaled = now;
+        }
+        push_line(&mut out, &Line::Beat { ms: now_ms() });
+        out
+    }
+
+    /// Continues in a new generation that holds what is open. Written to
+    /// the page cache only (the keeper syncs it before deleting the older
+    /// files), so connections wait for no disk here either.
+    fn next_generation(&mut self) {
+        let bytes = self.compacted();
+        let generation = self.generation + 1;
+        match create_generation(&self.dir, generation, &bytes) {
+            Ok(file) => {
+                tracing::debug!(before = self.len, after = bytes.len(), generation, "journal compacted");
+                self.file = Some(Arc::new(file));
+                self.generation = generation;
+                self.len = bytes.len() as u64;
+                self.dirty = true;
+                self.superseded = true;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start a new journal of open connections; refusing connections");
+                self.file = None;
+            }
+        }
+    }
 }
 
 /// A connection the journal says is open.
@@ -232,25 +421,31 @@ pub(crate) struct Parsed {
     pub(crate) last_ms: i64,
 }
 
-/// Reads a journal. Stops at a torn last line; skips lines that do not parse.
+/// Reads one journal file.
+#[cfg(test)]
 pub(crate) fn parse(bytes: &[u8]) -> Parsed {
     let mut parsed = Parsed::default();
+    parse_into(&mut parsed, bytes);
+    parsed
+}
+
+/// Reads one journal file into what the earlier ones said. Stops at a torn
+/// last line; skips lines that do not parse. An entry opened again (a
+/// compacted copy) keeps the progress already read.
+fn parse_into(parsed: &mut Parsed, bytes: &[u8]) {
     for (n, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
         if line.last() != Some(&b'\n') {
-            tracing::warn!(line = n + 1, "the journal ends with a torn line; ignoring it");
+            tracing::warn!(line = n + 1, "a journal file ends with a torn line; ignoring it");
             break;
         }
         match serde_json::from_slice::<Entry>(line) {
             Ok(Entry::Open { record }) => {
                 parsed.last_ms = parsed.last_ms.max(record.started_ms);
-                parsed.open.insert(
-                    record.id.clone(),
-                    Orphan {
-                        record: *record,
-                        up: 0,
-                        down: 0,
-                    },
-                );
+                parsed.open.entry(record.id.clone()).or_insert(Orphan {
+                    record: *record,
+                    up: 0,
+                    down: 0,
+                });
             }
             Ok(Entry::Progress { id, up, down }) => {
                 if let Some(orphan) = parsed.open.get_mut(&id) {
@@ -265,7 +460,6 @@ pub(crate) fn parse(bytes: &[u8]) -> Parsed {
             Err(e) => tracing::warn!(line = n + 1, error = %e, "unreadable journal entry; skipping it"),
         }
     }
-    parsed
 }
 
 /// The record of a connection the gateway was killed under.
@@ -286,28 +480,29 @@ fn modified_ms(path: &Path) -> Option<i64> {
 
 /// At start, before accepting: turns every connection the journal says is
 /// open into a record in the spool (unless the spool already holds its id),
-/// advancing `position`, then rewrites the journal empty. Returns the
-/// journal, ready for the writer, and how many records it wrote.
-pub(crate) fn recover(
-    spool_dir: &Path,
-    spool: &Spool,
-    position: &mut Position,
-) -> std::io::Result<(JournalFile, usize)> {
-    let path = journal_path(spool_dir);
-    if !spool_dir.join(JOURNAL_DIR).is_dir() {
-        std::fs::create_dir_all(spool_dir.join(JOURNAL_DIR))?;
+/// advancing `position`, then continues in a new, empty generation. Returns
+/// the journal, ready for connections, and how many records it wrote.
+pub(crate) fn recover(spool_dir: &Path, spool: &Spool, position: &mut Position) -> std::io::Result<(Journal, usize)> {
+    let dir = spool_dir.join(JOURNAL_DIR);
+    if !dir.is_dir() {
+        std::fs::create_dir_all(&dir)?;
         sync_dir(spool_dir)?;
     }
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    let mut parsed = parse(&bytes);
+    let files = generations(&dir)?;
+    let mut parsed = Parsed::default();
+    let mut last_write = 0;
+    for (_, path) in &files {
+        match std::fs::read(path) {
+            Ok(bytes) => parse_into(&mut parsed, &bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        }
+        // A file was last written when the gateway was last seen alive.
+        last_write = last_write.max(modified_ms(path).unwrap_or(0));
+    }
     let mut recovered = 0;
     if !parsed.open.is_empty() {
-        // The file was last written when the gateway was last seen alive.
-        let last_ms = parsed.last_ms.max(modified_ms(&path).unwrap_or(0));
+        let last_ms = parsed.last_ms.max(last_write);
         let wanted: HashSet<&str> = parsed.open.keys().map(String::as_str).collect();
         let spooled = spool.find_ids(&wanted)?;
         let mut lines = Vec::new();
@@ -329,256 +524,42 @@ pub(crate) fn recover(
             position.next_seq += recovered as u64;
         }
     }
-    let file = rewrite(&path, b"")?;
-    Ok((
-        JournalFile {
-            path,
-            file: Some(file),
+    // The recovered records are durable in the spool: start afresh.
+    let generation = files.last().map_or(1, |(g, _)| g + 1);
+    let file = create_generation(&dir, generation, b"")?;
+    file.sync_all()?;
+    sync_dir(&dir)?;
+    delete_older(&dir, generation)?;
+    let journal = Journal {
+        shared: Arc::new(Mutex::new(Shared {
+            dir,
+            file: Some(Arc::new(file)),
+            generation,
             len: 0,
+            open: HashMap::new(),
+            live_bytes: 0,
+            dirty: false,
+            superseded: false,
             compact_min: COMPACT_MIN_BYTES,
-            heartbeat: JOURNAL_HEARTBEAT,
-        },
-        recovered,
-    ))
-}
-
-/// The writer task's state.
-struct Writer {
-    journal: JournalFile,
-    open: HashMap<Box<str>, OpenConn>,
-    /// Bytes of the `open` lines of `open`.
-    live_bytes: u64,
-    /// What the next write appends.
-    buf: Vec<u8>,
-    /// Whether the next write is fsync'd (closes and heartbeats; not opens).
-    sync: bool,
-    /// Opens in this batch: answered once it is written.
-    opening: Vec<Opening>,
-    closing: Vec<oneshot::Sender<()>>,
-}
-
-struct Opening {
-    id: Box<str>,
-    conn: OpenConn,
-    done: oneshot::Sender<bool>,
-    /// Closed in the same batch (its task was cut while it waited).
-    closed: bool,
-}
-
-impl Writer {
-    fn take(&mut self, msg: JournalMsg) {
-        match msg {
-            JournalMsg::Open {
-                id,
-                line,
-                progress,
-                done,
-            } => {
-                // Written before the 200 is answered; made durable by the
-                // next heartbeat or close (see the module docs).
-                self.buf.extend_from_slice(&line);
-                self.opening.push(Opening {
-                    id,
-                    conn: OpenConn {
-                        line,
-                        progress,
-                        journaled: (0, 0),
-                    },
-                    done,
-                    closed: false,
-                });
-            }
-            JournalMsg::Closed { ids, done } => {
-                for id in &ids {
-                    if let Some(conn) = self.open.remove(id.as_str()) {
-                        self.live_bytes -= conn.line.len() as u64;
-                    } else if let Some(opening) = self.opening.iter_mut().find(|o| *o.id == **id) {
-                        // Rare: a task cut while it waited for its open entry.
-                        opening.closed = true;
-                    }
-                    // Also for an id not known here (an open entry whose write
-                    // failed may still have reached the disk).
-                    push_line(&mut self.buf, &Line::Closed { id });
-                }
-                self.sync = true;
-                self.closing.push(done);
-            }
-        }
-    }
-
-    /// Journals the byte counts that moved, and the time.
-    fn heartbeat(&mut self) {
-        for (id, conn) in &mut self.open {
-            let now = conn.progress.get();
-            if now != conn.journaled {
-                push_line(
-                    &mut self.buf,
-                    &Line::Progress {
-                        id,
-                        up: now.0,
-                        down: now.1,
-                    },
-                );
-                conn.journaled = now;
-            }
-        }
-        push_line(&mut self.buf, &Line::Beat { ms: now_ms() });
-        // Opens written since the last fsync reach the disk now.
-        self.sync = true;
-    }
-
-    /// What a rewrite writes: every open connection (those being opened in
-    /// this batch included), its progress, and the time.
-    fn compacted(&mut self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(usize::try_from(self.live_bytes).unwrap_or(0) + 64);
-        let all = self.open.iter_mut().chain(
-            self.opening
-                .iter_mut()
-                .filter(|o| !o.closed)
-                .map(|o| (&o.id, &mut o.conn)),
-        );
-        for (id, conn) in all {
-            out.extend_from_slice(&conn.line);
-            let now = conn.progress.get();
-            if now != (0, 0) {
-                push_line(
-                    &mut out,
-                    &Line::Progress {
-                        id,
-                        up: now.0,
-                        down: now.1,
-                    },
-                );
-            }
-            conn.journaled = now;
-        }
-        push_line(&mut out, &Line::Beat { ms: now_ms() });
-        out
-    }
-
-    /// Rewrites the journal from memory; `false` if that failed.
-    async fn rewrite(&mut self) -> bool {
-        let bytes = self.compacted();
-        let path = self.journal.path.clone();
-        let len = bytes.len() as u64;
-        match tokio::task::spawn_blocking(move || rewrite(&path, &bytes)).await {
-            Ok(Ok(file)) => {
-                self.journal.file = Some(file);
-                self.journal.len = len;
-                true
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot rewrite the journal of open connections");
-                self.journal.file = None;
-                false
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "journal rewrite task failed");
-                self.journal.file = None;
-                false
-            }
-        }
-    }
-
-    /// Writes what was collected, then answers everyone waiting on it.
-    async fn commit(&mut self) {
-        if self.buf.is_empty() && self.opening.is_empty() && self.closing.is_empty() {
-            return;
-        }
-        let mut written = false;
-        if let Some(mut file) = self.journal.file.take() {
-            let bytes = std::mem::take(&mut self.buf);
-            let sync = self.sync;
-            match tokio::task::spawn_blocking(move || {
-                let result = append(&mut file, &bytes, sync);
-                (file, bytes, result)
-            })
-            .await
-            {
-                Ok((file, bytes, Ok(()))) => {
-                    self.journal.len += bytes.len() as u64;
-                    self.journal.file = Some(file);
-                    self.buf = bytes;
-                    written = true;
-                }
-                Ok((_, bytes, Err(e))) => {
-                    // The file may now end with part of this batch: never
-                    // append to it again.
-                    tracing::error!(error = %e, "cannot append to the journal of open connections; rewriting it");
-                    self.buf = bytes;
-                }
-                Err(e) => tracing::error!(error = %e, "journal write task failed; rewriting it"),
-            }
-        }
-        if !written {
-            // Everything this batch says is in what a rewrite writes: opens
-            // included, closed ones left out, progress current.
-            written = self.rewrite().await;
-        }
-        self.buf.clear();
-        self.sync = false;
-        for Opening { id, conn, done, closed } in self.opening.drain(..) {
-            if written && !closed {
-                self.live_bytes += conn.line.len() as u64;
-                self.open.insert(id, conn);
-            }
-            let _ = done.send(written);
-        }
-        // Not waiting for a later success: the spool would stop shipping.
-        // At worst a crash then recovers a record the server already has,
-        // with the same id, which it stores once.
-        for done in self.closing.drain(..) {
-            let _ = done.send(());
-        }
-        if self.journal.file.is_some()
-            && self.journal.len > self.journal.compact_min
-            && self.journal.len > COMPACT_RATIO * self.live_bytes
-        {
-            let before = self.journal.len;
-            if self.rewrite().await {
-                tracing::debug!(before, after = self.journal.len, "journal compacted");
-            }
-        }
-    }
-}
-
-/// Appends what connections send, in batches (group commit), and the
-/// heartbeat; compacts as it goes. Ends when every [`Journal`] is gone.
-pub(crate) async fn run_writer(journal: JournalFile, rx: JournalReceiver) {
-    let JournalReceiver(mut rx) = rx;
-    let mut tick = tokio::time::interval(journal.heartbeat);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut writer = Writer {
-        journal,
-        open: HashMap::new(),
-        live_bytes: 0,
-        buf: Vec::new(),
-        sync: false,
-        opening: Vec::new(),
-        closing: Vec::new(),
+            scratch: Vec::new(),
+        })),
     };
+    Ok((journal, recovered))
+}
+
+/// The keeper: a heartbeat every `interval` (see [`Journal::tick`]).
+pub(crate) async fn run_keeper(journal: Journal, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            msg = rx.recv() => {
-                let Some(msg) = msg else { break };
-                writer.take(msg);
-                for _ in 1..WRITE_BATCH {
-                    match rx.try_recv() {
-                        Ok(msg) => writer.take(msg),
-                        Err(_) => break,
-                    }
-                }
-            }
-            _ = tick.tick() => {
-                if writer.open.is_empty() && writer.journal.file.is_some() {
-                    continue;
-                }
-                // Also retries a rewrite that failed.
-                writer.heartbeat();
-            }
-        }
-        writer.commit().await;
+        tick.tick().await;
+        journal.tick().await;
     }
+}
+
+/// The keeper at its usual pace.
+pub(crate) async fn run_keeper_default(journal: Journal) {
+    run_keeper(journal, JOURNAL_HEARTBEAT).await
 }
 
 #[cfg(test)]
@@ -705,7 +686,8 @@ mod tests {
         r.unwrap();
         pos.next_seq += 1;
         std::fs::create_dir_all(dir.path().join(JOURNAL_DIR)).unwrap();
-        let path = journal_path(dir.path());
+        // Written by an earlier version, which kept one file.
+        let path = dir.path().join(JOURNAL_DIR).join(LEGACY_FILE);
         std::fs::write(
             &path,
             lines(&[
@@ -726,8 +708,9 @@ mod tests {
         let (journal, recovered) = recover(dir.path(), &spool, &mut pos).unwrap();
         assert_eq!(recovered, 1);
         assert_eq!(pos.next_seq, 2);
-        assert_eq!(journal.len, 0);
-        assert_eq!(std::fs::read(&path).unwrap(), b"", "the journal starts empty");
+        assert_eq!(journal.lock().len, 0);
+        assert!(!path.exists());
+        assert_eq!(journal_bytes(dir.path()), b"", "the journal starts empty");
         let batch = spool.read_batch(0, pos.next_seq, 100, None).unwrap();
         assert_eq!(batch.records.len(), 2);
         assert_eq!(batch.records[0], final_record);
@@ -767,26 +750,35 @@ mod tests {
         assert_eq!(restart_record(orphan, 12_500).duration_ms, 0, "never negative");
     }
 
+    /// Every journal file, oldest first, concatenated.
+    fn journal_bytes(spool_dir: &Path) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (_, path) in generations(&spool_dir.join(JOURNAL_DIR)).unwrap() {
+            out.extend(std::fs::read(path).unwrap());
+        }
+        out
+    }
+
+    fn generation_count(spool_dir: &Path) -> usize {
+        generations(&spool_dir.join(JOURNAL_DIR)).unwrap().len()
+    }
+
     #[tokio::test]
-    async fn the_writer_journals_opens_progress_and_closes_and_compacts() {
+    async fn the_journal_records_opens_progress_and_closes_and_compacts() {
         let dir = tempfile::tempdir().unwrap();
         let (spool, mut pos) = Spool::open(dir.path()).unwrap();
-        let (mut file, _) = recover(dir.path(), &spool, &mut pos).unwrap();
-        file.compact_min = 4 * 1024;
-        file.heartbeat = Duration::from_millis(20);
-        let (journal, rx) = Journal::new();
-        let writer = tokio::spawn(run_writer(file, rx));
-        let path = journal_path(dir.path());
+        let (journal, _) = recover(dir.path(), &spool, &mut pos).unwrap();
+        journal.lock().compact_min = 4 * 1024;
 
-        // Concurrent opens share writes; each is durable when answered.
+        // Opens from many tasks at once; each is in the file when answered.
         let long_lived = record(0, now_ms());
         let progress = Arc::new(Transferred::default());
-        assert!(journal.open(&long_lived, progress.clone()).await);
+        assert!(journal.open(&long_lived, progress.clone()));
         let open_many = |first: u64| {
             let tasks: Vec<_> = (first..first + 50)
                 .map(|n| {
                     let journal = journal.clone();
-                    tokio::spawn(async move { journal.open(&record(n, now_ms()), Arc::default()).await })
+                    tokio::spawn(async move { journal.open(&record(n, now_ms()), Arc::default()) })
                 })
                 .collect();
             async move {
@@ -796,88 +788,105 @@ mod tests {
             }
         };
         open_many(1).await;
-        let parsed = parse(&std::fs::read(&path).unwrap());
-        assert_eq!(parsed.open.len(), 51);
+        assert_eq!(parse(&journal_bytes(dir.path())).open.len(), 51);
 
+        // The heartbeat journals the byte counts that moved.
         progress.add_up(123);
         progress.add_down(456);
-        let journaled = |path: &Path| {
-            let parsed = parse(&std::fs::read(path).unwrap());
+        journal.tick().await;
+        let journaled = |bytes: &[u8]| {
+            let parsed = parse(bytes);
             let conn = &parsed.open[&long_lived.id];
             (conn.up, conn.down)
         };
-        for _ in 0..500 {
-            if journaled(&path) == (123, 456) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(journaled(&path), (123, 456));
+        assert_eq!(journaled(&journal_bytes(dir.path())), (123, 456));
+        assert!(!journal.lock().dirty, "synced");
 
         // Connections come and go, many times over: the file stays small.
         for round in 0..20u64 {
-            journal
-                .closed((1..=50).map(|n| record(round * 100 + n, 0).id).collect())
-                .await;
+            let ids: Vec<String> = (1..=50).map(|n| record(round * 100 + n, 0).id).collect();
+            journal.closed(&ids);
             open_many((round + 1) * 100 + 1).await;
         }
-        journal
-            .closed((1..=50).map(|n| record(2_000 + n, 0).id).collect())
-            .await;
-        // Compaction follows the answers.
-        for _ in 0..500 {
-            if std::fs::read(&path).unwrap().len() < 4 * 1024 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let bytes = std::fs::read(&path).unwrap();
+        let ids: Vec<String> = (1..=50).map(|n| record(2_000 + n, 0).id).collect();
+        journal.closed(&ids);
+        assert!(journal_bytes(dir.path()).len() > 4 * 1024);
+        journal.tick().await;
+        let bytes = journal_bytes(dir.path());
         assert!(bytes.len() < 4 * 1024, "compacted: {} bytes", bytes.len());
+        assert_eq!(generation_count(dir.path()), 1, "the older generation is gone once the new one is synced");
         let parsed = parse(&bytes);
         assert_eq!(parsed.open.keys().collect::<Vec<_>>(), vec![&long_lived.id]);
-        assert_eq!(journaled(&path), (123, 456), "progress survives compaction");
+        assert_eq!(journaled(&bytes), (123, 456), "progress survives compaction");
 
+        // And a restart finds exactly that one connection.
         drop(journal);
-        writer.await.unwrap();
+        let (spool, mut pos) = Spool::open(dir.path()).unwrap();
+        let (_journal, recovered) = recover(dir.path(), &spool, &mut pos).unwrap();
+        assert_eq!(recovered, 1);
+        let batch = spool.read_batch(0, pos.next_seq, 10, None).unwrap();
+        assert_eq!(batch.records[0].id, long_lived.id);
+        assert_eq!((batch.records[0].bytes_up, batch.records[0].bytes_down), (123, 456));
     }
+
     #[tokio::test]
-    async fn a_connection_closed_in_the_batch_that_opens_it_is_not_kept_open() {
+    async fn after_a_failed_write_opens_are_refused_until_a_new_generation_starts() {
         let dir = tempfile::tempdir().unwrap();
         let (spool, mut pos) = Spool::open(dir.path()).unwrap();
-        let (mut file, _) = recover(dir.path(), &spool, &mut pos).unwrap();
-        file.heartbeat = Duration::from_millis(10);
-        let (journal, rx) = Journal::new();
-        // Both queued before the writer runs, so it takes them in one batch.
-        let r = record(1, now_ms());
-        let mut line = Vec::new();
-        push_line(&mut line, &Line::Open { record: &r });
-        let (done, opened) = oneshot::channel();
-        let msg = JournalMsg::Open {
-            id: r.id.as_str().into(),
-            line,
-            progress: Arc::default(),
-            done,
-        };
-        assert!(journal.tx.send(msg).is_ok());
-        let (done, closed) = oneshot::channel();
-        assert!(journal
-            .tx
-            .send(JournalMsg::Closed {
-                ids: vec![r.id.clone()],
-                done
-            })
-            .is_ok());
-        let writer = tokio::spawn(run_writer(file, rx));
-        assert!(opened.await.unwrap());
-        closed.await.unwrap();
+        let (journal, _) = recover(dir.path(), &spool, &mut pos).unwrap();
+        let (a, b) = (record(1, now_ms()), record(2, now_ms()));
+        assert!(journal.open(&a, Arc::default()));
+        // What a failed `write` leaves behind.
+        journal.lock().file = None;
+        assert!(!journal.open(&b, Arc::default()), "refused, not relayed untraced");
+        journal.tick().await;
+        assert!(journal.open(&b, Arc::default()));
+        let parsed = parse(&journal_bytes(dir.path()));
+        assert_eq!(parsed.open.keys().collect::<Vec<_>>(), vec![&a.id, &b.id]);
+        assert_eq!(generation_count(dir.path()), 1);
+    }
 
-        let path = journal_path(dir.path());
-        assert!(parse(&std::fs::read(&path).unwrap()).open.is_empty());
-        // Nothing open: no heartbeat is written.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(!text.contains("beat"), "{text}");
-        drop(journal);
-        writer.await.unwrap();
+    #[test]
+    fn a_crash_during_compaction_leaves_both_generations_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, mut pos) = Spool::open(dir.path()).unwrap();
+        let started = now_ms() - 10_000;
+        let (a, b) = (record(1, started), record(2, started));
+        let jdir = dir.path().join(JOURNAL_DIR);
+        std::fs::create_dir_all(&jdir).unwrap();
+        // Generation 4 as it was; generation 5 half-written when the
+        // gateway died, the older one not yet deleted.
+        let old = lines(&[
+            Line::Open { record: &a },
+            Line::Open { record: &b },
+            Line::Progress {
+                id: &a.id,
+                up: 5,
+                down: 5,
+            },
+            Line::Closed { id: &b.id },
+        ]);
+        std::fs::write(generation_path(&jdir, 4), old).unwrap();
+        let mut new = lines(&[
+            Line::Open { record: &a },
+            Line::Progress {
+                id: &a.id,
+                up: 7,
+                down: 9,
+            },
+        ]);
+        new.extend_from_slice(br#"{"op":"beat","ms":"#);
+        std::fs::write(generation_path(&jdir, 5), new).unwrap();
+
+        let (journal, recovered) = recover(dir.path(), &spool, &mut pos).unwrap();
+        assert_eq!(recovered, 1);
+        let batch = spool.read_batch(0, pos.next_seq, 10, None).unwrap();
+        assert_eq!(batch.records.len(), 1);
+        assert_eq!(batch.records[0].id, a.id);
+        assert_eq!((batch.records[0].bytes_up, batch.records[0].bytes_down), (7, 9));
+        let files = generations(&jdir).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].0, 6, "continues after the newest generation");
+        assert_eq!(journal.lock().generation, 6);
     }
 }

@@ -15,8 +15,8 @@
 //!      ─► 200 ─► relay (relay.rs)
 //!      └─ registered while live (registry.rs): re-decided after every snapshot
 //!         and every `recheck_interval`; cut with `policy_changed` when denied
-//!   ─► one record (records.rs) ─► spool (spool.rs, fsync)
-//!      ─► journal "closed" (fsync) ─► RecordSink
+//!   ─► one record (records.rs) ─► spool (spool.rs, batched each 20 ms, fsync)
+//!      ─► journal "closed" (written) ─► RecordSink
 //! snapshots: SnapshotSource ─► sync.rs ─► state.rs (+ snapshot.json) ─► tls.rs
 //! start: spool ─► journal recovery (connections left open by a crash become
 //!        `gateway_restart` records) ─► listen
@@ -28,12 +28,18 @@
 //! runs it alone with both over the server's API. [`start`] returns a
 //! [`RunningGateway`].
 //!
-//! Runtime: everything runs on the caller's tokio runtime. One task accepts;
-//! one task per tunnel drives its HTTP/2 connection (and its keepalive
-//! pings); one task per stream decides and relays. The spool writer, the
-//! journal writer, the shipper, the snapshot follower and the re-checker are
-//! one task each; file I/O goes through `spawn_blocking` (the journal's
-//! recovery, like the spool's opening, runs in `start`).
+//! Runtime: tunnels run on the gateway's own worker threads, one
+//! single-threaded runtime each (workers.rs); a tunnel and all its streams
+//! stay on one thread. One task per tunnel drives its HTTP/2 connection (and
+//! its keepalive pings); one task per stream decides and relays. The rest
+//! runs on the caller's tokio runtime: one task accepts and hands tunnels to
+//! the workers. The spool writer, the
+//! journal keeper, the shipper, the snapshot follower and the re-checker are
+//! one task each. File I/O goes through `spawn_blocking`, with one
+//! exception: a connection's task appends its journal entries itself (a
+//! small `write` to the page cache, never an `fsync`), which keeps thread
+//! hand-offs off a new connection's path. The journal's recovery, like the
+//! spool's opening, runs in `start`.
 //!
 //! **Architecture invariant:** one access record per connection attempt,
 //! emitted once. Every stream builds one `ConnectionResult` before anything
@@ -44,8 +50,8 @@
 //! **Architecture invariant:** a connection that was answered `200` always
 //! produces exactly one record, even across a SIGKILL. Before the `200` it is
 //! journaled as open (written: it survives a process kill; synced within a
-//! second, journal.rs); its record is appended to the
-//! spool before it is journaled closed, and shipped only after that; at
+//! second, journal.rs); its record is made durable in the spool before it
+//! is journaled closed, and shipped only after that; at
 //! start, every connection still open in the journal whose id the spool
 //! does not hold gets its record (same id, `end = "gateway_restart"`, bytes
 //! and time as of the last heartbeat) before anything is accepted. When the
@@ -82,6 +88,7 @@ mod registry;
 mod relay;
 pub mod remote;
 mod spool;
+mod workers;
 mod state;
 mod sync;
 mod tls;
@@ -140,7 +147,7 @@ pub async fn start(
         .with_context(|| format!("cannot create the spool directory {}", config.spool_dir.display()))?;
     let (spool, mut position) = spool::Spool::open(&config.spool_dir)
         .with_context(|| format!("cannot open the record spool in {}", config.spool_dir.display()))?;
-    let (journal_file, recovered) = journal::recover(&config.spool_dir, &spool, &mut position).with_context(|| {
+    let (journal, recovered) = journal::recover(&config.spool_dir, &spool, &mut position).with_context(|| {
         format!(
             "cannot recover the journal of open connections in {}",
             config.spool_dir.display()
@@ -158,7 +165,6 @@ pub async fn start(
     let local_addr = listener.local_addr()?;
 
     let (records_tx, records_rx) = mpsc::unbounded_channel();
-    let (journal, journal_rx) = journal::Journal::new();
     let gateway = Arc::new(Gateway {
         gateway_id: config.gateway_id.clone(),
         dial_timeout: config.dial_timeout,
@@ -180,7 +186,7 @@ pub async fn start(
     let spool = Arc::new(spool);
     let (durable_tx, durable_rx) = watch::channel(position.next_seq);
     let mut tasks = drain::Tasks::default();
-    tasks.journal = Some(tokio::spawn(journal::run_writer(journal_file, journal_rx)));
+    tasks.journal = Some(tokio::spawn(journal::run_keeper_default(journal.clone())));
     tasks.spool_writer = Some(tokio::spawn(spool::run_writer(
         spool.clone(),
         records_rx,
@@ -204,10 +210,18 @@ pub async fn start(
         gateway.clone(),
         config.recheck_interval,
     )));
-    tasks.accept = Some(tokio::spawn(inbound::serve(listener, gateway.clone())));
+    let threads = if config.threads == 0 {
+        workers::default_count()
+    } else {
+        config.threads
+    };
+    let workers = workers::Workers::start(&gateway, threads, tasks.kill_workers.clone())
+        .context("cannot start the gateway's worker threads")?;
+    tasks.accept = Some(tokio::spawn(inbound::serve(listener, gateway.clone(), workers)));
     tracing::info!(
         gateway = %config.gateway_id,
         listen = %local_addr,
+        threads,
         unshipped = position.next_seq.saturating_sub(position.cursor),
         "gateway listening"
     );

@@ -158,6 +158,10 @@ async fn copy_to_agent(
     send: &mut SendStream<Bytes>,
     count: &Transferred,
 ) -> Result<(), RelayError> {
+    // Reused while data flows: once h2 has sent (and dropped) what was
+    // carved from it, `reserve` takes the same allocation back instead of
+    // asking the allocator for 64 KiB per read.
+    let mut spare = BytesMut::new();
     loop {
         // Wait without a buffer, so an idle connection holds none.
         tokio::select! {
@@ -169,17 +173,24 @@ async fn copy_to_agent(
                 }));
             }
         }
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        match read.try_read_buf(&mut buf) {
+        spare.reserve(READ_CHUNK);
+        let n = match read.try_read_buf(&mut spare) {
             Ok(0) => {
                 send.send_data(Bytes::new(), true).map_err(RelayError::Agent)?;
                 return Ok(());
             }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                spare = BytesMut::new();
+                continue;
+            }
             Err(e) => return Err(RelayError::Destination(e)),
+        };
+        let mut data = spare.split().freeze();
+        if n < READ_CHUNK / 2 {
+            // The destination went quiet: hold nothing while it stays so.
+            spare = BytesMut::new();
         }
-        let mut data = buf.freeze();
         while !data.is_empty() {
             send.reserve_capacity(data.len());
             let mut capacity = send.capacity();

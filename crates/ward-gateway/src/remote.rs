@@ -46,6 +46,9 @@ pub struct GatewayArgs {
         default_value = "./ward-gateway"
     )]
     pub state_dir: PathBuf,
+    /// Worker threads serving tunnels [default: one per core].
+    #[arg(long, env = "WARD_GATEWAY_THREADS", value_name = "N")]
+    pub threads: Option<usize>,
     /// Log format: human or json.
     #[arg(long, env = "WARD_LOG_FORMAT", default_value = "human")]
     pub log_format: String,
@@ -95,13 +98,14 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
         ca_cert_pem: None,
         pin: joined.pin.clone(),
     })?;
-    let config = GatewayConfig::new(
+    let mut config = GatewayConfig::new(
         joined.gateway_id.clone(),
         args.listen,
         joined.cert_chain_pem.clone(),
         key_pem,
         args.state_dir.join("spool"),
     );
+    config.threads = args.threads.unwrap_or(0);
     let gateway = crate::start(config, RemoteSnapshots(client.clone()), RemoteRecords(client)).await?;
     println!(
         "Gateway {} ({}) listening on {}; server {}",

@@ -5,9 +5,10 @@
 //! `cursor`, the sequence number of the first record not yet acknowledged by
 //! the server.
 //!
-//! The writer appends what connections emit in batches (whatever arrived
-//! while the previous batch was being written: group commit), fsyncs, and
-//! only then publishes the new durable end. The shipper reads from the
+//! The writer appends what connections emit in batches (what arrives within
+//! 20 ms of a batch's first record, or while the previous batch was being
+//! written: group commit), fsyncs, and only then publishes the new durable
+//! end. The shipper reads from the
 //! cursor up to that end, calls [`RecordSink::ship`] with up to 500 records,
 //! and advances and fsyncs the cursor only after `Ok`. A crash between the
 //! two re-ships the same records, with the same ids, which the server
@@ -16,13 +17,15 @@
 //! the shipper retries with backoff and the spool grows.
 //!
 //! Records of relayed connections are also in the journal of open
-//! connections (journal.rs). After the fsync of a batch the writer has
-//! those connections journaled closed, and waits for that to be durable
-//! before it publishes the new durable end. So a record the shipper may have
-//! shipped (and whose segment may be gone) is always closed in the journal,
-//! and a record still open there after a crash is still in a segment on
-//! disk, where the recovery at start finds its id ([`Spool::find_ids`]) and
-//! writes no second record. The records that recovery writes, with
+//! connections (journal.rs). After the fsync of a batch the writer journals
+//! those connections closed before it publishes the new durable end. So a
+//! record the shipper may have shipped (and whose segment may be gone) is
+//! closed in the journal file, and a record still open there after a crash
+//! is still in a segment on disk, where the recovery at start finds its id
+//! ([`Spool::find_ids`]) and writes no second record. (The `closed` entry
+//! reaches the disk with the journal's next heartbeat; should an OS crash
+//! lose it after the record shipped, the record recovery writes has the id
+//! the server already stored, and the server keeps the first.) The records that recovery writes, with
 //! `end = "gateway_restart"`, are appended here before anything else at
 //! start.
 
@@ -405,8 +408,50 @@ fn complete_prefix_len(file: &mut File) -> std::io::Result<u64> {
     }
 }
 
-/// Appends what connections emit; after each fsync, journals the relayed
-/// connections among them closed, then publishes the durable end.
+/// How long the writer gathers records after the first of a batch before it
+/// writes and fsyncs them together, unless a flush is asked for or the
+/// batch is full. Connections never wait for this: records are written
+/// after their connection has ended.
+const WRITE_LINGER: Duration = Duration::from_millis(20);
+
+/// One batch of the writer.
+#[derive(Default)]
+struct WriteBatch {
+    lines: Vec<u8>,
+    count: u64,
+    /// Ids of the relayed connections among them, to journal closed.
+    closed: Vec<String>,
+    waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    messages: usize,
+}
+
+impl WriteBatch {
+    fn take(&mut self, msg: SpoolMsg) {
+        self.messages += 1;
+        match msg {
+            SpoolMsg::Record(mut record, journaled) => match serde_json::to_writer(&mut self.lines, &record) {
+                Ok(()) => {
+                    self.lines.push(b'\n');
+                    self.count += 1;
+                    if journaled {
+                        self.closed.push(std::mem::take(&mut record.id));
+                    }
+                }
+                Err(e) => tracing::error!(id = %record.id, error = %e, "cannot serialise an access record"),
+            },
+            SpoolMsg::Flush(done) => self.waiters.push(done),
+        }
+    }
+
+    /// Full, or someone waits for it.
+    fn due(&self) -> bool {
+        self.messages >= WRITE_BATCH || !self.waiters.is_empty()
+    }
+}
+
+/// Appends what connections emit, a batch at a time (what arrives within
+/// [`WRITE_LINGER`] of the first record); after each fsync, journals the
+/// relayed connections among them closed, then publishes the durable end.
 pub(crate) async fn run_writer(
     spool: Arc<Spool>,
     mut rx: mpsc::UnboundedReceiver<SpoolMsg>,
@@ -415,36 +460,27 @@ pub(crate) async fn run_writer(
     journal: Journal,
 ) {
     let mut segment: Option<Segment> = None;
-    let mut lines: Vec<u8> = Vec::new();
-    let mut waiters = Vec::new();
-    let mut closed: Vec<String> = Vec::new();
+    let mut batch = WriteBatch::default();
     while let Some(first) = rx.recv().await {
-        let mut count = 0u64;
-        let mut take = |msg: SpoolMsg, lines: &mut Vec<u8>| match msg {
-            SpoolMsg::Record(mut record, journaled) => match serde_json::to_writer(&mut *lines, &record) {
-                Ok(()) => {
-                    lines.push(b'\n');
-                    count += 1;
-                    if journaled {
-                        closed.push(std::mem::take(&mut record.id));
-                    }
-                }
-                Err(e) => tracing::error!(id = %record.id, error = %e, "cannot serialise an access record"),
-            },
-            SpoolMsg::Flush(done) => waiters.push(done),
-        };
-        take(first, &mut lines);
-        for _ in 1..WRITE_BATCH {
+        batch.take(first);
+        if !batch.due() {
+            // Gather by sleeping, not by waiting on the channel: records
+            // sent meanwhile wake nothing (the connections that send them run
+            // on the gateway's worker threads).
+            tokio::time::sleep(WRITE_LINGER).await;
+        }
+        while batch.messages < WRITE_BATCH {
             match rx.try_recv() {
-                Ok(msg) => take(msg, &mut lines),
+                Ok(msg) => batch.take(msg),
                 Err(_) => break,
             }
         }
+        let count = batch.count;
         if count > 0 {
             loop {
                 let task_spool = spool.clone();
                 let task_segment = segment.take();
-                let task_lines = std::mem::take(&mut lines);
+                let task_lines = std::mem::take(&mut batch.lines);
                 let written = tokio::task::spawn_blocking(move || {
                     let (segment, result) = task_spool.append(task_segment, next_seq, &task_lines);
                     (segment, task_lines, result)
@@ -453,35 +489,38 @@ pub(crate) async fn run_writer(
                 match written {
                     Ok((s, l, Ok(()))) => {
                         segment = s;
-                        lines = l;
+                        batch.lines = l;
                         break;
                     }
                     Ok((s, l, Err(e))) => {
                         tracing::error!(error = %e, records = count, "cannot write the access-record spool; retrying");
                         segment = s;
-                        lines = l;
+                        batch.lines = l;
                         tokio::time::sleep(WRITE_RETRY).await;
                     }
                     Err(e) => {
                         tracing::error!(error = %e, records = count, "spool write task failed; these access records are lost");
                         // Those of relayed connections stay open in the
                         // journal: the next start records them.
-                        closed.clear();
+                        batch.closed.clear();
                         segment = None;
                         break;
                     }
                 }
             }
-            lines.clear();
             next_seq += count;
-            if !closed.is_empty() {
-                journal.closed(std::mem::take(&mut closed)).await;
+            if !batch.closed.is_empty() {
+                journal.closed(&batch.closed);
             }
             durable.send_replace(next_seq);
         }
-        for done in waiters.drain(..) {
+        for done in batch.waiters.drain(..) {
             let _ = done.send(());
         }
+        batch.lines.clear();
+        batch.closed.clear();
+        batch.count = 0;
+        batch.messages = 0;
     }
 }
 

@@ -49,6 +49,55 @@ async fn allowed_connect_relays_a_mebibyte_both_ways_and_records_it() {
     assert_eq!(h.gateway().live_connections(), 0);
 }
 
+/// The agent sends what its client sent first right after the CONNECT,
+/// before the answer: it must reach an allowed destination, first and once.
+#[tokio::test]
+async fn data_sent_before_the_answer_is_relayed_after_an_allow() {
+    let h = Harness::start().await;
+    let tunnel = h.laptop().await;
+    let request = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(h.echo_authority())
+        .body(())
+        .unwrap();
+    let (response, mut up) = tunnel.clone().ready().await.unwrap().send_request(request, false).unwrap();
+    up.send_data(Bytes::from_static(b"early "), false).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), response).await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    let mut down = response.into_body();
+    send_all(&mut up, Bytes::from_static(b"and later"), true).await.unwrap();
+    assert_eq!(read_body(&mut down, None).await.unwrap(), b"early and later");
+    let record = h.server.record("the allowed record", |r| r.action == "allow").await;
+    assert_eq!((record.bytes_up, record.bytes_down), (15, 15));
+}
+
+/// ...and must never reach a destination the policy denies.
+#[tokio::test]
+async fn data_sent_before_the_answer_never_reaches_a_denied_destination() {
+    let h = Harness::start().await;
+    // A real listener, and a device whose user no rule allows.
+    let tunnel = h.tunnel_as(&h.pki.device("phone")).await.unwrap();
+    let denied = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let authority = format!("127.0.0.1:{}", denied.local_addr().unwrap().port());
+    let request = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(authority.as_str())
+        .body(())
+        .unwrap();
+    let (response, mut up) = tunnel.clone().ready().await.unwrap().send_request(request, false).unwrap();
+    up.send_data(pattern(10_000), true).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), response).await.unwrap().unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(header(&response, HEADER_REASON), Some("no_rule_matched"));
+    let accepted = tokio::time::timeout(Duration::from_millis(300), denied.accept()).await;
+    assert!(accepted.is_err(), "the gateway connected to a denied destination");
+    let record = h.server.record("the denied record", |r| r.action == "deny").await;
+    assert_eq!(record.bytes_up, 0);
+    // The tunnel carries on.
+    let (response, _) = connect(&tunnel, &authority).await.unwrap();
+    assert_eq!(response.status(), 403);
+}
+
 #[tokio::test]
 async fn a_blocked_destination_gets_403_naming_the_rule_and_is_recorded_at_once() {
     let h = Harness::start().await;
@@ -463,9 +512,23 @@ async fn a_batch_stored_whose_answer_was_lost_ships_again_with_the_same_ids_afte
     assert_eq!(server.stored().len(), 4);
 }
 
-/// The journal of open connections the gateway keeps in its spool directory.
+/// The journal files of open connections the gateway keeps in its spool
+/// directory, oldest generation first.
+fn journal_files(dir: &tempfile::TempDir) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.path().join("open"))
+        .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "jsonl"));
+    files.sort();
+    files
+}
+
+/// The journal of open connections, all generations in order.
 fn journal(dir: &tempfile::TempDir) -> String {
-    std::fs::read_to_string(dir.path().join("open").join("journal.jsonl")).unwrap_or_default()
+    journal_files(dir)
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect()
 }
 
 fn now_ms() -> i64 {
@@ -574,7 +637,12 @@ async fn a_connection_closed_just_before_the_kill_keeps_its_one_record() {
                 .filter(|line| !line.contains(r#""op":"closed""#))
                 .map(|line| format!("{line}\n"))
                 .collect();
-            std::fs::write(dir.path().join("open").join("journal.jsonl"), kept).unwrap();
+            let files = journal_files(&dir);
+            let (newest, older) = files.split_last().unwrap();
+            for path in older {
+                std::fs::remove_file(path).unwrap();
+            }
+            std::fs::write(newest, kept).unwrap();
         }
 
         server.set_down(false);

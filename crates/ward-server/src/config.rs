@@ -56,6 +56,9 @@ pub struct ServerArgs {
     /// `host:port` agents use to reach the gateway, if not the listen address.
     #[arg(long, env = "WARD_GATEWAY_ADVERTISE", value_name = "HOST:PORT")]
     pub gateway_advertise: Option<String>,
+    /// Threads of the embedded gateway's data plane [default: one per core].
+    #[arg(long, env = "WARD_GATEWAY_THREADS", value_name = "N")]
+    pub gateway_threads: Option<usize>,
     /// Lifetime of device certificates; agents renew at half-life [default: 24h].
     #[arg(long, env = "WARD_DEVICE_CERT_TTL", value_name = "DURATION")]
     pub device_cert_ttl: Option<humantime::Duration>,
@@ -87,6 +90,7 @@ struct FileConfig {
     device_cert_ttl: Option<String>,
     gateway_listen: Option<SocketAddr>,
     gateway_advertise: Option<String>,
+    gateway_threads: Option<usize>,
     #[serde(default)]
     login: LoginFile,
 }
@@ -160,6 +164,8 @@ pub struct ServerConfig {
     pub gateway_listen: SocketAddr,
     /// What agents dial, when not `gateway_listen`.
     pub gateway_advertise: Option<String>,
+    /// The embedded gateway's worker threads; 0 means one per core.
+    pub gateway_threads: usize,
     /// Password for the bootstrap accounts, from `WARD_BOOTSTRAP_PASSWORD`
     /// (environment only, so it never shows in a process list or a file).
     pub bootstrap_password: Option<Secret>,
@@ -284,6 +290,7 @@ impl ServerConfig {
                 .or(file.gateway_listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7601))),
             gateway_advertise: args.gateway_advertise.clone().or(file.gateway_advertise),
+            gateway_threads: args.gateway_threads.or(file.gateway_threads).unwrap_or(0),
             master_key_file,
             device_cert_ttl,
             data_dir,
