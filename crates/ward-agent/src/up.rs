@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context as _};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -34,7 +35,7 @@ use crate::proxy::socks5::{self, Reply};
 use crate::proxy::Target;
 use crate::state::AgentState;
 use crate::status::{AgentStatus, Decision, Decisions, Outcome, STATUS_INTERVAL};
-use crate::tunnel::{relay, Tunnel, TunnelConfig, TunnelError, TunnelStream};
+use crate::tunnel::{relay, Tunnel, TunnelConfig, TunnelError, TunnelStream, EARLY_DATA_MAX};
 
 /// Default SOCKS5 listen address.
 pub const DEFAULT_SOCKS: &str = "127.0.0.1:1080";
@@ -159,7 +160,13 @@ impl Agent {
 
     /// Opens a stream through the tunnel and records the decision.
     pub async fn open(&self, via: &str, target: &Target) -> Result<TunnelStream, TunnelError> {
-        let result = self.tunnel.open(target).await;
+        self.open_with(via, target, Bytes::new()).await
+    }
+
+    /// [`open`](Self::open), sending `early` with the request (see
+    /// [`Tunnel::open_with`]).
+    pub async fn open_with(&self, via: &str, target: &Target, early: Bytes) -> Result<TunnelStream, TunnelError> {
+        let result = self.tunnel.open_with(target, early).await;
         let decision = Decision::new(via, target, &result);
         match decision.outcome {
             Outcome::Allowed => tracing::debug!(%via, %target, "connection allowed"),
@@ -617,11 +624,20 @@ async fn handle_http(agent: &Agent, client: TcpStream) {
         ProxyRequest::Connect { target } => (target, None),
         ProxyRequest::Forward { target, head } => (target, Some(head)),
     };
-    match agent.open("http", &target).await {
+    // A forwarded request's head is known already: it goes with the
+    // CONNECT (the rest of a long one follows in the relay).
+    let (early, rest) = match &head {
+        Some(head) => {
+            let n = head.len().min(EARLY_DATA_MAX);
+            (Bytes::copy_from_slice(&head[..n]), &head[n..])
+        }
+        None => (Bytes::new(), &[][..]),
+    };
+    match agent.open_with("http", &target, early).await {
         Ok(mut stream) => {
             let ready = match &head {
                 None => http_proxy::connect_established(&mut client).await,
-                Some(head) => stream.write_all(head).await,
+                Some(_) => stream.write_all(rest).await,
             };
             if ready.is_ok() {
                 finish(relay(&mut client, &mut stream).await, &target);
@@ -635,7 +651,14 @@ async fn handle_http(agent: &Agent, client: TcpStream) {
 }
 
 async fn handle_forward(agent: &Agent, mut client: TcpStream, target: &Target) {
-    match agent.open("forward", target).await {
+    // Whatever the client has sent already (a client that speaks first
+    // usually has, by the time the connection is accepted) goes with the
+    // CONNECT instead of after the gateway's answer.
+    let mut early = BytesMut::with_capacity(EARLY_DATA_MAX);
+    if client.try_read_buf(&mut early).is_err() {
+        early.clear();
+    }
+    match agent.open_with("forward", target, early.freeze()).await {
         Ok(mut stream) => finish(relay(&mut client, &mut stream).await, target),
         Err(e) => tracing::warn!(%target, error = %e, "port forward connection refused"),
     }
