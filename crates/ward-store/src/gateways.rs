@@ -187,39 +187,45 @@ impl Store {
         Ok(())
     }
 
-    /// Store a batch of access records; ids already stored are skipped.
-    /// Returns how many were new.
+    /// Store a batch of access records; ids already stored (or repeated in
+    /// the batch) are skipped. Returns how many were new. One transaction;
+    /// multi-row `INSERT`s of [`ROWS_PER_INSERT`] sizes (so that only three
+    /// statements are ever prepared, each reused from the statement cache):
+    /// a statement per record would cost a round trip to the database (or to
+    /// SQLite's worker thread) each, while one huge statement would hold the
+    /// CPU (and, on SQLite, the write lock) in one long stretch.
     pub async fn insert_access_records(&self, records: &[AccessRecordRow], now: i64) -> Result<u64> {
         let mut tx = self.pool().begin().await?;
         let mut stored = 0;
-        for r in records {
-            stored += sqlx::query(&format!(
-                "INSERT INTO access_records ({RECORD_COLUMNS}, received_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
-                 ON CONFLICT (id) DO NOTHING"
-            ))
-            .bind(&r.id)
-            .bind(&r.tenant_id)
-            .bind(r.started_ms)
-            .bind(&r.user_id)
-            .bind(&r.device_id)
-            .bind(&r.gateway_id)
-            .bind(&r.source)
-            .bind(&r.dest_host)
-            .bind(&r.dest_addr)
-            .bind(r.port)
-            .bind(&r.protocol)
-            .bind(&r.action)
-            .bind(&r.rule_id)
-            .bind(&r.reason)
-            .bind(r.bytes_up)
-            .bind(r.bytes_down)
-            .bind(r.duration_ms)
-            .bind(&r.end_reason)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let mut rest = records;
+        while !rest.is_empty() {
+            let rows = ROWS_PER_INSERT.iter().copied().find(|&n| n <= rest.len()).unwrap_or(1);
+            let (chunk, after) = rest.split_at(rows.min(rest.len()));
+            rest = after;
+            let mut query = sqlx::query(insert_records_sql(chunk.len()));
+            for r in chunk {
+                query = query
+                    .bind(&r.id)
+                    .bind(&r.tenant_id)
+                    .bind(r.started_ms)
+                    .bind(&r.user_id)
+                    .bind(&r.device_id)
+                    .bind(&r.gateway_id)
+                    .bind(&r.source)
+                    .bind(&r.dest_host)
+                    .bind(&r.dest_addr)
+                    .bind(r.port)
+                    .bind(&r.protocol)
+                    .bind(&r.action)
+                    .bind(&r.rule_id)
+                    .bind(&r.reason)
+                    .bind(r.bytes_up)
+                    .bind(r.bytes_down)
+                    .bind(r.duration_ms)
+                    .bind(&r.end_reason)
+                    .bind(now);
+            }
+            stored += query.execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
         Ok(stored)
@@ -248,4 +254,36 @@ impl Store {
         let items = rows.iter().map(AccessRecordRow::from_row).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, page, |r| &r.id))
     }
+}
+
+/// Columns bound per access record (the record's, then `received_at`).
+const RECORD_PARAMS: usize = 19;
+/// Rows per `INSERT`, largest first: a batch is stored as greedy chunks of
+/// these sizes.
+pub const ROWS_PER_INSERT: [usize; 3] = [16, 4, 1];
+
+/// `INSERT ... VALUES (...), (...) ON CONFLICT (id) DO NOTHING` for `rows`
+/// records, one of [`ROWS_PER_INSERT`]; built once each.
+fn insert_records_sql(rows: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<(usize, String)>> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| ROWS_PER_INSERT.iter().map(|&n| (n, build_insert_records_sql(n))).collect());
+    match all.iter().find(|(n, _)| *n == rows) {
+        Some((_, sql)) => sql,
+        None => "",
+    }
+}
+
+fn build_insert_records_sql(rows: usize) -> String {
+    use std::fmt::Write as _;
+    let mut sql = format!("INSERT INTO access_records ({RECORD_COLUMNS}, received_at) VALUES ");
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for col in 0..RECORD_PARAMS {
+            let sep = if col == 0 { "" } else { ", " };
+            let _ = write!(sql, "{sep}${}", row * RECORD_PARAMS + col + 1);
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (id) DO NOTHING");
+    sql
 }

@@ -42,7 +42,7 @@ pub use audit::{AuditFilter, AuditRow, NewAuditEvent};
 pub use credentials::{ApiKeyRow, NewApiKey, SessionRow};
 pub use devices::{DeviceRow, EnrollCodeRow, TenantCaRow};
 pub use error::{Result, StoreError};
-pub use gateways::{AccessFilter, AccessRecordRow, GatewayRow};
+pub use gateways::{AccessFilter, AccessRecordRow, GatewayRow, ROWS_PER_INSERT};
 pub use lockouts::AddressLockout;
 pub use page::{Page, PageRequest};
 pub use tenants::TenantRow;

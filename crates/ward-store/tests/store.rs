@@ -42,6 +42,7 @@ on_both_backends!(
     access_model_is_scoped_and_versioned,
     enrolment_codes_work_once_and_devices_are_scoped,
     gateways_join_once_and_records_are_stored_once,
+    large_record_batches_are_stored_once_across_statements,
 );
 
 const NOW: i64 = 1_795_000_000_000;
@@ -661,6 +662,63 @@ async fn gateways_join_once_and_records_are_stored_once(s: &Store) {
             .items
             .len(),
         1
+    );
+}
+
+/// Batches larger than one multi-row INSERT, with ids repeated within the
+/// batch, across statements and across batches.
+async fn large_record_batches_are_stored_once_across_statements(s: &Store) {
+    use ward_store::{AccessFilter, AccessRecordRow};
+    let record = |n: usize| AccessRecordRow {
+        id: format!("acr_{n:06}"),
+        tenant_id: "t1".into(),
+        started_ms: NOW + n as i64,
+        user_id: format!("user{}", n % 7),
+        device_id: "dev".into(),
+        gateway_id: "gw_1".into(),
+        source: "127.0.0.1".into(),
+        dest_host: "db.corp.example".into(),
+        dest_addr: (n % 2 == 0).then(|| "10.0.0.5".into()),
+        port: 5432,
+        protocol: "tcp".into(),
+        action: if n % 3 == 0 { "deny" } else { "allow" }.into(),
+        rule_id: (n % 5 == 0).then(|| format!("rul_{n}")),
+        reason: "rule_matched".into(),
+        bytes_up: n as i64,
+        bytes_down: 2 * n as i64,
+        duration_ms: 3,
+        end_reason: "closed".into(),
+    };
+    let per = ward_store::ROWS_PER_INSERT[0] * 3;
+    // Many statements' worth, with the first ten again at the end (in a
+    // later statement than their first copy) and one id twice in a row.
+    let mut batch: Vec<AccessRecordRow> = (0..per * 5 / 2).map(record).collect();
+    batch.extend((0..10).map(record));
+    batch.insert(1, record(1));
+    assert_eq!(s.insert_access_records(&batch, NOW).await.unwrap(), (per * 5 / 2) as u64);
+    // The next batch overlaps the first half.
+    let next: Vec<AccessRecordRow> = (per..per * 3).map(record).collect();
+    assert_eq!(s.insert_access_records(&next, NOW).await.unwrap(), (per / 2) as u64);
+
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = s
+            .list_access_records("t1", &AccessFilter::default(), &PageRequest::new(cursor, Some(500)))
+            .await
+            .unwrap();
+        seen.extend(page.items);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), per * 3);
+    let last = seen.iter().find(|r| r.id == format!("acr_{:06}", per * 3 - 1)).unwrap();
+    let expected = record(per * 3 - 1);
+    assert_eq!(
+        (last.bytes_up, last.bytes_down, &last.rule_id, &last.dest_addr, &last.user_id),
+        (expected.bytes_up, expected.bytes_down, &expected.rule_id, &expected.dest_addr, &expected.user_id)
     );
 }
 
