@@ -9,6 +9,14 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use ward_server::{LogFormat, ServerArgs, ServerConfig};
 
+/// The relays allocate and free buffers of tens to hundreds of KiB at a
+/// high rate (TLS records, HTTP/2 frames). The system allocator hands the
+/// freed top of its heap back to the kernel and faults the pages in again
+/// on the next allocation, which cost a quarter of bulk throughput
+/// (bench/RESULTS.md); jemalloc keeps freed pages for a few seconds.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "ward",
@@ -52,7 +60,10 @@ fn main() -> ExitCode {
                 LogFormat::Human,
                 &std::env::var("WARD_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
             );
-            match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            // One thread: an agent carries one person's traffic, and a
+            // single event loop opens a connection through the tunnel with
+            // no hand-offs between threads (bench/RESULTS.md).
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt.block_on(ward_agent::cli::run(args)),
                 Err(e) => fail(&format!("cannot start the runtime: {e}")),
             }
@@ -74,13 +85,14 @@ fn server(args: ServerArgs) -> ExitCode {
         let running = ward_server::start(config).await?;
         let link = running.gateway_link.clone();
         let (chain, key) = link.embedded_certificate().await?;
-        let gateway_config = ward_gateway::GatewayConfig::new(
+        let mut gateway_config = ward_gateway::GatewayConfig::new(
             ward_server::gateway_link::EMBEDDED_GATEWAY_ID,
             link.config().gateway_listen,
             chain,
             key,
             link.config().data_dir.join("gateway"),
         );
+        gateway_config.threads = link.config().gateway_threads;
         let gateway = ward_gateway::start(
             gateway_config,
             embedded::LocalSnapshots(link.clone()),
