@@ -14,7 +14,7 @@
 # those PIDs (and their children) are terminated on exit. A watchdog ends the run after MAX_SECONDS.
 #
 # Usage (from the workspace root, after `cargo build --release -p ward`):
-#   [REPS=3] [DUR=5] [CONN_N=2000] [IDLE_N=100] [SYNTH_N=1000] [SYNTH_PARTS=4] [SYNTH_CONC=1] [DIAG=0] [BASE=/tmp/ward-bench] \
+#   [REPS=3] [DUR=5] [BULK=1] [HOLD=0] [CONN_N=2000] [IDLE_N=100] [SYNTH_N=1000] [SYNTH_PARTS=4] [SYNTH_CONC=1] [DIAG=0] [BASE=/tmp/ward-bench] \
 #     bash bench/private-access.sh
 # Tools: apt-get install -y iperf3 haproxy nginx dante-server stunnel4 proxychains4 jq bc
 #        (plus openssl, gcc, python3, curl, ss, which are usually present)
@@ -26,6 +26,7 @@ CONNTEST_SRC=${CONNTEST_SRC:-/work/shared/bench/src/conntest.c}
 BASE=${BASE:-${TMPDIR:-/tmp}/ward-bench}
 REPS=${REPS:-3}; DUR=${DUR:-5}; CONN_N=${CONN_N:-2000}
 IDLE_N=${IDLE_N:-100}; IDLE_SETTLE=${IDLE_SETTLE:-15}; SYNTH_N=${SYNTH_N:-1000}; SYNTH_PARTS=${SYNTH_PARTS:-4}; SYNTH_CONC=${SYNTH_CONC:-1}
+BULK=${BULK:-1}   # 0: skip the bulk (iperf3) rows, for a quick latency-only run
 DIAG=${DIAG:-0}   # 1: after the rounds, strace and perf the ward server during extra conntests (diagnostic)
 MAX_SECONDS=${MAX_SECONDS:-2400}
 
@@ -98,6 +99,11 @@ cpu_ticks(){ local t=0 p k
   for p in "$@"; do for k in "$p" $(kids "$p"); do
     [ -r "/proc/$k/stat" ] && t=$((t + $(awk '{print $14+$15+$16+$17}' "/proc/$k/stat")))
   done; done; echo $t; }
+ctx_switches(){ # voluntary + involuntary context switches of all threads of PID (and its children)
+  local t=0 p f
+  for p in "$1" $(kids "$1"); do for f in /proc/"$p"/task/*/status; do
+    t=$((t + $(awk '/ctxt_switches/{s+=$2} END{print s+0}' "$f" 2>/dev/null || echo 0)))
+  done; done; echo "$t"; }
 rss_kib(){ awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 anon_kib(){ awk '/^RssAnon:/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 tunnels_up(){ ss -tnH state established "( sport = :$P_WGW )" | wc -l; }
@@ -193,7 +199,7 @@ start danted danted -f "$C/danted.conf";                                        
 PW="bench-$(head -c 12 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
 API=http://127.0.0.1:$P_WAPI
 wctl(){ WARD_CONFIG_DIR=$WB/ctl "$WARD" ctl "$@"; }
-start ward-server env WARD_BOOTSTRAP_PASSWORD="$PW" "$WARD" server --data-dir "$WB/data" \
+start ward-server env ${SERVER_ENV:-} WARD_BOOTSTRAP_PASSWORD="$PW" "$WARD" server --data-dir "$WB/data" \
   --listen 127.0.0.1:$P_WAPI --gateway-listen 127.0.0.1:$P_WGW
 wait_port $P_WAPI || exit 1; wait_port $P_WGW || exit 1
 SRV=$(pid_of ward-server)
@@ -219,7 +225,7 @@ done
 log "enrolled $((IDLE_N + 3)) devices in $(echo "$(date +%s.%N)-$t0" | bc | xargs printf %.1f) s"
 
 start ward-fwd-iperf "$WARD" agent forward 127.0.0.1:$P_WFWD_IPERF 127.0.0.1:$P_IPERF --state-dir "$WB/agents/fwd-iperf"
-start ward-fwd-http  "$WARD" agent forward 127.0.0.1:$P_WFWD_HTTP 127.0.0.1:$P_NGINX --state-dir "$WB/agents/fwd-http"
+start ward-fwd-http env ${AGENT_ENV:-} "$WARD" agent forward 127.0.0.1:$P_WFWD_HTTP 127.0.0.1:$P_NGINX --state-dir "$WB/agents/fwd-http"
 start ward-socks     "$WARD" agent up --state-dir "$WB/agents/socks" --socks 127.0.0.1:$P_WSOCKS --http 127.0.0.1:$P_WHTTP
 for p in $P_WFWD_IPERF $P_WFWD_HTTP $P_WSOCKS; do wait_port "$p" || exit 1; done
 FWD_I=$(pid_of ward-fwd-iperf) FWD_H=$(pid_of ward-fwd-http) WSOCKS=$(pid_of ward-socks)
@@ -335,12 +341,13 @@ iperf_run(){ # label port relay-pids(csv) [iperf-extra] -- [prefix...]
 conn_run(){ # label port relay-pids(csv) [prefix...]
   local label=$1 port=$2 rp=$3; shift 3
   local pids; read -ra pids <<<"${rp//,/ }"
-  local c0=() c1=() out p i tot=0 sides=""
-  for p in "${pids[@]}"; do c0+=("$(cpu_ticks "$p")"); done
+  local c0=() c1=() x0=() x1=() out p i tot=0 sides=""
+  for p in "${pids[@]}"; do c0+=("$(cpu_ticks "$p")"); x0+=("$(ctx_switches "$p")"); done
   out=$(timeout 300 "$@" "$BIN/conntest" 127.0.0.1 "$port" "$CONN_N" /1k.bin 127.0.0.1:$P_NGINX)
-  for p in "${pids[@]}"; do c1+=("$(cpu_ticks "$p")"); done
-  for i in "${!pids[@]}"; do   # CPU time of each relay process per connection, in us
+  for p in "${pids[@]}"; do c1+=("$(cpu_ticks "$p")"); x1+=("$(ctx_switches "$p")"); done
+  for i in "${!pids[@]}"; do   # CPU time and context switches of each relay process per connection
     sides+=$(printf '\tside%d_cpu_us_per_conn=%.1f' $((i + 1)) "$(echo "(${c1[$i]}-${c0[$i]})*1000000/$CLK/$CONN_N" | bc -l)")
+    sides+=$(printf '\tside%d_cs_per_conn=%.1f' $((i + 1)) "$(echo "(${x1[$i]}-${x0[$i]})/$CONN_N" | bc -l)")
     tot=$((tot + c1[i] - c0[i]))
   done
   printf 'conntest\t%s\t%s\t%s\trelay_cpu_us_per_conn=%.1f%s\n' "$label" "$round" "$(echo "${out#RESULT }" | tr ' ' '\t')" \
@@ -350,15 +357,21 @@ conn_run(){ # label port relay-pids(csv) [prefix...]
 PCD=(proxychains4 -q -f "$C/proxychains-dante.conf")
 PCW=(proxychains4 -q -f "$C/proxychains-ward.conf")
 STS=$(pid_of stunnel-server) STC=$(pid_of stunnel-client) DA=$(pid_of danted) HAP=$(pid_of haproxy)
+if [ "${HOLD:-0}" = 1 ]; then   # keep everything running for manual measurements until $RUN/hold is removed
+  touch "$RUN/hold"; log "holding: ward server pid $SRV, forward agent pid $FWD_H on port $P_WFWD_HTTP; rm $RUN/hold to go on"
+  while [ -e "$RUN/hold" ]; do sleep 1; done
+fi
 for round in $(seq 1 "$REPS"); do
   log "round $round of $REPS (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-  iperf_run direct          $P_IPERF       ""             "" --
-  iperf_run stunnel_mtls    $P_STC         "$STS,$STC"    "" --
-  iperf_run dante_socks5    $P_IPERF       "$DA"          "" -- "${PCD[@]}"
-  iperf_run ward_forward    $P_WFWD_IPERF  "$SRV,$FWD_I"  "" --
-  iperf_run ward_socks5     $P_IPERF       "$SRV,$WSOCKS" "" -- "${PCW[@]}"
-  iperf_run R_stunnel_mtls  $P_STC         "$STS,$STC"    -R --
-  iperf_run R_ward_forward  $P_WFWD_IPERF  "$SRV,$FWD_I"  -R --
+  if [ "$BULK" = 1 ]; then
+    iperf_run direct          $P_IPERF       ""             "" --
+    iperf_run stunnel_mtls    $P_STC         "$STS,$STC"    "" --
+    iperf_run dante_socks5    $P_IPERF       "$DA"          "" -- "${PCD[@]}"
+    iperf_run ward_forward    $P_WFWD_IPERF  "$SRV,$FWD_I"  "" --
+    iperf_run ward_socks5     $P_IPERF       "$SRV,$WSOCKS" "" -- "${PCW[@]}"
+    iperf_run R_stunnel_mtls  $P_STC         "$STS,$STC"    -R --
+    iperf_run R_ward_forward  $P_WFWD_IPERF  "$SRV,$FWD_I"  -R --
+  fi
   conn_run seq_direct        $P_NGINX      ""
   conn_run seq_haproxy       $P_HAP        "$HAP"
   conn_run seq_ward_forward  $P_WFWD_HTTP  "$SRV,$FWD_H"
@@ -378,7 +391,7 @@ if [ "$DIAG" = 1 ]; then   # diagnostics only (slow the gateway down; not part o
       "$R/strace-gateway.txt" | sort -k2 -nr | head -15 | tee "$R/strace-gateway-per-conn.txt"
   fi
   if command -v perf >/dev/null; then   # where the server's CPU goes, by thread and by symbol
-    perf record -F 999 -g -o "$R/perf-gateway.data" -p "$SRV" -- sleep 4 >"$L/perf.out" 2>&1 &
+    perf record -F 999 -g -o "$R/perf-gateway.data" -p "$SRV,$FWD_H" -- sleep 4 >"$L/perf.out" 2>&1 &
     PERF_PID=$!; PIDS+=("$PERF_PID:perf"); sleep 0.5
     conn_run diag_perf_ward_forward $P_WFWD_HTTP "$SRV,$FWD_H"
     wait "$PERF_PID"

@@ -100,6 +100,8 @@ for (kind, label) in rows:
           f" relay_cpu_us/conn={fmt(med(kind, label, 'relay_cpu_us_per_conn'), '.0f')}"
           + "".join(f" {k.split('_')[0]}={fmt(med(kind, label, k), '.0f')}"
                     for k in ("side1_cpu_us_per_conn", "side2_cpu_us_per_conn") if vals(kind, label, k))
+          + "".join(f" {k.split('_')[0]}_cs={fmt(med(kind, label, k), '.1f')}"
+                    for k in ("side1_cs_per_conn", "side2_cs_per_conn") if vals(kind, label, k))
           + add)
 w50 = med("conntest", "seq_ward_forward", "p50_us")
 h50 = med("conntest", "seq_haproxy", "p50_us")
@@ -111,7 +113,7 @@ mem = {label: d["1"] for (kind, label), d in rows.items() if kind == "mem"}
 for label, r in mem.items():
     ref = mem.get("baseline") if label.startswith("idle_") else mem.get("before_synthetic")
     extra = ""
-    if ref and label.startswith(("idle_", "synthetic_")):
+    if ref and label.startswith(("idle_", "synthetic_")) and int(label.split("_")[1]) > 0:
         n = int(label.split("_")[1])
         extra = (f"  -> {(r['server_rss_kib'] - ref['server_rss_kib']) / n:.1f} KiB RSS per idle tunnel"
                  f" ({(r['server_anon_kib'] - ref['server_anon_kib']) / n:.1f} KiB anon)")
