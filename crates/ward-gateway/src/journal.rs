@@ -814,7 +814,11 @@ mod tests {
         journal.tick().await;
         let bytes = journal_bytes(dir.path());
         assert!(bytes.len() < 4 * 1024, "compacted: {} bytes", bytes.len());
-        assert_eq!(generation_count(dir.path()), 1, "the older generation is gone once the new one is synced");
+        assert_eq!(
+            generation_count(dir.path()),
+            1,
+            "the older generation is gone once the new one is synced"
+        );
         let parsed = parse(&bytes);
         assert_eq!(parsed.open.keys().collect::<Vec<_>>(), vec![&long_lived.id]);
         assert_eq!(journaled(&bytes), (123, 456), "progress survives compaction");

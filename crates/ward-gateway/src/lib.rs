@@ -88,10 +88,10 @@ mod registry;
 mod relay;
 pub mod remote;
 mod spool;
-mod workers;
 mod state;
 mod sync;
 mod tls;
+mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -60,9 +60,18 @@ async fn data_sent_before_the_answer_is_relayed_after_an_allow() {
         .uri(h.echo_authority())
         .body(())
         .unwrap();
-    let (response, mut up) = tunnel.clone().ready().await.unwrap().send_request(request, false).unwrap();
+    let (response, mut up) = tunnel
+        .clone()
+        .ready()
+        .await
+        .unwrap()
+        .send_request(request, false)
+        .unwrap();
     up.send_data(Bytes::from_static(b"early "), false).unwrap();
-    let response = tokio::time::timeout(Duration::from_secs(10), response).await.unwrap().unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(response.status(), 200);
     let mut down = response.into_body();
     send_all(&mut up, Bytes::from_static(b"and later"), true).await.unwrap();
@@ -84,9 +93,18 @@ async fn data_sent_before_the_answer_never_reaches_a_denied_destination() {
         .uri(authority.as_str())
         .body(())
         .unwrap();
-    let (response, mut up) = tunnel.clone().ready().await.unwrap().send_request(request, false).unwrap();
+    let (response, mut up) = tunnel
+        .clone()
+        .ready()
+        .await
+        .unwrap()
+        .send_request(request, false)
+        .unwrap();
     up.send_data(pattern(10_000), true).unwrap();
-    let response = tokio::time::timeout(Duration::from_secs(10), response).await.unwrap().unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(response.status(), 403);
     assert_eq!(header(&response, HEADER_REASON), Some("no_rule_matched"));
     let accepted = tokio::time::timeout(Duration::from_millis(300), denied.accept()).await;

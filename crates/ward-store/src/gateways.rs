@@ -266,7 +266,12 @@ pub const ROWS_PER_INSERT: [usize; 3] = [16, 4, 1];
 /// records, one of [`ROWS_PER_INSERT`]; built once each.
 fn insert_records_sql(rows: usize) -> &'static str {
     static SQL: std::sync::OnceLock<Vec<(usize, String)>> = std::sync::OnceLock::new();
-    let all = SQL.get_or_init(|| ROWS_PER_INSERT.iter().map(|&n| (n, build_insert_records_sql(n))).collect());
+    let all = SQL.get_or_init(|| {
+        ROWS_PER_INSERT
+            .iter()
+            .map(|&n| (n, build_insert_records_sql(n)))
+            .collect()
+    });
     match all.iter().find(|(n, _)| *n == rows) {
         Some((_, sql)) => sql,
         None => "",

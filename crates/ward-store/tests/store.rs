@@ -678,11 +678,11 @@ async fn large_record_batches_are_stored_once_across_statements(s: &Store) {
         gateway_id: "gw_1".into(),
         source: "127.0.0.1".into(),
         dest_host: "db.corp.example".into(),
-        dest_addr: (n % 2 == 0).then(|| "10.0.0.5".into()),
+        dest_addr: n.is_multiple_of(2).then(|| "10.0.0.5".into()),
         port: 5432,
         protocol: "tcp".into(),
-        action: if n % 3 == 0 { "deny" } else { "allow" }.into(),
-        rule_id: (n % 5 == 0).then(|| format!("rul_{n}")),
+        action: if n.is_multiple_of(3) { "deny" } else { "allow" }.into(),
+        rule_id: n.is_multiple_of(5).then(|| format!("rul_{n}")),
         reason: "rule_matched".into(),
         bytes_up: n as i64,
         bytes_down: 2 * n as i64,
@@ -695,7 +695,10 @@ async fn large_record_batches_are_stored_once_across_statements(s: &Store) {
     let mut batch: Vec<AccessRecordRow> = (0..per * 5 / 2).map(record).collect();
     batch.extend((0..10).map(record));
     batch.insert(1, record(1));
-    assert_eq!(s.insert_access_records(&batch, NOW).await.unwrap(), (per * 5 / 2) as u64);
+    assert_eq!(
+        s.insert_access_records(&batch, NOW).await.unwrap(),
+        (per * 5 / 2) as u64
+    );
     // The next batch overlaps the first half.
     let next: Vec<AccessRecordRow> = (per..per * 3).map(record).collect();
     assert_eq!(s.insert_access_records(&next, NOW).await.unwrap(), (per / 2) as u64);
@@ -717,8 +720,20 @@ async fn large_record_batches_are_stored_once_across_statements(s: &Store) {
     let last = seen.iter().find(|r| r.id == format!("acr_{:06}", per * 3 - 1)).unwrap();
     let expected = record(per * 3 - 1);
     assert_eq!(
-        (last.bytes_up, last.bytes_down, &last.rule_id, &last.dest_addr, &last.user_id),
-        (expected.bytes_up, expected.bytes_down, &expected.rule_id, &expected.dest_addr, &expected.user_id)
+        (
+            last.bytes_up,
+            last.bytes_down,
+            &last.rule_id,
+            &last.dest_addr,
+            &last.user_id
+        ),
+        (
+            expected.bytes_up,
+            expected.bytes_down,
+            &expected.rule_id,
+            &expected.dest_addr,
+            &expected.user_id
+        )
     );
 }
 
