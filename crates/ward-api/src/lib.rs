@@ -663,7 +663,7 @@ pub struct AccessRecord {
     pub bytes_down: u64,
     pub duration_ms: u64,
     /// Why it ended: `closed`, `denied`, `dial_failed`, `policy_changed`,
-    /// `gateway_shutdown`, `gateway_restart`, `error`.
+    /// `certificate_expired`, `gateway_shutdown`, `gateway_restart`, `error`.
     pub end: String,
 }
 

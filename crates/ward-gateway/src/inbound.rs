@@ -37,6 +37,9 @@ pub(crate) struct Tunnel {
     tenant_id: Arc<str>,
     device_id: Arc<str>,
     peer: SocketAddr,
+    /// When its device certificate expires (ms since epoch): its live
+    /// connections are cut then, and new streams refused.
+    cert_expires_ms: i64,
 }
 
 /// Accepts agents until the gateway drains, handing each to a worker
@@ -76,7 +79,7 @@ pub(crate) async fn serve_tunnel(gateway: Arc<Gateway>, tcp: TcpStream, peer: So
             return;
         }
     };
-    let (tenant_id, device_id) = match authenticate(&gateway, &tls) {
+    let (tenant_id, device_id, cert_expires_ms) = match authenticate(&gateway, &tls) {
         Ok(who) => who,
         Err(why) => {
             tracing::info!(%peer, reason = %why, "agent refused");
@@ -107,10 +110,16 @@ pub(crate) async fn serve_tunnel(gateway: Arc<Gateway>, tcp: TcpStream, peer: So
         tenant_id,
         device_id,
         peer,
+        cert_expires_ms,
     });
 
     let keepalive = keepalive(conn.ping_pong());
     tokio::pin!(keepalive);
+    // When the certificate expires the tunnel goes away (the agent comes
+    // back with its renewed one); the re-checker cuts what it still carries.
+    let valid_for = u64::try_from(cert_expires_ms.saturating_sub(now_ms())).unwrap_or(0);
+    let expired = tokio::time::sleep(Duration::from_millis(valid_for));
+    tokio::pin!(expired);
     let mut streams = JoinSet::new();
     let mut going_away = false;
     loop {
@@ -122,6 +131,11 @@ pub(crate) async fn serve_tunnel(gateway: Arc<Gateway>, tcp: TcpStream, peer: So
                 break;
             }
             _ = gateway.drain.draining().cancelled(), if !going_away => {
+                conn.graceful_shutdown();
+                going_away = true;
+            }
+            _ = &mut expired, if !going_away => {
+                tracing::info!(%peer, "device certificate expired; closing its tunnel");
                 conn.graceful_shutdown();
                 going_away = true;
             }
@@ -157,7 +171,7 @@ pub(crate) async fn serve_tunnel(gateway: Arc<Gateway>, tcp: TcpStream, peer: So
 /// a device of a tenant in the policy, and that tenant's CA must have issued
 /// it (`ward_pki::verify_issued_by`; the TLS layer only knows it chains to
 /// *some* tenant CA).
-fn authenticate(gateway: &Gateway, tls: &TlsStream<TcpStream>) -> Result<(Arc<str>, Arc<str>), String> {
+fn authenticate(gateway: &Gateway, tls: &TlsStream<TcpStream>) -> Result<(Arc<str>, Arc<str>, i64), String> {
     let leaf = tls
         .get_ref()
         .1
@@ -175,7 +189,8 @@ fn authenticate(gateway: &Gateway, tls: &TlsStream<TcpStream>) -> Result<(Arc<st
     tenant
         .issued(leaf)
         .map_err(|e| format!("not issued by the CA of tenant {tenant_id}: {e}"))?;
-    Ok((tenant_id.into(), device_id.into()))
+    let expires = ward_pki::not_after_ms(leaf).map_err(|e| e.to_string())?;
+    Ok((tenant_id.into(), device_id.into(), expires))
 }
 
 /// Resolves when the agent fails to answer a PING in time.
@@ -301,6 +316,16 @@ pub(crate) async fn serve_stream(
     // Decide on the name (or address) as asked, before anything touches the
     // network: a denied name is not even resolved.
     let now = now_ms();
+    if now >= tunnel.cert_expires_ms {
+        result.set_reason("certificate_expired");
+        answer(
+            &mut respond,
+            StatusCode::FORBIDDEN,
+            &[(ward_api::HEADER_REASON, "certificate_expired")],
+        );
+        result.finish(End::Denied);
+        return;
+    }
     let mut verdict = policy.decide(
         &tunnel.tenant_id,
         &tunnel.device_id,
@@ -401,6 +426,7 @@ pub(crate) async fn serve_stream(
         target.host.clone(),
         resolved,
         target.port,
+        tunnel.cert_expires_ms,
     ));
     // A snapshot applied while we dialled was re-checked without us.
     if gateway.state.version() != Some(policy.version) {

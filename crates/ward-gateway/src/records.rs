@@ -31,6 +31,8 @@ pub(crate) enum End {
     Denied,
     DialFailed,
     PolicyChanged,
+    /// The device certificate the tunnel was opened with expired.
+    CertificateExpired,
     GatewayShutdown,
     /// Written at start for a connection the gateway was killed under.
     GatewayRestart,
@@ -44,6 +46,7 @@ impl End {
             End::Denied => "denied",
             End::DialFailed => "dial_failed",
             End::PolicyChanged => "policy_changed",
+            End::CertificateExpired => "certificate_expired",
             End::GatewayShutdown => "gateway_shutdown",
             End::GatewayRestart => "gateway_restart",
             End::Error => "error",

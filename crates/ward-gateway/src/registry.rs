@@ -24,6 +24,8 @@ pub(crate) struct LiveConn {
     pub(crate) host: String,
     pub(crate) resolved: Option<IpAddr>,
     pub(crate) port: u16,
+    /// When the device certificate of its tunnel expires (ms since epoch).
+    pub(crate) cert_expires_ms: i64,
     cancel: CancellationToken,
     /// 0 while live; otherwise the `End` a canceller chose (first one wins).
     end: AtomicU8,
@@ -31,6 +33,7 @@ pub(crate) struct LiveConn {
 
 const END_POLICY_CHANGED: u8 = 1;
 const END_GATEWAY_SHUTDOWN: u8 = 2;
+const END_CERTIFICATE_EXPIRED: u8 = 3;
 
 impl LiveConn {
     pub(crate) fn new(
@@ -40,6 +43,7 @@ impl LiveConn {
         host: String,
         resolved: Option<IpAddr>,
         port: u16,
+        cert_expires_ms: i64,
     ) -> LiveConn {
         LiveConn {
             tenant_id,
@@ -48,6 +52,7 @@ impl LiveConn {
             host,
             resolved,
             port,
+            cert_expires_ms,
             cancel: CancellationToken::new(),
             end: AtomicU8::new(0),
         }
@@ -57,6 +62,7 @@ impl LiveConn {
     pub(crate) fn cancel(&self, end: End) {
         let code = match end {
             End::PolicyChanged => END_POLICY_CHANGED,
+            End::CertificateExpired => END_CERTIFICATE_EXPIRED,
             _ => END_GATEWAY_SHUTDOWN,
         };
         let _ = self.end.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
@@ -72,6 +78,7 @@ impl LiveConn {
         match self.end.load(Ordering::Acquire) {
             END_POLICY_CHANGED => Some(End::PolicyChanged),
             END_GATEWAY_SHUTDOWN => Some(End::GatewayShutdown),
+            END_CERTIFICATE_EXPIRED => Some(End::CertificateExpired),
             _ => None,
         }
     }
@@ -139,6 +146,18 @@ impl Registry {
         let mut cut = 0;
         for conn in self.snapshot() {
             if conn.cancel.is_cancelled() {
+                continue;
+            }
+            if now >= conn.cert_expires_ms {
+                tracing::info!(
+                    tenant = %conn.tenant_id,
+                    device = %conn.device_id,
+                    host = %conn.host,
+                    port = conn.port,
+                    "the device certificate of a live connection expired; closing it"
+                );
+                conn.cancel(End::CertificateExpired);
+                cut += 1;
                 continue;
             }
             let verdict = policy.decide(&conn.tenant_id, &conn.device_id, conn.source, conn.destination(), now);

@@ -218,6 +218,38 @@ async fn bad_requests_get_400() {
     assert_eq!(response.status(), 200);
 }
 
+#[tokio::test]
+async fn a_live_connection_is_cut_when_its_device_certificate_expires() {
+    let h = Harness::start().await;
+    let (key_pem, csr_pem) = ward_pki::generate_key_and_csr("laptop").unwrap();
+    let identity = ward_pki::Identity::device(TENANT, "laptop").unwrap();
+    let leaf = h
+        .pki
+        .tenant_ca
+        .sign_csr(&csr_pem, &identity, Duration::from_secs(3))
+        .unwrap();
+    let short_lived = DeviceCert {
+        cert: leaf.cert_der().unwrap(),
+        key_pem,
+    };
+    let tunnel = h.tunnel_as(&short_lived).await.unwrap();
+    let (response, mut up) = connect(&tunnel, &h.echo_authority()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut down = response.into_body();
+    send_all(&mut up, Bytes::from_static(b"ping"), false).await.unwrap();
+    assert_eq!(read_body(&mut down, Some(4)).await.unwrap(), b"ping");
+
+    let record = h
+        .server
+        .record("the cut connection", |r| r.end == "certificate_expired")
+        .await;
+    assert_eq!(record.action, "allow");
+    assert_eq!(h.gateway().live_connections(), 0);
+    // The tunnel was told to go away: nothing new is relayed on it.
+    let again = connect(&tunnel, &h.echo_authority()).await;
+    assert!(again.map_or(true, |(r, _)| r.status() != 200));
+}
+
 /// Opens a relayed connection and proves bytes flow; returns its halves.
 async fn live_echo(h: &Harness) -> (h2::SendStream<Bytes>, h2::RecvStream) {
     let tunnel = h.laptop().await;

@@ -186,6 +186,13 @@ impl fmt::Display for Identity {
     }
 }
 
+/// When a certificate stops being valid, in milliseconds since the Unix
+/// epoch.
+pub fn not_after_ms(cert: &CertificateDer<'_>) -> Result<i64> {
+    let x509 = parse_cert(cert, "certificate")?;
+    Ok(x509.validity().not_after.timestamp().saturating_mul(1000))
+}
+
 /// Checks that `leaf` was issued by `ca`: the leaf's issuer name equals the
 /// CA's subject and the leaf's signature verifies with the CA's public key
 /// (ECDSA P-256 or Ed25519 CA keys). Validity and usages are not checked;

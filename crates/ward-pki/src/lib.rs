@@ -67,7 +67,7 @@ use sha2::{Digest, Sha256};
 pub use ca::{CertificateAuthority, IssuedCert};
 pub use csr::{generate_key_and_csr, IssuedLeaf};
 pub use error::{PkiError, Result};
-pub use identity::{is_valid_id, verify_issued_by, Identity, MAX_ID_LEN};
+pub use identity::{is_valid_id, not_after_ms, verify_issued_by, Identity, MAX_ID_LEN};
 pub use pem::{certs_from_pem, load_certs, load_private_key};
 pub use pin::{client_config_pinned, parse_pin, pinned_ca_from_chain};
 pub use seal::{load_or_create_master_key, MasterKey};
