@@ -16,6 +16,8 @@
 # Usage (from the workspace root, after `cargo build --release -p ward`):
 #   [REPS=3] [DUR=5] [BULK=1] [HOLD=0] [CONN_N=2000] [IDLE_N=100] [SYNTH_N=1000] [SYNTH_PARTS=4] [SYNTH_CONC=1] [DIAG=0] [BASE=/tmp/ward-bench] \
 #     bash bench/private-access.sh
+# SERVER_ENV / AGENT_ENV: extra environment (VAR=value ...) for the ward server and for the forward
+# agent of the connection test, for experiments such as TOKIO_WORKER_THREADS=1.
 # Tools: apt-get install -y iperf3 haproxy nginx dante-server stunnel4 proxychains4 jq bc
 #        (plus openssl, gcc, python3, curl, ss, which are usually present)
 set -u
