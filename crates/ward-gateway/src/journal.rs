@@ -52,7 +52,7 @@
 //! Cost per connection: one line serialised by the connection's task and
 //! two small `write`s (open, closed) to the page cache under a mutex, made
 //! by the task itself: no hand-off to another thread and no waiting for the
-//! disk. The keeper task does the rest once per [`JOURNAL_HEARTBEAT`]: it
+//! disk. The keeper task does the rest once per [`JOURNAL_HEARTBEAT`](crate::config::JOURNAL_HEARTBEAT): it
 //! journals the byte counts of the open connections that moved (the relay
 //! updates them as it goes) and a `beat` with the time, which bounds the
 //! duration of a recovered connection, `fsync`s on a blocking thread
@@ -73,7 +73,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use ward_api::AccessRecord;
 
-use crate::config::JOURNAL_HEARTBEAT;
 use crate::records::{now_ms, End};
 use crate::relay::Transferred;
 use crate::spool::{Position, Spool};
@@ -555,11 +554,6 @@ pub(crate) async fn run_keeper(journal: Journal, interval: Duration) {
         tick.tick().await;
         journal.tick().await;
     }
-}
-
-/// The keeper at its usual pace.
-pub(crate) async fn run_keeper_default(journal: Journal) {
-    run_keeper(journal, JOURNAL_HEARTBEAT).await
 }
 
 #[cfg(test)]

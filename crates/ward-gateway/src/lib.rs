@@ -186,7 +186,10 @@ pub async fn start(
     let spool = Arc::new(spool);
     let (durable_tx, durable_rx) = watch::channel(position.next_seq);
     let mut tasks = drain::Tasks::default();
-    tasks.journal = Some(tokio::spawn(journal::run_keeper_default(journal.clone())));
+    tasks.journal = Some(tokio::spawn(journal::run_keeper(
+        journal.clone(),
+        config::JOURNAL_HEARTBEAT,
+    )));
     tasks.spool_writer = Some(tokio::spawn(spool::run_writer(
         spool.clone(),
         records_rx,

@@ -55,22 +55,8 @@ async fn allowed_connect_relays_a_mebibyte_both_ways_and_records_it() {
 async fn data_sent_before_the_answer_is_relayed_after_an_allow() {
     let h = Harness::start().await;
     let tunnel = h.laptop().await;
-    let request = http::Request::builder()
-        .method(http::Method::CONNECT)
-        .uri(h.echo_authority())
-        .body(())
-        .unwrap();
-    let (response, mut up) = tunnel
-        .clone()
-        .ready()
+    let (response, mut up) = connect_early(&tunnel, &h.echo_authority(), Bytes::from_static(b"early "), false)
         .await
-        .unwrap()
-        .send_request(request, false)
-        .unwrap();
-    up.send_data(Bytes::from_static(b"early "), false).unwrap();
-    let response = tokio::time::timeout(Duration::from_secs(10), response)
-        .await
-        .unwrap()
         .unwrap();
     assert_eq!(response.status(), 200);
     let mut down = response.into_body();
@@ -88,23 +74,7 @@ async fn data_sent_before_the_answer_never_reaches_a_denied_destination() {
     let tunnel = h.tunnel_as(&h.pki.device("phone")).await.unwrap();
     let denied = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let authority = format!("127.0.0.1:{}", denied.local_addr().unwrap().port());
-    let request = http::Request::builder()
-        .method(http::Method::CONNECT)
-        .uri(authority.as_str())
-        .body(())
-        .unwrap();
-    let (response, mut up) = tunnel
-        .clone()
-        .ready()
-        .await
-        .unwrap()
-        .send_request(request, false)
-        .unwrap();
-    up.send_data(pattern(10_000), true).unwrap();
-    let response = tokio::time::timeout(Duration::from_secs(10), response)
-        .await
-        .unwrap()
-        .unwrap();
+    let (response, _up) = connect_early(&tunnel, &authority, pattern(10_000), true).await.unwrap();
     assert_eq!(response.status(), 403);
     assert_eq!(header(&response, HEADER_REASON), Some("no_rule_matched"));
     let accepted = tokio::time::timeout(Duration::from_millis(300), denied.accept()).await;

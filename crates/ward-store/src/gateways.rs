@@ -200,7 +200,7 @@ impl Store {
         let mut rest = records;
         while !rest.is_empty() {
             let rows = ROWS_PER_INSERT.iter().copied().find(|&n| n <= rest.len()).unwrap_or(1);
-            let (chunk, after) = rest.split_at(rows.min(rest.len()));
+            let (chunk, after) = rest.split_at(rows);
             rest = after;
             let mut query = sqlx::query(insert_records_sql(chunk.len()));
             for r in chunk {

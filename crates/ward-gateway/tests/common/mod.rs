@@ -417,9 +417,24 @@ pub async fn connect(
     tunnel: &SendRequest<Bytes>,
     authority: &str,
 ) -> anyhow::Result<(Response<RecvStream>, SendStream<Bytes>)> {
+    connect_early(tunnel, authority, Bytes::new(), false).await
+}
+
+/// `CONNECT authority`, sending `early` (unless empty; with END_STREAM if
+/// `end`) right after the request, before the answer, as the agent's
+/// forwards do.
+pub async fn connect_early(
+    tunnel: &SendRequest<Bytes>,
+    authority: &str,
+    early: Bytes,
+    end: bool,
+) -> anyhow::Result<(Response<RecvStream>, SendStream<Bytes>)> {
     let request = Request::builder().method(Method::CONNECT).uri(authority).body(())?;
     let mut ready = tunnel.clone().ready().await?;
-    let (response, stream) = ready.send_request(request, false)?;
+    let (response, mut stream) = ready.send_request(request, false)?;
+    if !early.is_empty() {
+        stream.send_data(early, end)?;
+    }
     let response = tokio::time::timeout(Duration::from_secs(10), response).await??;
     Ok((response, stream))
 }
