@@ -186,8 +186,24 @@ async fn copy_to_agent(
             }
             Err(e) => return Err(RelayError::Destination(e)),
         };
-        let mut data = spare.split().freeze();
+        let mut fin = false;
+        let mut failed = None;
         if n < READ_CHUNK / 2 {
+            // A server that answers and closes (HTTP/1.0, `Connection:
+            // close`, most request-response protocols) has usually sent its
+            // FIN with the answer: look once more, so the end rides on the
+            // last DATA frame instead of a frame (and a wake-up of the
+            // agent) of its own.
+            match read.try_read_buf(&mut spare) {
+                Ok(0) => fin = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                // What was read still goes to the agent first.
+                Err(e) => failed = Some(e),
+            }
+        }
+        let mut data = spare.split().freeze();
+        if fin || data.len() < READ_CHUNK / 2 {
             // The destination went quiet: hold nothing while it stays so.
             spare = BytesMut::new();
         }
@@ -203,8 +219,15 @@ async fn copy_to_agent(
             }
             let chunk = data.split_to(capacity.min(data.len()));
             let n = chunk.len();
-            send.send_data(chunk, false).map_err(RelayError::Agent)?;
+            send.send_data(chunk, fin && data.is_empty())
+                .map_err(RelayError::Agent)?;
             count.add_down(n as u64);
+        }
+        if let Some(e) = failed {
+            return Err(RelayError::Destination(e));
+        }
+        if fin {
+            return Ok(());
         }
     }
 }
