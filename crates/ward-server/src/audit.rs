@@ -98,6 +98,22 @@ pub async fn authenticate_and_record(State(state): State<AppState>, mut req: Req
             };
             Some(Authentication(result))
         }
+        // The console's pages (never the API) authenticate with the session
+        // cookie instead; console::session::csrf_guard checks their forms.
+        None if crate::console::is_console_path(&path) => {
+            match crate::console::session::cookie(req.headers(), crate::console::session::session_cookie_name(&state)) {
+                Some(token) => {
+                    let token = token.to_owned();
+                    let result = authenticate(&state, &format!("Bearer {token}"), now_ms()).await;
+                    if result.is_ok() {
+                        req.extensions_mut()
+                            .insert(crate::console::session::ConsoleSession(token));
+                    }
+                    Some(Authentication(result))
+                }
+                None => None,
+            }
+        }
         None => None,
     };
     if let Some(a) = &auth {
@@ -117,7 +133,9 @@ pub async fn authenticate_and_record(State(state): State<AppState>, mut req: Req
         route.as_deref(),
         Some("/api/v1/device/posture" | "/api/v1/gateway/records")
     ) && status.is_success();
-    if (mutating || refused) && path.starts_with("/api/") && !heartbeat {
+    let audited_path = path.starts_with("/api/") || crate::console::is_console_path(&path);
+    // An expired console session is sent to the sign-in page (303), not refused.
+    if (mutating || refused) && audited_path && !heartbeat {
         let facts = RequestFacts {
             peer,
             method,
@@ -189,6 +207,7 @@ async fn build_event(
         _ => "error",
     };
     let action = crate::api::action_name(req.method.as_str(), &req.route)
+        .or_else(|| crate::console::action_name(req.method.as_str(), &req.route))
         .map(str::to_owned)
         .unwrap_or_else(|| format!("{} {}", req.method, req.route));
     let target = note.target.unwrap_or_else(|| {

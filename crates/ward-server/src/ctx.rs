@@ -18,6 +18,7 @@ use crate::auth::{AuthFailure, Principal};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+#[derive(Clone)]
 pub struct Ctx {
     pub state: AppState,
     pub principal: Principal,

@@ -20,6 +20,7 @@ pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
+pub mod console;
 pub mod ctx;
 pub mod error;
 pub mod extract;
@@ -70,7 +71,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(pages::healthz))
         .route("/readyz", get(pages::readyz))
         .route("/metrics", get(pages::metrics))
-        .route("/", get(pages::landing))
+        .merge(console::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Inside the audit layer, so a request that panics is still recorded (as an error).
@@ -329,7 +330,7 @@ pub fn print_banner(r: &Running, gateway: Option<SocketAddr>) {
             .unwrap_or_default();
     println!();
     println!("Ward is running.");
-    println!("  Web:              {}/", r.url);
+    println!("  Admin console:    {}/ (sign in with the tenant, user and password below)", r.url);
     println!(
         "  API:              {}/api/v1 (described at /api/v1/openapi.json)",
         r.url

@@ -254,6 +254,34 @@ impl Store {
         let items = rows.iter().map(AccessRecordRow::from_row).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, page, |r| &r.id))
     }
+
+    /// The tenant's connection attempts started at or after `since_ms`,
+    /// counted per `bucket_ms` (buckets aligned to multiples of it, since
+    /// the epoch) and per action: `(bucket start in ms, allowed, denied)`,
+    /// oldest first, empty buckets left out.
+    pub async fn access_counts(&self, tenant_id: &str, since_ms: i64, bucket_ms: i64) -> Result<Vec<(i64, u64, u64)>> {
+        let bucket_ms = bucket_ms.max(1);
+        let rows = sqlx::query(
+            "SELECT (started_ms / $3) * $3 AS bucket, \
+                    SUM(CASE WHEN action = 'allow' THEN 1 ELSE 0 END) AS allowed, \
+                    SUM(CASE WHEN action = 'allow' THEN 0 ELSE 1 END) AS denied \
+             FROM access_records WHERE tenant_id = $1 AND started_ms >= $2 \
+             GROUP BY bucket ORDER BY bucket",
+        )
+        .bind(tenant_id)
+        .bind(since_ms)
+        .bind(bucket_ms)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let bucket: i64 = get(row, "bucket")?;
+                let allowed: i64 = get(row, "allowed")?;
+                let denied: i64 = get(row, "denied")?;
+                Ok((bucket, allowed.max(0) as u64, denied.max(0) as u64))
+            })
+            .collect()
+    }
 }
 
 /// Columns bound per access record (the record's, then `received_at`).

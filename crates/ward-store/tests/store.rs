@@ -735,6 +735,25 @@ async fn large_record_batches_are_stored_once_across_statements(s: &Store) {
             &expected.user_id
         )
     );
+
+    // Counted per bucket: ids 0..per*3 started at NOW + n; one in three denied.
+    let bucket = 10;
+    let counts = s.access_counts("t1", NOW, bucket).await.unwrap();
+    let total: u64 = counts.iter().map(|(_, a, d)| a + d).sum();
+    assert_eq!(total, (per * 3) as u64);
+    let denied: u64 = counts.iter().map(|(_, _, d)| d).sum();
+    assert_eq!(denied, (0..per * 3).filter(|n| n % 3 == 0).count() as u64);
+    assert!(counts.windows(2).all(|w| w[0].0 < w[1].0), "oldest first");
+    assert!(counts.iter().all(|(b, _, _)| b % bucket == 0));
+    assert!(s
+        .access_counts("t1", NOW + (per * 3) as i64, bucket)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        s.access_counts("t2", NOW, bucket).await.unwrap().is_empty(),
+        "another tenant's are not counted"
+    );
 }
 
 async fn migrate_is_idempotent(s: &Store) {

@@ -1554,7 +1554,9 @@ fn misc_cli(db: &Db) {
         doc["openapi"]
     );
     assert!(doc["paths"]["/api/v1/whoami"].is_object(), "{:#}", doc["paths"]);
-    assert_eq!(http_status(server.port, "/"), Some(200));
+    // The console: a browser that is not signed in is sent to the sign-in page.
+    assert_eq!(http_status(server.port, "/"), Some(303));
+    assert_eq!(http_status(server.port, "/login"), Some(200));
     let metrics = http_get(server.port, "/metrics").unwrap();
     assert_eq!(metrics.status, 200);
     assert!(metrics.body.contains("ward_store_ready 1"), "{}", metrics.body);

@@ -4,16 +4,16 @@
 //! `routes!`, so the document cannot list a route the router lacks or miss
 //! one it has.
 
-mod accounts;
-mod apikeys;
-mod audit;
-mod auth;
+pub(crate) mod accounts;
+pub(crate) mod apikeys;
+pub(crate) mod audit;
+pub(crate) mod auth;
 pub mod devices;
 pub mod gateways;
 mod lockouts;
-mod policy;
+pub(crate) mod policy;
 mod tenants;
-mod users;
+pub(crate) mod users;
 
 use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};

@@ -1,0 +1,94 @@
+//! The admin console: server-rendered pages at `/` for a tenant's
+//! administrators, usable without JavaScript (there is none) on a laptop
+//! or a phone.
+//!
+//! - `session.rs`: the session cookie (the API's own session token, read by
+//!   the audit middleware for console paths only) and the CSRF guard every
+//!   console `POST` passes.
+//! - `layout.rs`: the page frame, the strict Content-Security-Policy, error
+//!   pages, the SVG chart, and the check on where a sign-in may return to.
+//! - `pages.rs`: the pages. They call the API's handlers in-process with the
+//!   signed-in account's `Ctx`, so they are bound by the same authorisation.
+//!
+//! Mutating requests and refusals are written to the audit trail by the
+//! same middleware as the API's, under the names of [`action_name`].
+
+mod layout;
+mod pages;
+pub mod session;
+
+use axum::http::{header, HeaderValue};
+use axum::middleware::from_fn_with_state;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/", get(pages::dashboard))
+        .route("/login", get(pages::login_form).post(pages::login_submit))
+        .route("/logout", post(pages::logout))
+        .route("/users", get(pages::users).post(pages::create_user))
+        .route("/users/{name}/state", post(pages::set_user_state))
+        .route("/users/{name}/enroll-code", post(pages::enroll_code))
+        .route("/groups", post(pages::create_group))
+        .route("/devices", get(pages::devices))
+        .route("/devices/{id}/revoke", post(pages::revoke_device))
+        .route("/apps", get(pages::apps).post(pages::create_app))
+        .route("/apps/{name}/delete", post(pages::delete_app))
+        .route("/rules", get(pages::rules).post(pages::create_rule))
+        .route("/rules/test", post(pages::test_rules))
+        .route("/rules/{id}/state", post(pages::set_rule_state))
+        .route("/rules/{id}/delete", post(pages::delete_rule))
+        .route("/records", get(pages::records))
+        .route("/audit", get(pages::audit))
+        .route("/accounts", get(pages::accounts))
+        .route("/apikeys", get(pages::apikeys))
+        .route_layer(from_fn_with_state(state, session::csrf_guard))
+        .route("/static/ward.css", get(style))
+}
+
+async fn style() -> impl IntoResponse {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+        ],
+        layout::STYLE,
+    )
+}
+
+/// Whether a request path belongs to the console (its session cookie is
+/// read, and its posts are audited).
+pub fn is_console_path(path: &str) -> bool {
+    !(path.starts_with("/api/") || path.starts_with("/static/") || matches!(path, "/healthz" | "/readyz" | "/metrics"))
+}
+
+/// The audit trail's name for a console action, as the API names the same
+/// action.
+pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
+    if method != "POST" {
+        return None;
+    }
+    Some(match route {
+        "/login" => "auth.login",
+        "/logout" => "auth.logout",
+        "/users" => "user.create",
+        "/users/{name}/state" => "user.update",
+        "/users/{name}/enroll-code" => "device.enroll_code",
+        "/groups" => "group.create",
+        "/devices/{id}/revoke" => "device.revoke",
+        "/apps" => "app.create",
+        "/apps/{name}/delete" => "app.delete",
+        "/rules" => "rule.create",
+        "/rules/test" => "rule.test",
+        "/rules/{id}/state" => "rule.update",
+        "/rules/{id}/delete" => "rule.delete",
+        _ => return None,
+    })
+}

@@ -1,0 +1,569 @@
+//! The admin console over real HTTP, as a browser uses it: cookies, forms,
+//! redirects. Each test plays a browser with its own cookie jar, and reads
+//! what the API says happened.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+
+use reqwest::header::{HeaderMap, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use ward_server::{Running, Secret, ServerArgs, ServerConfig};
+use ward_store::testing::TestStore;
+
+const PW: &str = "bootstrap-pass-1";
+const FORM: &str = "application/x-www-form-urlencoded";
+
+fn encode(form: &[(&str, &str)]) -> String {
+    serde_urlencoded::to_string(form).unwrap()
+}
+
+struct Server {
+    running: Option<Running>,
+    _store: TestStore,
+    _data: tempfile::TempDir,
+    url: String,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let store = TestStore::sqlite().await;
+        let data = tempfile::tempdir().unwrap();
+        let args = ServerArgs {
+            data_dir: Some(data.path().to_owned()),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            database: Some(store.url.clone()),
+            ..Default::default()
+        };
+        let mut c = ServerConfig::load(&args).unwrap();
+        c.bootstrap_password = Some(Secret::new(PW));
+        let running = ward_server::start(c).await.unwrap();
+        let url = running.url.clone();
+        Server {
+            running: Some(running),
+            _store: store,
+            _data: data,
+            url,
+        }
+    }
+
+    /// An API call with a bearer token.
+    async fn api(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn token(&self, tenant: &str, user: &str, password: &str) -> String {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/api/v1/auth/login", self.url))
+            .json(&json!({"tenant": tenant, "username": user, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn audit(&self, token: &str, query: &str) -> Vec<Value> {
+        let (s, v) = self
+            .api(reqwest::Method::GET, &format!("/api/v1/audit?{query}"), token, None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["items"].as_array().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                tokio::task::block_in_place(|| handle.block_on(r.stop()));
+            }
+        }
+    }
+}
+
+/// A browser: a cookie jar, no automatic redirects (the tests look at them).
+struct Browser {
+    url: String,
+    http: reqwest::Client,
+    cookies: HashMap<String, String>,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> Option<&str> {
+        self.headers.get(LOCATION).and_then(|v| v.to_str().ok())
+    }
+
+    /// The value of the first hidden `csrf` field.
+    fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .expect("a form with a csrf field");
+        let rest = &self.body[at + "name=\"csrf\" value=\"".len()..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    }
+}
+
+impl Browser {
+    fn new(server: &Server) -> Browser {
+        Browser {
+            url: server.url.clone(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: HashMap::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let req = if self.cookies.is_empty() {
+            req
+        } else {
+            req.header(COOKIE, self.cookie_header())
+        };
+        let resp = req.send().await.unwrap();
+        for c in resp.headers().get_all(SET_COOKIE) {
+            let c = c.to_str().unwrap();
+            for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+                assert!(c.contains(attr), "cookie without {attr}: {c}");
+            }
+            let (kv, _) = c.split_once(';').unwrap();
+            let (k, v) = kv.split_once('=').unwrap();
+            if v.is_empty() || c.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.unwrap();
+        Page { status, headers, body }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let req = self.http.get(format!("{}{path}", self.url));
+        self.send(req).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let req = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", FORM)
+            .body(encode(form));
+        self.send(req).await
+    }
+
+    async fn sign_in(&mut self, tenant: &str, user: &str, password: &str) -> Page {
+        let form = self.get("/login").await;
+        assert_eq!(form.status, StatusCode::OK);
+        let csrf = form.csrf();
+        self.post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("tenant", tenant),
+                ("username", user),
+                ("password", password),
+                ("next", "/rules"),
+            ],
+        )
+        .await
+    }
+
+    /// The CSRF token of the forms on `path`.
+    async fn csrf_of(&mut self, path: &str) -> String {
+        let page = self.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        page.csrf()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_signs_in_and_sets_up_access_through_the_console() {
+    let server = Server::start().await;
+    let mut b = Browser::new(&server);
+
+    // Not signed in: every page sends the browser to sign in, and back.
+    let page = b.get("/rules").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), Some("/login?next=%2Frules"));
+
+    let form = b.get("/login").await;
+    let csp = form.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && !csp.contains("unsafe"), "{csp}");
+    assert_eq!(form.headers["x-frame-options"], "DENY");
+    let wrong = b
+        .post(
+            "/login",
+            &[
+                ("csrf", &form.csrf()),
+                ("tenant", "default"),
+                ("username", "admin"),
+                ("password", "not the password"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("role=\"alert\""), "{}", wrong.body);
+
+    let signed_in = b.sign_in("default", "admin", PW).await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER, "{}", signed_in.body);
+    assert_eq!(signed_in.location(), Some("/rules"));
+    assert!(b.cookies.contains_key("ward_session"));
+
+    let dash = b.get("/").await;
+    assert_eq!(dash.status, StatusCode::OK);
+    for section in [
+        "Dashboard",
+        "connections allowed, last 24 h",
+        "Device compliance",
+        "<svg",
+    ] {
+        assert!(dash.body.contains(section), "dashboard lacks {section}");
+    }
+
+    let csrf = b.csrf_of("/users").await;
+    let page = b.post("/groups", &[("csrf", &csrf), ("name", "eng")]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let page = b
+        .post("/users", &[("csrf", &csrf), ("name", "alice"), ("groups", "eng")])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let users = b.get("/users?done=user").await;
+    assert!(users.body.contains("User created."));
+    assert!(users.body.contains("alice"));
+
+    // A bad application is refused with the API's reason, and nothing is made.
+    let page = b
+        .post(
+            "/apps",
+            &[
+                ("csrf", &csrf),
+                ("name", "db"),
+                ("addresses", "not an address!"),
+                ("ports", "5432"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+    assert!(page.body.contains("role=\"alert\""));
+    let page = b
+        .post(
+            "/apps",
+            &[
+                ("csrf", &csrf),
+                ("name", "db"),
+                ("addresses", "db.corp.example, 10.0.0.5"),
+                ("ports", "5432"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let page = b
+        .post(
+            "/rules",
+            &[
+                ("csrf", &csrf),
+                ("priority", "10"),
+                ("action", "allow"),
+                ("apps", "db"),
+                ("groups", "eng"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+
+    // "Would alice reach db.corp.example:5432?"
+    let tested = b
+        .post(
+            "/rules/test",
+            &[("csrf", &csrf), ("user", "alice"), ("to", "db.corp.example:5432")],
+        )
+        .await;
+    assert_eq!(tested.status, StatusCode::OK);
+    assert!(
+        tested.body.contains("class=\"allow\">allow</strong>"),
+        "{}",
+        tested.body
+    );
+    let tested = b
+        .post(
+            "/rules/test",
+            &[("csrf", &csrf), ("user", "alice"), ("to", "db.corp.example:22")],
+        )
+        .await;
+    assert!(tested.body.contains("class=\"deny\">deny</strong>"), "{}", tested.body);
+
+    // An enrolment code for alice, ready to paste.
+    let page = b.post("/users/alice/enroll-code", &[("csrf", &csrf)]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("ward agent enroll --server"), "{}", page.body);
+
+    // The API sees what the console did, and the trail names who did it.
+    let token = server.token("default", "admin", PW).await;
+    let (_, rules) = server.api(reqwest::Method::GET, "/api/v1/rules", &token, None).await;
+    assert_eq!(rules["items"][0]["apps"], json!(["db"]));
+    let trail = server.audit(&token, "actor=admin").await;
+    for action in [
+        "auth.login",
+        "group.create",
+        "user.create",
+        "app.create",
+        "rule.create",
+        "device.enroll_code",
+    ] {
+        assert!(
+            trail.iter().any(|e| e["action"] == action && e["result"] == "ok"),
+            "no {action} in {trail:#?}"
+        );
+    }
+    assert!(trail
+        .iter()
+        .any(|e| e["action"] == "app.create" && e["result"] == "failed"));
+
+    // Signing out ends the session: the old cookie no longer works.
+    let old = b.cookies["ward_session"].clone();
+    let csrf = b.csrf_of("/").await;
+    let out = b.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.location(), Some("/login"));
+    assert!(!b.cookies.contains_key("ward_session"));
+    b.cookies.insert("ward_session".into(), old);
+    assert_eq!(b.get("/").await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_without_the_right_csrf_token_change_nothing() {
+    let server = Server::start().await;
+    let mut b = Browser::new(&server);
+    assert_eq!(b.sign_in("default", "admin", PW).await.status, StatusCode::SEE_OTHER);
+    let csrf = b.csrf_of("/users").await;
+
+    let missing = b.post("/users", &[("name", "mallory")]).await;
+    assert_eq!(missing.status, StatusCode::FORBIDDEN);
+    let wrong = b
+        .post(
+            "/users",
+            &[("csrf", "0123456789abcdef0123456789abcdef"), ("name", "mallory")],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    // The right token, from a page of another site.
+    let req = b
+        .http
+        .post(format!("{}/users", b.url))
+        .header("sec-fetch-site", "cross-site")
+        .header("content-type", FORM)
+        .body(encode(&[("csrf", csrf.as_str()), ("name", "mallory")]));
+    assert_eq!(b.send(req).await.status, StatusCode::FORBIDDEN);
+    // Another session's token does not fit this one.
+    let mut other = Browser::new(&server);
+    other.sign_in("default", "admin", PW).await;
+    let theirs = other.csrf_of("/users").await;
+    assert_ne!(theirs, csrf);
+    let crossed = b.post("/users", &[("csrf", &theirs), ("name", "mallory")]).await;
+    assert_eq!(crossed.status, StatusCode::FORBIDDEN);
+
+    let token = server.token("default", "admin", PW).await;
+    let (_, users) = server.api(reqwest::Method::GET, "/api/v1/users", &token, None).await;
+    assert_eq!(users["items"], json!([]), "no user was created");
+
+    // Sign-in needs the token its form set: a foreign page cannot sign a browser in.
+    let mut fresh = Browser::new(&server);
+    let forged = fresh
+        .post(
+            "/login",
+            &[("tenant", "default"), ("username", "admin"), ("password", PW)],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(!fresh.cookies.contains_key("ward_session"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_reads_every_page_but_changes_nothing() {
+    let server = Server::start().await;
+    let owner = server.token("default", "admin", PW).await;
+    let (s, v) = server
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/accounts",
+            &owner,
+            Some(json!({"name": "audra", "role": "auditor", "password": "audra-password"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let mut b = Browser::new(&server);
+    assert_eq!(
+        b.sign_in("default", "audra", "audra-password").await.status,
+        StatusCode::SEE_OTHER
+    );
+
+    for path in [
+        "/",
+        "/users",
+        "/devices",
+        "/apps",
+        "/rules",
+        "/records",
+        "/audit",
+        "/accounts",
+        "/apikeys",
+    ] {
+        let page = b.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+        for edit in [
+            "Create user",
+            "Create application",
+            "Create rule",
+            "Revoke",
+            "Delete",
+            "Disable",
+        ] {
+            assert!(!page.body.contains(edit), "{path} offers the auditor {edit:?}");
+        }
+    }
+    // Posting anyway is refused, recorded, and changes nothing.
+    let csrf = b.csrf_of("/rules").await;
+    let page = b
+        .post(
+            "/apps",
+            &[
+                ("csrf", &csrf),
+                ("name", "db"),
+                ("addresses", "10.0.0.5"),
+                ("ports", "5432"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    let (_, apps) = server.api(reqwest::Method::GET, "/api/v1/apps", &owner, None).await;
+    assert_eq!(apps["items"], json!([]));
+    let trail = server.audit(&owner, "actor=audra&action=app.create").await;
+    assert_eq!(trail.len(), 1, "{trail:#?}");
+    assert_eq!(trail[0]["result"], "denied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_owner_sees_only_its_own_tenant() {
+    let server = Server::start().await;
+    let op = server.token("system", "operator", PW).await;
+    let (s, v) = server
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/tenants",
+            &op,
+            Some(json!({"name": "beta", "owner_password": "beta-owner-pw"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let owner = server.token("default", "admin", PW).await;
+    let (s, _) = server
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/users",
+            &owner,
+            Some(json!({"name": "alice"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    let mut beta = Browser::new(&server);
+    assert_eq!(
+        beta.sign_in("beta", "admin", "beta-owner-pw").await.status,
+        StatusCode::SEE_OTHER
+    );
+    let users = beta.get("/users").await;
+    assert!(!users.body.contains("alice"), "beta sees default's user");
+    // Acting on default's user by name finds nothing in beta.
+    let csrf = users.csrf();
+    let page = beta
+        .post("/users/alice/state", &[("csrf", &csrf), ("disabled", "true")])
+        .await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    let (_, alice) = server
+        .api(reqwest::Method::GET, "/api/v1/users/alice", &owner, None)
+        .await;
+    assert_eq!(alice["disabled"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_is_escaped_and_sign_in_returns_only_to_this_console() {
+    let server = Server::start().await;
+    let mut b = Browser::new(&server);
+
+    // A planted session cookie is not a session, and a sign-in replaces it.
+    b.cookies.insert("ward_session".into(), "ws_planted".into());
+    assert_eq!(b.get("/").await.status, StatusCode::SEE_OTHER);
+    let form = b.get("/login?next=%2F%2Fevil.example%2F").await;
+    assert!(form.body.contains("name=\"next\" value=\"/\""), "{}", form.body);
+    let page = b
+        .post(
+            "/login",
+            &[
+                ("csrf", &form.csrf()),
+                ("tenant", "default"),
+                ("username", "admin"),
+                ("password", PW),
+                ("next", "//evil.example/"),
+            ],
+        )
+        .await;
+    assert_eq!(page.location(), Some("/"));
+    assert_ne!(b.cookies["ward_session"], "ws_planted");
+
+    // What a user types comes back escaped.
+    let script = "\"><script>alert(1)</script>";
+    let csrf = b.csrf_of("/rules").await;
+    let page = b
+        .post(
+            "/rules/test",
+            &[("csrf", &csrf), ("user", script), ("to", "x.example:1")],
+        )
+        .await;
+    assert!(!page.body.contains("<script>alert(1)"), "{}", page.body);
+    // (No such user: the error page names what was asked for, escaped.)
+    let page = b
+        .get(&format!(
+            "/records?user={}",
+            "%22%3E%3Cscript%3Ealert(1)%3C%2Fscript%3E"
+        ))
+        .await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(!page.body.contains("<script>alert(1)"), "{}", page.body);
+    let page = b.get("/login?next=%2F%22%3E%3Cscript%3Ealert(1)%3C%2Fscript%3E").await;
+    assert!(!page.body.contains("<script>alert(1)"), "{}", page.body);
+
+    // A nonsense filter gets a clear answer, not a crash.
+    let page = b.get("/records?since=yesterday-ish").await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+}
