@@ -419,9 +419,14 @@ impl Client {
         self.call(Method::POST, &["rules"], &[], Some(req)).await
     }
 
-    /// `PATCH /rules/{id}`: enable or disable.
+    /// `PATCH /rules/{id}`: enable, disable, or change the priority.
     pub async fn update_rule(&self, id: &str, req: &ward_api::UpdateRule) -> Result<Rule> {
         self.call(Method::PATCH, &["rules", id], &[], Some(req)).await
+    }
+
+    /// `POST /rules/reorder`: every rule, in the new order.
+    pub async fn reorder_rules(&self, req: &ward_api::ReorderRules) -> Result<Page<Rule>> {
+        self.call(Method::POST, &["rules", "reorder"], &[], Some(req)).await
     }
 
     /// `DELETE /rules/{id}`.

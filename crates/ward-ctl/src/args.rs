@@ -255,6 +255,14 @@ pub enum RuleCommand {
     Enable { id: String },
     /// Disable a rule without deleting it.
     Disable { id: String },
+    /// Give a rule another priority (1 is the highest; one in use is refused).
+    Priority { id: String, priority: u32 },
+    /// Put all the rules in a new order: list every rule id, highest priority
+    /// first. The priority numbers in use are given out again in that order.
+    Reorder {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
     /// Would this user, on this device, reach HOST:PORT now? Sends no traffic.
     Test {
         #[arg(long, value_name = "USER")]

@@ -567,3 +567,133 @@ async fn hostile_input_is_escaped_and_sign_in_returns_only_to_this_console() {
     let page = b.get("/records?since=yesterday-ish").await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_are_reordered_from_the_api_and_the_console() {
+    use reqwest::Method;
+    let server = Server::start().await;
+    let owner = server.token("default", "admin", PW).await;
+    let (s, _) = server
+        .api(
+            Method::POST,
+            "/api/v1/apps",
+            &owner,
+            Some(json!({"name": "db", "addresses": ["10.0.0.5"], "ports": ["5432"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let mut ids = Vec::new();
+    for (p, action) in [(10, "allow"), (20, "block"), (30, "allow")] {
+        let (s, v) = server
+            .api(
+                Method::POST,
+                "/api/v1/rules",
+                &owner,
+                Some(json!({"priority": p, "action": action, "apps": ["db"]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_owned());
+    }
+    let order = |v: &Value| -> Vec<(String, u64)> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["id"].as_str().unwrap().to_owned(), r["priority"].as_u64().unwrap()))
+            .collect()
+    };
+
+    // A new priority; one in use is a conflict; nothing to change is refused.
+    let path = format!("/api/v1/rules/{}", ids[2]);
+    let (s, v) = server
+        .api(Method::PATCH, &path, &owner, Some(json!({"priority": 5})))
+        .await;
+    assert_eq!((s, v["priority"].as_u64()), (StatusCode::OK, Some(5)));
+    let (s, v) = server
+        .api(Method::PATCH, &path, &owner, Some(json!({"priority": 20})))
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict"))
+    );
+    let (s, _) = server.api(Method::PATCH, &path, &owner, Some(json!({}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // The whole order at once, keeping the numbers in use (5, 10, 20).
+    let (s, v) = server
+        .api(
+            Method::POST,
+            "/api/v1/rules/reorder",
+            &owner,
+            Some(json!({"ids": [ids[1], ids[0], ids[2]]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        order(&v),
+        vec![(ids[1].clone(), 5), (ids[0].clone(), 10), (ids[2].clone(), 20)]
+    );
+    let (s, v) = server
+        .api(
+            Method::POST,
+            "/api/v1/rules/reorder",
+            &owner,
+            Some(json!({"ids": [ids[0]]})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict"))
+    );
+
+    // An auditor may not reorder.
+    let (s, _) = server
+        .api(
+            Method::POST,
+            "/api/v1/accounts",
+            &owner,
+            Some(json!({"name": "audra", "role": "auditor", "password": "audra-password"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let auditor = server.token("default", "audra", "audra-password").await;
+    let (s, _) = server
+        .api(
+            Method::POST,
+            "/api/v1/rules/reorder",
+            &auditor,
+            Some(json!({"ids": [ids[0], ids[1], ids[2]]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // In the console: move the last rule up.
+    let mut b = Browser::new(&server);
+    b.sign_in("default", "admin", PW).await;
+    let csrf = b.csrf_of("/rules").await;
+    let page = b
+        .post(&format!("/rules/{}/move", ids[2]), &[("csrf", &csrf), ("dir", "up")])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let (_, v) = server.api(Method::GET, "/api/v1/rules", &owner, None).await;
+    assert_eq!(
+        order(&v),
+        vec![(ids[1].clone(), 5), (ids[2].clone(), 10), (ids[0].clone(), 20)]
+    );
+    let trail = server.audit(&owner, "action=rule.reorder").await;
+    let results: Vec<(&str, &str)> = trail
+        .iter()
+        .map(|e| (e["actor"].as_str().unwrap(), e["result"].as_str().unwrap()))
+        .collect();
+    // Newest first: the console's move, the auditor's refusal, the stale list, the first reorder.
+    assert_eq!(
+        results,
+        vec![
+            ("admin", "ok"),
+            ("audra", "denied"),
+            ("admin", "failed"),
+            ("admin", "ok")
+        ]
+    );
+}

@@ -450,6 +450,58 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Give a rule another priority; a priority already taken is a conflict.
+    pub async fn set_rule_priority(&self, tenant_id: &str, id: &str, priority: i64) -> Result<bool> {
+        let n = self
+            .change(
+                "UPDATE rules SET priority = $1 WHERE tenant_id = $2 AND id = $3",
+                vec![Bind::Int(priority), Bind::text(tenant_id), Bind::text(id)],
+            )
+            .await
+            .map_err(|e| e.conflict_as(format!("a rule with priority {priority}")))?;
+        Ok(n == 1)
+    }
+
+    /// Put the tenant's rules in the order of `ids` (every rule of the
+    /// tenant, each once), keeping the priority numbers in use: the first
+    /// id gets the smallest. One change: the gateways see the old order or
+    /// the new one, never a mix. `Ok(false)` when `ids` is not exactly the
+    /// tenant's set of rules (someone changed them meanwhile).
+    pub async fn reorder_rules(&self, tenant_id: &str, ids: &[String]) -> Result<bool> {
+        let mut tx = self.pool().begin().await?;
+        let rows = sqlx::query("SELECT id, priority FROM rules WHERE tenant_id = $1 ORDER BY priority")
+            .bind(tenant_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut priorities = Vec::with_capacity(rows.len());
+        let mut current = std::collections::HashSet::new();
+        for row in &rows {
+            current.insert(get::<String>(row, "id")?);
+            priorities.push(get::<i64>(row, "priority")?);
+        }
+        let wanted: std::collections::HashSet<&String> = ids.iter().collect();
+        if ids.len() != current.len() || wanted.len() != ids.len() || !ids.iter().all(|id| current.contains(id)) {
+            return Ok(false);
+        }
+        // Out of the way first (priorities are positive), so no step of the
+        // move collides with the unique (tenant, priority) constraint.
+        sqlx::query("UPDATE rules SET priority = -priority WHERE tenant_id = $1")
+            .bind(tenant_id)
+            .execute(&mut *tx)
+            .await?;
+        for (id, priority) in ids.iter().zip(&priorities) {
+            sqlx::query("UPDATE rules SET priority = $1 WHERE tenant_id = $2 AND id = $3")
+                .bind(*priority)
+                .bind(tenant_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        bump_epoch(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     pub async fn set_rule_enabled(&self, tenant_id: &str, id: &str, enabled: bool) -> Result<bool> {
         let n = self
             .change(

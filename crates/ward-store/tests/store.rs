@@ -43,6 +43,7 @@ on_both_backends!(
     enrolment_codes_work_once_and_devices_are_scoped,
     gateways_join_once_and_records_are_stored_once,
     large_record_batches_are_stored_once_across_statements,
+    rules_are_reordered_at_once_keeping_their_priorities,
 );
 
 const NOW: i64 = 1_795_000_000_000;
@@ -789,4 +790,73 @@ async fn a_fresh_store_is_not_ready_until_migrated() {
 async fn bad_urls_are_refused_clearly() {
     let e = Store::connect("mysql://x").await.unwrap_err();
     assert!(e.to_string().contains("sqlite:// or postgres://"), "{e}");
+}
+
+/// A reorder assigns the priorities in use to the rules in the new order,
+/// in one change of the policy epoch, and refuses a list that is not
+/// exactly the tenant's rules.
+async fn rules_are_reordered_at_once_keeping_their_priorities(s: &Store) {
+    use ward_store::RuleRow;
+    let t = s.create_tenant("reorder", "r", "admin", "h", None, NOW).await.unwrap();
+    let other = s
+        .create_tenant("reorder-other", "r", "admin", "h", None, NOW)
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for p in [5, 10, 20] {
+        let r = RuleRow {
+            priority: p,
+            action: "allow".into(),
+            tags: vec!["x".into()],
+            posture: "enforce".into(),
+            enabled: true,
+            ..Default::default()
+        };
+        ids.push(s.create_rule(&t.id, &r, NOW).await.unwrap().id);
+    }
+    let foreign = s
+        .create_rule(
+            &other.id,
+            &RuleRow {
+                priority: 1,
+                action: "block".into(),
+                tags: vec!["x".into()],
+                posture: "enforce".into(),
+                enabled: true,
+                ..Default::default()
+            },
+            NOW,
+        )
+        .await
+        .unwrap()
+        .id;
+    let epoch = s.policy_epoch().await.unwrap();
+    let order = |rules: Vec<RuleRow>| rules.into_iter().map(|r| (r.id, r.priority)).collect::<Vec<_>>();
+
+    let new = vec![ids[2].clone(), ids[0].clone(), ids[1].clone()];
+    assert!(s.reorder_rules(&t.id, &new).await.unwrap());
+    assert_eq!(
+        order(s.all_rules(&t.id).await.unwrap()),
+        vec![(ids[2].clone(), 5), (ids[0].clone(), 10), (ids[1].clone(), 20)]
+    );
+    assert_eq!(s.policy_epoch().await.unwrap(), epoch + 1);
+
+    // Missing, repeated or foreign ids change nothing.
+    for bad in [
+        vec![ids[0].clone(), ids[1].clone()],
+        vec![ids[0].clone(), ids[0].clone(), ids[1].clone()],
+        vec![ids[0].clone(), ids[1].clone(), foreign.clone()],
+    ] {
+        assert!(!s.reorder_rules(&t.id, &bad).await.unwrap(), "{bad:?}");
+    }
+    assert_eq!(order(s.all_rules(&t.id).await.unwrap())[0].0, ids[2]);
+    assert_eq!(order(s.all_rules(&other.id).await.unwrap()), vec![(foreign, 1)]);
+
+    // One priority at a time: a taken one is a conflict.
+    assert!(matches!(
+        s.set_rule_priority(&t.id, &ids[0], 5).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.set_rule_priority(&t.id, &ids[0], 7).await.unwrap());
+    assert!(!s.set_rule_priority(&t.id, "rul_none", 8).await.unwrap());
 }

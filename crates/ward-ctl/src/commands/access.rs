@@ -124,14 +124,32 @@ pub(super) async fn rule(ctx: &mut Ctx<'_>, cmd: RuleCommand) -> Result<()> {
             }
         }
         RuleCommand::Enable { id } => {
-            let v = client.update_rule(&id, &ward_api::UpdateRule { enabled: true }).await?;
+            let req = ward_api::UpdateRule {
+                enabled: Some(true),
+                priority: None,
+            };
+            let v = client.update_rule(&id, &req).await?;
             output::show(ctx.out, ctx.output, &v)
         }
         RuleCommand::Disable { id } => {
-            let v = client
-                .update_rule(&id, &ward_api::UpdateRule { enabled: false })
-                .await?;
+            let req = ward_api::UpdateRule {
+                enabled: Some(false),
+                priority: None,
+            };
+            let v = client.update_rule(&id, &req).await?;
             output::show(ctx.out, ctx.output, &v)
+        }
+        RuleCommand::Priority { id, priority } => {
+            let req = ward_api::UpdateRule {
+                enabled: None,
+                priority: Some(priority),
+            };
+            let v = client.update_rule(&id, &req).await?;
+            output::show(ctx.out, ctx.output, &v)
+        }
+        RuleCommand::Reorder { ids } => {
+            let page = client.reorder_rules(&ward_api::ReorderRules { ids }).await?;
+            output::list(ctx.out, ctx.output, &page.items)
         }
         RuleCommand::Delete { id } => {
             client.delete_rule(&id).await?;

@@ -82,6 +82,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(policy::delete_app))
         .routes(routes!(policy::list_rules, policy::create_rule))
         .routes(routes!(policy::delete_rule, policy::update_rule))
+        .routes(routes!(policy::reorder_rules))
         .routes(routes!(policy::test_rules))
         .routes(routes!(devices::create_code))
         .routes(routes!(devices::enroll))
@@ -153,6 +154,7 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         ("DELETE", "/api/v1/rules/{id}") => "rule.delete",
         ("PATCH", "/api/v1/rules/{id}") => "rule.update",
         ("POST", "/api/v1/rules/test") => "rule.test",
+        ("POST", "/api/v1/rules/reorder") => "rule.reorder",
         ("POST", "/api/v1/enroll-codes") => "device.enroll_code",
         ("POST", "/api/v1/enroll") => "device.enroll",
         ("POST", "/api/v1/device/renew") => "device.renew",

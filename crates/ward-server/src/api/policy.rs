@@ -289,20 +289,45 @@ pub async fn create_rule(ctx: Ctx, ApiJson(req): ApiJson<CreateRule>) -> ApiResu
     Ok((StatusCode::CREATED, Json(rule_view(rule, &names))))
 }
 
-/// Enable or disable a rule.
+/// Enable or disable a rule, or give it another priority.
 #[utoipa::path(patch, path = "/api/v1/rules/{id}", tag = "policy", params(("id" = String, Path)), request_body = ward_api::UpdateRule,
-    security(("bearer" = [])), responses((status = 200, body = Rule), (status = 404, body = ErrorBody)))]
+    security(("bearer" = [])), responses((status = 200, body = Rule), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 409, description = "Another rule has that priority", body = ErrorBody)))]
 pub async fn update_rule(
     ctx: Ctx,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<ward_api::UpdateRule>,
 ) -> ApiResult<Json<Rule>> {
     ctx.target(format!("rule:{id}"));
-    ctx.detail(if req.enabled { "enabled" } else { "disabled" });
+    let mut detail = Vec::new();
+    if let Some(enabled) = req.enabled {
+        detail.push(if enabled {
+            "enabled".to_owned()
+        } else {
+            "disabled".to_owned()
+        });
+    }
+    if let Some(p) = req.priority {
+        detail.push(format!("priority {p}"));
+    }
+    ctx.detail(detail.join(", "));
     ctx.authorize(Permission::PolicyManage, ctx.tenant_target())?;
+    if req.enabled.is_none() && req.priority.is_none() {
+        return Err(ApiError::invalid("nothing to change: give enabled, priority or both"));
+    }
+    if req.priority == Some(0) {
+        return Err(ApiError::invalid("priority starts at 1 (the highest)"));
+    }
     let store = &ctx.state.store;
-    if !store.set_rule_enabled(ctx.tenant_id(), &id, req.enabled).await? {
-        return Err(ApiError::not_found(format!("rule {id}")));
+    if let Some(p) = req.priority {
+        if !store.set_rule_priority(ctx.tenant_id(), &id, i64::from(p)).await? {
+            return Err(ApiError::not_found(format!("rule {id}")));
+        }
+    }
+    if let Some(enabled) = req.enabled {
+        if !store.set_rule_enabled(ctx.tenant_id(), &id, enabled).await? {
+            return Err(ApiError::not_found(format!("rule {id}")));
+        }
     }
     let rule = store
         .rule_by_id(ctx.tenant_id(), &id)
@@ -310,6 +335,26 @@ pub async fn update_rule(
         .ok_or_else(|| ApiError::not_found(format!("rule {id}")))?;
     let names = Names::load(&ctx).await?;
     Ok(Json(rule_view(rule, &names)))
+}
+
+/// Put every rule of the tenant in a new order, at once: the priority
+/// numbers in use are given out again, the smallest to the first id.
+#[utoipa::path(post, path = "/api/v1/rules/reorder", tag = "policy", request_body = ward_api::ReorderRules,
+    security(("bearer" = [])), responses((status = 200, body = Page<Rule>), (status = 400, body = ErrorBody),
+    (status = 409, description = "The list is not exactly the tenant's rules (they changed meanwhile)", body = ErrorBody)))]
+pub async fn reorder_rules(ctx: Ctx, ApiJson(req): ApiJson<ward_api::ReorderRules>) -> ApiResult<Json<Page<Rule>>> {
+    ctx.target("rules");
+    ctx.authorize(Permission::PolicyManage, ctx.tenant_target())?;
+    if req.ids.len() > 10_000 {
+        return Err(ApiError::invalid("too many ids"));
+    }
+    if !ctx.state.store.reorder_rules(ctx.tenant_id(), &req.ids).await? {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "ids must name every rule of the tenant exactly once; the rules may have changed: list them and try again",
+        ));
+    }
+    list_rules(ctx).await
 }
 
 /// Delete a rule.

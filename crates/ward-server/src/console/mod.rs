@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/rules/test", post(pages::test_rules))
         .route("/rules/{id}/state", post(pages::set_rule_state))
         .route("/rules/{id}/delete", post(pages::delete_rule))
+        .route("/rules/{id}/move", post(pages::move_rule))
         .route("/records", get(pages::records))
         .route("/audit", get(pages::audit))
         .route("/accounts", get(pages::accounts))
@@ -89,6 +90,7 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         "/rules/test" => "rule.test",
         "/rules/{id}/state" => "rule.update",
         "/rules/{id}/delete" => "rule.delete",
+        "/rules/{id}/move" => "rule.reorder",
         _ => return None,
     })
 }

@@ -113,6 +113,7 @@ fn done_message(done: Option<&str>) -> Option<&'static str> {
         "rule" => "Rule created.",
         "rule-updated" => "Rule updated.",
         "rule-deleted" => "Rule deleted.",
+        "rule-moved" => "Rule moved; the gateways apply the new order at once.",
         "device-revoked" => "Device revoked; its connections are closed.",
         _ => return None,
     })
@@ -701,6 +702,18 @@ async fn rules_page(
                             td { @if r.enabled { "enabled" } @else { span.muted { "disabled" } } }
                             @if manage {
                                 td {
+                                    form.inline method="post" action=(format!("/rules/{}/move", r.id)) {
+                                        (csrf_field(&c.csrf))
+                                        input type="hidden" name="dir" value="up";
+                                        button.secondary type="submit" title="Move up (decide earlier)" aria-label="Move up" { "↑" }
+                                    }
+                                    " "
+                                    form.inline method="post" action=(format!("/rules/{}/move", r.id)) {
+                                        (csrf_field(&c.csrf))
+                                        input type="hidden" name="dir" value="down";
+                                        button.secondary type="submit" title="Move down (decide later)" aria-label="Move down" { "↓" }
+                                    }
+                                    " "
                                     form.inline method="post" action=(format!("/rules/{}/state", r.id)) {
                                         (csrf_field(&c.csrf))
                                         input type="hidden" name="enabled" value=(if r.enabled { "false" } else { "true" });
@@ -765,8 +778,42 @@ pub struct RuleStateForm {
 }
 
 pub async fn set_rule_state(c: Console, Path(id): Path<String>, Form(f): Form<RuleStateForm>) -> Response {
-    match api::policy::update_rule(c.ctx.clone(), ApiPath(id), ApiJson(UpdateRule { enabled: f.enabled })).await {
+    let req = UpdateRule {
+        enabled: Some(f.enabled),
+        priority: None,
+    };
+    match api::policy::update_rule(c.ctx.clone(), ApiPath(id), ApiJson(req)).await {
         Ok(_) => Redirect::to("/rules?done=rule-updated").into_response(),
+        Err(e) => rules_page(&c, Some(&e.message), true, e.status(), None).await,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MoveForm {
+    /// `up` (earlier, a higher priority) or `down`.
+    dir: String,
+}
+
+/// Swaps a rule with its neighbour: the whole order goes to the API at
+/// once, so the gateways never see a half-moved list.
+pub async fn move_rule(c: Console, Path(id): Path<String>, Form(f): Form<MoveForm>) -> Response {
+    let rules = match api::policy::list_rules(c.ctx.clone()).await {
+        Ok(r) => r.0.items,
+        Err(e) => return fail(e),
+    };
+    let mut ids: Vec<String> = rules.into_iter().map(|r| r.id).collect();
+    let Some(at) = ids.iter().position(|r| *r == id) else {
+        return rules_page(&c, Some("No such rule."), true, StatusCode::NOT_FOUND, None).await;
+    };
+    let other = match f.dir.as_str() {
+        "up" if at > 0 => at - 1,
+        "down" if at + 1 < ids.len() => at + 1,
+        "up" | "down" => return Redirect::to("/rules").into_response(),
+        _ => return rules_page(&c, Some("dir: up or down"), true, StatusCode::BAD_REQUEST, None).await,
+    };
+    ids.swap(at, other);
+    match api::policy::reorder_rules(c.ctx.clone(), ApiJson(ward_api::ReorderRules { ids })).await {
+        Ok(_) => Redirect::to("/rules?done=rule-moved").into_response(),
         Err(e) => rules_page(&c, Some(&e.message), true, e.status(), None).await,
     }
 }

@@ -1,0 +1,303 @@
+//! The admin console in a real browser: Debian's Chromium, driven through
+//! chromedriver (WebDriver) with fantoccini.
+//!
+//! Runs when `WARD_TEST_BROWSER` is set (CI sets it, and installs
+//! `chromium` and `chromium-driver`, so a missing browser fails there).
+//! `WARD_TEST_CHROMEDRIVER` and `WARD_TEST_CHROMIUM` override
+//! `/usr/bin/chromedriver` and `/usr/bin/chromium`. With
+//! `WARD_SCREENSHOTS=DIR` the test also saves the console's main pages as
+//! PNG files in DIR (the README's pictures come from `docs/screenshots`).
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use ward_server::{Running, Secret, ServerArgs, ServerConfig};
+use ward_store::testing::TestStore;
+use ward_store::AccessRecordRow;
+
+const PW: &str = "bootstrap-pass-1";
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn browser() -> Option<(Driver, Client)> {
+    if std::env::var_os("WARD_TEST_BROWSER").is_none() {
+        eprintln!("skipped: set WARD_TEST_BROWSER to run the browser tests (needs chromium and chromium-driver)");
+        return None;
+    }
+    let chromedriver = std::env::var("WARD_TEST_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    let chromium = std::env::var("WARD_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let port = free_port();
+    let child = Command::new(&chromedriver)
+        .arg(format!("--port={port}"))
+        .arg("--allowed-ips=127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {chromedriver}: {e} (apt-get install chromium chromium-driver)"));
+    let driver = Driver(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start listening");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,900", "--no-first-run", "--disable-extensions"],
+        }),
+    );
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    Some((driver, client))
+}
+
+async fn shot(c: &Client, name: &str) {
+    let Some(dir) = std::env::var_os("WARD_SCREENSHOTS") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), c.screenshot().await.unwrap()).unwrap();
+}
+
+async fn fill(c: &Client, name: &str, value: &str) {
+    let field = c.find(Locator::Css(&format!("[name=\"{name}\"]"))).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(value).await.unwrap();
+}
+
+async fn press(c: &Client, label: &str) {
+    c.find(Locator::XPath(&format!("//button[normalize-space()='{label}']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn body(c: &Client) -> String {
+    c.find(Locator::Css("body")).await.unwrap().text().await.unwrap()
+}
+
+/// Waits (a click starts a navigation; it does not wait for it) until the
+/// page shows `text`.
+async fn wait_text(c: &Client, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = match c.find(Locator::Css("body")).await {
+            Ok(b) => b.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if now.contains(text) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page never showed {text:?}; it shows:\n{now}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_path(c: &Client, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = c.current_url().await.unwrap();
+        if now.path() == path {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the browser stayed at {now}, not {path}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn sign_in(c: &Client, url: &str, tenant: &str, user: &str, password: &str) {
+    c.goto(&format!("{url}/")).await.unwrap();
+    wait_path(c, "/login").await;
+    fill(c, "tenant", tenant).await;
+    fill(c, "username", user).await;
+    fill(c, "password", password).await;
+    press(c, "Sign in").await;
+    wait_path(c, "/").await;
+}
+
+/// Demonstration traffic for the dashboard's chart: the records a gateway
+/// would have shipped over the last day.
+async fn demo_records(running: &Running, tenant_id: &str) {
+    let now = ward_server::state::now_ms();
+    let rows: Vec<AccessRecordRow> = (0..400)
+        .map(|i: i64| AccessRecordRow {
+            id: format!("acr_demo{i:05}"),
+            tenant_id: tenant_id.into(),
+            started_ms: now - (i * 211_000) % 86_000_000,
+            user_id: "alice".into(),
+            device_id: "dev_laptop".into(),
+            gateway_id: "embedded".into(),
+            source: "192.0.2.10".into(),
+            dest_host: if i % 7 == 0 {
+                "ssh.corp.example"
+            } else {
+                "db.corp.example"
+            }
+            .into(),
+            dest_addr: Some("10.0.0.5".into()),
+            port: if i % 7 == 0 { 22 } else { 5432 },
+            protocol: "tcp".into(),
+            action: if i % 7 == 0 { "deny" } else { "allow" }.into(),
+            rule_id: None,
+            reason: if i % 7 == 0 { "no_rule_matched" } else { "rule_matched" }.into(),
+            bytes_up: 1200 + i,
+            bytes_down: 48_000 + 10 * i,
+            duration_ms: 300 + i,
+            end_reason: if i % 7 == 0 { "denied" } else { "closed" }.into(),
+        })
+        .collect();
+    running.store.insert_access_records(&rows, now).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_chromium_owner_sets_up_access_auditor_only_reads() {
+    let Some((_driver, c)) = browser().await else {
+        return;
+    };
+    let store = TestStore::sqlite().await;
+    let data = tempfile::tempdir().unwrap();
+    let args = ServerArgs {
+        data_dir: Some(data.path().to_owned()),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        database: Some(store.url.clone()),
+        ..Default::default()
+    };
+    let mut config = ServerConfig::load(&args).unwrap();
+    config.bootstrap_password = Some(Secret::new(PW));
+    let running = ward_server::start(config).await.unwrap();
+    let url = running.url.clone();
+    let tenant = running.store.tenant_by_name("default").await.unwrap().unwrap();
+
+    c.goto(&format!("{url}/")).await.unwrap();
+    shot(&c, "sign-in").await;
+    sign_in(&c, &url, "default", "admin", PW).await;
+
+    // Users: a group, then a user in it.
+    c.goto(&format!("{url}/users")).await.unwrap();
+    fill(&c, "name", "alice").await;
+    fill(&c, "groups", "").await;
+    press(&c, "Create user").await;
+    wait_text(&c, "User created.").await;
+    let group = c
+        .find(Locator::Css("form[action=\"/groups\"] [name=\"name\"]"))
+        .await
+        .unwrap();
+    group.send_keys("eng").await.unwrap();
+    press(&c, "Create group").await;
+    wait_text(&c, "Group created.").await;
+
+    // An application and the rule that opens it.
+    c.goto(&format!("{url}/apps")).await.unwrap();
+    fill(&c, "name", "db").await;
+    fill(&c, "addresses", "db.corp.example, 10.0.0.5").await;
+    fill(&c, "ports", "5432").await;
+    fill(&c, "tags", "prod").await;
+    press(&c, "Create application").await;
+    wait_text(&c, "Application created.").await;
+    c.goto(&format!("{url}/rules")).await.unwrap();
+    fill(&c, "priority", "10").await;
+    fill(&c, "apps", "db").await;
+    fill(&c, "users", "alice").await;
+    press(&c, "Create rule").await;
+    wait_text(&c, "Rule created.").await;
+    fill(&c, "user", "alice").await;
+    fill(&c, "to", "db.corp.example:5432").await;
+    press(&c, "Test").await;
+    wait_text(&c, "allow · rule_matched").await;
+    shot(&c, "rules").await;
+
+    // An enrolment code for alice's laptop.
+    c.goto(&format!("{url}/users")).await.unwrap();
+    press(&c, "Enrolment code").await;
+    wait_text(&c, "ward agent enroll --server").await;
+    shot(&c, "users").await;
+
+    demo_records(&running, &tenant.id).await;
+    c.goto(&format!("{url}/")).await.unwrap();
+    let text = body(&c).await;
+    assert!(text.contains("connections allowed, last 24 h"), "{text}");
+    shot(&c, "dashboard").await;
+    c.goto(&format!("{url}/records?action=deny")).await.unwrap();
+    assert!(body(&c).await.contains("ssh.corp.example"));
+    shot(&c, "records").await;
+    c.goto(&format!("{url}/audit")).await.unwrap();
+    assert!(body(&c).await.contains("rule.create"));
+    shot(&c, "audit").await;
+
+    // On a phone-sized screen.
+    c.set_window_size(390, 844).await.unwrap();
+    c.goto(&format!("{url}/")).await.unwrap();
+    shot(&c, "dashboard-phone").await;
+    c.set_window_size(1280, 900).await.unwrap();
+
+    // Sign out; an auditor sees the same pages without a single edit button.
+    press(&c, "Sign out").await;
+    wait_path(&c, "/login").await;
+    let token = reqwest::Client::new()
+        .post(format!("{url}/api/v1/auth/login"))
+        .json(&json!({"tenant": "default", "username": "admin", "password": PW}))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created = reqwest::Client::new()
+        .post(format!("{url}/api/v1/accounts"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "audra", "role": "auditor", "password": "audra-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    sign_in(&c, &url, "default", "audra", "audra-password").await;
+    for path in ["/users", "/apps", "/rules", "/devices"] {
+        c.goto(&format!("{url}{path}")).await.unwrap();
+        let buttons = c.find_all(Locator::Css("main button")).await.unwrap();
+        let mut labels = Vec::new();
+        for b in buttons {
+            labels.push(b.text().await.unwrap());
+        }
+        assert!(
+            labels.iter().all(|l| l == "Test"),
+            "{path} offers the auditor {labels:?}"
+        );
+    }
+    c.goto(&format!("{url}/rules")).await.unwrap();
+    shot(&c, "rules-auditor").await;
+
+    c.close().await.unwrap();
+    running.stop().await;
+}
