@@ -330,10 +330,7 @@ pub fn print_banner(r: &Running, gateway: Option<SocketAddr>) {
             .unwrap_or_default();
     println!();
     println!("Ward is running.");
-    println!(
-        "  Admin console:    {}/ (sign in with the tenant, user and password below)",
-        r.url
-    );
+    println!("  Admin console:    {}/", r.url);
     println!(
         "  API:              {}/api/v1 (described at /api/v1/openapi.json)",
         r.url
