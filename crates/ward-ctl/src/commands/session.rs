@@ -37,6 +37,7 @@ pub(super) async fn login(ctx: &mut Ctx<'_>, args: LoginArgs) -> Result<()> {
             tenant: args.tenant.clone(),
             username: args.user.clone(),
             password,
+            otp: None,
         })
         .await?;
 
