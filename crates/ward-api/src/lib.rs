@@ -60,6 +60,10 @@ pub struct LoginRequest {
     pub tenant: String,
     pub username: String,
     pub password: String,
+    /// The second factor of an account with MFA on: the current six-digit
+    /// code of its authenticator app, or one of its recovery codes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otp: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -90,6 +94,50 @@ pub struct WhoAmI {
     pub api_key_id: Option<String>,
     /// What this credential may do.
     pub permissions: Vec<String>,
+    /// True when the account signs in with a second factor.
+    #[serde(default)]
+    pub mfa_enabled: bool,
+    /// True when the tenant requires MFA and this account has not enrolled
+    /// yet: its sessions reach only whoami, sign-out and MFA enrolment.
+    #[serde(default)]
+    pub mfa_enrollment_required: bool,
+}
+
+// ---- multi-factor authentication ----------------------------------------------
+
+/// A TOTP enrolment, started: add the secret to an authenticator app (scan
+/// the QR code or type the secret), then confirm with a code it shows.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TotpEnrollment {
+    /// The secret, base32 (RFC 4648, no padding).
+    pub secret: String,
+    /// `otpauth://totp/Ward:<account>@<tenant>?secret=...&issuer=Ward`.
+    pub otpauth_uri: String,
+    /// The URI as a QR code, an SVG document.
+    pub qr_svg: String,
+}
+
+/// A second-factor code: a TOTP code, or (where the endpoint says so) a recovery code.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaCode {
+    pub code: String,
+}
+
+/// One-time recovery codes, shown once: each signs in once in place of a TOTP code.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}
+
+/// The tenant's own settings, which its owner changes.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSettings {
+    /// Every administrator account of the tenant must use MFA: an account
+    /// without it can sign in, but its sessions reach only whoami, sign-out
+    /// and MFA enrolment until it enrols. API keys are not affected.
+    pub require_admin_mfa: bool,
 }
 
 // ---- tenants --------------------------------------------------------------
@@ -140,6 +188,9 @@ pub struct Account {
     /// Set while the account is locked out after repeated failed sign-ins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locked_until: Option<String>,
+    /// True when the account signs in with a second factor.
+    #[serde(default)]
+    pub mfa_enabled: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

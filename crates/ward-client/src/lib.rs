@@ -38,8 +38,8 @@ pub use reqwest::Url;
 use ward_api::{
     Account, ApiKey, ApiKeyCreated, Application, AuditEvent, AuditQuery, CreateAccount, CreateApiKey,
     CreateApplication, CreateGroup, CreateRule, CreateTenant, CreateUser, ErrorBody, Group, GroupMember, Lockout,
-    LoginRequest, LoginResponse, Page, PageQuery, Rule, RuleTest, RuleTestResult, SetPassword, SetRole, Tenant,
-    UpdateTenant, UpdateUser, User, WhoAmI, API_PREFIX,
+    LoginRequest, LoginResponse, MfaCode, Page, PageQuery, RecoveryCodes, Rule, RuleTest, RuleTestResult, SetPassword,
+    SetRole, Tenant, TenantSettings, TotpEnrollment, UpdateTenant, UpdateUser, User, WhoAmI, API_PREFIX,
 };
 use ward_api::{
     CreateEnrollCode, Device, EnrollCode, EnrollRequest, EnrollResponse, PostureReport, PostureRequirements,
@@ -255,7 +255,41 @@ impl Client {
         self.call(Method::GET, &["whoami"], &[], None::<&()>).await
     }
 
+    // ---- multi-factor authentication --------------------------------------
+
+    /// `POST /me/mfa/totp`: start enrolling a TOTP authenticator.
+    pub async fn start_totp(&self) -> Result<TotpEnrollment> {
+        self.call(Method::POST, &["me", "mfa", "totp"], &[], None::<&()>).await
+    }
+
+    /// `POST /me/mfa/totp/confirm`: turn MFA on with a first code; returns the recovery codes.
+    pub async fn confirm_totp(&self, req: &MfaCode) -> Result<RecoveryCodes> {
+        self.call(Method::POST, &["me", "mfa", "totp", "confirm"], &[], Some(req))
+            .await
+    }
+
+    /// `DELETE /me/mfa/totp`: turn MFA off with a TOTP or recovery code.
+    pub async fn disable_totp(&self, req: &MfaCode) -> Result<()> {
+        self.empty(Method::DELETE, &["me", "mfa", "totp"], Some(req)).await
+    }
+
+    /// `POST /accounts/{name}/mfa/reset`: remove another account's MFA.
+    pub async fn reset_account_mfa(&self, name: &str) -> Result<Account> {
+        self.call(Method::POST, &["accounts", name, "mfa", "reset"], &[], None::<&()>)
+            .await
+    }
+
     // ---- tenants ----------------------------------------------------------
+
+    /// `GET /tenant/settings`: the caller's own tenant's settings.
+    pub async fn tenant_settings(&self) -> Result<TenantSettings> {
+        self.call(Method::GET, &["tenant", "settings"], &[], None::<&()>).await
+    }
+
+    /// `PUT /tenant/settings`.
+    pub async fn set_tenant_settings(&self, req: &TenantSettings) -> Result<TenantSettings> {
+        self.call(Method::PUT, &["tenant", "settings"], &[], Some(req)).await
+    }
 
     /// `GET /tenants`: one page.
     pub async fn list_tenants(&self, page: PageQuery) -> Result<Page<Tenant>> {

@@ -323,6 +323,7 @@ async fn posts_json_and_accepts_empty_answers() {
             tenant: "acme".into(),
             username: "admin".into(),
             password: "pw with spaces".into(),
+            otp: None,
         })
         .await
         .unwrap();

@@ -16,6 +16,12 @@ pub enum ErrorCode {
     Unauthenticated,
     /// Tenant, user name or password wrong.
     InvalidCredentials,
+    /// The password was right, but the account signs in with a second factor:
+    /// send the one-time code (`otp`) too.
+    MfaRequired,
+    /// The tenant requires MFA of its administrators and this account has none
+    /// yet: until it enrols, its sessions reach only whoami, sign-out and enrolment.
+    MfaEnrollmentRequired,
     /// Too many failed sign-ins: the account or source address is locked for a while.
     LockedOut,
     /// The tenant is suspended.
@@ -42,6 +48,8 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::MfaRequired => "mfa_required",
+            ErrorCode::MfaEnrollmentRequired => "mfa_enrollment_required",
             ErrorCode::LockedOut => "locked_out",
             ErrorCode::TenantSuspended => "tenant_suspended",
             ErrorCode::Forbidden => "forbidden",
@@ -58,9 +66,9 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequest | ErrorCode::InvalidField => 400,
             ErrorCode::PayloadTooLarge => 413,
-            ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials => 401,
+            ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials | ErrorCode::MfaRequired => 401,
             ErrorCode::LockedOut => 429,
-            ErrorCode::TenantSuspended | ErrorCode::Forbidden => 403,
+            ErrorCode::TenantSuspended | ErrorCode::Forbidden | ErrorCode::MfaEnrollmentRequired => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
             ErrorCode::MethodNotAllowed => 405,

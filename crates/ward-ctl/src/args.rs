@@ -107,6 +107,29 @@ pub enum CtlCommand {
     /// Gateways (operators).
     #[command(subcommand)]
     Gateway(GatewayCommand),
+    /// Multi-factor authentication of your own account.
+    #[command(subcommand)]
+    Mfa(MfaCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum MfaCommand {
+    /// Turn MFA on: add the account to an authenticator app (QR code or
+    /// secret), then confirm with the code it shows; prints the recovery codes.
+    ///
+    /// On a terminal the code is asked for. Otherwise the enrolment is
+    /// printed, and `mfa enable --code CODE` confirms it.
+    Enable {
+        /// Confirm the enrolment started last with this code (no new secret is made).
+        #[arg(long, value_name = "CODE")]
+        code: Option<String>,
+    },
+    /// Turn MFA off (refused while the tenant requires it).
+    Disable {
+        /// A code of the authenticator app, or a recovery code.
+        #[arg(long, value_name = "CODE")]
+        code: String,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -331,6 +354,11 @@ pub struct LoginArgs {
     /// Read the password as one line from standard input.
     #[arg(long)]
     pub password_stdin: bool,
+    /// The second factor of an account with MFA on: the code its
+    /// authenticator app shows, or a recovery code. Without it, a terminal is
+    /// asked for one when the account needs it.
+    #[arg(long, value_name = "CODE")]
+    pub otp: Option<String>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -353,6 +381,12 @@ pub enum TenantCommand {
     Suspend { name: String },
     /// Put a suspended tenant back in service.
     Resume { name: String },
+    /// Show your own tenant's settings, or (the owner) change them.
+    Settings {
+        /// Require MFA of every administrator account of the tenant.
+        #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
+        require_admin_mfa: Option<bool>,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -391,6 +425,8 @@ pub enum AccountCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Remove another account's MFA (for a lost device); its sessions end.
+    MfaReset { name: String },
 }
 
 #[derive(Debug, Clone, Subcommand)]

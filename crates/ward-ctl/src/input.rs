@@ -39,6 +39,16 @@ pub fn read_secret(input: &mut dyn BufRead, what: &str) -> Result<String> {
         .ok_or_else(|| anyhow!("expected the {what} on standard input"))
 }
 
+/// Asks for one line on a terminal: `question` on standard error, the
+/// answer from standard input.
+pub fn prompt(input: &mut dyn BufRead, question: &str) -> Result<String> {
+    use std::io::Write;
+    let mut err = std::io::stderr();
+    write!(err, "{question}: ")?;
+    err.flush()?;
+    Ok(read_secret(input, question)?.trim().to_owned())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

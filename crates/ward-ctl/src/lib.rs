@@ -38,21 +38,23 @@ use ward_client::ClientError;
 /// Returns [`ExitCode::SUCCESS`], or `1` after printing one line
 /// `error: <message>` on standard error.
 pub async fn run(args: CtlArgs) -> ExitCode {
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
     let mut stdin = BufReader::new(std::io::stdin());
     let mut stdout = std::io::stdout();
-    let result = commands::execute(args, profile::config_path(), &mut stdin, &mut stdout).await;
+    let result = commands::execute(args, profile::config_path(), &mut stdin, &mut stdout, interactive).await;
     exit_code(result)
 }
 
 /// [`run`] with the config file at `config_path` and the given streams; the
-/// error, if any, is returned rather than printed.
+/// error, if any, is returned rather than printed. Standard input is not
+/// taken for a terminal: nothing is asked for.
 pub async fn run_with(
     args: CtlArgs,
     config_path: PathBuf,
     stdin: &mut (dyn std::io::BufRead + Send),
     stdout: &mut (dyn std::io::Write + Send),
 ) -> anyhow::Result<()> {
-    commands::execute(args, Ok(config_path), stdin, stdout).await
+    commands::execute(args, Ok(config_path), stdin, stdout, false).await
 }
 
 fn exit_code(result: anyhow::Result<()>) -> ExitCode {

@@ -134,6 +134,7 @@ impl Tabular for Account {
         "LAST LOGIN",
         "FAILED LOGINS",
         "LOCKED UNTIL",
+        "MFA",
     ];
     fn row(&self) -> Vec<String> {
         vec![
@@ -144,7 +145,19 @@ impl Tabular for Account {
             opt_time(self.last_login_at.as_deref()),
             self.failed_logins.to_string(),
             opt_time(self.locked_until.as_deref()),
+            on_off(self.mfa_enabled),
         ]
+    }
+}
+
+fn on_off(on: bool) -> String {
+    if on { "on" } else { "off" }.to_owned()
+}
+
+impl Tabular for ward_api::TenantSettings {
+    const HEADERS: &'static [&'static str] = &["REQUIRE ADMIN MFA"];
+    fn row(&self) -> Vec<String> {
+        vec![if self.require_admin_mfa { "yes" } else { "no" }.to_owned()]
     }
 }
 
@@ -201,7 +214,15 @@ impl Tabular for AuditEvent {
 }
 
 impl Tabular for WhoAmI {
-    const HEADERS: &'static [&'static str] = &["TENANT", "ACCOUNT", "ROLE", "OPERATOR", "CREDENTIAL", "PERMISSIONS"];
+    const HEADERS: &'static [&'static str] = &[
+        "TENANT",
+        "ACCOUNT",
+        "ROLE",
+        "OPERATOR",
+        "CREDENTIAL",
+        "MFA",
+        "PERMISSIONS",
+    ];
     fn row(&self) -> Vec<String> {
         let credential = match (&self.credential, &self.api_key_id) {
             (ward_api::CredentialKind::ApiKey, Some(id)) => format!("api_key {id}"),
@@ -214,6 +235,11 @@ impl Tabular for WhoAmI {
             self.role.to_string(),
             if self.operator { "yes" } else { "no" }.to_owned(),
             credential,
+            match (self.mfa_enabled, self.mfa_enrollment_required) {
+                (true, _) => "on".to_owned(),
+                (false, true) => "off (required: enrol with `ward ctl mfa enable`)".to_owned(),
+                (false, false) => "off".to_owned(),
+            },
             if self.permissions.is_empty() {
                 "-".to_owned()
             } else {
@@ -446,6 +472,7 @@ mod tests {
             last_login_at: None,
             failed_logins: 0,
             locked_until: None,
+            mfa_enabled: name == "bob",
         }
     }
 
@@ -462,9 +489,9 @@ mod tests {
         };
         let text = render_table(&page.items);
         let expected = "\
-NAME    ROLE      CREATED                CREATED BY   LAST LOGIN             FAILED LOGINS   LOCKED UNTIL
-admin   owner     2026-03-01T10:00:00Z   -            -                      0               -
-bob     auditor   2026-03-01T10:00:00Z   admin        2026-03-02T08:30:00Z   3               2026-03-02T09:00:00+00:00
+NAME    ROLE      CREATED                CREATED BY   LAST LOGIN             FAILED LOGINS   LOCKED UNTIL                MFA
+admin   owner     2026-03-01T10:00:00Z   -            -                      0               -                           off
+bob     auditor   2026-03-01T10:00:00Z   admin        2026-03-02T08:30:00Z   3               2026-03-02T09:00:00+00:00   on
 ";
         assert_eq!(text, expected);
     }

@@ -606,3 +606,193 @@ async fn a_missing_ca_file_is_reported() {
         "{err}"
     );
 }
+
+// ---- multi-factor authentication ------------------------------------------------
+
+#[test]
+fn parses_mfa_commands() {
+    let CtlCommand::Login(l) = parse("login --tenant acme --user admin --password-stdin --otp 123456").command else {
+        panic!("not login")
+    };
+    assert_eq!(l.otp.as_deref(), Some("123456"));
+    assert!(matches!(
+        parse("mfa enable").command,
+        CtlCommand::Mfa(MfaCommand::Enable { code: None })
+    ));
+    assert!(matches!(
+        parse("mfa enable --code 123456").command,
+        CtlCommand::Mfa(MfaCommand::Enable { code: Some(c) }) if c == "123456"
+    ));
+    assert!(matches!(
+        parse("mfa disable --code abcd-efgh-ijkl").command,
+        CtlCommand::Mfa(MfaCommand::Disable { code }) if code == "abcd-efgh-ijkl"
+    ));
+    parse_err("mfa disable");
+    assert!(matches!(
+        parse("account mfa-reset bob").command,
+        CtlCommand::Account(AccountCommand::MfaReset { name }) if name == "bob"
+    ));
+    assert!(matches!(
+        parse("tenant settings").command,
+        CtlCommand::Tenant(TenantCommand::Settings {
+            require_admin_mfa: None
+        })
+    ));
+    assert!(matches!(
+        parse("tenant settings --require-admin-mfa true").command,
+        CtlCommand::Tenant(TenantCommand::Settings {
+            require_admin_mfa: Some(true)
+        })
+    ));
+    assert!(matches!(
+        parse("tenant settings --require-admin-mfa false").command,
+        CtlCommand::Tenant(TenantCommand::Settings {
+            require_admin_mfa: Some(false)
+        })
+    ));
+    parse_err("tenant settings --require-admin-mfa maybe");
+}
+
+const OTPAUTH: &str = "otpauth://totp/Ward:admin@acme?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Ward";
+
+/// A server whose `admin` has MFA on: code `123456` signs in, once enrolment
+/// is started `654321` confirms it.
+fn fake_ward_mfa(req: &Seen) -> (u16, String) {
+    let authed = req.authorization.as_deref() == Some("Bearer sess-1");
+    let body: serde_json::Value = serde_json::from_str(&req.body).unwrap_or_default();
+    let wrong_code = || {
+        (
+            400,
+            r#"{"error":{"code":"invalid_field","message":"the code is wrong or was already used"}}"#.to_owned(),
+        )
+    };
+    match (req.method.as_str(), req.target.as_str()) {
+        ("POST", "/api/v1/auth/login") => match body["otp"].as_str() {
+            None => (
+                401,
+                r#"{"error":{"code":"mfa_required","message":"this account signs in with a second factor"}}"#.into(),
+            ),
+            Some("123456") => {
+                let resp = serde_json::json!({
+                    "token": "sess-1", "expires_at": "2026-01-02T00:00:00Z", "whoami": whoami_json()
+                });
+                (200, resp.to_string())
+            }
+            Some(_) => (
+                401,
+                r#"{"error":{"code":"invalid_credentials","message":"the one-time code is wrong or was already used"}}"#
+                    .into(),
+            ),
+        },
+        _ if !authed => (
+            401,
+            r#"{"error":{"code":"unauthenticated","message":"sign in first"}}"#.into(),
+        ),
+        ("POST", "/api/v1/me/mfa/totp") => {
+            let resp = serde_json::json!({
+                "secret": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", "otpauth_uri": OTPAUTH, "qr_svg": "<svg/>"
+            });
+            (201, resp.to_string())
+        }
+        ("POST", "/api/v1/me/mfa/totp/confirm") if body["code"] == "654321" => {
+            let codes: Vec<String> = (0..10).map(|i| format!("aaaa-bbbb-ccc{}", (b'a' + i) as char)).collect();
+            (200, serde_json::json!({ "recovery_codes": codes }).to_string())
+        }
+        ("POST", "/api/v1/me/mfa/totp/confirm") => wrong_code(),
+        ("DELETE", "/api/v1/me/mfa/totp") if body["code"] == "aaaa-bbbb-ccca" => (204, String::new()),
+        ("DELETE", "/api/v1/me/mfa/totp") => wrong_code(),
+        ("POST", "/api/v1/accounts/bob/mfa/reset") => {
+            let mut a = account_json("bob");
+            a["mfa_enabled"] = false.into();
+            (200, a.to_string())
+        }
+        ("GET", "/api/v1/tenant/settings") => (200, r#"{"require_admin_mfa": false}"#.into()),
+        ("PUT", "/api/v1/tenant/settings") => (200, req.body.clone()),
+        _ => (
+            404,
+            r#"{"error":{"code":"not_found","message":"no such thing"}}"#.into(),
+        ),
+    }
+}
+
+#[tokio::test]
+async fn mfa_sign_in_enrolment_reset_and_settings() {
+    let (url, seen) = serve(Arc::new(fake_ward_mfa)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let login = format!("--server {url} login --tenant acme --user admin --password-stdin");
+
+    // Not on a terminal: no prompt, one line saying what to pass.
+    let r = ctl(&config, &login, "pw 1\n").await;
+    let err = error_message(&r.result.unwrap_err());
+    assert!(err.contains("mfa_required") && err.contains("--otp CODE"), "{err}");
+    assert!(!err.contains('\n'));
+    let r = ctl(&config, &format!("{login} --otp 111111"), "pw 1\n").await;
+    assert_eq!(
+        error_message(&r.result.unwrap_err()),
+        "the one-time code is wrong or was already used (invalid_credentials, HTTP 401)"
+    );
+    let r = ctl(&config, &format!("{login} --otp 123456"), "pw 1\n").await;
+    r.result.unwrap();
+    assert!(r.stdout.starts_with("Logged in to"), "{}", r.stdout);
+    let sent: serde_json::Value = serde_json::from_str(&seen.lock().unwrap().last().unwrap().body).unwrap();
+    assert_eq!(sent["otp"], "123456");
+
+    // Enrolment: the QR code in half blocks, the secret and the URI; then --code confirms.
+    let r = ctl(&config, "mfa enable", "").await;
+    r.result.unwrap();
+    assert!(
+        r.stdout.contains("Secret: GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains(&format!("URI:    {OTPAUTH}")), "{}", r.stdout);
+    assert!(r.stdout.contains('▀') || r.stdout.contains('▄'), "{}", r.stdout);
+    assert!(r.stdout.contains("ward ctl mfa enable --code CODE"), "{}", r.stdout);
+    let r = ctl(&config, "mfa enable --code 000000", "").await;
+    assert_eq!(
+        error_message(&r.result.unwrap_err()),
+        "the code is wrong or was already used (invalid_field, HTTP 400)"
+    );
+    let r = ctl(&config, "mfa enable --code 654321", "").await;
+    r.result.unwrap();
+    assert!(r.stdout.starts_with("MFA is on for this account."), "{}", r.stdout);
+    assert_eq!(r.stdout.matches("aaaa-bbbb-ccc").count(), 10, "{}", r.stdout);
+    let r = ctl(&config, "-o json mfa enable --code 654321", "").await;
+    r.result.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["recovery_codes"].as_array().unwrap().len(), 10);
+    let r = ctl(&config, "-o json mfa enable", "").await;
+    r.result.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["otpauth_uri"], OTPAUTH);
+
+    let r = ctl(&config, "mfa disable --code aaaa-bbbb-ccca", "").await;
+    r.result.unwrap();
+    assert_eq!(r.stdout, "MFA is off for this account.\n");
+
+    let r = ctl(&config, "account mfa-reset bob", "").await;
+    r.result.unwrap();
+    assert!(r.stdout.starts_with("NAME"), "{}", r.stdout);
+    assert!(
+        r.stdout.lines().nth(1).unwrap().trim_end().ends_with("off"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap().target,
+        "/api/v1/accounts/bob/mfa/reset"
+    );
+
+    let r = ctl(&config, "tenant settings", "").await;
+    r.result.unwrap();
+    assert_eq!(r.stdout, "REQUIRE ADMIN MFA\nno\n");
+    let r = ctl(&config, "tenant settings --require-admin-mfa true", "").await;
+    r.result.unwrap();
+    assert_eq!(r.stdout, "REQUIRE ADMIN MFA\nyes\n");
+    let last = seen.lock().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last.method.as_str(), last.body.as_str()),
+        ("PUT", r#"{"require_admin_mfa":true}"#)
+    );
+}

@@ -6,10 +6,15 @@
 //! [`Ctx::authorize`]; that applies [`ward_core::authorize`] to the caller.
 //! There is no other way to reach the store from a protected handler than
 //! through a `Ctx`, and no `Ctx` without an authenticated principal.
+//!
+//! Nor is there a `Ctx` for a session that must enrol in MFA first (the
+//! tenant requires it and the account has none): for every route but the
+//! few of [`MFA_ENROLLMENT_ACTIONS`] the extractor answers 403
+//! `mfa_enrollment_required`, before any handler runs.
 
 use std::net::IpAddr;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
 use ward_core::{ErrorCode, Permission, Target};
 
@@ -17,6 +22,10 @@ use crate::audit::{AuditNote, AuditSlot, Authentication, PeerAddr};
 use crate::auth::{AuthFailure, Principal};
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// The actions (see [`crate::api::action_name`]) a session that must enrol
+/// in MFA first may still take.
+pub const MFA_ENROLLMENT_ACTIONS: [&str; 4] = ["auth.whoami", "auth.logout", "mfa.enroll", "mfa.confirm"];
 
 #[derive(Clone)]
 pub struct Ctx {
@@ -86,6 +95,20 @@ impl FromRequestParts<AppState> for Ctx {
             Some(Authentication(Err(r))) => return Err(r.failure.clone().into()),
             None => return Err(AuthFailure::Missing.into()),
         };
+        if principal.mfa_enrollment_required() {
+            let action = parts.extensions.get::<MatchedPath>().and_then(|route| {
+                crate::api::action_name(parts.method.as_str(), route.as_str())
+                    .or_else(|| crate::console::action_name(parts.method.as_str(), route.as_str()))
+            });
+            if !action.is_some_and(|a| MFA_ENROLLMENT_ACTIONS.contains(&a)) {
+                audit.update(|n| n.detail = Some("the tenant requires MFA; the account has not enrolled".into()));
+                return Err(ApiError::new(
+                    ErrorCode::MfaEnrollmentRequired,
+                    "the tenant requires MFA for its administrators: turn it on for this account first \
+                     (POST /api/v1/me/mfa/totp, or ward ctl mfa enable)",
+                ));
+            }
+        }
         Ok(Ctx {
             state: state.clone(),
             principal,

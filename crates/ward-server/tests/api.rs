@@ -181,6 +181,8 @@ on_both_backends!(
     access_rules_decide_by_priority_and_stay_in_their_tenant,
     devices_enrol_once_renew_report_and_revoke,
     gateways_join_follow_snapshots_and_ship_records_once,
+    mfa_enrols_signs_in_once_per_code_and_is_reset_by_a_manager,
+    required_admin_mfa_holds_sessions_back_until_enrolled,
 );
 
 /// The foundation issue's story: bootstrap; the owner creates an auditor; the
@@ -1593,6 +1595,7 @@ async fn https_with_wards_own_ca() {
             tenant: "default".into(),
             username: "admin".into(),
             password: PW.into(),
+            otp: None,
         })
         .await
         .unwrap();
@@ -1610,4 +1613,360 @@ async fn https_with_wards_own_ca() {
     })
     .unwrap();
     assert!(stranger.whoami().await.is_err());
+}
+
+// ---- multi-factor authentication ------------------------------------------
+
+/// The TOTP code of `secret` (base32) for the time step `offset` steps from now.
+fn totp_code(secret: &str, offset: i64) -> String {
+    let bytes = totp_rs::Secret::Encoded(secret.to_owned()).to_bytes().unwrap();
+    let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    totp.generate((now as i64 + offset * 30) as u64)
+}
+
+/// Six digits that are none of the codes the server would accept now.
+fn wrong_totp_code(secret: &str) -> String {
+    let valid: Vec<String> = (-2..=2).map(|o| totp_code(secret, o)).collect();
+    (0..10)
+        .map(|d| d.to_string().repeat(6))
+        .find(|c| !valid.contains(c))
+        .unwrap()
+}
+
+impl Harness {
+    async fn try_login_otp(&self, tenant: &str, user: &str, password: &str, otp: &str) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"tenant": tenant, "username": user, "password": password, "otp": otp})),
+        )
+        .await
+    }
+
+    /// Enrol the session's account in TOTP; returns the secret and the recovery codes.
+    async fn enrol_totp(&self, token: &str) -> (String, Vec<String>) {
+        let (s, v) = self.post("/api/v1/me/mfa/totp", token, json!({})).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let secret = v["secret"].as_str().unwrap().to_owned();
+        let (s, v) = self
+            .post(
+                "/api/v1/me/mfa/totp/confirm",
+                token,
+                json!({"code": totp_code(&secret, 0)}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let codes = v["recovery_codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        (secret, codes)
+    }
+}
+
+/// Enrol with a QR code and confirm; sign in with the code, never twice with
+/// the same one; recovery codes work once; wrong codes lock the account out;
+/// only a manager of the account, in its tenant, resets it; turning it off
+/// takes a code.
+async fn mfa_enrols_signs_in_once_per_code_and_is_reset_by_a_manager(store: TestStore) {
+    let h = Harness::start(store, |c| {
+        c.login.slow_after = 100;
+        c.login.lock_after = 3;
+        c.login.address_lock_after = 100;
+    })
+    .await;
+    let owner = h.login("default", "admin", PW).await;
+    h.create_account(&owner, "ops", "admin").await;
+    h.create_account(&owner, "aud", "auditor").await;
+    let ops = h.login("default", "ops", "ops-password").await;
+
+    // Enrolment: the secret, its URI and a QR code; starting again replaces the secret.
+    let (s, first) = h.post("/api/v1/me/mfa/totp", &ops, json!({})).await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    let first_secret = first["secret"].as_str().unwrap().to_owned();
+    assert_eq!(first_secret.len(), 32, "20 bytes, base32");
+    assert_eq!(
+        first["otpauth_uri"],
+        format!("otpauth://totp/Ward:ops@default?secret={first_secret}&issuer=Ward")
+    );
+    assert!(first["qr_svg"].as_str().unwrap().contains("<svg"));
+    let (s, v) = h.post("/api/v1/me/mfa/totp", &ops, json!({})).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let secret = v["secret"].as_str().unwrap().to_owned();
+    assert_ne!(secret, first_secret);
+    let (s, v) = h
+        .post(
+            "/api/v1/me/mfa/totp/confirm",
+            &ops,
+            json!({"code": totp_code(&first_secret, 0)}),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "invalid_field"),
+        "the replaced secret"
+    );
+    let (s, v) = h.get("/api/v1/whoami", &ops).await;
+    assert_eq!((s, v["mfa_enabled"].as_bool()), (StatusCode::OK, Some(false)));
+    let (s, v) = h
+        .post(
+            "/api/v1/me/mfa/totp/confirm",
+            &ops,
+            json!({"code": totp_code(&secret, 0)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let recovery: Vec<String> = v["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(recovery.len(), 10);
+    assert!(recovery.iter().all(|c| c.len() == 14 && c.matches('-').count() == 2));
+    let (_, v) = h.get("/api/v1/whoami", &ops).await;
+    assert_eq!(v["mfa_enabled"], true, "{v}");
+    let (_, v) = h.get("/api/v1/accounts/ops", &owner).await;
+    assert_eq!(v["mfa_enabled"], true, "{v}");
+    let (s, v) = h.post("/api/v1/me/mfa/totp", &ops, json!({})).await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "conflict"), "already on");
+
+    // Sign-in: the password first, then the second factor.
+    let (s, v) = h.try_login("default", "ops", "wrong-password").await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "invalid_credentials"));
+    let (s, v) = h.try_login("default", "ops", "ops-password").await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "mfa_required"), "{v}");
+    assert!(v.get("token").is_none());
+    let next = totp_code(&secret, 1);
+    let (s, v) = h.try_login_otp("default", "ops", "ops-password", &next).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let session = v["token"].as_str().unwrap().to_owned();
+    assert_eq!(h.get("/api/v1/whoami", &session).await.0, StatusCode::OK);
+    let (s, v) = h.try_login_otp("default", "ops", "ops-password", &next).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+        "replayed: {v}"
+    );
+    // A recovery code works once (in any case, with or without dashes).
+    let (s, v) = h
+        .try_login_otp("default", "ops", "ops-password", &recovery[0].to_uppercase())
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = h.try_login_otp("default", "ops", "ops-password", &recovery[0]).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "invalid_credentials"), "{v}");
+    // Wrong codes are failed sign-ins: they lock the account out.
+    let wrong = wrong_totp_code(&secret);
+    h.try_login_otp("default", "ops", "ops-password", &wrong).await;
+    h.try_login_otp("default", "ops", "ops-password", "aaaa-aaaa-aaaa")
+        .await;
+    let (_, v) = h.get("/api/v1/accounts/ops", &owner).await;
+    assert_eq!(v["failed_logins"], 3, "{v}");
+    assert!(v["locked_until"].is_string(), "{v}");
+    let (s, v) = h.try_login_otp("default", "ops", "ops-password", &recovery[1]).await;
+    assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "locked_out"), "{v}");
+    h.post("/api/v1/accounts/ops/unlock", &owner, json!({})).await;
+    let denied = h.audit(&owner, "action=auth.login&result=denied").await;
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["detail"].as_str().unwrap_or("").contains("one-time code")),
+        "{denied:?}"
+    );
+
+    // Reset: not by an auditor, not by another tenant's owner, not of oneself; by the owner.
+    let aud = h.login("default", "aud", "aud-password").await;
+    let (s, v) = h.post("/api/v1/accounts/ops/mfa/reset", &aud, json!({})).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"), "{v}");
+    let op = h.login("system", "operator", PW).await;
+    let (s, v) = h
+        .post(
+            "/api/v1/tenants",
+            &op,
+            json!({"name": "other", "owner_password": "other-owner-pw"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let other = h.login("other", "admin", "other-owner-pw").await;
+    let (s, v) = h.post("/api/v1/accounts/ops/mfa/reset", &other, json!({})).await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"), "{v}");
+    let (s, v) = h.post("/api/v1/accounts/admin/mfa/reset", &other, json!({})).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "forbidden"),
+        "its own owner: {v}"
+    );
+    let (s, v) = h.post("/api/v1/accounts/ops/mfa/reset", &owner, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["mfa_enabled"], false);
+    assert_eq!(
+        h.get("/api/v1/whoami", &session).await.0,
+        StatusCode::UNAUTHORIZED,
+        "a reset ends the sessions"
+    );
+    let ops = h.login("default", "ops", "ops-password").await;
+    let (_, v) = h.get("/api/v1/whoami", &ops).await;
+    assert_eq!(v["mfa_enabled"], false);
+    assert_eq!(
+        h.audit(&owner, "action=mfa.reset").await.len(),
+        2,
+        "the auditor's and the owner's"
+    );
+    assert_eq!(
+        h.audit(&other, "action=mfa.reset").await.len(),
+        2,
+        "in the caller's own trail"
+    );
+
+    // Turning it off takes a code, and a wrong one counts.
+    let (secret, recovery) = h.enrol_totp(&ops).await;
+    let body = json!({"code": wrong_totp_code(&secret)});
+    let (s, v) = h
+        .call(Method::DELETE, "/api/v1/me/mfa/totp", Some(&ops), Some(body))
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_field"), "{v}");
+    let (_, v) = h.get("/api/v1/accounts/ops", &owner).await;
+    assert_eq!(v["failed_logins"], 1, "{v}");
+    let body = json!({"code": recovery[3]});
+    let (s, v) = h
+        .call(Method::DELETE, "/api/v1/me/mfa/totp", Some(&ops), Some(body))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    let (_, v) = h.get("/api/v1/whoami", &ops).await;
+    assert_eq!(v["mfa_enabled"], false);
+    h.login("default", "ops", "ops-password").await;
+    for action in ["mfa.enroll", "mfa.confirm", "mfa.disable"] {
+        assert!(
+            !h.audit(&owner, &format!("action={action}")).await.is_empty(),
+            "{action}"
+        );
+    }
+}
+
+/// The owner requires MFA of every administrator: a session of an account
+/// without it reaches only whoami, sign-out and enrolment; API keys go on;
+/// only the owner, itself enrolled, changes the setting; while it is on,
+/// nobody turns their own MFA off.
+async fn required_admin_mfa_holds_sessions_back_until_enrolled(store: TestStore) {
+    let h = Harness::start(store, |_| {}).await;
+    let owner = h.login("default", "admin", PW).await;
+    h.create_account(&owner, "helper", "admin").await;
+    h.create_account(&owner, "aud", "auditor").await;
+    let aud = h.login("default", "aud", "aud-password").await;
+    let (s, v) = h.post("/api/v1/apikeys", &aud, json!({"name": "script"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let aud_key = v["token"].as_str().unwrap().to_owned();
+    let helper = h.login("default", "helper", "helper-password").await;
+
+    let settings = |on: bool| Some(json!({ "require_admin_mfa": on }));
+    let (s, v) = h.get("/api/v1/tenant/settings", &aud).await;
+    assert_eq!(
+        (s, v["require_admin_mfa"].as_bool()),
+        (StatusCode::OK, Some(false)),
+        "{v}"
+    );
+    for (who, token) in [("auditor", &aud), ("admin", &helper)] {
+        let (s, v) = h
+            .call(Method::PUT, "/api/v1/tenant/settings", Some(token), settings(true))
+            .await;
+        assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"), "{who}: {v}");
+    }
+    let (s, v) = h
+        .call(Method::PUT, "/api/v1/tenant/settings", Some(&owner), settings(true))
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "invalid_field"),
+        "not before the owner has MFA: {v}"
+    );
+    let (owner_secret, owner_recovery) = h.enrol_totp(&owner).await;
+    let (s, v) = h
+        .call(Method::PUT, "/api/v1/tenant/settings", Some(&owner), settings(true))
+        .await;
+    assert_eq!(
+        (s, v["require_admin_mfa"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{v}"
+    );
+    assert_eq!(
+        h.get("/api/v1/users", &owner).await.0,
+        StatusCode::OK,
+        "the owner has MFA"
+    );
+
+    // A session without MFA: whoami yes, anything else no, until it enrols.
+    let (s, v) = h.get("/api/v1/whoami", &helper).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (v["mfa_enabled"].as_bool(), v["mfa_enrollment_required"].as_bool()),
+        (Some(false), Some(true))
+    );
+    for path in [
+        "/api/v1/users",
+        "/api/v1/accounts",
+        "/api/v1/apikeys",
+        "/api/v1/tenant/settings",
+    ] {
+        let (s, v) = h.get(path, &helper).await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::FORBIDDEN, "mfa_enrollment_required"),
+            "{path}: {v}"
+        );
+    }
+    let (s, v) = h.create_account(&helper, "sneaky", "auditor").await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "mfa_enrollment_required"), "{v}");
+    let (s, v) = h.post("/api/v1/accounts/aud/mfa/reset", &helper, json!({})).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "mfa_enrollment_required"), "{v}");
+    // A fresh sign-in is no different.
+    let helper2 = h.login("default", "helper", "helper-password").await;
+    assert_eq!(h.get("/api/v1/users", &helper2).await.0, StatusCode::FORBIDDEN);
+    // Enrolling lifts it, for the session that enrolled.
+    h.enrol_totp(&helper).await;
+    assert_eq!(h.get("/api/v1/users", &helper).await.0, StatusCode::OK);
+    let (_, v) = h.get("/api/v1/whoami", &helper).await;
+    assert_eq!(v["mfa_enrollment_required"], false, "{v}");
+
+    // API keys are for scripts: not held back.
+    assert_eq!(h.get("/api/v1/users", &aud_key).await.0, StatusCode::OK);
+    assert_eq!(h.get("/api/v1/users", &aud).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        h.post("/api/v1/auth/logout", &aud, json!({})).await.0,
+        StatusCode::NO_CONTENT,
+        "signing out is allowed"
+    );
+
+    // While it is required, nobody turns their own off; the owner can stop requiring it.
+    let body = json!({"code": owner_recovery[0]});
+    let (s, v) = h
+        .call(Method::DELETE, "/api/v1/me/mfa/totp", Some(&owner), Some(body))
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"), "{v}");
+    let (s, v) = h.try_login_otp("default", "admin", PW, &owner_recovery[0]).await;
+    assert_eq!(s, StatusCode::OK, "the refused disable did not use the code up: {v}");
+    let (s, v) = h
+        .call(Method::PUT, "/api/v1/tenant/settings", Some(&owner), settings(false))
+        .await;
+    assert_eq!(
+        (s, v["require_admin_mfa"].as_bool()),
+        (StatusCode::OK, Some(false)),
+        "{v}"
+    );
+    let aud = h.login("default", "aud", "aud-password").await;
+    assert_eq!(h.get("/api/v1/users", &aud).await.0, StatusCode::OK);
+    let body = json!({"code": totp_code(&owner_secret, 1)});
+    let (s, v) = h
+        .call(Method::DELETE, "/api/v1/me/mfa/totp", Some(&owner), Some(body))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    let events = h.audit(&owner, "action=tenant.settings").await;
+    assert_eq!(events.len(), 5, "{events:?}");
+    assert!(events.iter().any(|e| e["result"] == "denied"));
 }

@@ -697,3 +697,118 @@ async fn rules_are_reordered_from_the_api_and_the_console() {
         ]
     );
 }
+
+/// The current TOTP code of a base32 secret.
+fn totp_now(secret: &str) -> String {
+    let bytes = totp_rs::Secret::Encoded(secret.to_owned()).to_bytes().unwrap();
+    let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    totp.generate(now)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_step_sign_in_is_set_up_and_used_in_the_console() {
+    use reqwest::Method;
+    let server = Server::start().await;
+    let mut b = Browser::new(&server);
+    b.sign_in("default", "admin", PW).await;
+
+    // Set up: the page shows the QR code and the secret; the app's code turns it on.
+    let csrf = b.csrf_of("/account").await;
+    let page = b.post("/account/mfa", &[("csrf", &csrf)]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("data:image/svg+xml;base64,"));
+    let at = page.body.find("Secret: <code>").unwrap() + "Secret: <code>".len();
+    let secret = page.body[at..at + page.body[at..].find('<').unwrap()].to_owned();
+    let wrong = b
+        .post("/account/mfa/confirm", &[("csrf", &csrf), ("code", "000000")])
+        .await;
+    assert!(wrong.status.is_client_error(), "{}", wrong.status);
+    let page = b
+        .post("/account/mfa/confirm", &[("csrf", &csrf), ("code", &totp_now(&secret))])
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("recovery codes"), "{}", page.body);
+    let recovery: Vec<String> = page
+        .body
+        .split("<li><code>")
+        .skip(1)
+        .map(|c| c[..c.find('<').unwrap()].to_owned())
+        .collect();
+    assert_eq!(recovery.len(), 10, "{}", page.body);
+
+    // Signing in now needs the second factor.
+    let csrf = b.csrf_of("/").await;
+    b.post("/logout", &[("csrf", &csrf)]).await;
+    let page = b.sign_in("default", "admin", PW).await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    assert!(page.body.contains("second factor"), "{}", page.body);
+    assert!(!b.cookies.contains_key("ward_session"));
+    let form = b.get("/login").await;
+    let page = b
+        .post(
+            "/login",
+            &[
+                ("csrf", &form.csrf()),
+                ("tenant", "default"),
+                ("username", "admin"),
+                ("password", PW),
+                ("otp", &recovery[0]),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert!(b.cookies.contains_key("ward_session"));
+
+    // The owner requires MFA of every administrator: one without it is sent
+    // to set it up before any other page.
+    let owner = {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/api/v1/auth/login", server.url))
+            // (The code of this 30 s step was used up by the confirmation: a recovery code.)
+            .json(&json!({"tenant": "default", "username": "admin", "password": PW, "otp": recovery[1]}))
+            .send()
+            .await
+            .unwrap();
+        resp.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (s, v) = server
+        .api(
+            Method::POST,
+            "/api/v1/accounts",
+            &owner,
+            Some(json!({"name": "ada", "role": "admin", "password": "ada-password"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = server
+        .api(
+            Method::PUT,
+            "/api/v1/tenant/settings",
+            &owner,
+            Some(json!({"require_admin_mfa": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let mut ada = Browser::new(&server);
+    assert_eq!(
+        ada.sign_in("default", "ada", "ada-password").await.status,
+        StatusCode::SEE_OTHER
+    );
+    let page = ada.get("/users").await;
+    assert_eq!(page.location(), Some("/account"));
+    let page = ada.get("/account").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("requires a second factor"), "{}", page.body);
+    let csrf = page.csrf();
+    let page = ada.post("/users", &[("csrf", &csrf), ("name", "mallory")]).await;
+    assert_eq!(page.location(), Some("/account"), "{}", page.body);
+    let page = ada.post("/account/mfa", &[("csrf", &csrf)]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+}

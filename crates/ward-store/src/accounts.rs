@@ -18,6 +18,8 @@ pub struct AccountRow {
     pub last_login_at: Option<i64>,
     pub failed_logins: i64,
     pub locked_until: Option<i64>,
+    /// True when the account signs in with a second factor (a confirmed TOTP secret).
+    pub mfa_enabled: bool,
 }
 
 impl AccountRow {
@@ -33,6 +35,7 @@ impl AccountRow {
             last_login_at: get(row, "last_login_at")?,
             failed_logins: get(row, "failed_logins")?,
             locked_until: get(row, "locked_until")?,
+            mfa_enabled: get::<i64>(row, "mfa_factors")? > 0,
         })
     }
 }
@@ -48,7 +51,9 @@ pub struct NewAccount<'a> {
 }
 
 const COLUMNS: &str =
-    "id, tenant_id, name, role, password_hash, created_at, created_by, last_login_at, failed_logins, locked_until";
+    "id, tenant_id, name, role, password_hash, created_at, created_by, last_login_at, failed_logins, \
+     locked_until, (SELECT COUNT(*) FROM account_totp m WHERE m.account_id = accounts.id AND m.enabled_at IS NOT NULL) \
+     AS mfa_factors";
 
 impl Store {
     pub async fn create_account(&self, tenant_id: &str, new: NewAccount<'_>, now: i64) -> Result<AccountRow> {
@@ -75,6 +80,7 @@ impl Store {
             last_login_at: None,
             failed_logins: 0,
             locked_until: None,
+            mfa_enabled: false,
         })
     }
 

@@ -25,6 +25,7 @@ mod devices;
 mod error;
 mod gateways;
 mod lockouts;
+mod mfa;
 mod page;
 mod tenants;
 #[cfg(any(test, feature = "testing"))]
@@ -44,6 +45,7 @@ pub use devices::{DeviceRow, EnrollCodeRow, TenantCaRow};
 pub use error::{Result, StoreError};
 pub use gateways::{AccessFilter, AccessRecordRow, GatewayRow, ROWS_PER_INSERT};
 pub use lockouts::AddressLockout;
+pub use mfa::TotpRow;
 pub use page::{Page, PageRequest};
 pub use tenants::TenantRow;
 

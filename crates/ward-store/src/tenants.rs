@@ -12,6 +12,8 @@ pub struct TenantRow {
     pub region: String,
     pub state: TenantState,
     pub created_at: i64,
+    /// Every administrator account of the tenant must use MFA.
+    pub require_admin_mfa: bool,
 }
 
 impl TenantRow {
@@ -22,6 +24,7 @@ impl TenantRow {
             region: get(row, "region")?,
             state: parse_col(get(row, "state")?, "tenants.state")?,
             created_at: get(row, "created_at")?,
+            require_admin_mfa: get::<i64>(row, "require_admin_mfa")? != 0,
         })
     }
 
@@ -30,7 +33,7 @@ impl TenantRow {
     }
 }
 
-const COLUMNS: &str = "id, name, region, state, created_at";
+const COLUMNS: &str = "id, name, region, state, created_at, require_admin_mfa";
 
 impl Store {
     /// On an empty store, create tenant `system` with owner `operator`, and
@@ -117,6 +120,7 @@ impl Store {
             region: region.to_owned(),
             state: TenantState::Active,
             created_at: now,
+            require_admin_mfa: false,
         })
     }
 
@@ -163,6 +167,17 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.tenant_by_id(id).await
+    }
+
+    /// Require (or stop requiring) MFA of the tenant's administrator accounts.
+    pub async fn set_require_admin_mfa(&self, id: &str, on: bool, now: i64) -> Result<Option<TenantRow>> {
+        sqlx::query("UPDATE tenants SET require_admin_mfa = $1, updated_at = $2 WHERE id = $3")
+            .bind(i64::from(on))
+            .bind(now)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
         self.tenant_by_id(id).await
     }
 }

@@ -44,6 +44,7 @@ on_both_backends!(
     gateways_join_once_and_records_are_stored_once,
     large_record_batches_are_stored_once_across_statements,
     rules_are_reordered_at_once_keeping_their_priorities,
+    totp_factors_enrol_once_accept_each_step_once_and_stay_in_their_tenant,
 );
 
 const NOW: i64 = 1_795_000_000_000;
@@ -754,6 +755,85 @@ async fn large_record_batches_are_stored_once_across_statements(s: &Store) {
     assert!(
         s.access_counts("t2", NOW, bucket).await.unwrap().is_empty(),
         "another tenant's are not counted"
+    );
+}
+
+async fn totp_factors_enrol_once_accept_each_step_once_and_stay_in_their_tenant(s: &Store) {
+    let t = s.create_tenant("m", "r", "admin", "h", None, NOW).await.unwrap();
+    let other = s.create_tenant("o", "r", "admin", "h", None, NOW).await.unwrap();
+    let owner = s.tenant_owner(&t.id).await.unwrap().unwrap();
+    assert!(!owner.mfa_enabled);
+    assert!(s.totp(&t.id, &owner.id).await.unwrap().is_none());
+    // Another tenant cannot start, confirm, use or remove this account's factor.
+    assert!(!s.start_totp(&other.id, &owner.id, "v1.x", NOW).await.unwrap());
+    assert!(s.start_totp(&t.id, &owner.id, "v1.first", NOW).await.unwrap());
+    assert!(
+        s.start_totp(&t.id, &owner.id, "v1.second", NOW + 1).await.unwrap(),
+        "a pending secret is replaced"
+    );
+    let pending = s.totp(&t.id, &owner.id).await.unwrap().unwrap();
+    assert_eq!(
+        (pending.sealed_secret.as_str(), pending.enabled_at),
+        ("v1.second", None)
+    );
+    assert!(
+        !s.use_totp_step(&t.id, &owner.id, 10).await.unwrap(),
+        "pending is not enabled"
+    );
+    assert!(!s.tenant_owner(&t.id).await.unwrap().unwrap().mfa_enabled);
+    let hashes = vec!["h1".to_owned(), "h2".to_owned()];
+    assert!(!s.confirm_totp(&other.id, &owner.id, 5, &hashes, NOW).await.unwrap());
+    assert!(s.confirm_totp(&t.id, &owner.id, 5, &hashes, NOW + 2).await.unwrap());
+    assert!(
+        !s.confirm_totp(&t.id, &owner.id, 6, &hashes, NOW + 3).await.unwrap(),
+        "only once"
+    );
+    assert!(
+        !s.start_totp(&t.id, &owner.id, "v1.third", NOW).await.unwrap(),
+        "enabled is not replaced"
+    );
+    let on = s.account_by_id(&t.id, &owner.id).await.unwrap().unwrap();
+    assert!(on.mfa_enabled);
+    assert!(s.account_by_name(&t.id, "admin").await.unwrap().unwrap().mfa_enabled);
+    // Each step once, and never an earlier one.
+    assert!(
+        !s.use_totp_step(&t.id, &owner.id, 5).await.unwrap(),
+        "the confirming step is used"
+    );
+    assert!(s.use_totp_step(&t.id, &owner.id, 6).await.unwrap());
+    assert!(!s.use_totp_step(&t.id, &owner.id, 6).await.unwrap());
+    assert!(!s.use_totp_step(&t.id, &owner.id, 4).await.unwrap());
+    assert!(!s.use_totp_step(&other.id, &owner.id, 7).await.unwrap());
+    // Recovery codes work once, in their own tenant.
+    assert_eq!(s.recovery_codes_left(&t.id, &owner.id).await.unwrap(), 2);
+    assert!(!s.use_recovery_code(&other.id, &owner.id, "h1").await.unwrap());
+    assert!(s.use_recovery_code(&t.id, &owner.id, "h1").await.unwrap());
+    assert!(!s.use_recovery_code(&t.id, &owner.id, "h1").await.unwrap());
+    assert_eq!(s.recovery_codes_left(&t.id, &owner.id).await.unwrap(), 1);
+    // Removing: not from another tenant; with the sessions when asked.
+    s.create_session(&t.id, &owner.id, "mfa-tok", "::1", NOW, NOW + 100)
+        .await
+        .unwrap();
+    assert!(!s.remove_totp(&other.id, &owner.id, true).await.unwrap());
+    assert!(s.account_by_id(&t.id, &owner.id).await.unwrap().unwrap().mfa_enabled);
+    assert!(s.remove_totp(&t.id, &owner.id, true).await.unwrap());
+    assert!(s.session_by_token_hash("mfa-tok").await.unwrap().is_none());
+    assert!(!s.account_by_id(&t.id, &owner.id).await.unwrap().unwrap().mfa_enabled);
+    assert_eq!(s.recovery_codes_left(&t.id, &owner.id).await.unwrap(), 0);
+    assert!(s.start_totp(&t.id, &owner.id, "v1.again", NOW).await.unwrap());
+
+    // The tenant's requirement.
+    assert!(!t.require_admin_mfa);
+    let t2 = s.set_require_admin_mfa(&t.id, true, NOW + 5).await.unwrap().unwrap();
+    assert!(t2.require_admin_mfa);
+    assert!(s.tenant_by_name("m").await.unwrap().unwrap().require_admin_mfa);
+    assert!(!s.tenant_by_name("o").await.unwrap().unwrap().require_admin_mfa);
+    assert!(
+        !s.set_require_admin_mfa(&t.id, false, NOW + 6)
+            .await
+            .unwrap()
+            .unwrap()
+            .require_admin_mfa
     );
 }
 

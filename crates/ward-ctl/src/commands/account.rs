@@ -1,4 +1,4 @@
-//! `account list|show|create|delete|set-role|unlock|passwd`.
+//! `account list|show|create|delete|set-role|unlock|passwd|mfa-reset`.
 
 use anyhow::{bail, Result};
 use ward_api::{CreateAccount, SetPassword, SetRole};
@@ -41,6 +41,10 @@ pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: AccountCommand) -> Result<()> {
         }
         AccountCommand::Unlock { name } => {
             let account = client.unlock_account(&name).await?;
+            output::show(ctx.out, ctx.output, &account)
+        }
+        AccountCommand::MfaReset { name } => {
+            let account = client.reset_account_mfa(&name).await?;
             output::show(ctx.out, ctx.output, &account)
         }
         AccountCommand::Passwd { name, password_stdin } => {

@@ -6,6 +6,7 @@ mod account;
 mod apikey;
 mod audit;
 mod devices;
+mod mfa;
 mod session;
 mod tenant;
 
@@ -36,6 +37,8 @@ pub(crate) struct Ctx<'a> {
     pub profile_name: String,
     pub stdin: &'a mut (dyn BufRead + Send),
     pub out: &'a mut (dyn Write + Send),
+    /// Standard input is a terminal: a missing second factor may be asked for.
+    pub interactive: bool,
 }
 
 /// Runs a parsed command line.
@@ -44,6 +47,7 @@ pub(crate) async fn execute(
     config_path: Result<PathBuf>,
     stdin: &mut (dyn BufRead + Send),
     out: &mut (dyn Write + Send),
+    interactive: bool,
 ) -> Result<()> {
     let config = match &config_path {
         Ok(path) => ConfigFile::load(path)?,
@@ -61,6 +65,7 @@ pub(crate) async fn execute(
         profile_name,
         stdin,
         out,
+        interactive,
     };
     match args.command {
         CtlCommand::Login(a) => session::login(&mut ctx, a).await,
@@ -91,6 +96,7 @@ pub(crate) async fn execute(
         CtlCommand::Posture(c) => devices::posture(&mut ctx, c).await,
         CtlCommand::Logs(c) => devices::logs(&mut ctx, c).await,
         CtlCommand::Gateway(c) => devices::gateway(&mut ctx, c).await,
+        CtlCommand::Mfa(c) => mfa::run(&mut ctx, c).await,
     }
 }
 

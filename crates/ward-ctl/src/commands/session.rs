@@ -7,7 +7,7 @@ use ward_client::ClientError;
 
 use super::{build_client, Ctx, Target};
 use crate::args::{LoginArgs, OutputFormat};
-use crate::input::read_secret;
+use crate::input::{prompt, read_secret};
 use crate::output;
 use crate::profile::Profile;
 
@@ -32,13 +32,25 @@ pub(super) async fn login(ctx: &mut Ctx<'_>, args: LoginArgs) -> Result<()> {
     let ca_cert = target.ca_cert.clone();
     let password = read_secret(ctx.stdin, "password")?;
     let anonymous = build_client(&Target { token: None, ..target })?;
-    let resp = anonymous
-        .login(&LoginRequest {
-            tenant: args.tenant.clone(),
-            username: args.user.clone(),
-            password,
-        })
-        .await?;
+    let mut req = LoginRequest {
+        tenant: args.tenant.clone(),
+        username: args.user.clone(),
+        password,
+        otp: args.otp.clone(),
+    };
+    let resp = match anonymous.login(&req).await {
+        Err(e) if e.code() == Some("mfa_required") && req.otp.is_none() => {
+            if !ctx.interactive {
+                bail!(
+                    "this account signs in with a second factor (mfa_required): \
+                     pass --otp CODE with the code of its authenticator app or a recovery code"
+                );
+            }
+            req.otp = Some(prompt(ctx.stdin, "One-time code (authenticator app or recovery code)")?);
+            anonymous.login(&req).await?
+        }
+        other => other?,
+    };
 
     let server = anonymous.server().to_owned();
     ctx.config.profiles.insert(

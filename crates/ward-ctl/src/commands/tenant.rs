@@ -1,7 +1,8 @@
-//! `tenant list|show|create|suspend|resume` (operators).
+//! `tenant list|show|create|suspend|resume` (operators), and `tenant settings`
+//! (one's own tenant).
 
 use anyhow::{bail, Result};
-use ward_api::{CreateTenant, TenantState, UpdateTenant};
+use ward_api::{CreateTenant, TenantSettings, TenantState, UpdateTenant};
 
 use super::Ctx;
 use crate::args::TenantCommand;
@@ -46,6 +47,17 @@ pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: TenantCommand) -> Result<()> {
             let state = TenantState::Active;
             let tenant = client.update_tenant(&name, &UpdateTenant { state }).await?;
             output::show(ctx.out, ctx.output, &tenant)
+        }
+        TenantCommand::Settings { require_admin_mfa } => {
+            let settings = match require_admin_mfa {
+                Some(require_admin_mfa) => {
+                    client
+                        .set_tenant_settings(&TenantSettings { require_admin_mfa })
+                        .await?
+                }
+                None => client.tenant_settings().await?,
+            };
+            output::show(ctx.out, ctx.output, &settings)
         }
     }
 }

@@ -23,6 +23,7 @@ pub(super) fn view(a: AccountRow) -> Account {
         last_login_at: opt_time(a.last_login_at),
         failed_logins: u32::try_from(a.failed_logins).unwrap_or(u32::MAX),
         locked_until: opt_time(a.locked_until.filter(|t| *t > now)),
+        mfa_enabled: a.mfa_enabled,
     }
 }
 
@@ -161,8 +162,14 @@ pub async fn set_password(
         let current = req.current_password.clone().unwrap_or_default();
         if !password::verify(current, Some(ctx.principal.account.password_hash.clone())).await {
             // Guessing through a stolen session counts like guessing at sign-in.
-            crate::auth::login::count_account_failure(&ctx.state, &ctx.principal.account, ctx.audit(), now_ms())
-                .await?;
+            crate::auth::login::count_account_failure(
+                &ctx.state,
+                &ctx.principal.account,
+                "wrong password",
+                ctx.audit(),
+                now_ms(),
+            )
+            .await?;
             ctx.detail("current password wrong");
             return Err(ApiError::new(ErrorCode::InvalidField, "the current password is wrong"));
         }

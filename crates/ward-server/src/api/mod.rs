@@ -11,6 +11,7 @@ pub(crate) mod auth;
 pub mod devices;
 pub mod gateways;
 mod lockouts;
+pub(crate) mod mfa;
 pub(crate) mod policy;
 mod tenants;
 pub(crate) mod users;
@@ -33,6 +34,7 @@ use crate::state::AppState;
         (name = "tenants", description = "The service's tenants (operators only)"),
         (name = "accounts", description = "Administrator accounts: the owner and its sub-accounts"),
         (name = "apikeys", description = "The caller's API keys"),
+        (name = "mfa", description = "Multi-factor authentication of administrator accounts"),
         (name = "audit", description = "The admin audit trail (read-only)"),
         (name = "users", description = "End users and groups"),
                 (name = "policy", description = "Applications and access rules"),
@@ -62,11 +64,15 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(auth::whoami))
         .routes(routes!(tenants::list, tenants::create))
         .routes(routes!(tenants::show, tenants::update))
+        .routes(routes!(tenants::show_settings, tenants::set_settings))
         .routes(routes!(accounts::list, accounts::create))
         .routes(routes!(accounts::show, accounts::delete))
         .routes(routes!(accounts::set_role))
         .routes(routes!(accounts::set_password))
         .routes(routes!(accounts::unlock))
+        .routes(routes!(mfa::enroll, mfa::disable))
+        .routes(routes!(mfa::confirm))
+        .routes(routes!(mfa::reset))
         .routes(routes!(lockouts::list))
         .routes(routes!(lockouts::clear_address))
         .routes(routes!(apikeys::list, apikeys::create))
@@ -123,6 +129,8 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         ("POST", "/api/v1/tenants") => "tenant.create",
         ("GET", "/api/v1/tenants/{name}") => "tenant.show",
         ("PATCH", "/api/v1/tenants/{name}") => "tenant.update",
+        ("GET", "/api/v1/tenant/settings") => "tenant.show_settings",
+        ("PUT", "/api/v1/tenant/settings") => "tenant.settings",
         ("GET", "/api/v1/accounts") => "account.list",
         ("POST", "/api/v1/accounts") => "account.create",
         ("GET", "/api/v1/accounts/{name}") => "account.show",
@@ -130,6 +138,10 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         ("PUT", "/api/v1/accounts/{name}/role") => "account.set_role",
         ("PUT", "/api/v1/accounts/{name}/password") => "account.set_password",
         ("POST", "/api/v1/accounts/{name}/unlock") => "account.unlock",
+        ("POST", "/api/v1/accounts/{name}/mfa/reset") => "mfa.reset",
+        ("POST", "/api/v1/me/mfa/totp") => "mfa.enroll",
+        ("POST", "/api/v1/me/mfa/totp/confirm") => "mfa.confirm",
+        ("DELETE", "/api/v1/me/mfa/totp") => "mfa.disable",
         ("GET", "/api/v1/lockouts") => "lockout.list",
         ("DELETE", "/api/v1/lockouts/addresses/{address}") => "lockout.clear",
         ("GET", "/api/v1/apikeys") => "apikey.list",

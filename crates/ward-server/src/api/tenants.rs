@@ -1,8 +1,8 @@
 use axum::http::StatusCode;
 use axum::Json;
-use ward_api::{CreateTenant, ErrorBody, Page, PageQuery, Tenant, UpdateTenant};
+use ward_api::{CreateTenant, ErrorBody, Page, PageQuery, Tenant, TenantSettings, UpdateTenant};
 use ward_core::time::rfc3339;
-use ward_core::{Name, Permission, Target, TenantState, SYSTEM_TENANT};
+use ward_core::{ErrorCode, Name, Permission, Target, TenantState, SYSTEM_TENANT};
 use ward_store::TenantRow;
 
 use super::{page, page_request};
@@ -109,4 +109,47 @@ pub async fn update(
         .await?
         .ok_or_else(|| ApiError::not_found("tenant"))?;
     Ok(Json(view(t)))
+}
+
+fn settings_view(t: &TenantRow) -> TenantSettings {
+    TenantSettings {
+        require_admin_mfa: t.require_admin_mfa,
+    }
+}
+
+/// The caller's own tenant's settings.
+#[utoipa::path(get, path = "/api/v1/tenant/settings", tag = "tenants", security(("bearer" = [])),
+    responses((status = 200, body = TenantSettings), (status = 403, body = ErrorBody)))]
+pub async fn show_settings(ctx: Ctx) -> ApiResult<Json<TenantSettings>> {
+    ctx.target(format!("tenant:{}", ctx.principal.tenant.name));
+    ctx.authorize(Permission::SettingsRead, ctx.tenant_target())?;
+    Ok(Json(settings_view(&ctx.principal.tenant)))
+}
+
+/// Change the caller's own tenant's settings (the owner: it needs the
+/// `ownership` permission). Requiring MFA of the administrators is refused
+/// while the owner's own account has none.
+#[utoipa::path(put, path = "/api/v1/tenant/settings", tag = "tenants", request_body = TenantSettings,
+    security(("bearer" = [])), responses((status = 200, body = TenantSettings), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn set_settings(ctx: Ctx, ApiJson(req): ApiJson<TenantSettings>) -> ApiResult<Json<TenantSettings>> {
+    ctx.target(format!("tenant:{}", ctx.principal.tenant.name));
+    ctx.authorize(Permission::Ownership, ctx.tenant_target())?;
+    let t = &ctx.principal.tenant;
+    ctx.detail(format!(
+        "require_admin_mfa {} -> {}",
+        t.require_admin_mfa, req.require_admin_mfa
+    ));
+    if req.require_admin_mfa && !ctx.principal.account.mfa_enabled {
+        return Err(ApiError::new(
+            ErrorCode::InvalidField,
+            "turn MFA on for your own account before requiring it of every administrator",
+        ));
+    }
+    let t = ctx
+        .state
+        .store
+        .set_require_admin_mfa(&t.id, req.require_admin_mfa, now_ms())
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    Ok(Json(settings_view(&t)))
 }

@@ -7,6 +7,12 @@
 //! `address_window` is locked likewise, whatever account names it tries. The
 //! counts live in the store, so every server replica sees the same ones, and
 //! accounts with `accounts.read` see the lock-outs (`GET /api/v1/lockouts`).
+//!
+//! An account with MFA on needs a second factor as well (`otp`: a TOTP code
+//! or a recovery code). Without one, a right password is answered
+//! `mfa_required` and no session is issued; a wrong or replayed code is a
+//! failed sign-in like a wrong password, counted for the slow-down and the
+//! lock-outs.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -16,7 +22,7 @@ use ward_core::time::rfc3339;
 use ward_core::{ErrorCode, TenantState};
 
 use super::principal::{Credential, Principal};
-use super::{password, token};
+use super::{mfa, password, token};
 use crate::audit::{AuditNote, AuditSlot};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{now_ms, AppState};
@@ -26,16 +32,19 @@ const MAX_DELAY: Duration = Duration::from_secs(5);
 
 pub async fn login(state: &AppState, peer: IpAddr, audit: &AuditSlot, req: LoginRequest) -> ApiResult<LoginResponse> {
     audit.set(AuditNote::target(format!("account:{}", req.username)));
-    if req.tenant.len() > 64 || req.username.len() > 64 || req.password.len() > password::MAX_LEN {
+    if req.tenant.len() > 64
+        || req.username.len() > 64
+        || req.password.len() > password::MAX_LEN
+        || req.otp.as_ref().is_some_and(|o| o.len() > 64)
+    {
         return Err(ApiError::new(
             ErrorCode::InvalidField,
-            "tenant, username or password too long",
+            "tenant, username, password or otp too long",
         ));
     }
     let store = &state.store;
     let now = now_ms();
     let ip = peer.to_string();
-    let limits = &state.config.login;
 
     let Some(tenant) = store.tenant_by_name(&req.tenant).await? else {
         // Take as long as a real check, so tenant names cannot be probed by timing.
@@ -80,26 +89,10 @@ pub async fn login(state: &AppState, peer: IpAddr, audit: &AuditSlot, req: Login
     let account = match account {
         Some(acc) if ok => acc,
         known => {
-            let account_failures = match known {
-                Some(acc) => count_account_failure(state, &acc, audit, now).await?,
-                None => {
-                    audit.update(|n| n.detail = Some("unknown account".into()));
-                    0
-                }
-            };
-            let addr = store
-                .record_address_failure(&tenant.id, &ip, now, millis(limits.address_window))
-                .await?;
-            if addr.failures >= i64::from(limits.address_lock_after) {
-                store
-                    .lock_address(&tenant.id, &ip, now + millis(limits.lock_for))
-                    .await?;
+            if known.is_none() {
+                audit.update(|n| n.detail = Some("unknown account".into()));
             }
-            state.metrics.login("failure");
-            let failures = account_failures.max(addr.failures / 3);
-            if let Some(delay) = slow_down(failures, limits.slow_after) {
-                tokio::time::sleep(delay).await;
-            }
+            refuse(state, &tenant.id, &ip, known.as_ref(), "wrong password", audit, now).await?;
             return Err(bad_credentials());
         }
     };
@@ -110,6 +103,37 @@ pub async fn login(state: &AppState, peer: IpAddr, audit: &AuditSlot, req: Login
             ErrorCode::TenantSuspended,
             "the tenant is suspended; contact the operator",
         ));
+    }
+
+    if account.mfa_enabled {
+        let Some(code) = req.otp.as_deref().map(str::trim).filter(|c| !c.is_empty()) else {
+            // The password was right; no session without the second factor, and no failure either.
+            audit.update(|n| n.detail = Some("password right; second factor required".into()));
+            state.metrics.login("mfa_required");
+            return Err(ApiError::new(
+                ErrorCode::MfaRequired,
+                "this account signs in with a second factor: send the code of its authenticator app, or a recovery code, as otp",
+            ));
+        };
+        match mfa::use_code(state, &account, code, mfa::unix_secs()).await? {
+            Some(accepted) => audit.update(|n| n.detail = Some(accepted.describe().into())),
+            None => {
+                refuse(
+                    state,
+                    &tenant.id,
+                    &ip,
+                    Some(&account),
+                    "wrong or reused one-time code",
+                    audit,
+                    now,
+                )
+                .await?;
+                return Err(ApiError::new(
+                    ErrorCode::InvalidCredentials,
+                    "the one-time code is wrong or was already used",
+                ));
+            }
+        }
     }
 
     store.record_login_success(&tenant.id, &account.id, now).await?;
@@ -131,13 +155,47 @@ pub async fn login(state: &AppState, peer: IpAddr, audit: &AuditSlot, req: Login
     })
 }
 
-/// Count a wrong password for `acc` (at sign-in, or as the current password
-/// of a password change), lock the account when it reaches the limit, and
-/// return the failures in a row. A lock that has expired starts the count
-/// afresh, so one more mistake after a lock-out does not lock again at once.
+/// Record a failed sign-in (`what` went wrong) of `known` (None: no such
+/// account) from `ip`: count it for the account and the source address, lock
+/// either when it reaches its limit, and wait the slow-down before answering.
+async fn refuse(
+    state: &AppState,
+    tenant_id: &str,
+    ip: &str,
+    known: Option<&ward_store::AccountRow>,
+    what: &str,
+    audit: &AuditSlot,
+    now: i64,
+) -> ApiResult<()> {
+    let store = &state.store;
+    let limits = &state.config.login;
+    let account_failures = match known {
+        Some(acc) => count_account_failure(state, acc, what, audit, now).await?,
+        None => 0,
+    };
+    let addr = store
+        .record_address_failure(tenant_id, ip, now, millis(limits.address_window))
+        .await?;
+    if addr.failures >= i64::from(limits.address_lock_after) {
+        store.lock_address(tenant_id, ip, now + millis(limits.lock_for)).await?;
+    }
+    state.metrics.login("failure");
+    let failures = account_failures.max(addr.failures / 3);
+    if let Some(delay) = slow_down(failures, limits.slow_after) {
+        tokio::time::sleep(delay).await;
+    }
+    Ok(())
+}
+
+/// Count a failure (`what`: a wrong password at sign-in or as the current
+/// password of a password change, a wrong one-time code) for `acc`, lock the
+/// account when it reaches the limit, and return the failures in a row. A
+/// lock that has expired starts the count afresh, so one more mistake after a
+/// lock-out does not lock again at once.
 pub async fn count_account_failure(
     state: &AppState,
     acc: &ward_store::AccountRow,
+    what: &str,
     audit: &AuditSlot,
     now: i64,
 ) -> ApiResult<i64> {
@@ -151,9 +209,9 @@ pub async fn count_account_failure(
         store
             .lock_account(&acc.tenant_id, &acc.id, now + millis(limits.lock_for))
             .await?;
-        audit.update(|note| note.detail = Some("wrong password; account now locked".into()));
+        audit.update(|note| note.detail = Some(format!("{what}; account now locked")));
     } else {
-        audit.update(|note| note.detail = Some("wrong password".into()));
+        audit.update(|note| note.detail = Some(what.to_owned()));
     }
     Ok(n)
 }

@@ -43,6 +43,15 @@ impl Principal {
         }
     }
 
+    /// True when the tenant requires MFA of its administrators, this account
+    /// has none yet, and it is signed in with a session: then it may only
+    /// enrol (API keys, for scripts, are not held back).
+    pub fn mfa_enrollment_required(&self) -> bool {
+        matches!(self.credential, Credential::Session { .. })
+            && self.tenant.require_admin_mfa
+            && !self.account.mfa_enabled
+    }
+
     pub fn whoami(&self) -> ward_api::WhoAmI {
         ward_api::WhoAmI {
             tenant: self.tenant.name.clone(),
@@ -60,6 +69,8 @@ impl Principal {
                 .iter()
                 .map(|p| p.as_str().to_owned())
                 .collect(),
+            mfa_enabled: self.account.mfa_enabled,
+            mfa_enrollment_required: self.mfa_enrollment_required(),
         }
     }
 }

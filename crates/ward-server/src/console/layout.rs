@@ -59,7 +59,7 @@ pub fn page(title: &str, current: &str, who: Option<&Who<'_>>, body: Markup) -> 
                             }
                         }
                         div.who {
-                            span { (who.account) " · " (who.tenant) " · " (who.role) }
+                            a href="/account" { (who.account) " · " (who.tenant) " · " (who.role) }
                             form method="post" action="/logout" {
                                 input type="hidden" name="csrf" value=(who.csrf);
                                 button.link type="submit" { "Sign out" }

@@ -47,6 +47,9 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/audit", get(pages::audit))
         .route("/accounts", get(pages::accounts))
         .route("/apikeys", get(pages::apikeys))
+        .route("/account", get(pages::account))
+        .route("/account/mfa", post(pages::account_mfa_start))
+        .route("/account/mfa/confirm", post(pages::account_mfa_confirm))
         .route_layer(from_fn_with_state(state, session::csrf_guard))
         .route("/static/ward.css", get(style))
 }
@@ -73,10 +76,17 @@ pub fn is_console_path(path: &str) -> bool {
 /// The audit trail's name for a console action, as the API names the same
 /// action.
 pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
+    if method == "GET" && route == "/account" {
+        // Reading one's own account, as whoami does: open to a session that
+        // must enrol in MFA before anything else.
+        return Some("auth.whoami");
+    }
     if method != "POST" {
         return None;
     }
     Some(match route {
+        "/account/mfa" => "mfa.enroll",
+        "/account/mfa/confirm" => "mfa.confirm",
         "/login" => "auth.login",
         "/logout" => "auth.logout",
         "/users" => "user.create",

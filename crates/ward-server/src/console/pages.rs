@@ -50,6 +50,7 @@ impl FromRequestParts<AppState> for Console {
                 csrf: csrf_for(&token),
             }),
             Err(e) if e.code == ErrorCode::TenantSuspended => Err(layout::error_page(e.status(), &e.message)),
+            Err(e) if e.code == ErrorCode::MfaEnrollmentRequired => Err(Redirect::to("/account").into_response()),
             Err(_) => Err(layout::redirect_to_login(&back)),
         }
     }
@@ -83,6 +84,9 @@ impl Console {
 }
 
 fn fail(e: ApiError) -> Response {
+    if e.code == ErrorCode::MfaEnrollmentRequired {
+        return Redirect::to("/account").into_response();
+    }
     layout::error_page(e.status(), &e.message)
 }
 
@@ -166,6 +170,8 @@ fn login_page(state: &AppState, next: Option<&str>, error: Option<&str>, status:
                 label { "Tenant" input name="tenant" required autocomplete="organization" value="default"; }
                 label { "Account" input name="username" required autocomplete="username" autofocus; }
                 label { "Password" input name="password" type="password" required autocomplete="current-password"; }
+                label { "Authenticator code (if the account uses one)"
+                    input name="otp" inputmode="numeric" autocomplete="one-time-code" maxlength="32"; }
                 button type="submit" { "Sign in" }
             }
         }
@@ -184,6 +190,8 @@ pub struct LoginForm {
     tenant: String,
     username: String,
     password: String,
+    #[serde(default)]
+    otp: String,
     next: Option<String>,
 }
 
@@ -196,6 +204,7 @@ pub async fn login_submit(
         tenant: f.tenant,
         username: f.username,
         password: f.password,
+        otp: Some(f.otp.trim().to_owned()).filter(|c| !c.is_empty()),
     };
     match crate::auth::login::login(&state, anon.peer, &anon.audit, req).await {
         Ok(ok) => {
@@ -212,6 +221,12 @@ pub async fn login_submit(
             );
             r
         }
+        Err(e) if e.code == ErrorCode::MfaRequired => login_page(
+            &state,
+            f.next.as_deref(),
+            Some("This account signs in with a second factor: enter the password again with the code from your authenticator app (or a recovery code)."),
+            e.status(),
+        ),
         Err(e) => login_page(&state, f.next.as_deref(), Some(&e.message), e.status()),
     }
 }
@@ -1051,4 +1066,90 @@ pub async fn apikeys(c: Console) -> Response {
         }
     };
     c.page("API keys", "/apikeys", body)
+}
+
+// ---- my account: MFA ------------------------------------------------------------
+
+pub async fn account(c: Console) -> Response {
+    account_page(&c, None, false, StatusCode::OK, AccountExtra::None)
+}
+
+enum AccountExtra {
+    None,
+    Enrolling(ward_api::TotpEnrollment),
+    RecoveryCodes(Vec<String>),
+}
+
+fn account_page(c: &Console, message: Option<&str>, error: bool, status: StatusCode, extra: AccountExtra) -> Response {
+    let who = c.ctx.principal.whoami();
+    let body = html! {
+        (notice(message, error))
+        @if who.mfa_enrollment_required {
+            p.error role="alert" { "This tenant requires a second factor for its administrators. Turn it on below to use the console." }
+        }
+        section {
+            h2 { "Account" }
+            p { (who.account) " · tenant " (who.tenant) " · role " (who.role.as_str()) }
+        }
+        section {
+            h2 { "Two-step sign-in (TOTP)" }
+            @match &extra {
+                AccountExtra::Enrolling(e) => {
+                    p { "Scan the code with an authenticator app, or type the secret into it, then enter the code it shows." }
+                    img.qr src=(format!("data:image/svg+xml;base64,{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &e.qr_svg)))
+                        alt="QR code of the TOTP secret" width="220" height="220";
+                    p { "Secret: " code { (e.secret) } }
+                    form.grid method="post" action="/account/mfa/confirm" {
+                        (csrf_field(&c.csrf))
+                        label { "Code from the app" input name="code" required inputmode="numeric" autocomplete="one-time-code" maxlength="12"; }
+                        button type="submit" { "Turn on" }
+                    }
+                }
+                AccountExtra::RecoveryCodes(codes) => {
+                    p.ok role="status" { "Two-step sign-in is on. Keep these recovery codes somewhere safe: each signs in once in place of a code, and they are shown only now." }
+                    ul.codes { @for code in codes { li { code { (code) } } } }
+                }
+                AccountExtra::None => {
+                    @if who.mfa_enabled {
+                        p { "On. Signing in asks for a code from your authenticator app." }
+                    } @else {
+                        p { "Off. With it on, signing in also asks for a code from an authenticator app on your phone." }
+                        form method="post" action="/account/mfa" {
+                            (csrf_field(&c.csrf))
+                            button type="submit" { "Set up two-step sign-in" }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    c.page_with(status, "My account", "/account", body)
+}
+
+pub async fn account_mfa_start(c: Console) -> Response {
+    match api::mfa::enroll(c.ctx.clone()).await {
+        Ok((_, e)) => account_page(&c, None, false, StatusCode::OK, AccountExtra::Enrolling(e.0)),
+        Err(e) => account_page(&c, Some(&e.message), true, e.status(), AccountExtra::None),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CodeForm {
+    code: String,
+}
+
+pub async fn account_mfa_confirm(c: Console, Form(f): Form<CodeForm>) -> Response {
+    let req = ward_api::MfaCode {
+        code: f.code.trim().to_owned(),
+    };
+    match api::mfa::confirm(c.ctx.clone(), ApiJson(req)).await {
+        Ok(codes) => account_page(
+            &c,
+            None,
+            false,
+            StatusCode::OK,
+            AccountExtra::RecoveryCodes(codes.0.recovery_codes),
+        ),
+        Err(e) => account_page(&c, Some(&e.message), true, e.status(), AccountExtra::None),
+    }
 }
