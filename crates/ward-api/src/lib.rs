@@ -581,6 +581,46 @@ pub struct EnrollCode {
     pub expires_at: String,
 }
 
+/// `ward agent enroll` without a code asks to enrol; the device's user
+/// approves the request in the portal.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEnrollRequest {
+    /// The device's name (its host name, usually), shown to the user who approves.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EnrollRequestCreated {
+    /// The agent's secret handle on the request, for polling: `wer_...`.
+    pub request: String,
+    /// What the user types in the portal, such as `BCDF-GHJK`.
+    pub user_code: String,
+    /// Where the user approves: the portal's page for it.
+    pub verify_url: String,
+    /// The same page with the code filled in.
+    pub verify_url_complete: String,
+    pub expires_at: String,
+    /// How often to poll, in seconds.
+    pub interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PollEnrollRequest {
+    pub request: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EnrollRequestState {
+    /// `pending`, `approved` (then `code` is set, once), `denied`, `expired`
+    /// or `collected` (approved, and the code was handed out already).
+    pub state: String,
+    /// The one-time enrolment code for `POST /api/v1/enroll`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
 /// Sent by the agent, authenticated by the code alone.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -24,6 +24,9 @@ pub enum ErrorCode {
     MfaEnrollmentRequired,
     /// Too many failed sign-ins: the account or source address is locked for a while.
     LockedOut,
+    /// Too many requests of this kind from this address for now (enrolment
+    /// requests without a code): try again later.
+    RateLimited,
     /// The tenant is suspended.
     TenantSuspended,
     /// Authenticated, but not allowed to do this.
@@ -51,6 +54,7 @@ impl ErrorCode {
             ErrorCode::MfaRequired => "mfa_required",
             ErrorCode::MfaEnrollmentRequired => "mfa_enrollment_required",
             ErrorCode::LockedOut => "locked_out",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TenantSuspended => "tenant_suspended",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
@@ -67,7 +71,7 @@ impl ErrorCode {
             ErrorCode::InvalidRequest | ErrorCode::InvalidField => 400,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials | ErrorCode::MfaRequired => 401,
-            ErrorCode::LockedOut => 429,
+            ErrorCode::LockedOut | ErrorCode::RateLimited => 429,
             ErrorCode::TenantSuspended | ErrorCode::Forbidden | ErrorCode::MfaEnrollmentRequired => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,

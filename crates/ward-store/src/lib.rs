@@ -27,6 +27,7 @@ mod gateways;
 mod lockouts;
 mod mfa;
 mod page;
+mod portal;
 mod tenants;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -47,6 +48,7 @@ pub use gateways::{AccessFilter, AccessRecordRow, GatewayRow, ROWS_PER_INSERT};
 pub use lockouts::AddressLockout;
 pub use mfa::TotpRow;
 pub use page::{Page, PageRequest};
+pub use portal::{EnrollRequestRow, UserSessionRow};
 pub use tenants::TenantRow;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

@@ -83,22 +83,15 @@ pub async fn create_code(
     if user.disabled {
         return Err(ApiError::invalid(format!("user {} is disabled", req.user)));
     }
-    // Make sure the tenant has its CA before anyone enrols.
-    tenant_ca::get_or_create(&ctx.state, ctx.tenant_id(), &ctx.principal.tenant.name).await?;
-    let secret = token::new_api_key_secret();
-    let now = now_ms();
-    let expires_at = now + i64::try_from(ttl).unwrap_or(0) * 1000;
-    store
-        .create_enroll_code(
-            ctx.tenant_id(),
-            &user.id,
-            &token::hash(&secret),
-            &ctx.principal.account.name,
-            now,
-            expires_at,
-        )
-        .await?;
-    let code = token::one_time_code(CODE_PREFIX, &secret, ctx.state.server_pin.as_deref());
+    let (code, expires_at) = issue_enroll_code(
+        &ctx.state,
+        ctx.tenant_id(),
+        &ctx.principal.tenant.name,
+        &user.id,
+        &ctx.principal.account.name,
+        ttl,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(EnrollCode {
@@ -106,6 +99,31 @@ pub async fn create_code(
             user: user.name,
             expires_at: rfc3339(expires_at),
         }),
+    ))
+}
+
+/// Makes a one-time enrolment code for a user's device, valid `ttl_secs`:
+/// the code (with the server's pin) and when it expires. The tenant gets its
+/// CA first, if it has none yet. `created_by` says who asked for it.
+pub(crate) async fn issue_enroll_code(
+    state: &AppState,
+    tenant_id: &str,
+    tenant_name: &str,
+    user_id: &str,
+    created_by: &str,
+    ttl_secs: u64,
+) -> ApiResult<(String, i64)> {
+    tenant_ca::get_or_create(state, tenant_id, tenant_name).await?;
+    let secret = token::new_api_key_secret();
+    let now = now_ms();
+    let expires_at = now + i64::try_from(ttl_secs).unwrap_or(0) * 1000;
+    state
+        .store
+        .create_enroll_code(tenant_id, user_id, &token::hash(&secret), created_by, now, expires_at)
+        .await?;
+    Ok((
+        token::one_time_code(CODE_PREFIX, &secret, state.server_pin.as_deref()),
+        expires_at,
     ))
 }
 

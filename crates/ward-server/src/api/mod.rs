@@ -9,6 +9,7 @@ pub(crate) mod apikeys;
 pub(crate) mod audit;
 pub(crate) mod auth;
 pub mod devices;
+pub(crate) mod enroll_requests;
 pub mod gateways;
 mod lockouts;
 pub(crate) mod mfa;
@@ -92,6 +93,8 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(policy::test_rules))
         .routes(routes!(devices::create_code))
         .routes(routes!(devices::enroll))
+        .routes(routes!(enroll_requests::create))
+        .routes(routes!(enroll_requests::poll))
         .routes(routes!(devices::renew))
         .routes(routes!(devices::report_posture))
         .routes(routes!(devices::list))
@@ -169,6 +172,8 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         ("POST", "/api/v1/rules/reorder") => "rule.reorder",
         ("POST", "/api/v1/enroll-codes") => "device.enroll_code",
         ("POST", "/api/v1/enroll") => "device.enroll",
+        ("POST", "/api/v1/enroll/requests") => "device.enroll_request",
+        ("POST", "/api/v1/enroll/requests/poll") => "device.enroll_request_poll",
         ("POST", "/api/v1/device/renew") => "device.renew",
         ("POST", "/api/v1/device/posture") => "device.posture",
         ("GET", "/api/v1/devices") => "device.list",
