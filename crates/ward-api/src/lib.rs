@@ -338,6 +338,28 @@ pub struct User {
     /// Names of the groups the user belongs to.
     pub groups: Vec<String>,
     pub created_at: String,
+    /// True when the user has a password, and so can sign in to the user portal.
+    #[serde(default)]
+    pub has_password: bool,
+    /// Set while the user is locked out of signing in after repeated failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<String>,
+}
+
+/// An end user's new password (`PUT /api/v1/users/{name}/password`).
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetUserPassword {
+    /// At least 10 characters.
+    pub password: String,
+}
+
+impl std::fmt::Debug for SetUserPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetUserPassword")
+            .field("password", &"[redacted]")
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -39,7 +39,8 @@ use ward_api::{
     Account, ApiKey, ApiKeyCreated, Application, AuditEvent, AuditQuery, CreateAccount, CreateApiKey,
     CreateApplication, CreateGroup, CreateRule, CreateTenant, CreateUser, ErrorBody, Group, GroupMember, Lockout,
     LoginRequest, LoginResponse, MfaCode, Page, PageQuery, RecoveryCodes, Rule, RuleTest, RuleTestResult, SetPassword,
-    SetRole, Tenant, TenantSettings, TotpEnrollment, UpdateTenant, UpdateUser, User, WhoAmI, API_PREFIX,
+    SetRole, SetUserPassword, Tenant, TenantSettings, TotpEnrollment, UpdateTenant, UpdateUser, User, WhoAmI,
+    API_PREFIX,
 };
 use ward_api::{
     CreateEnrollCode, Device, EnrollCode, EnrollRequest, EnrollResponse, PostureReport, PostureRequirements,
@@ -393,6 +394,23 @@ impl Client {
     /// `DELETE /users/{name}`.
     pub async fn delete_user(&self, name: &str) -> Result<()> {
         self.empty(Method::DELETE, &["users", name], None::<&()>).await
+    }
+
+    /// `PUT /users/{name}/password`: set an end user's password (for the user portal).
+    pub async fn set_user_password(&self, name: &str, req: &SetUserPassword) -> Result<()> {
+        self.empty(Method::PUT, &["users", name, "password"], Some(req)).await
+    }
+
+    /// `DELETE /users/{name}/password`: the user can no longer sign in to the portal.
+    pub async fn clear_user_password(&self, name: &str) -> Result<()> {
+        self.empty(Method::DELETE, &["users", name, "password"], None::<&()>)
+            .await
+    }
+
+    /// `POST /users/{name}/unlock`: lift an end user's sign-in lock-out.
+    pub async fn unlock_user(&self, name: &str) -> Result<User> {
+        self.call(Method::POST, &["users", name, "unlock"], &[], None::<&()>)
+            .await
     }
 
     /// `GET /groups` (one page holds them all).

@@ -229,6 +229,21 @@ pub enum UserCommand {
     Enable { name: String },
     /// Delete an end user.
     Delete { name: String },
+    /// Set an end user's password, with which it signs in to the user portal,
+    /// or remove it with --clear.
+    ///
+    /// With --password-stdin, standard input holds the new password on one line.
+    Passwd {
+        name: String,
+        /// Read the new password as one line from standard input.
+        #[arg(long, conflicts_with = "clear")]
+        password_stdin: bool,
+        /// Remove the user's password: it can no longer sign in to the portal.
+        #[arg(long)]
+        clear: bool,
+    },
+    /// Lift an end user's sign-in lock-out.
+    Unlock { name: String },
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -250,12 +250,14 @@ impl Tabular for WhoAmI {
 }
 
 impl Tabular for ward_api::User {
-    const HEADERS: &'static [&'static str] = &["NAME", "GROUPS", "DISABLED", "CREATED"];
+    const HEADERS: &'static [&'static str] = &["NAME", "GROUPS", "DISABLED", "PASSWORD", "LOCKED UNTIL", "CREATED"];
     fn row(&self) -> Vec<String> {
         vec![
             self.name.clone(),
             dash_if_empty(self.groups.join(",")),
             if self.disabled { "yes" } else { "no" }.to_owned(),
+            if self.has_password { "yes" } else { "no" }.to_owned(),
+            opt_time(self.locked_until.as_deref()),
             time(&self.created_at),
         ]
     }

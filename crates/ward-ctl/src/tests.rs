@@ -796,3 +796,140 @@ async fn mfa_sign_in_enrolment_reset_and_settings() {
         ("PUT", r#"{"require_admin_mfa":true}"#)
     );
 }
+
+#[test]
+fn parses_user_password_commands() {
+    assert!(matches!(
+        parse("user passwd alice --password-stdin").command,
+        CtlCommand::User(UserCommand::Passwd { name, password_stdin: true, clear: false }) if name == "alice"
+    ));
+    assert!(matches!(
+        parse("user passwd alice --clear").command,
+        CtlCommand::User(UserCommand::Passwd { name, password_stdin: false, clear: true }) if name == "alice"
+    ));
+    parse_err("user passwd alice --clear --password-stdin");
+    parse_err("user passwd --password-stdin");
+    assert!(matches!(
+        parse("user unlock alice").command,
+        CtlCommand::User(UserCommand::Unlock { name }) if name == "alice"
+    ));
+}
+
+fn user_json(has_password: bool) -> serde_json::Value {
+    serde_json::json!({
+        "id": "usr-1", "name": "alice", "disabled": false, "groups": ["eng"],
+        "created_at": "2026-01-01T00:00:00.250Z", "has_password": has_password,
+        "locked_until": "2026-01-01T00:15:00.5Z"
+    })
+}
+
+/// A server with end user `alice` for the session `sess-1`.
+fn fake_ward_users(req: &Seen) -> (u16, String) {
+    if req.authorization.as_deref() != Some("Bearer sess-1") {
+        return (
+            401,
+            r#"{"error":{"code":"unauthenticated","message":"sign in first"}}"#.into(),
+        );
+    }
+    match (req.method.as_str(), req.target.as_str()) {
+        ("GET", t) if t.starts_with("/api/v1/users?") || t == "/api/v1/users" => {
+            (200, serde_json::json!({"items": [user_json(true)]}).to_string())
+        }
+        ("PUT", "/api/v1/users/alice/password") => {
+            let body: serde_json::Value = serde_json::from_str(&req.body).unwrap();
+            if body["password"].as_str().is_some_and(|p| p.chars().count() >= 10) {
+                (204, String::new())
+            } else {
+                (
+                    400,
+                    r#"{"error":{"code":"invalid_field","message":"a password needs at least 10 characters"}}"#.into(),
+                )
+            }
+        }
+        ("DELETE", "/api/v1/users/alice/password") => (204, String::new()),
+        ("POST", "/api/v1/users/alice/unlock") => {
+            let mut u = user_json(true);
+            u.as_object_mut().unwrap().remove("locked_until");
+            (200, u.to_string())
+        }
+        _ => (
+            404,
+            r#"{"error":{"code":"not_found","message":"no such thing"}}"#.into(),
+        ),
+    }
+}
+
+#[tokio::test]
+async fn user_passwords_are_set_cleared_and_unlocked() {
+    let (url, seen) = serve(Arc::new(fake_ward_users)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let flags = format!("--server {url} --token sess-1");
+
+    // Without --password-stdin or --clear: refused before anything is sent.
+    let r = ctl(&config, &format!("{flags} user passwd alice"), "secret pass 1\n").await;
+    let err = error_message(&r.result.unwrap_err());
+    assert!(err.contains("--password-stdin") && err.contains("--clear"), "{err}");
+    assert!(seen.lock().unwrap().is_empty());
+
+    // The password is the line on standard input, spaces and all.
+    let r = ctl(
+        &config,
+        &format!("{flags} user passwd alice --password-stdin"),
+        " secret pass 1 \r\n",
+    )
+    .await;
+    r.result.unwrap();
+    assert_eq!(r.stdout, "Password of user alice set.\n");
+    let last = seen.lock().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last.method.as_str(), last.target.as_str()),
+        ("PUT", "/api/v1/users/alice/password")
+    );
+    let body: serde_json::Value = serde_json::from_str(&last.body).unwrap();
+    assert_eq!(body, serde_json::json!({"password": " secret pass 1 "}));
+    assert!(!r.stdout.contains("secret"));
+
+    // An empty line or a short password is refused.
+    let r = ctl(&config, &format!("{flags} user passwd alice --password-stdin"), "\n").await;
+    assert!(r.result.is_err());
+    let r = ctl(
+        &config,
+        &format!("{flags} user passwd alice --password-stdin"),
+        "short\n",
+    )
+    .await;
+    assert_eq!(
+        error_message(&r.result.unwrap_err()),
+        "a password needs at least 10 characters (invalid_field, HTTP 400)"
+    );
+
+    let r = ctl(&config, &format!("{flags} user passwd alice --clear"), "").await;
+    r.result.unwrap();
+    assert!(r.stdout.starts_with("Password of user alice removed"), "{}", r.stdout);
+    let last = seen.lock().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last.method.as_str(), last.target.as_str()),
+        ("DELETE", "/api/v1/users/alice/password")
+    );
+
+    let r = ctl(&config, &format!("{flags} user unlock alice -o json"), "").await;
+    r.result.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!((v["name"].as_str(), v.get("locked_until")), (Some("alice"), None));
+
+    // The list shows whether each user has a password, and its lock-out.
+    let r = ctl(&config, &format!("{flags} user list"), "").await;
+    r.result.unwrap();
+    let lines: Vec<_> = r.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME    GROUPS   DISABLED   PASSWORD   LOCKED UNTIL           CREATED"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        lines[1].starts_with("alice   eng      no         yes        2026-01-01T00:15:00Z   2026-01-01T00:00:00Z"),
+        "{}",
+        r.stdout
+    );
+}

@@ -183,6 +183,7 @@ on_both_backends!(
     gateways_join_follow_snapshots_and_ship_records_once,
     mfa_enrols_signs_in_once_per_code_and_is_reset_by_a_manager,
     required_admin_mfa_holds_sessions_back_until_enrolled,
+    end_users_passwords_are_set_cleared_and_unlocked_by_user_managers,
 );
 
 /// The foundation issue's story: bootstrap; the owner creates an auditor; the
@@ -1969,4 +1970,113 @@ async fn required_admin_mfa_holds_sessions_back_until_enrolled(store: TestStore)
     let events = h.audit(&owner, "action=tenant.settings").await;
     assert_eq!(events.len(), 5, "{events:?}");
     assert!(events.iter().any(|e| e["result"] == "denied"));
+}
+
+/// End users' passwords (for the user portal): set, cleared and unlocked by
+/// an account with `users.manage` of the user's own tenant only; the
+/// password is checked and never reaches the trail.
+async fn end_users_passwords_are_set_cleared_and_unlocked_by_user_managers(store: TestStore) {
+    let h = Harness::start(store, |_| {}).await;
+    let owner = h.login("default", "admin", PW).await;
+    let (s, v) = h.post("/api/v1/users", &owner, json!({"name": "alice"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["has_password"], false);
+    assert!(v.get("locked_until").is_none(), "{v}");
+    let put = |token: String, user: &str, body: Value| {
+        let path = format!("/api/v1/users/{user}/password");
+        let h = &h;
+        async move { h.call(Method::PUT, &path, Some(&token), Some(body)).await }
+    };
+    let secret = "alice-portal-secret-1";
+
+    // Bad input: too short, too long, unknown fields, unknown user.
+    let (s, v) = put(owner.clone(), "alice", json!({"password": "short"})).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_field"), "{v}");
+    let (s, v) = put(owner.clone(), "alice", json!({"password": "x".repeat(2000)})).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_field"), "{v}");
+    let (s, _) = put(owner.clone(), "alice", json!({"password": secret, "admin": true})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, v) = put(owner.clone(), "nobody", json!({"password": secret})).await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"));
+    assert_eq!(h.get("/api/v1/users/alice", &owner).await.1["has_password"], false);
+
+    // Set.
+    let (s, v) = put(owner.clone(), "alice", json!({"password": secret})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    let (_, v) = h.get("/api/v1/users/alice", &owner).await;
+    assert_eq!(v["has_password"], true);
+    let (_, v) = h.get("/api/v1/users", &owner).await;
+    assert_eq!(v["items"][0]["has_password"], true, "{v}");
+
+    // An auditor reads users but cannot set their passwords.
+    h.create_account(&owner, "auditor1", "auditor").await;
+    let auditor = h.login("default", "auditor1", "auditor1-password").await;
+    let (s, v) = put(auditor.clone(), "alice", json!({"password": "auditor-choice-1"})).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
+    for (m, path) in [
+        (Method::DELETE, "/api/v1/users/alice/password"),
+        (Method::POST, "/api/v1/users/alice/unlock"),
+    ] {
+        let (s, _) = h.call(m, path, Some(&auditor), None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}");
+    }
+
+    // Another tenant's owner does not even find the user.
+    let op = h.login("system", "operator", PW).await;
+    let (s, _) = h
+        .post(
+            "/api/v1/tenants",
+            &op,
+            json!({"name": "beta", "owner_password": "beta-owner-pw"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let beta = h.login("beta", "admin", "beta-owner-pw").await;
+    let (s, v) = put(beta.clone(), "alice", json!({"password": "taken-over-123"})).await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"));
+    for (m, path) in [
+        (Method::DELETE, "/api/v1/users/alice/password"),
+        (Method::POST, "/api/v1/users/alice/unlock"),
+    ] {
+        let (s, _) = h.call(m, path, Some(&beta), None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+    }
+    assert_eq!(h.get("/api/v1/users/alice", &owner).await.1["has_password"], true);
+
+    // Unlock answers the user; clear removes the password.
+    let (s, v) = h.post("/api/v1/users/alice/unlock", &owner, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["name"].as_str(), v["has_password"].as_bool()),
+        (Some("alice"), Some(true))
+    );
+    let (s, _) = h
+        .call(Method::DELETE, "/api/v1/users/alice/password", Some(&owner), None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(h.get("/api/v1/users/alice", &owner).await.1["has_password"], false);
+    let (s, _) = h
+        .call(Method::DELETE, "/api/v1/users/nobody/password", Some(&owner), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // The trail names each action, and never holds the password.
+    let set = h.audit(&owner, "action=user.set_password").await;
+    assert!(
+        set.iter().any(|e| e["result"] == "ok" && e["target"] == "user:alice"),
+        "{set:?}"
+    );
+    assert!(
+        set.iter().any(|e| e["result"] == "denied" && e["actor"] == "auditor1"),
+        "{set:?}"
+    );
+    assert_eq!(h.audit(&owner, "action=user.clear_password&result=ok").await.len(), 1);
+    assert_eq!(h.audit(&owner, "action=user.unlock&result=ok").await.len(), 1);
+    let everything = serde_json::to_string(&h.audit(&owner, "limit=500").await).unwrap();
+    assert!(!everything.contains(secret), "the password reached the trail");
+    // The OpenAPI document lists the new operations.
+    let (_, doc) = h.get("/api/v1/openapi.json", &owner).await;
+    let path = &doc["paths"]["/api/v1/users/{name}/password"];
+    assert!(path["put"].is_object() && path["delete"].is_object(), "{path}");
+    assert!(doc["paths"]["/api/v1/users/{name}/unlock"]["post"].is_object());
 }

@@ -448,6 +448,7 @@ async fn an_auditor_reads_every_page_but_changes_nothing() {
             "Revoke",
             "Delete",
             "Disable",
+            "Set password",
         ] {
             assert!(!page.body.contains(edit), "{path} offers the auditor {edit:?}");
         }
@@ -811,4 +812,103 @@ async fn two_step_sign_in_is_set_up_and_used_in_the_console() {
     assert_eq!(page.location(), Some("/account"), "{}", page.body);
     let page = ada.post("/account/mfa", &[("csrf", &csrf)]).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_end_users_password_is_set_through_the_users_page() {
+    let server = Server::start().await;
+    let owner = server.token("default", "admin", PW).await;
+    let (s, v) = server
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/users",
+            &owner,
+            Some(json!({"name": "alice"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let mut b = Browser::new(&server);
+    assert_eq!(b.sign_in("default", "admin", PW).await.status, StatusCode::SEE_OTHER);
+
+    let page = b.get("/users").await;
+    assert!(page.body.contains("action=\"/users/alice/password\""), "{}", page.body);
+    assert!(page.body.contains("type=\"password\""));
+    assert!(page.body.contains(">none<"), "the table says alice has no password");
+    let csrf = page.csrf();
+
+    // Too short: refused on the page, nothing set.
+    let page = b
+        .post("/users/alice/password", &[("csrf", &csrf), ("password", "short")])
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+    assert!(page.body.contains("at least 10 characters"), "{}", page.body);
+    // Without the CSRF field: refused.
+    let page = b
+        .post("/users/alice/password", &[("password", "alice-portal-pass")])
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    let (_, v) = server
+        .api(reqwest::Method::GET, "/api/v1/users/alice", &owner, None)
+        .await;
+    assert_eq!(v["has_password"], false);
+
+    let secret = "alice portal pass";
+    let page = b
+        .post("/users/alice/password", &[("csrf", &csrf), ("password", secret)])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(page.location(), Some("/users?done=user-password"));
+    let page = b.get("/users?done=user-password").await;
+    assert!(page.body.contains("Password set"), "{}", page.body);
+    assert!(page.body.contains(">set<"), "the table says alice has a password");
+    let (_, v) = server
+        .api(reqwest::Method::GET, "/api/v1/users/alice", &owner, None)
+        .await;
+    assert_eq!(v["has_password"], true);
+
+    // The table shows a lock-out.
+    let store = &server.running.as_ref().unwrap().store;
+    let tenant = store.tenant_by_name("default").await.unwrap().unwrap();
+    let until = ward_server::state::now_ms() + 60_000;
+    store
+        .lock_user(&tenant.id, v["id"].as_str().unwrap(), until)
+        .await
+        .unwrap();
+    let page = b.get("/users").await;
+    assert!(page.body.contains(">locked<"), "{}", page.body);
+
+    // The trail has it under the API's name, without the password.
+    let trail = server.audit(&owner, "action=user.set_password").await;
+    assert!(
+        trail
+            .iter()
+            .any(|e| e["result"] == "ok" && e["target"] == "user:alice" && e["actor"] == "admin"),
+        "{trail:#?}"
+    );
+    let everything = serde_json::to_string(&server.audit(&owner, "limit=500").await).unwrap();
+    assert!(!everything.contains(secret), "the password reached the trail");
+
+    // An auditor cannot set one, even by posting the form.
+    let (s, _) = server
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/accounts",
+            &owner,
+            Some(json!({"name": "audra", "role": "auditor", "password": "audra-password"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let mut a = Browser::new(&server);
+    a.sign_in("default", "audra", "audra-password").await;
+    let csrf = a.csrf_of("/users").await;
+    let page = a
+        .post(
+            "/users/alice/password",
+            &[("csrf", &csrf), ("password", "audra-chose-this")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    let denied = server.audit(&owner, "actor=audra&action=user.set_password").await;
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0]["result"], "denied");
 }

@@ -16,6 +16,8 @@ fn join(items: &[String]) -> String {
     items.join(",")
 }
 
+/// An end user. Its password hash, if any, is not part of the row: read it
+/// with [`Store::user_password_hash`], so it cannot travel by accident.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRow {
     pub id: String,
@@ -23,17 +25,29 @@ pub struct UserRow {
     pub name: String,
     pub disabled: bool,
     pub created_at: i64,
+    /// True when the user has a password (and so may sign in to the portal).
+    pub has_password: bool,
+    /// Failed sign-ins since the last success.
+    pub failed_logins: i64,
+    /// Locked out of signing in until then (it may lie in the past).
+    pub locked_until: Option<i64>,
+    pub last_login_at: Option<i64>,
 }
 
 impl UserRow {
     fn from_row(row: &AnyRow) -> Result<Self> {
         let disabled: i64 = get(row, "disabled")?;
+        let has_password: i64 = get(row, "has_password")?;
         Ok(UserRow {
             id: get(row, "id")?,
             tenant_id: get(row, "tenant_id")?,
             name: get(row, "name")?,
             disabled: disabled != 0,
             created_at: get(row, "created_at")?,
+            has_password: has_password != 0,
+            failed_logins: get(row, "failed_logins")?,
+            locked_until: get(row, "locked_until")?,
+            last_login_at: get(row, "last_login_at")?,
         })
     }
 }
@@ -129,7 +143,9 @@ impl RuleRow {
     }
 }
 
-const USER_COLUMNS: &str = "id, tenant_id, name, disabled, created_at";
+const USER_COLUMNS: &str = "id, tenant_id, name, disabled, created_at, \
+     CAST(CASE WHEN password_hash IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_password, failed_logins, locked_until, \
+     last_login_at";
 const GROUP_COLUMNS: &str = "id, tenant_id, name, created_at";
 const APP_COLUMNS: &str = "id, tenant_id, name, addresses, ports, protocol, tags, created_at";
 const RULE_COLUMNS: &str = "id, tenant_id, priority, action, app_ids, tags, user_ids, group_ids, require_compliant, \
@@ -179,6 +195,10 @@ impl Store {
             name: name.into(),
             disabled: false,
             created_at: now,
+            has_password: false,
+            failed_logins: 0,
+            locked_until: None,
+            last_login_at: None,
         })
     }
 
@@ -235,6 +255,80 @@ impl Store {
             )
             .await?;
         Ok(n == 1)
+    }
+
+    // ---- users' passwords and sign-in lock-out --------------------------------
+    //
+    // None of these move the policy epoch: gateways do not see passwords.
+
+    /// Set (`Some`) or remove (`None`) a user's argon2id password hash.
+    /// False when the tenant has no such user.
+    pub async fn set_user_password_hash(&self, tenant_id: &str, id: &str, hash: Option<&str>) -> Result<bool> {
+        let r = sqlx::query("UPDATE users SET password_hash = $1 WHERE tenant_id = $2 AND id = $3")
+            .bind(hash)
+            .bind(tenant_id)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// A user's password hash; None when the user has none (or does not exist).
+    pub async fn user_password_hash(&self, tenant_id: &str, id: &str) -> Result<Option<String>> {
+        let hash: Option<Option<String>> =
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant_id)
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(hash.flatten())
+    }
+
+    /// A user's successful sign-in: reset the failure count and lock.
+    pub async fn record_user_login_success(&self, tenant_id: &str, id: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = $1 WHERE tenant_id = $2 AND id = $3",
+        )
+        .bind(now)
+        .bind(tenant_id)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A user's failed sign-in: count it and return the failures since the
+    /// last success (0 when the tenant has no such user).
+    pub async fn record_user_login_failure(&self, tenant_id: &str, id: &str) -> Result<i64> {
+        let n: Option<i64> = sqlx::query_scalar(
+            "UPDATE users SET failed_logins = failed_logins + 1 WHERE tenant_id = $1 AND id = $2 RETURNING failed_logins",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// Lock a user out of signing in until `until`.
+    pub async fn lock_user(&self, tenant_id: &str, id: &str, until: i64) -> Result<()> {
+        sqlx::query("UPDATE users SET locked_until = $1 WHERE tenant_id = $2 AND id = $3")
+            .bind(until)
+            .bind(tenant_id)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Lift a user's lock-out and forget its failures.
+    pub async fn unlock_user(&self, tenant_id: &str, id: &str) -> Result<bool> {
+        let r = sqlx::query("UPDATE users SET locked_until = NULL, failed_logins = 0 WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     // ---- groups -------------------------------------------------------------

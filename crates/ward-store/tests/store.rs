@@ -45,6 +45,7 @@ on_both_backends!(
     large_record_batches_are_stored_once_across_statements,
     rules_are_reordered_at_once_keeping_their_priorities,
     totp_factors_enrol_once_accept_each_step_once_and_stay_in_their_tenant,
+    user_passwords_are_set_cleared_counted_and_stay_in_their_tenant,
 );
 
 const NOW: i64 = 1_795_000_000_000;
@@ -835,6 +836,65 @@ async fn totp_factors_enrol_once_accept_each_step_once_and_stay_in_their_tenant(
             .unwrap()
             .require_admin_mfa
     );
+}
+
+async fn user_passwords_are_set_cleared_counted_and_stay_in_their_tenant(s: &Store) {
+    let a = s.create_tenant("a", "r", "admin", "h", None, NOW).await.unwrap();
+    let b = s.create_tenant("b", "r", "admin", "h", None, NOW).await.unwrap();
+    let alice = s.create_user(&a.id, "alice", NOW).await.unwrap();
+    assert!(!alice.has_password);
+    assert_eq!(
+        (alice.failed_logins, alice.locked_until, alice.last_login_at),
+        (0, None, None)
+    );
+    assert_eq!(s.user_password_hash(&a.id, &alice.id).await.unwrap(), None);
+    let epoch = s.policy_epoch().await.unwrap();
+
+    // Set: only in its own tenant.
+    assert!(!s.set_user_password_hash(&b.id, &alice.id, Some("hb")).await.unwrap());
+    assert!(s.set_user_password_hash(&a.id, &alice.id, Some("ha")).await.unwrap());
+    assert_eq!(
+        s.user_password_hash(&a.id, &alice.id).await.unwrap().as_deref(),
+        Some("ha")
+    );
+    assert_eq!(s.user_password_hash(&b.id, &alice.id).await.unwrap(), None);
+    let row = s.user_by_name(&a.id, "alice").await.unwrap().unwrap();
+    assert!(row.has_password);
+    assert!(s.all_users(&a.id).await.unwrap()[0].has_password);
+    assert!(s.list_users(&a.id, &PageRequest::new(None, None)).await.unwrap().items[0].has_password);
+    assert_eq!(s.policy_epoch().await.unwrap(), epoch, "passwords are not policy");
+
+    // Failures count, lock, and are reset by a success or an unlock.
+    assert_eq!(s.record_user_login_failure(&a.id, &alice.id).await.unwrap(), 1);
+    assert_eq!(s.record_user_login_failure(&a.id, &alice.id).await.unwrap(), 2);
+    assert_eq!(s.record_user_login_failure(&b.id, &alice.id).await.unwrap(), 0);
+    s.lock_user(&b.id, &alice.id, NOW + 9000).await.unwrap();
+    assert_eq!(
+        s.user_by_name(&a.id, "alice").await.unwrap().unwrap().locked_until,
+        None
+    );
+    s.lock_user(&a.id, &alice.id, NOW + 5000).await.unwrap();
+    let row = s.user_by_name(&a.id, "alice").await.unwrap().unwrap();
+    assert_eq!((row.failed_logins, row.locked_until), (2, Some(NOW + 5000)));
+    assert!(!s.unlock_user(&b.id, &alice.id).await.unwrap());
+    assert!(s.unlock_user(&a.id, &alice.id).await.unwrap());
+    let row = s.user_by_name(&a.id, "alice").await.unwrap().unwrap();
+    assert_eq!((row.failed_logins, row.locked_until), (0, None));
+    s.record_user_login_failure(&a.id, &alice.id).await.unwrap();
+    s.lock_user(&a.id, &alice.id, NOW + 5000).await.unwrap();
+    s.record_user_login_success(&a.id, &alice.id, NOW + 1).await.unwrap();
+    let row = s.user_by_name(&a.id, "alice").await.unwrap().unwrap();
+    assert_eq!(
+        (row.failed_logins, row.locked_until, row.last_login_at),
+        (0, None, Some(NOW + 1))
+    );
+
+    // Cleared: no hash, no password.
+    assert!(!s.set_user_password_hash(&b.id, &alice.id, None).await.unwrap());
+    assert!(s.user_password_hash(&a.id, &alice.id).await.unwrap().is_some());
+    assert!(s.set_user_password_hash(&a.id, &alice.id, None).await.unwrap());
+    assert_eq!(s.user_password_hash(&a.id, &alice.id).await.unwrap(), None);
+    assert!(!s.user_by_name(&a.id, "alice").await.unwrap().unwrap().has_password);
 }
 
 async fn migrate_is_idempotent(s: &Store) {

@@ -1,11 +1,12 @@
 //! `user`, `group`, `app` and `rule`: what end users may reach.
 
-use anyhow::Result;
-use ward_api::{CreateApplication, CreateGroup, CreateRule, CreateUser, RuleTest, UpdateUser};
+use anyhow::{bail, Result};
+use ward_api::{CreateApplication, CreateGroup, CreateRule, CreateUser, RuleTest, SetUserPassword, UpdateUser};
 
 use super::account::message;
 use super::Ctx;
 use crate::args::{AppCommand, GroupCommand, RuleCommand, UserCommand};
+use crate::input::read_secret;
 use crate::output;
 
 pub(super) async fn user(ctx: &mut Ctx<'_>, cmd: UserCommand) -> Result<()> {
@@ -34,6 +35,31 @@ pub(super) async fn user(ctx: &mut Ctx<'_>, cmd: UserCommand) -> Result<()> {
         UserCommand::Delete { name } => {
             client.delete_user(&name).await?;
             message(ctx, &format!("User {name} deleted."))
+        }
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+            clear,
+        } => {
+            if clear {
+                client.clear_user_password(&name).await?;
+                return message(
+                    ctx,
+                    &format!("Password of user {name} removed; it can no longer sign in to the user portal."),
+                );
+            }
+            if !password_stdin {
+                bail!(
+                    "pass the user's new password on standard input with --password-stdin, or remove it with --clear"
+                );
+            }
+            let password = read_secret(ctx.stdin, "new password")?;
+            client.set_user_password(&name, &SetUserPassword { password }).await?;
+            message(ctx, &format!("Password of user {name} set."))
+        }
+        UserCommand::Unlock { name } => {
+            let v = client.unlock_user(&name).await?;
+            output::show(ctx.out, ctx.output, &v)
         }
     }
 }

@@ -81,6 +81,8 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit::list))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::show, users::update, users::delete))
+        .routes(routes!(users::set_password, users::clear_password))
+        .routes(routes!(users::unlock))
         .routes(routes!(users::list_groups, users::create_group))
         .routes(routes!(users::delete_group))
         .routes(routes!(users::add_member))
@@ -156,6 +158,9 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         ("GET", "/api/v1/users/{name}") => "user.show",
         ("PATCH", "/api/v1/users/{name}") => "user.update",
         ("DELETE", "/api/v1/users/{name}") => "user.delete",
+        ("PUT", "/api/v1/users/{name}/password") => "user.set_password",
+        ("DELETE", "/api/v1/users/{name}/password") => "user.clear_password",
+        ("POST", "/api/v1/users/{name}/unlock") => "user.unlock",
         ("GET", "/api/v1/groups") => "group.list",
         ("POST", "/api/v1/groups") => "group.create",
         ("DELETE", "/api/v1/groups/{name}") => "group.delete",

@@ -4,12 +4,15 @@ use std::collections::HashMap;
 
 use axum::http::StatusCode;
 use axum::Json;
-use ward_api::{CreateGroup, CreateUser, ErrorBody, Group, GroupMember, Page, PageQuery, UpdateUser, User};
+use ward_api::{
+    CreateGroup, CreateUser, ErrorBody, Group, GroupMember, Page, PageQuery, SetUserPassword, UpdateUser, User,
+};
 use ward_core::time::rfc3339;
 use ward_core::{Name, Permission};
 use ward_store::{GroupRow, UserRow};
 
-use super::{page, page_request};
+use super::{opt_time, page, page_request};
+use crate::auth::password;
 use crate::ctx::Ctx;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -60,12 +63,15 @@ async fn memberships(ctx: &Ctx) -> ApiResult<(HashMap<String, Vec<String>>, Hash
 fn user_view(u: UserRow, groups: &HashMap<String, Vec<String>>) -> User {
     let mut g = groups.get(&u.id).cloned().unwrap_or_default();
     g.sort();
+    let now = now_ms();
     User {
         groups: g,
         id: u.id,
         name: u.name,
         disabled: u.disabled,
         created_at: rfc3339(u.created_at),
+        has_password: u.has_password,
+        locked_until: opt_time(u.locked_until.filter(|t| *t > now)),
     }
 }
 
@@ -157,6 +163,62 @@ pub async fn delete(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Statu
     let u = find_user(&ctx, &name).await?;
     ctx.state.store.delete_user(ctx.tenant_id(), &u.id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Set an end user's password, with which it signs in to the user portal.
+/// Its lock-out, if any, stays (lift it with `unlock`).
+#[utoipa::path(put, path = "/api/v1/users/{name}/password", tag = "users", params(("name" = String, Path)),
+    request_body = SetUserPassword, security(("bearer" = [])),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn set_password(
+    ctx: Ctx,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<SetUserPassword>,
+) -> ApiResult<StatusCode> {
+    ctx.target(format!("user:{name}"));
+    ctx.authorize(Permission::UsersManage, ctx.tenant_target())?;
+    let u = find_user(&ctx, &name).await?;
+    password::check_policy(&req.password)?;
+    let hash = password::hash(req.password).await?;
+    ctx.state
+        .store
+        .set_user_password_hash(ctx.tenant_id(), &u.id, Some(&hash))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Remove an end user's password: it can no longer sign in to the user
+/// portal (its devices keep working).
+#[utoipa::path(delete, path = "/api/v1/users/{name}/password", tag = "users", params(("name" = String, Path)),
+    security(("bearer" = [])), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn clear_password(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<StatusCode> {
+    ctx.target(format!("user:{name}"));
+    ctx.authorize(Permission::UsersManage, ctx.tenant_target())?;
+    let u = find_user(&ctx, &name).await?;
+    ctx.state
+        .store
+        .set_user_password_hash(ctx.tenant_id(), &u.id, None)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lift an end user's sign-in lock-out and forget its failed sign-ins.
+#[utoipa::path(post, path = "/api/v1/users/{name}/unlock", tag = "users", params(("name" = String, Path)),
+    security(("bearer" = [])), responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn unlock(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<User>> {
+    ctx.target(format!("user:{name}"));
+    ctx.authorize(Permission::UsersManage, ctx.tenant_target())?;
+    let u = find_user(&ctx, &name).await?;
+    ctx.state.store.unlock_user(ctx.tenant_id(), &u.id).await?;
+    let (by_user, _) = memberships(&ctx).await?;
+    Ok(Json(user_view(
+        UserRow {
+            failed_logins: 0,
+            locked_until: None,
+            ..u
+        },
+        &by_user,
+    )))
 }
 
 /// The tenant's groups with their members.

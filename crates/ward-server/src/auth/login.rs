@@ -13,22 +13,22 @@
 //! `mfa_required` and no session is issued; a wrong or replayed code is a
 //! failed sign-in like a wrong password, counted for the slow-down and the
 //! lock-outs.
+//!
+//! The counting, slow-down and locking live in `lockout.rs`, shared with end
+//! users' sign-ins (`user_login.rs`).
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use ward_api::{LoginRequest, LoginResponse};
 use ward_core::time::rfc3339;
 use ward_core::{ErrorCode, TenantState};
 
+use super::lockout::{self, millis, Subject};
 use super::principal::{Credential, Principal};
 use super::{mfa, password, token};
 use crate::audit::{AuditNote, AuditSlot};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{now_ms, AppState};
-
-/// The longest a failed sign-in is delayed.
-const MAX_DELAY: Duration = Duration::from_secs(5);
 
 pub async fn login(state: &AppState, peer: IpAddr, audit: &AuditSlot, req: LoginRequest) -> ApiResult<LoginResponse> {
     audit.set(AuditNote::target(format!("account:{}", req.username)));
@@ -55,34 +55,12 @@ pub async fn login(state: &AppState, peer: IpAddr, audit: &AuditSlot, req: Login
     };
     audit.update(|n| n.tenant_id = Some(tenant.id.clone()));
 
-    if let Some(l) = store.address_lockout(&tenant.id, &ip).await? {
-        if let Some(until) = l.locked_until.filter(|u| *u > now) {
-            audit.update(|n| n.detail = Some("source address locked out".into()));
-            state.metrics.login("locked");
-            return Err(ApiError::new(
-                ErrorCode::LockedOut,
-                format!(
-                    "too many failed sign-ins from this address; try again after {}",
-                    rfc3339(until)
-                ),
-            ));
-        }
-    }
+    lockout::check_address(state, &tenant.id, &ip, audit, now).await?;
 
     let account = store.account_by_name(&tenant.id, &req.username).await?;
     if let Some(acc) = &account {
         audit.update(|n| n.actor = Some((acc.id.clone(), acc.name.clone(), acc.role)));
-        if let Some(until) = acc.locked_until.filter(|u| *u > now) {
-            audit.update(|n| n.detail = Some("account locked out".into()));
-            state.metrics.login("locked");
-            return Err(ApiError::new(
-                ErrorCode::LockedOut,
-                format!(
-                    "this account is locked after repeated failed sign-ins until {}; an owner or admin can unlock it",
-                    rfc3339(until)
-                ),
-            ));
-        }
+        lockout::check_subject(state, Subject::Account(acc), audit, now)?;
     }
 
     let ok = password::verify(req.password, account.as_ref().map(|a| a.password_hash.clone())).await;
@@ -92,7 +70,8 @@ pub async fn login(state: &AppState, peer: IpAddr, audit: &AuditSlot, req: Login
             if known.is_none() {
                 audit.update(|n| n.detail = Some("unknown account".into()));
             }
-            refuse(state, &tenant.id, &ip, known.as_ref(), "wrong password", audit, now).await?;
+            let known = known.as_ref().map(Subject::Account);
+            lockout::refuse(state, &tenant.id, &ip, known, "wrong password", audit, now).await?;
             return Err(bad_credentials());
         }
     };
@@ -118,11 +97,11 @@ pub async fn login(state: &AppState, peer: IpAddr, audit: &AuditSlot, req: Login
         match mfa::use_code(state, &account, code, mfa::unix_secs()).await? {
             Some(accepted) => audit.update(|n| n.detail = Some(accepted.describe().into())),
             None => {
-                refuse(
+                lockout::refuse(
                     state,
                     &tenant.id,
                     &ip,
-                    Some(&account),
+                    Some(Subject::Account(&account)),
                     "wrong or reused one-time code",
                     audit,
                     now,
@@ -155,43 +134,10 @@ pub async fn login(state: &AppState, peer: IpAddr, audit: &AuditSlot, req: Login
     })
 }
 
-/// Record a failed sign-in (`what` went wrong) of `known` (None: no such
-/// account) from `ip`: count it for the account and the source address, lock
-/// either when it reaches its limit, and wait the slow-down before answering.
-async fn refuse(
-    state: &AppState,
-    tenant_id: &str,
-    ip: &str,
-    known: Option<&ward_store::AccountRow>,
-    what: &str,
-    audit: &AuditSlot,
-    now: i64,
-) -> ApiResult<()> {
-    let store = &state.store;
-    let limits = &state.config.login;
-    let account_failures = match known {
-        Some(acc) => count_account_failure(state, acc, what, audit, now).await?,
-        None => 0,
-    };
-    let addr = store
-        .record_address_failure(tenant_id, ip, now, millis(limits.address_window))
-        .await?;
-    if addr.failures >= i64::from(limits.address_lock_after) {
-        store.lock_address(tenant_id, ip, now + millis(limits.lock_for)).await?;
-    }
-    state.metrics.login("failure");
-    let failures = account_failures.max(addr.failures / 3);
-    if let Some(delay) = slow_down(failures, limits.slow_after) {
-        tokio::time::sleep(delay).await;
-    }
-    Ok(())
-}
-
 /// Count a failure (`what`: a wrong password at sign-in or as the current
 /// password of a password change, a wrong one-time code) for `acc`, lock the
-/// account when it reaches the limit, and return the failures in a row. A
-/// lock that has expired starts the count afresh, so one more mistake after a
-/// lock-out does not lock again at once.
+/// account when it reaches the limit, and return the failures in a row (see
+/// [`lockout::count_failure`]).
 pub async fn count_account_failure(
     state: &AppState,
     acc: &ward_store::AccountRow,
@@ -199,50 +145,9 @@ pub async fn count_account_failure(
     audit: &AuditSlot,
     now: i64,
 ) -> ApiResult<i64> {
-    let store = &state.store;
-    let limits = &state.config.login;
-    if acc.locked_until.is_some_and(|u| u <= now) {
-        store.unlock_account(&acc.tenant_id, &acc.id).await?;
-    }
-    let n = store.record_login_failure(&acc.tenant_id, &acc.id).await?;
-    if n >= i64::from(limits.lock_after) {
-        store
-            .lock_account(&acc.tenant_id, &acc.id, now + millis(limits.lock_for))
-            .await?;
-        audit.update(|note| note.detail = Some(format!("{what}; account now locked")));
-    } else {
-        audit.update(|note| note.detail = Some(what.to_owned()));
-    }
-    Ok(n)
+    lockout::count_failure(state, Subject::Account(acc), what, audit, now).await
 }
 
 fn bad_credentials() -> ApiError {
     ApiError::new(ErrorCode::InvalidCredentials, "wrong tenant, user name or password")
-}
-
-/// The delay before answering the `failures`-th failure in a row.
-pub fn slow_down(failures: i64, slow_after: u32) -> Option<Duration> {
-    let over = failures - i64::from(slow_after);
-    if over <= 0 {
-        return None;
-    }
-    let ms = 250u64.saturating_mul(1u64 << (over - 1).clamp(0, 10));
-    Some(Duration::from_millis(ms).min(MAX_DELAY))
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn delays_grow_then_cap() {
-        assert_eq!(slow_down(3, 3), None);
-        assert_eq!(slow_down(4, 3), Some(Duration::from_millis(250)));
-        assert_eq!(slow_down(5, 3), Some(Duration::from_millis(500)));
-        assert_eq!(slow_down(100, 3), Some(MAX_DELAY));
-    }
 }

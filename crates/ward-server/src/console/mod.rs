@@ -33,6 +33,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/users", get(pages::users).post(pages::create_user))
         .route("/users/{name}/state", post(pages::set_user_state))
         .route("/users/{name}/enroll-code", post(pages::enroll_code))
+        .route("/users/{name}/password", post(pages::set_user_password))
         .route("/groups", post(pages::create_group))
         .route("/devices", get(pages::devices))
         .route("/devices/{id}/revoke", post(pages::revoke_device))
@@ -92,6 +93,7 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         "/users" => "user.create",
         "/users/{name}/state" => "user.update",
         "/users/{name}/enroll-code" => "device.enroll_code",
+        "/users/{name}/password" => "user.set_password",
         "/groups" => "group.create",
         "/devices/{id}/revoke" => "device.revoke",
         "/apps" => "app.create",

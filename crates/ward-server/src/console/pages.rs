@@ -16,7 +16,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use ward_api::{
     AccessQuery, AuditQuery, CreateApplication, CreateEnrollCode, CreateGroup, CreateRule, CreateUser, PageQuery,
-    RuleTest, UpdateRule, UpdateUser,
+    RuleTest, SetUserPassword, UpdateRule, UpdateUser,
 };
 use ward_core::{ErrorCode, Permission};
 
@@ -112,6 +112,7 @@ fn done_message(done: Option<&str>) -> Option<&'static str> {
         "user" => "User created.",
         "group" => "Group created.",
         "user-updated" => "User updated.",
+        "user-password" => "Password set; the user can sign in to the user portal with it.",
         "app" => "Application created.",
         "app-deleted" => "Application deleted.",
         "rule" => "Rule created.",
@@ -365,13 +366,19 @@ async fn users_page(
         }
         div.scroll {
             table {
-                thead { tr { th { "User" } th { "Groups" } th { "State" } th { "Created" } @if manage || enrol { th { "Actions" } } } }
+                thead { tr { th { "User" } th { "Groups" } th { "State" } th { "Password" } th { "Created" } @if manage || enrol { th { "Actions" } } } }
                 tbody {
                     @for u in &users {
                         tr {
                             td { (u.name) }
                             td { @for g in &u.groups { span.tag { (g) } } }
                             td { @if u.disabled { span.deny { "disabled" } } @else { "active" } }
+                            td {
+                                @if u.has_password { "set" } @else { span.muted { "none" } }
+                                @if let Some(until) = &u.locked_until {
+                                    " " span.deny title=(format!("locked until {}", when(until))) { "locked" }
+                                }
+                            }
                             td { (when(&u.created_at)) }
                             @if manage || enrol {
                                 td {
@@ -389,11 +396,21 @@ async fn users_page(
                                             button.secondary type="submit" { "Enrolment code" }
                                         }
                                     }
+                                    @if manage {
+                                        " "
+                                        form.inline method="post" action=(format!("/users/{}/password", u.name)) {
+                                            (csrf_field(&c.csrf))
+                                            input type="password" name="password" required minlength="10" maxlength="1024"
+                                                autocomplete="new-password" placeholder="New password"
+                                                aria-label=(format!("New password for {}", u.name));
+                                            button.secondary type="submit" { "Set password" }
+                                        }
+                                    }
                                 }
                             }
                         }
                     }
-                    @if users.is_empty() { tr { td colspan="5" .muted { "No users yet." } } }
+                    @if users.is_empty() { tr { td colspan="6" .muted { "No users yet." } } }
                 }
             }
         }
@@ -462,6 +479,21 @@ pub async fn set_user_state(c: Console, Path(name): Path<String>, Form(f): Form<
     let req = UpdateUser { disabled: f.disabled };
     match api::users::update(c.ctx.clone(), ApiPath(name), ApiJson(req)).await {
         Ok(_) => Redirect::to("/users?done=user-updated").into_response(),
+        Err(e) => users_page(&c, Some(&e.message), true, e.status(), None).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    password: String,
+}
+
+/// Set an end user's password (for the user portal). The password is taken
+/// as typed: spaces may be part of it.
+pub async fn set_user_password(c: Console, Path(name): Path<String>, Form(f): Form<PasswordForm>) -> Response {
+    let req = SetUserPassword { password: f.password };
+    match api::users::set_password(c.ctx.clone(), ApiPath(name), ApiJson(req)).await {
+        Ok(_) => Redirect::to("/users?done=user-password").into_response(),
         Err(e) => users_page(&c, Some(&e.message), true, e.status(), None).await,
     }
 }
