@@ -57,9 +57,15 @@ pub struct EnrollArgs {
     /// The Ward server's URL, e.g. https://ward.example.com:7600.
     #[arg(long, value_name = "URL")]
     pub server: String,
-    /// The enrolment code (`wen_...`) the administrator gave you.
+    /// The enrolment code (`wen_...`) the administrator gave you. Without
+    /// one, the agent asks the server and shows a short code to approve in
+    /// the user portal (`/portal/activate`).
     #[arg(long, value_name = "CODE", env = "WARD_ENROLL_CODE", hide_env_values = true)]
-    pub code: String,
+    pub code: Option<String>,
+    /// Without a code: the fingerprint (`sha256:...`) of the server's CA,
+    /// which `ward server` prints, for a server the system does not trust.
+    #[arg(long, value_name = "FINGERPRINT", conflicts_with = "code")]
+    pub pin: Option<String>,
     #[command(flatten)]
     pub state: StateDirArg,
     /// Replace an existing enrolment in the state directory.
@@ -131,7 +137,44 @@ async fn dispatch(args: AgentArgs) -> anyhow::Result<()> {
     match args.command {
         AgentCommand::Enroll(a) => {
             let dir = resolve_state_dir(a.state.state_dir.as_deref())?;
-            let state = crate::enroll::enroll(&a.server, &a.code, &dir, a.force).await?;
+            if !a.force {
+                if let Ok(existing) = crate::state::AgentState::load(&dir) {
+                    return Err(crate::enroll::EnrollError::AlreadyEnrolled {
+                        dir,
+                        device: existing.device.device_id,
+                        tenant: existing.device.tenant,
+                    }
+                    .into());
+                }
+            }
+            let code = match a.code {
+                Some(code) => code,
+                None => {
+                    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+                    crate::enroll::request_code(
+                        &a.server,
+                        a.pin.as_deref(),
+                        |ask| {
+                            println!("To enrol this device, open this page, sign in and approve it:");
+                            println!("  {}", ask.verify_url_complete);
+                            println!("or open {} and enter the code {}", ask.verify_url, ask.user_code);
+                            println!("Code: {}", ask.user_code);
+                            println!("Waiting for approval (until {})...", ask.expires_at);
+                            let _ = std::io::Write::flush(&mut std::io::stdout());
+                        },
+                        |elapsed| {
+                            if tty {
+                                eprint!("\r  waiting {:>3} s", elapsed.as_secs());
+                            }
+                        },
+                    )
+                    .await?
+                }
+            };
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                eprintln!();
+            }
+            let state = crate::enroll::enroll(&a.server, &code, &dir, a.force).await?;
             print!("{}", enrol_summary(&state));
             Ok(())
         }
@@ -435,12 +478,33 @@ mod tests {
         {
             AgentCommand::Enroll(a) => {
                 assert_eq!(a.server, "https://w:7600");
-                assert_eq!(a.code, "wen_x");
+                assert_eq!(a.code.as_deref(), Some("wen_x"));
                 assert_eq!(a.state.state_dir, Some(PathBuf::from("/s")));
                 assert!(!a.force);
             }
             other => panic!("{other:?}"),
         }
+        // Without a code: approval in the portal, optionally with a pin.
+        match parse(&["enroll", "--server", "https://w:7600", "--pin", "sha256:ab"]).unwrap() {
+            AgentCommand::Enroll(a) => {
+                assert_eq!(a.code, None);
+                assert_eq!(a.pin.as_deref(), Some("sha256:ab"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            parse(&[
+                "enroll",
+                "--server",
+                "https://w:7600",
+                "--code",
+                "wen_x",
+                "--pin",
+                "sha256:ab"
+            ])
+            .is_err(),
+            "a code carries its own pin"
+        );
         match parse(&["up"]).unwrap() {
             AgentCommand::Up(a) => {
                 assert_eq!(a.socks.to_string(), "127.0.0.1:1080");
@@ -468,7 +532,7 @@ mod tests {
         }
         assert!(parse(&["forward", "127.0.0.1:1", "no-port"]).is_err());
         assert!(parse(&["up", "--socks", "nowhere"]).is_err());
-        assert!(parse(&["enroll", "--server", "x"]).is_err() || std::env::var_os("WARD_ENROLL_CODE").is_some());
+        assert!(parse(&["enroll"]).is_err(), "the server is required");
     }
 
     #[test]

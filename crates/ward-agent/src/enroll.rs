@@ -88,6 +88,111 @@ pub enum EnrollError {
     /// Saving the state failed.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The user denied the enrolment request in the portal.
+    #[error("the enrolment was denied in the portal")]
+    Denied,
+    /// Nobody approved the request in time.
+    #[error("nobody approved the enrolment in time (the code lasts 10 minutes); run the command again")]
+    Expired,
+    /// `--pin` is not a CA fingerprint.
+    #[error("invalid --pin: {0}")]
+    BadPin(String),
+}
+
+/// What the user is asked to do while [`request_code`] waits.
+#[derive(Debug, Clone)]
+pub struct Approval {
+    pub user_code: String,
+    pub verify_url: String,
+    pub verify_url_complete: String,
+    pub expires_at: String,
+}
+
+/// Enrolment without a code: asks the server for a request, shows the user
+/// where to approve it (`show`), then polls until the user approves in the
+/// portal and returns the one-time enrolment code the server then hands
+/// out (once). `pin` (`sha256:...`, the server CA's fingerprint that
+/// `ward server` prints) is how the agent checks an HTTPS server that the
+/// system does not trust; without it, plain HTTP is accepted on loopback
+/// only, and HTTPS through the system's trusted roots.
+pub async fn request_code(
+    server: &str,
+    pin: Option<&str>,
+    mut show: impl FnMut(&Approval),
+    mut waiting: impl FnMut(Duration),
+) -> Result<String, EnrollError> {
+    let url = ward_client::parse_server_url(server).map_err(|e| EnrollError::BadServer(e.to_string()))?;
+    // Checked, then written as codes carry it: `sha256:<64 lowercase hex>`.
+    let pin: Option<String> = match pin {
+        Some(p) => {
+            let bytes = ward_pki::parse_pin(p).map_err(|e| EnrollError::BadPin(e.to_string()))?;
+            Some(format!(
+                "sha256:{}",
+                bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            ))
+        }
+        None => None,
+    };
+    if url.scheme() == "http" {
+        if pin.is_some() {
+            return Err(EnrollError::PinOverHttp);
+        }
+        if !is_loopback_host(&url) {
+            return Err(EnrollError::InsecureServer(
+                url.host_str().unwrap_or_default().to_owned(),
+            ));
+        }
+    }
+    let server_ca_pem = match &pin {
+        Some(pin) => Some(pem_encode("CERTIFICATE", &fetch_pinned_ca(&url, pin).await?)),
+        None => None,
+    };
+    let client = Client::new(ClientConfig {
+        server: url.as_str().to_owned(),
+        token: None,
+        ca_cert_pem: server_ca_pem,
+        pin: pin.clone(),
+    })?;
+    let name: String = posture::collect().hostname.chars().take(64).collect();
+    let created = client
+        .create_enroll_request(&ward_api::CreateEnrollRequest { name })
+        .await?;
+    show(&Approval {
+        user_code: created.user_code.clone(),
+        verify_url: created.verify_url.clone(),
+        verify_url_complete: created.verify_url_complete.clone(),
+        expires_at: created.expires_at.clone(),
+    });
+    let interval = Duration::from_secs(created.interval_secs.clamp(1, 30));
+    let started = std::time::Instant::now();
+    let poll = ward_api::PollEnrollRequest {
+        request: created.request,
+    };
+    loop {
+        tokio::time::sleep(interval).await;
+        waiting(started.elapsed());
+        let state = match client.poll_enroll_request(&poll).await {
+            Ok(s) => s,
+            // The server restarting or a network blip: keep waiting.
+            Err(ClientError::Connect { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        match (state.state.as_str(), state.code) {
+            ("approved", Some(code)) => {
+                let parsed = parse_code(&code)?;
+                let bare = |p: &str| p.trim_start_matches("sha256:").to_owned();
+                if pin.is_some() && parsed.pin.as_deref().map(bare) != pin.as_deref().map(bare) {
+                    return Err(EnrollError::PinnedCa(
+                        "the code the server handed out names another CA than --pin".into(),
+                    ));
+                }
+                return Ok(code);
+            }
+            ("pending", _) => continue,
+            ("denied", _) => return Err(EnrollError::Denied),
+            _ => return Err(EnrollError::Expired),
+        }
+    }
 }
 
 /// Parses `wen_<64 hex>[_<64 hex>]`.

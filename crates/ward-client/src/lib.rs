@@ -503,6 +503,20 @@ impl Client {
         self.call(Method::POST, &["enroll"], &[], Some(req)).await
     }
 
+    /// `POST /enroll/requests`: ask to enrol without a code (anonymous).
+    pub async fn create_enroll_request(
+        &self,
+        req: &ward_api::CreateEnrollRequest,
+    ) -> Result<ward_api::EnrollRequestCreated> {
+        self.call(Method::POST, &["enroll", "requests"], &[], Some(req)).await
+    }
+
+    /// `POST /enroll/requests/poll`: where the request stands.
+    pub async fn poll_enroll_request(&self, req: &ward_api::PollEnrollRequest) -> Result<ward_api::EnrollRequestState> {
+        self.call(Method::POST, &["enroll", "requests", "poll"], &[], Some(req))
+            .await
+    }
+
     /// `POST /device/renew` (with the device token as the client's token).
     pub async fn renew_device(&self, req: &RenewRequest) -> Result<RenewResponse> {
         self.call(Method::POST, &["device", "renew"], &[], Some(req)).await

@@ -28,6 +28,7 @@ pub mod gateway_link;
 pub mod metrics;
 mod pages;
 pub mod policy;
+pub mod portal;
 pub mod serve;
 pub mod snapshot;
 pub mod state;
@@ -72,6 +73,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(pages::readyz))
         .route("/metrics", get(pages::metrics))
         .merge(console::router(state.clone()))
+        .merge(portal::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Inside the audit layer, so a request that panics is still recorded (as an error).
@@ -221,10 +223,19 @@ async fn background_jobs(store: Store, metrics: Arc<Metrics>) {
     loop {
         tick.tick().await;
         metrics.store_ready.set(i64::from(store.ready().await.is_ok()));
-        match store.delete_expired_sessions(state::now_ms()).await {
+        let now = state::now_ms();
+        match store.delete_expired_sessions(now).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(sessions = n, "removed expired sessions"),
             Err(e) => tracing::warn!(error = %e, "cannot remove expired sessions"),
+        }
+        match store.delete_expired_user_sessions(now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(sessions = n, "removed expired portal sessions"),
+            Err(e) => tracing::warn!(error = %e, "cannot remove expired portal sessions"),
+        }
+        if let Err(e) = store.delete_old_enroll_requests(now).await {
+            tracing::warn!(error = %e, "cannot remove old enrolment requests");
         }
     }
 }

@@ -115,12 +115,14 @@ impl Store {
 
     /// Ends every portal session of a user (disabled, password changed).
     pub async fn delete_user_sessions(&self, tenant_id: &str, user_id: &str) -> Result<u64> {
-        Ok(sqlx::query("DELETE FROM user_sessions WHERE tenant_id = $1 AND user_id = $2")
-            .bind(tenant_id)
-            .bind(user_id)
-            .execute(self.pool())
-            .await?
-            .rows_affected())
+        Ok(
+            sqlx::query("DELETE FROM user_sessions WHERE tenant_id = $1 AND user_id = $2")
+                .bind(tenant_id)
+                .bind(user_id)
+                .execute(self.pool())
+                .await?
+                .rows_affected(),
+        )
     }
 
     pub async fn delete_expired_user_sessions(&self, now: i64) -> Result<u64> {

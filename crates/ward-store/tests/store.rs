@@ -44,6 +44,7 @@ on_both_backends!(
     gateways_join_once_and_records_are_stored_once,
     large_record_batches_are_stored_once_across_statements,
     rules_are_reordered_at_once_keeping_their_priorities,
+    enrolment_requests_are_decided_once_and_collected_once,
     totp_factors_enrol_once_accept_each_step_once_and_stay_in_their_tenant,
     user_passwords_are_set_cleared_counted_and_stay_in_their_tenant,
 );
@@ -999,4 +1000,80 @@ async fn rules_are_reordered_at_once_keeping_their_priorities(s: &Store) {
     ));
     assert!(s.set_rule_priority(&t.id, &ids[0], 7).await.unwrap());
     assert!(!s.set_rule_priority(&t.id, "rul_none", 8).await.unwrap());
+}
+
+/// An enrolment request: pending until decided once, its code collected
+/// once; user codes free again once their request is over; portal sessions
+/// expire and end per user.
+async fn enrolment_requests_are_decided_once_and_collected_once(s: &Store) {
+    let t = s.create_tenant("portal", "r", "admin", "h", None, NOW).await.unwrap();
+    let alice = s.create_user(&t.id, "alice", NOW).await.unwrap();
+    let exp = NOW + 600_000;
+    let r = s
+        .create_enroll_request("hash-a", "BCDF-GHJK", "laptop", "10.0.0.1", NOW, exp)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_enroll_request("hash-b", "BCDF-GHJK", "other", "10.0.0.2", NOW, exp)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.pending_enroll_requests(Some("10.0.0.1"), NOW).await.unwrap(), 1);
+    assert_eq!(s.pending_enroll_requests(Some("10.0.0.9"), NOW).await.unwrap(), 0);
+    assert_eq!(s.pending_enroll_requests(None, NOW).await.unwrap(), 1);
+    let found = s.pending_enroll_request("BCDF-GHJK", NOW).await.unwrap().unwrap();
+    assert_eq!(
+        (found.id.as_str(), found.device_name.as_str()),
+        (r.id.as_str(), "laptop")
+    );
+    assert!(
+        s.pending_enroll_request("BCDF-GHJK", exp).await.unwrap().is_none(),
+        "expired"
+    );
+    assert_eq!(
+        s.collect_enroll_request(&r.id).await.unwrap(),
+        None,
+        "nothing to collect yet"
+    );
+
+    assert!(s
+        .approve_enroll_request(&r.id, &t.id, &alice.id, "sealed", NOW + 1)
+        .await
+        .unwrap());
+    assert!(!s
+        .approve_enroll_request(&r.id, &t.id, &alice.id, "again", NOW + 2)
+        .await
+        .unwrap());
+    assert!(!s.deny_enroll_request(&r.id, &t.id, &alice.id, NOW + 2).await.unwrap());
+    assert!(s.pending_enroll_request("BCDF-GHJK", NOW + 3).await.unwrap().is_none());
+    assert_eq!(
+        s.collect_enroll_request(&r.id).await.unwrap().as_deref(),
+        Some("sealed")
+    );
+    assert_eq!(s.collect_enroll_request(&r.id).await.unwrap(), None, "collected once");
+    let done = s.enroll_request_by_secret("hash-a").await.unwrap().unwrap();
+    assert_eq!((done.state.as_str(), done.sealed_code), ("collected", None));
+    // The code is free for a new request now.
+    let again = s
+        .create_enroll_request("hash-c", "BCDF-GHJK", "laptop", "10.0.0.1", NOW + 5, exp)
+        .await
+        .unwrap();
+    assert!(s
+        .deny_enroll_request(&again.id, &t.id, &alice.id, NOW + 6)
+        .await
+        .unwrap());
+    assert_eq!(s.collect_enroll_request(&again.id).await.unwrap(), None);
+    assert_eq!(s.delete_old_enroll_requests(exp + 86_400_001).await.unwrap(), 1);
+
+    s.create_user_session("sess-1", &t.id, &alice.id, NOW, NOW + 1000)
+        .await
+        .unwrap();
+    s.create_user_session("sess-2", &t.id, &alice.id, NOW, NOW + 1000)
+        .await
+        .unwrap();
+    assert_eq!(s.user_session("sess-1", NOW).await.unwrap().unwrap().user_id, alice.id);
+    assert!(s.user_session("sess-1", NOW + 1000).await.unwrap().is_none(), "expired");
+    assert!(s.delete_user_session("sess-1").await.unwrap());
+    assert_eq!(s.delete_user_sessions(&t.id, &alice.id).await.unwrap(), 1);
+    assert!(s.user_session("sess-2", NOW).await.unwrap().is_none());
 }

@@ -618,3 +618,122 @@ fn standalone_gateway_killed_loses_no_record() {
     let out = op.run(&["gateway", "list", "-o", "json"], None);
     assert_eq!(out.json()[0]["name"], "edge-1");
 }
+
+/// The value of the first hidden `csrf` field of a page.
+fn csrf_of(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let at = html.find(marker).unwrap_or_else(|| panic!("no form in {html}")) + marker.len();
+    html[at..at + html[at..].find('"').unwrap()].to_owned()
+}
+
+/// `ward agent enroll` without a code: the agent prints a short code; alice
+/// signs in to the portal with curl (cookies, forms) and approves it; the
+/// agent, still running, finishes enrolling by itself.
+#[test]
+fn an_agent_enrols_through_the_portal() {
+    if !have("curl") {
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let db = Db::sqlite();
+    let mut spec = ServerSpec::new(&db);
+    let server = spec.start();
+    let url = server.url().to_owned();
+    let ctl = admin(&url);
+    ctl.run(&["user", "create", "alice"], None).ok();
+    ctl.run(
+        &["user", "passwd", "alice", "--password-stdin"],
+        Some("alice-password\n"),
+    )
+    .ok();
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("agent");
+    let mut cmd = Command::new(ward());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("WARD_") {
+            cmd.env_remove(&key);
+        }
+    }
+    let mut agent = cmd
+        .args(["agent", "enroll", "--server", &url, "--state-dir"])
+        .arg(&state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The agent's instructions, up to its code.
+    let mut out = agent.stdout.take().unwrap();
+    let mut printed = String::new();
+    let started = Instant::now();
+    let user_code = loop {
+        let mut buf = [0u8; 256];
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "the agent ended before printing a code: {printed}");
+        printed.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if let Some(line) = printed.lines().find(|l| l.starts_with("Code: ") && l.len() >= 15) {
+            break line["Code: ".len()..].trim().to_owned();
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no code: {printed}");
+    };
+    assert!(printed.contains(&format!("{url}/portal/activate")), "{printed}");
+
+    // alice, in the portal, with a real HTTP client.
+    let jar = dir.path().join("cookies");
+    let jar = jar.to_str().unwrap();
+    let login = curl(&["-c", jar, "-b", jar, &format!("{url}/portal/login")]);
+    assert_eq!(login.code, 0);
+    let signed_in = curl(&[
+        "-c",
+        jar,
+        "-b",
+        jar,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{redirect_url}",
+        "--data-urlencode",
+        &format!("csrf={}", csrf_of(&login.stdout)),
+        "--data-urlencode",
+        "tenant=default",
+        "--data-urlencode",
+        "username=alice",
+        "--data-urlencode",
+        "password=alice-password",
+        &format!("{url}/portal/login"),
+    ]);
+    assert!(signed_in.stdout.starts_with("303"), "{}", signed_in.stdout);
+    let ask = curl(&["-c", jar, "-b", jar, &format!("{url}/portal/activate?code={user_code}")]);
+    assert!(ask.stdout.contains("Enrol this device as yours?"), "{}", ask.stdout);
+    let approved = curl(&[
+        "-c",
+        jar,
+        "-b",
+        jar,
+        "--data-urlencode",
+        &format!("csrf={}", csrf_of(&ask.stdout)),
+        "--data-urlencode",
+        &format!("code={user_code}"),
+        "--data-urlencode",
+        "decision=approve",
+        &format!("{url}/portal/activate"),
+    ]);
+    assert!(approved.stdout.contains("Approved"), "{}", approved.stdout);
+
+    // The agent finishes on its own.
+    wait_until("the agent to finish enrolling", Duration::from_secs(30), || {
+        matches!(agent.try_wait(), Ok(Some(_)))
+    });
+    let status = agent.wait().unwrap();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert!(status.success(), "{printed}{rest}");
+    let (code, text) = run_agent(&["status", "--state-dir", state.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(code, Some(0), "{text}");
+    let report: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(report["device"]["user"], "alice", "{report:#}");
+    let devices = ctl.run(&["device", "list", "-o", "json"], None);
+    devices.ok();
+    assert_eq!(devices.json().as_array().unwrap().len(), 1);
+}

@@ -168,7 +168,12 @@ pub async fn pending(state: &AppState, typed: &str) -> ApiResult<Option<EnrollRe
 /// Approves a pending request for `user`: makes the enrolment code the
 /// agent will collect, sealed until then. False when the request was
 /// decided or expired meanwhile.
-pub async fn approve(state: &AppState, tenant: &TenantRow, user: &UserRow, request: &EnrollRequestRow) -> ApiResult<bool> {
+pub async fn approve(
+    state: &AppState,
+    tenant: &TenantRow,
+    user: &UserRow,
+    request: &EnrollRequestRow,
+) -> ApiResult<bool> {
     if user.disabled {
         return Err(ApiError::new(ErrorCode::Forbidden, "the user is disabled"));
     }

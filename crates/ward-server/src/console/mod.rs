@@ -13,7 +13,7 @@
 //! Mutating requests and refusals are written to the audit trail by the
 //! same middleware as the API's, under the names of [`action_name`].
 
-mod layout;
+pub(crate) mod layout;
 mod pages;
 pub mod session;
 
@@ -71,7 +71,11 @@ async fn style() -> impl IntoResponse {
 /// Whether a request path belongs to the console (its session cookie is
 /// read, and its posts are audited).
 pub fn is_console_path(path: &str) -> bool {
-    !(path.starts_with("/api/") || path.starts_with("/static/") || matches!(path, "/healthz" | "/readyz" | "/metrics"))
+    !(path.starts_with("/api/")
+        || path.starts_with("/static/")
+        || path == "/portal"
+        || path.starts_with("/portal/")
+        || matches!(path, "/healthz" | "/readyz" | "/metrics"))
 }
 
 /// The audit trail's name for a console action, as the API names the same

@@ -87,7 +87,7 @@ pub fn new_login_token() -> String {
 }
 
 /// The `csrf` field of an URL-encoded form.
-fn form_field(body: &[u8], name: &str) -> Option<String> {
+pub(crate) fn form_field(body: &[u8], name: &str) -> Option<String> {
     serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
         .ok()?
         .into_iter()

@@ -1,0 +1,543 @@
+//! The user portal at `/portal`: end users sign in with their password,
+//! see the applications the rules open to them and their devices (and
+//! remove one), and approve an agent's enrolment request
+//! (`api::enroll_requests`) by the code it printed.
+//!
+//! Sessions are the portal's own: a `wu_` token in a cookie
+//! (`ward_portal`, `__Host-ward_portal` over HTTPS, `HttpOnly; Secure;
+//! SameSite=Strict`), stored hashed in `user_sessions`, never valid for the
+//! console or the API. Every `POST` carries a CSRF token derived from the
+//! session token, checked by [`csrf_guard`] before any handler; the sign-in
+//! form has its own double-submit token. Pages reuse the console's frame,
+//! its Content-Security-Policy and its escaping.
+
+use std::collections::HashSet;
+
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use base64::Engine;
+use maud::{html, Markup, DOCTYPE};
+use serde::Deserialize;
+use ward_store::{TenantRow, UserRow};
+
+use crate::api::enroll_requests;
+use crate::auth::token;
+use crate::console::layout::{self, csrf_field, notice};
+use crate::console::session::{self, cookie, csrf_for, set_cookie};
+use crate::ctx::Anonymous;
+use crate::error::ApiError;
+use crate::state::{now_ms, AppState};
+
+const TOKEN_PREFIX: &str = "wu_";
+
+fn https(state: &AppState) -> bool {
+    state.config.url().starts_with("https://")
+}
+
+fn session_cookie(state: &AppState) -> &'static str {
+    if https(state) {
+        "__Host-ward_portal"
+    } else {
+        "ward_portal"
+    }
+}
+
+fn signin_cookie(state: &AppState) -> &'static str {
+    if https(state) {
+        "__Host-ward_portal_signin"
+    } else {
+        "ward_portal_signin"
+    }
+}
+
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/portal", get(home))
+        .route("/portal/login", get(login_form).post(login_submit))
+        .route("/portal/logout", post(logout))
+        .route("/portal/activate", get(activate_form).post(activate_submit))
+        .route("/portal/devices/{id}/remove", post(remove_device))
+        .route_layer(from_fn_with_state(state, csrf_guard))
+}
+
+/// A signed-in end user.
+pub struct Portal {
+    state: AppState,
+    tenant: TenantRow,
+    user: UserRow,
+    session_hash: String,
+    csrf: String,
+}
+
+/// Where a portal page sends a browser that is not signed in.
+fn to_login(back: &str) -> Response {
+    let next = layout::safe_next(Some(back));
+    let next = if next.starts_with("/portal") { next } else { "/portal" };
+    let q = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
+    Redirect::to(&format!("/portal/login?{q}")).into_response()
+}
+
+impl FromRequestParts<AppState> for Portal {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let back = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/portal")
+            .to_owned();
+        let Some(tok) = cookie(&parts.headers, session_cookie(state)).filter(|t| t.starts_with(TOKEN_PREFIX)) else {
+            return Err(to_login(&back));
+        };
+        let csrf = csrf_for(tok);
+        let hash = token::hash(tok);
+        let found = async {
+            let Some(s) = state.store.user_session(&hash, now_ms()).await? else {
+                return Ok::<_, ApiError>(None);
+            };
+            let Some(tenant) = state.store.tenant_by_id(&s.tenant_id).await? else {
+                return Ok(None);
+            };
+            let user = state
+                .store
+                .all_users(&s.tenant_id)
+                .await?
+                .into_iter()
+                .find(|u| u.id == s.user_id);
+            Ok(user.map(|u| (tenant, u)))
+        }
+        .await;
+        match found {
+            Ok(Some((tenant, user))) if !user.disabled && tenant.state == ward_core::TenantState::Active => {
+                Ok(Portal {
+                    state: state.clone(),
+                    tenant,
+                    user,
+                    session_hash: hash,
+                    csrf,
+                })
+            }
+            Ok(_) => Err(to_login(&back)),
+            Err(e) => Err(layout::error_page(e.status(), &e.message)),
+        }
+    }
+}
+
+/// A portal page: the console's style, the portal's own navigation.
+fn page(title: &str, who: Option<&Portal>, body: Markup) -> Response {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Ward" }
+                link rel="stylesheet" href="/static/ward.css";
+            }
+            body {
+                header.top {
+                    a.brand href="/portal" { "Ward" }
+                    @if let Some(p) = who {
+                        nav {
+                            a href="/portal" { "My applications and devices" }
+                            a href="/portal/activate" { "Approve a device" }
+                        }
+                        div.who {
+                            span { (p.user.name) " · " (p.tenant.name) }
+                            form method="post" action="/portal/logout" {
+                                (csrf_field(&p.csrf))
+                                button.link type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    };
+    layout::html_response(StatusCode::OK, markup)
+}
+
+fn with_status(mut r: Response, status: StatusCode) -> Response {
+    *r.status_mut() = status;
+    r
+}
+
+/// Checks every portal `POST` for its CSRF token before the handler runs.
+async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.method() != Method::POST {
+        return next.run(req).await;
+    }
+    let cross_site = req
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site");
+    let login = req.uri().path() == "/portal/login";
+    let expected = if login {
+        cookie(req.headers(), signin_cookie(&state)).map(str::to_owned)
+    } else {
+        cookie(req.headers(), session_cookie(&state)).map(csrf_for)
+    };
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, session::MAX_FORM).await else {
+        return layout::error_page(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.");
+    };
+    let given = session::form_field(&bytes, "csrf");
+    let ok = !cross_site && matches!((&expected, &given), (Some(e), Some(g)) if token::hashes_equal(e, g));
+    if !ok {
+        if !login && expected.is_none() {
+            return to_login(parts.uri.path());
+        }
+        return layout::error_page(
+            StatusCode::FORBIDDEN,
+            "This form has expired or did not come from this portal. Go back, reload the page and try again.",
+        );
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
+// ---- sign-in ----------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+async fn login_form(State(state): State<AppState>, Query(q): Query<NextQuery>) -> Response {
+    login_page(&state, q.next.as_deref(), None, StatusCode::OK)
+}
+
+fn portal_next(next: Option<&str>) -> &str {
+    let n = layout::safe_next(next);
+    if n == "/portal" || n.starts_with("/portal/") || n.starts_with("/portal?") {
+        n
+    } else {
+        "/portal"
+    }
+}
+
+fn login_page(state: &AppState, next: Option<&str>, error: Option<&str>, status: StatusCode) -> Response {
+    let tok = session::new_login_token();
+    let body = html! {
+        div.signin.card {
+            (notice(error, true))
+            p.muted { "Sign in with the account your organisation gave you." }
+            form method="post" action="/portal/login" {
+                input type="hidden" name="csrf" value=(tok);
+                input type="hidden" name="next" value=(portal_next(next));
+                label { "Organisation (tenant)" input name="tenant" required autocomplete="organization" value="default"; }
+                label { "User name" input name="username" required autocomplete="username" autofocus; }
+                label { "Password" input name="password" type="password" required autocomplete="current-password"; }
+                button type="submit" { "Sign in" }
+            }
+        }
+    };
+    let mut r = with_status(page("Sign in to Ward", None, body), status);
+    r.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(signin_cookie(state), &tok, 600));
+    r
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    tenant: String,
+    username: String,
+    password: String,
+    next: Option<String>,
+}
+
+async fn login_submit(State(state): State<AppState>, anon: Anonymous, Form(f): Form<LoginForm>) -> Response {
+    let checked =
+        crate::auth::user_login::user_login(&state, anon.peer, &anon.audit, &f.tenant, &f.username, &f.password).await;
+    let (tenant, user) = match checked {
+        Ok(ok) => ok,
+        Err(e) => return login_page(&state, f.next.as_deref(), Some(&e.message), e.status()),
+    };
+    let tok = format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token::new_api_key_secret())
+    );
+    let now = now_ms();
+    let ttl = state.config.session_ttl.as_millis().min(i64::MAX as u128) as i64;
+    if let Err(e) = state
+        .store
+        .create_user_session(&token::hash(&tok), &tenant.id, &user.id, now, now + ttl)
+        .await
+    {
+        let e = ApiError::from(e);
+        return layout::error_page(e.status(), &e.message);
+    }
+    // A new session at every sign-in: a cookie planted before is not carried over.
+    let mut r = Redirect::to(portal_next(f.next.as_deref())).into_response();
+    r.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(session_cookie(&state), &tok, ttl / 1000));
+    r.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(signin_cookie(&state), "", 0));
+    r
+}
+
+async fn logout(p: Portal) -> Response {
+    let _ = p.state.store.delete_user_session(&p.session_hash).await;
+    let mut r = Redirect::to("/portal/login").into_response();
+    r.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(session_cookie(&p.state), "", 0));
+    r
+}
+
+// ---- home: my applications, my devices --------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Done {
+    done: Option<String>,
+}
+
+/// The applications whose deciding rule for this user is an allow: for
+/// each application, the first enabled rule (by priority) that covers it
+/// and the user. Conditions of time, source network and device are shown,
+/// not evaluated: they are decided per connection.
+async fn my_apps(p: &Portal) -> Result<Vec<(String, Vec<String>, Vec<String>, bool)>, ApiError> {
+    let store = &p.state.store;
+    let tenant = &p.tenant.id;
+    let groups: HashSet<String> = store
+        .all_memberships(tenant)
+        .await?
+        .into_iter()
+        .filter(|(_, u)| *u == p.user.id)
+        .map(|(g, _)| g)
+        .collect();
+    let rules = store.all_rules(tenant).await?;
+    let mut out = Vec::new();
+    for app in store.all_apps(tenant).await? {
+        let decides = rules.iter().find(|r| {
+            r.enabled
+                && (r.app_ids.contains(&app.id) || r.tags.iter().any(|t| app.tags.contains(t)))
+                && ((r.user_ids.is_empty() && r.group_ids.is_empty())
+                    || r.user_ids.contains(&p.user.id)
+                    || r.group_ids.iter().any(|g| groups.contains(g)))
+        });
+        if let Some(rule) = decides.filter(|r| r.action == "allow") {
+            out.push((app.name, app.addresses, app.ports, rule.require_compliant));
+        }
+    }
+    Ok(out)
+}
+
+async fn home(p: Portal, Query(q): Query<Done>) -> Response {
+    let message = match q.done.as_deref() {
+        Some("removed") => Some("Device removed: it can no longer connect."),
+        _ => None,
+    };
+    home_page(&p, message, false, StatusCode::OK).await
+}
+
+async fn home_page(p: &Portal, message: Option<&str>, error: bool, status: StatusCode) -> Response {
+    let apps = match my_apps(p).await {
+        Ok(a) => a,
+        Err(e) => return layout::error_page(e.status(), &e.message),
+    };
+    let devices = match p.state.store.all_devices(&p.tenant.id).await {
+        Ok(d) => d.into_iter().filter(|d| d.user_id == p.user.id).collect::<Vec<_>>(),
+        Err(e) => {
+            let e = ApiError::from(e);
+            return layout::error_page(e.status(), &e.message);
+        }
+    };
+    let body = html! {
+        (notice(message, error))
+        section {
+            h2 { "My applications" }
+            @if apps.is_empty() {
+                p.muted { "No application is open to you yet." }
+            } @else {
+                div.scroll { table {
+                    thead { tr { th { "Application" } th { "Addresses" } th { "Ports" } th { "" } } }
+                    tbody {
+                        @for (name, addresses, ports, compliant) in &apps {
+                            tr {
+                                td { (name) }
+                                td { @for a in addresses { span.tag { (a) } } }
+                                td { @for x in ports { span.tag { (x) } } }
+                                td.muted { @if *compliant { "from a compliant device" } }
+                            }
+                        }
+                    }
+                } }
+                p.muted { "Reach them through the Ward agent on your device. Rules may also limit the time or the network you connect from." }
+            }
+        }
+        section {
+            h2 { "My devices" }
+            @if devices.is_empty() {
+                p.muted { "None yet. Run " code { "ward agent enroll --server " (p.state.config.url()) } " on your device, then approve it here." }
+            } @else {
+                div.scroll { table {
+                    thead { tr { th { "Device" } th { "State" } th { "Compliant" } th { "Enrolled" } th { "Last seen" } th { "" } } }
+                    tbody {
+                        @for d in &devices {
+                            tr {
+                                td { (d.name) br; span.muted { (d.id) } }
+                                td { (d.state) }
+                                td { @if d.compliant { span.allow { "yes" } } @else { span.deny { "no" } } }
+                                td { (ward_core::time::rfc3339(d.enrolled_at)) }
+                                td { (ward_core::time::rfc3339(d.last_seen_at)) }
+                                td {
+                                    @if d.state == "active" {
+                                        form.inline method="post" action=(format!("/portal/devices/{}/remove", d.id)) {
+                                            (csrf_field(&p.csrf))
+                                            button.danger type="submit" { "Remove" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+    };
+    with_status(page("My applications and devices", Some(p), body), status)
+}
+
+async fn remove_device(p: Portal, Path(id): Path<String>) -> Response {
+    let store = &p.state.store;
+    let mine = match store.device_by_id(&p.tenant.id, &id).await {
+        Ok(d) => d.filter(|d| d.user_id == p.user.id),
+        Err(e) => {
+            let e = ApiError::from(e);
+            return layout::error_page(e.status(), &e.message);
+        }
+    };
+    if mine.is_none() {
+        // Another user's device, or none: the same answer.
+        return home_page(&p, Some("No such device of yours."), true, StatusCode::NOT_FOUND).await;
+    }
+    match store.revoke_device(&p.tenant.id, &id, now_ms()).await {
+        Ok(_) => Redirect::to("/portal?done=removed").into_response(),
+        Err(e) => {
+            let e = ApiError::from(e);
+            layout::error_page(e.status(), &e.message)
+        }
+    }
+}
+
+// ---- approving an agent's enrolment -------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CodeQuery {
+    code: Option<String>,
+}
+
+async fn activate_form(p: Portal, Query(q): Query<CodeQuery>) -> Response {
+    activate_page(&p, q.code.as_deref(), None, false, StatusCode::OK).await
+}
+
+async fn activate_page(
+    p: &Portal,
+    code: Option<&str>,
+    message: Option<&str>,
+    error: bool,
+    status: StatusCode,
+) -> Response {
+    let found = match code {
+        Some(c) if !c.trim().is_empty() => match enroll_requests::pending(&p.state, c).await {
+            Ok(r) => r,
+            Err(e) => return layout::error_page(e.status(), &e.message),
+        },
+        _ => None,
+    };
+    let body = html! {
+        (notice(message, error))
+        @if let Some(r) = &found {
+            section {
+                h2 { "Enrol this device as yours?" }
+                table {
+                    tbody {
+                        tr { th { "Device name" } td { (r.device_name) } }
+                        tr { th { "Asked from" } td { (r.source) } }
+                        tr { th { "Asked at" } td { (ward_core::time::rfc3339(r.created_at)) } }
+                        tr { th { "Code" } td { code { (r.user_code) } } }
+                    }
+                }
+                p { "Approve only a device you are setting up yourself, right now, that shows this code." }
+                form.inline method="post" action="/portal/activate" {
+                    (csrf_field(&p.csrf))
+                    input type="hidden" name="code" value=(r.user_code);
+                    input type="hidden" name="decision" value="approve";
+                    button type="submit" { "Approve" }
+                }
+                " "
+                form.inline method="post" action="/portal/activate" {
+                    (csrf_field(&p.csrf))
+                    input type="hidden" name="code" value=(r.user_code);
+                    input type="hidden" name="decision" value="deny";
+                    button.danger type="submit" { "Deny" }
+                }
+            }
+        } @else {
+            @if code.is_some_and(|c| !c.trim().is_empty()) {
+                p.error role="alert" { "No device is waiting with that code. Check it, or run the enrolment again: a code lasts 10 minutes." }
+            }
+            section {
+                p { "Enter the code " code { "ward agent enroll" } " shows on your device." }
+                form.grid method="get" action="/portal/activate" {
+                    label { "Code" input name="code" required placeholder="BCDF-GHJK" autocomplete="off" maxlength="16"; }
+                    button type="submit" { "Continue" }
+                }
+            }
+        }
+    };
+    with_status(page("Approve a device", Some(p), body), status)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DecisionForm {
+    code: String,
+    decision: String,
+}
+
+async fn activate_submit(p: Portal, Form(f): Form<DecisionForm>) -> Response {
+    let request = match enroll_requests::pending(&p.state, &f.code).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return activate_page(&p, Some(&f.code), None, false, StatusCode::NOT_FOUND).await,
+        Err(e) => return layout::error_page(e.status(), &e.message),
+    };
+    let result = match f.decision.as_str() {
+        "approve" => enroll_requests::approve(&p.state, &p.tenant, &p.user, &request).await,
+        "deny" => enroll_requests::deny(&p.state, &p.tenant, &p.user, &request).await,
+        _ => return layout::error_page(StatusCode::BAD_REQUEST, "decision: approve or deny"),
+    };
+    match result {
+        Ok(true) if f.decision == "approve" => {
+            let body = html! {
+                p.ok role="status" { "Approved. " (request.device_name) " finishes enrolling by itself in a few seconds; it then appears under My devices." }
+                p { a href="/portal" { "My applications and devices" } }
+            };
+            page("Device approved", Some(&p), body)
+        }
+        Ok(true) => {
+            let body = html! {
+                p.ok role="status" { "Denied. The device was not enrolled." }
+                p { a href="/portal" { "My applications and devices" } }
+            };
+            page("Device denied", Some(&p), body)
+        }
+        Ok(false) => {
+            activate_page(
+                &p,
+                None,
+                Some("That request was decided or expired meanwhile."),
+                true,
+                StatusCode::CONFLICT,
+            )
+            .await
+        }
+        Err(e) => activate_page(&p, None, Some(&e.message), true, e.status()).await,
+    }
+}

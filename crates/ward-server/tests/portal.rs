@@ -1,0 +1,292 @@
+//! The user portal over real HTTP: an end user signs in, sees what is open
+//! to them and their devices, and approves (or denies) an agent's enrolment
+//! request, which the agent then redeems like any enrolment code.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// alice (password set, in group eng), an application `db` the rules open
+/// to eng, and bob (password set, nothing open).
+async fn set_up(server: &Server) -> String {
+    let owner = server.token("default", "admin", PW).await;
+    for (path, body) in [
+        ("/api/v1/groups", json!({"name": "eng"})),
+        ("/api/v1/users", json!({"name": "alice", "groups": ["eng"]})),
+        ("/api/v1/users", json!({"name": "bob"})),
+        (
+            "/api/v1/apps",
+            json!({"name": "db", "addresses": ["db.corp.example"], "ports": ["5432"]}),
+        ),
+        (
+            "/api/v1/apps",
+            json!({"name": "hidden", "addresses": ["10.9.9.9"], "ports": ["22"]}),
+        ),
+        (
+            "/api/v1/rules",
+            json!({"priority": 10, "action": "allow", "apps": ["db"], "groups": ["eng"]}),
+        ),
+    ] {
+        let (s, v) = server.api(Method::POST, path, &owner, Some(body)).await;
+        assert_eq!(s, StatusCode::CREATED, "{path}: {v}");
+    }
+    for (user, password) in [("alice", "alice-password"), ("bob", "bob-password")] {
+        let (s, v) = server
+            .api(
+                Method::PUT,
+                &format!("/api/v1/users/{user}/password"),
+                &owner,
+                Some(json!({ "password": password })),
+            )
+            .await;
+        assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    }
+    owner
+}
+
+/// Anonymous API call (the agent's).
+async fn anon(server: &Server, path: &str, body: Value) -> (StatusCode, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}{path}", server.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn portal_sign_in(b: &mut Browser, user: &str, password: &str) -> Page {
+    let form = b.get("/portal/login").await;
+    assert_eq!(form.status, StatusCode::OK);
+    b.post(
+        "/portal/login",
+        &[
+            ("csrf", &form.csrf()),
+            ("tenant", "default"),
+            ("username", user),
+            ("password", password),
+            ("next", "/portal"),
+        ],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_enrols_once_its_user_approves_in_the_portal() {
+    let server = Server::start().await;
+    let owner = set_up(&server).await;
+
+    // The agent asks; it gets a handle, a short code and where to go.
+    let (s, req) = anon(&server, "/api/v1/enroll/requests", json!({"name": "alice-laptop"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{req}");
+    let handle = req["request"].as_str().unwrap().to_owned();
+    let user_code = req["user_code"].as_str().unwrap().to_owned();
+    assert!(handle.starts_with("wer_"));
+    assert_eq!(req["verify_url"], format!("{}/portal/activate", server.url));
+    let (_, st) = anon(&server, "/api/v1/enroll/requests/poll", json!({"request": handle})).await;
+    assert_eq!(st["state"], "pending");
+
+    // alice signs in; the portal shows what the rules open to her.
+    let mut b = Browser::new(&server);
+    let page = b.get("/portal").await;
+    assert_eq!(page.location(), Some("/portal/login?next=%2Fportal"));
+    let wrong = portal_sign_in(&mut b, "alice", "not her password").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let page = portal_sign_in(&mut b, "alice", "alice-password").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert!(b.cookies.contains_key("ward_portal"));
+    let home = b.get("/portal").await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(home.body.contains("db.corp.example"), "{}", home.body);
+    assert!(
+        !home.body.contains("10.9.9.9"),
+        "an application no rule opens is not listed"
+    );
+
+    // She types the code (any case, with or without the dash) and sees the device.
+    let typed = user_code.replace('-', "").to_lowercase();
+    let page = b.get(&format!("/portal/activate?code={typed}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("alice-laptop"), "{}", page.body);
+    assert!(page.body.contains("127.0.0.1"), "the address it asked from is shown");
+    let csrf = page.csrf();
+    let done = b
+        .post(
+            "/portal/activate",
+            &[("csrf", &csrf), ("code", &user_code), ("decision", "approve")],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert!(done.body.contains("Approved"));
+
+    // The agent collects the enrolment code, once, and enrols with it.
+    let (_, st) = anon(&server, "/api/v1/enroll/requests/poll", json!({"request": handle})).await;
+    assert_eq!(st["state"], "approved", "{st}");
+    let code = st["code"].as_str().unwrap().to_owned();
+    assert!(code.starts_with("wen_"));
+    let (_, again) = anon(&server, "/api/v1/enroll/requests/poll", json!({"request": handle})).await;
+    assert_eq!(again, json!({"state": "collected"}));
+    let (_, csr_pem) = ward_pki::generate_key_and_csr("alice-laptop").unwrap();
+    let posture = json!({"os": "linux", "os_version": "12", "hostname": "alice-laptop", "agent_version": "0.1.0"});
+    let (s, enrolled) = anon(
+        &server,
+        "/api/v1/enroll",
+        json!({"code": code, "csr_pem": csr_pem, "name": "alice-laptop", "posture": posture}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{enrolled}");
+    assert_eq!(enrolled["user"], "alice");
+    let device = enrolled["device_id"].as_str().unwrap().to_owned();
+
+    // Her device is listed; bob cannot remove it; she can.
+    let home = b.get("/portal").await;
+    assert!(home.body.contains(&device), "{}", home.body);
+    let mut bob = Browser::new(&server);
+    assert_eq!(
+        portal_sign_in(&mut bob, "bob", "bob-password").await.status,
+        StatusCode::SEE_OTHER
+    );
+    let bob_csrf = bob.get("/portal").await.csrf();
+    let page = bob
+        .post(&format!("/portal/devices/{device}/remove"), &[("csrf", &bob_csrf)])
+        .await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    let (_, d) = server
+        .api(Method::GET, &format!("/api/v1/devices/{device}"), &owner, None)
+        .await;
+    assert_eq!(d["state"], "active");
+    let csrf = b.get("/portal").await.csrf();
+    let page = b
+        .post(&format!("/portal/devices/{device}/remove"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(page.location(), Some("/portal?done=removed"), "{}", page.body);
+    let (_, d) = server
+        .api(Method::GET, &format!("/api/v1/devices/{device}"), &owner, None)
+        .await;
+    assert_eq!(d["state"], "revoked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_unknown_and_excess_requests_enrol_nothing() {
+    let server = Server::start().await;
+    set_up(&server).await;
+
+    let (_, req) = anon(&server, "/api/v1/enroll/requests", json!({"name": "mystery"})).await;
+    let handle = req["request"].as_str().unwrap().to_owned();
+    let user_code = req["user_code"].as_str().unwrap().to_owned();
+    let mut b = Browser::new(&server);
+    portal_sign_in(&mut b, "alice", "alice-password").await;
+    let csrf = b.get("/portal/activate").await.csrf();
+    let page = b
+        .post(
+            "/portal/activate",
+            &[("csrf", &csrf), ("code", &user_code), ("decision", "deny")],
+        )
+        .await;
+    assert!(page.body.contains("Denied"), "{}", page.body);
+    let (_, st) = anon(&server, "/api/v1/enroll/requests/poll", json!({"request": handle})).await;
+    assert_eq!(st, json!({"state": "denied"}));
+    // A decided code is no longer offered.
+    let page = b.get(&format!("/portal/activate?code={user_code}")).await;
+    assert!(page.body.contains("No device is waiting"), "{}", page.body);
+
+    // Without the form's token nothing is approved.
+    let (_, req) = anon(&server, "/api/v1/enroll/requests", json!({"name": "other"})).await;
+    let code2 = req["user_code"].as_str().unwrap().to_owned();
+    let page = b
+        .post("/portal/activate", &[("code", &code2), ("decision", "approve")])
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let (_, st) = anon(
+        &server,
+        "/api/v1/enroll/requests/poll",
+        json!({"request": req["request"]}),
+    )
+    .await;
+    assert_eq!(st["state"], "pending");
+
+    // Bad input.
+    for bad in ["garbage", "wer_zz", &format!("wer_{}", "0".repeat(64))] {
+        let (s, v) = anon(&server, "/api/v1/enroll/requests/poll", json!({ "request": bad })).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not_found")),
+            "{bad}"
+        );
+    }
+    for name in ["", &"x".repeat(65), "a\u{7}b"] {
+        let (s, _) = anon(&server, "/api/v1/enroll/requests", json!({ "name": name })).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{name:?}");
+    }
+    let page = b.get("/portal/activate?code=%3Cscript%3E").await;
+    assert!(!page.body.contains("<script>"), "{}", page.body);
+
+    // One address may keep only a few requests waiting.
+    let mut last = StatusCode::CREATED;
+    for _ in 0..6 {
+        last = anon(&server, "/api/v1/enroll/requests", json!({"name": "flood"}))
+            .await
+            .0;
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_and_console_sessions_stay_apart() {
+    let server = Server::start().await;
+    let owner = set_up(&server).await;
+    let mut user = Browser::new(&server);
+    portal_sign_in(&mut user, "alice", "alice-password").await;
+    // A portal session is no console session...
+    assert_eq!(user.get("/").await.status, StatusCode::SEE_OTHER);
+    // ...and a console session no portal session.
+    let mut admin = Browser::new(&server);
+    admin.sign_in("default", "admin", PW).await;
+    let page = admin.get("/portal").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+
+    // Disabling the user ends her portal session.
+    assert_eq!(user.get("/portal").await.status, StatusCode::OK);
+    let (s, _) = server
+        .api(
+            Method::PATCH,
+            "/api/v1/users/alice",
+            &owner,
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(user.get("/portal").await.status, StatusCode::SEE_OTHER);
+    let page = portal_sign_in(&mut user, "alice", "alice-password").await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+
+    // Sign-in returns only to portal pages.
+    let mut b = Browser::new(&server);
+    let form = b.get("/portal/login?next=%2F%2Fevil.example").await;
+    assert!(form.body.contains("name=\"next\" value=\"/portal\""), "{}", form.body);
+    let page = b
+        .post(
+            "/portal/login",
+            &[
+                ("csrf", &form.csrf()),
+                ("tenant", "default"),
+                ("username", "bob"),
+                ("password", "bob-password"),
+                ("next", "/users"),
+            ],
+        )
+        .await;
+    assert_eq!(page.location(), Some("/portal"));
+    // Signing out ends the session on the server.
+    let old = b.cookies["ward_portal"].clone();
+    let csrf = b.get("/portal").await.csrf();
+    let out = b.post("/portal/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.location(), Some("/portal/login"));
+    b.cookies.insert("ward_portal".into(), old);
+    assert_eq!(b.get("/portal").await.status, StatusCode::SEE_OTHER);
+}
