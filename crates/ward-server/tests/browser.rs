@@ -358,6 +358,53 @@ async fn the_console_in_chromium_owner_sets_up_access_auditor_only_reads() {
     }
     c.goto(&format!("{url}/rules")).await.unwrap();
     shot(&c, "rules-auditor").await;
+    press(&c, "Sign out").await;
+    wait_path(&c, "/login").await;
+
+    // The user portal: alice approves her laptop's enrolment request.
+    let http = reqwest::Client::new();
+    let set = http
+        .put(format!("{url}/api/v1/users/alice/password"))
+        .bearer_auth(&token)
+        .json(&json!({"password": "alice-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 204);
+    let request: serde_json::Value = http
+        .post(format!("{url}/api/v1/enroll/requests"))
+        .json(&json!({"name": "alice-laptop"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    c.goto(request["verify_url_complete"].as_str().unwrap()).await.unwrap();
+    wait_path(&c, "/portal/login").await;
+    shot(&c, "portal-sign-in").await;
+    fill(&c, "username", "alice").await;
+    fill(&c, "password", "alice-password").await;
+    press(&c, "Sign in").await;
+    wait_text(&c, "Enrol this device as yours?").await;
+    assert!(body(&c).await.contains("alice-laptop"));
+    shot(&c, "portal-approve").await;
+    press(&c, "Approve").await;
+    wait_text(&c, "Approved.").await;
+    let polled: serde_json::Value = http
+        .post(format!("{url}/api/v1/enroll/requests/poll"))
+        .json(&json!({"request": request["request"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(polled["state"], "approved");
+    c.goto(&format!("{url}/portal")).await.unwrap();
+    wait_text(&c, "My applications").await;
+    assert!(body(&c).await.contains("db.corp.example"), "the rule opens db to alice");
+    shot(&c, "portal").await;
 
     c.close().await.unwrap();
     running.stop().await;
