@@ -250,6 +250,21 @@ async fn portal_and_console_sessions_stay_apart() {
     let page = admin.get("/portal").await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
 
+    // A new password ends the sessions signed in with the old one.
+    let mut bob = Browser::new(&server);
+    portal_sign_in(&mut bob, "bob", "bob-password").await;
+    assert_eq!(bob.get("/portal").await.status, StatusCode::OK);
+    let (s, _) = server
+        .api(
+            Method::PUT,
+            "/api/v1/users/bob/password",
+            &owner,
+            Some(json!({"password": "bob-new-password"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(bob.get("/portal").await.status, StatusCode::SEE_OTHER);
+
     // Disabling the user ends her portal session.
     assert_eq!(user.get("/portal").await.status, StatusCode::OK);
     let (s, _) = server
@@ -276,7 +291,7 @@ async fn portal_and_console_sessions_stay_apart() {
                 ("csrf", &form.csrf()),
                 ("tenant", "default"),
                 ("username", "bob"),
-                ("password", "bob-password"),
+                ("password", "bob-new-password"),
                 ("next", "/users"),
             ],
         )

@@ -213,6 +213,17 @@ impl Store {
         row.as_ref().map(UserRow::from_row).transpose()
     }
 
+    pub async fn user_by_id(&self, tenant_id: &str, id: &str) -> Result<Option<UserRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(UserRow::from_row).transpose()
+    }
+
     pub async fn list_users(&self, tenant_id: &str, page: &PageRequest) -> Result<Page<UserRow>> {
         let rows = sqlx::query(&format!(
             "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND ($2 = '' OR id > $2) ORDER BY id LIMIT $3"

@@ -383,6 +383,8 @@ async fn access_model_is_scoped_and_versioned(s: &Store) {
     s.add_member(&b.id, &b_grp.id, &alice.id).await.unwrap();
     assert!(s.all_memberships(&b.id).await.unwrap().is_empty());
     assert!(s.user_by_name(&b.id, "alice").await.unwrap().is_none());
+    assert!(s.user_by_id(&b.id, &alice.id).await.unwrap().is_none());
+    assert_eq!(s.user_by_id(&a.id, &alice.id).await.unwrap().unwrap().name, "alice");
     assert_eq!(
         s.all_memberships(&a.id).await.unwrap(),
         vec![(eng.id.clone(), alice.id.clone())]

@@ -144,6 +144,10 @@ pub async fn update(
         .store
         .set_user_disabled(ctx.tenant_id(), &u.id, req.disabled)
         .await?;
+    if req.disabled {
+        // Signed out of the portal too (not only refused there while disabled).
+        ctx.state.store.delete_user_sessions(ctx.tenant_id(), &u.id).await?;
+    }
     let (by_user, _) = memberships(&ctx).await?;
     Ok(Json(user_view(
         UserRow {
@@ -184,6 +188,8 @@ pub async fn set_password(
         .store
         .set_user_password_hash(ctx.tenant_id(), &u.id, Some(&hash))
         .await?;
+    // A new password ends the portal sessions signed in with the old one.
+    ctx.state.store.delete_user_sessions(ctx.tenant_id(), &u.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -199,6 +205,7 @@ pub async fn clear_password(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResu
         .store
         .set_user_password_hash(ctx.tenant_id(), &u.id, None)
         .await?;
+    ctx.state.store.delete_user_sessions(ctx.tenant_id(), &u.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

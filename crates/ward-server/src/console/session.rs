@@ -17,7 +17,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use sha2::{Digest, Sha256};
 
 use crate::state::AppState;
@@ -101,36 +101,62 @@ pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next)
     if req.method() != Method::POST {
         return next.run(req).await;
     }
-    let cross_site = req
-        .headers()
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes() == b"cross-site");
-    let expected = if req.uri().path() == "/login" {
+    let login = req.uri().path() == "/login";
+    let expected = if login {
         cookie(req.headers(), login_cookie_name(&state)).map(str::to_owned)
     } else {
         req.extensions().get::<ConsoleSession>().map(|s| csrf_for(&s.0))
     };
+    match check_form(req, expected, "console").await {
+        FormCheck::Passed(req) => next.run(req).await,
+        // Not signed in (or the session ended): sign in again.
+        FormCheck::NoSession(path) if !login => super::layout::redirect_to_login(&path),
+        FormCheck::NoSession(_) => refused("console"),
+        FormCheck::Refused(response) => response,
+    }
+}
+
+/// What [`check_form`] found.
+pub(crate) enum FormCheck {
+    /// The token fits: the request, with its body, to hand on.
+    Passed(Request),
+    /// No session (or sign-in form) to check against: the request's path.
+    NoSession(String),
+    /// Refused: the answer to send.
+    Refused(Response),
+}
+
+pub(crate) fn refused(place: &str) -> Response {
+    super::layout::error_page(
+        StatusCode::FORBIDDEN,
+        &format!("This form has expired or did not come from this {place}. Go back, reload the page and try again."),
+    )
+}
+
+/// The CSRF check of a form `POST`, shared by the console and the portal:
+/// the form's `csrf` field must equal `expected` (the session's token, or
+/// the sign-in form's), and the browser must not mark the request as
+/// cross-site. The body is read (at most [`MAX_FORM`]) and put back.
+pub(crate) async fn check_form(req: Request, expected: Option<String>, place: &str) -> FormCheck {
+    let cross_site = req
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site");
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_FORM).await {
-        Ok(b) => b,
-        Err(_) => {
-            return super::layout::error_page(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.").into_response()
-        }
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM).await else {
+        return FormCheck::Refused(super::layout::error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The form is too large.",
+        ));
+    };
+    let Some(expected) = expected else {
+        return FormCheck::NoSession(parts.uri.path().to_owned());
     };
     let given = form_field(&bytes, "csrf");
-    let ok = !cross_site && matches!((&expected, &given), (Some(e), Some(g)) if crate::auth::token::hashes_equal(e, g));
-    if !ok {
-        if parts.uri.path() != "/login" && expected.is_none() {
-            // Not signed in (or the session ended): sign in again.
-            return super::layout::redirect_to_login(parts.uri.path());
-        }
-        return super::layout::error_page(
-            StatusCode::FORBIDDEN,
-            "This form has expired or did not come from this console. Go back, reload the page and try again.",
-        )
-        .into_response();
+    if cross_site || !given.is_some_and(|g| crate::auth::token::hashes_equal(&expected, &g)) {
+        return FormCheck::Refused(refused(place));
     }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    FormCheck::Passed(Request::from_parts(parts, Body::from(bytes)))
 }
 
 #[cfg(test)]

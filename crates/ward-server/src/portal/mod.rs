@@ -28,7 +28,7 @@ use ward_store::{TenantRow, UserRow};
 use crate::api::enroll_requests;
 use crate::auth::token;
 use crate::console::layout::{self, csrf_field, notice};
-use crate::console::session::{self, cookie, csrf_for, set_cookie};
+use crate::console::session::{self, cookie, csrf_for, set_cookie, FormCheck};
 use crate::ctx::Anonymous;
 use crate::error::ApiError;
 use crate::state::{now_ms, AppState};
@@ -104,12 +104,7 @@ impl FromRequestParts<AppState> for Portal {
             let Some(tenant) = state.store.tenant_by_id(&s.tenant_id).await? else {
                 return Ok(None);
             };
-            let user = state
-                .store
-                .all_users(&s.tenant_id)
-                .await?
-                .into_iter()
-                .find(|u| u.id == s.user_id);
+            let user = state.store.user_by_id(&s.tenant_id, &s.user_id).await?;
             Ok(user.map(|u| (tenant, u)))
         }
         .await;
@@ -174,33 +169,18 @@ async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next) -> 
     if req.method() != Method::POST {
         return next.run(req).await;
     }
-    let cross_site = req
-        .headers()
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes() == b"cross-site");
     let login = req.uri().path() == "/portal/login";
     let expected = if login {
         cookie(req.headers(), signin_cookie(&state)).map(str::to_owned)
     } else {
         cookie(req.headers(), session_cookie(&state)).map(csrf_for)
     };
-    let (parts, body) = req.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, session::MAX_FORM).await else {
-        return layout::error_page(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.");
-    };
-    let given = session::form_field(&bytes, "csrf");
-    let ok = !cross_site && matches!((&expected, &given), (Some(e), Some(g)) if token::hashes_equal(e, g));
-    if !ok {
-        if !login && expected.is_none() {
-            return to_login(parts.uri.path());
-        }
-        return layout::error_page(
-            StatusCode::FORBIDDEN,
-            "This form has expired or did not come from this portal. Go back, reload the page and try again.",
-        );
+    match session::check_form(req, expected, "portal").await {
+        FormCheck::Passed(req) => next.run(req).await,
+        FormCheck::NoSession(path) if !login => to_login(&path),
+        FormCheck::NoSession(_) => session::refused("portal"),
+        FormCheck::Refused(response) => response,
     }
-    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-        .await
 }
 
 // ---- sign-in ----------------------------------------------------------------
