@@ -131,7 +131,7 @@ pub async fn authenticate_and_record(State(state): State<AppState>, mut req: Req
     // Periodic posture reports from agents are not administration; keep them out of the trail.
     let heartbeat = matches!(
         route.as_deref(),
-        Some("/api/v1/device/posture" | "/api/v1/gateway/records")
+        Some("/api/v1/device/posture" | "/api/v1/gateway/records" | "/api/v1/enroll/requests/poll")
     ) && status.is_success();
     let audited_path = path.starts_with("/api/") || crate::console::is_console_path(&path);
     // An expired console session is sent to the sign-in page (303), not refused.

@@ -131,6 +131,21 @@ async fn an_agent_enrols_once_its_user_approves_in_the_portal() {
     assert!(code.starts_with("wen_"));
     let (_, again) = anon(&server, "/api/v1/enroll/requests/poll", json!({"request": handle})).await;
     assert_eq!(again, json!({"state": "collected"}));
+    // An agent's polls are not administration: they stay out of the trail.
+    let op = server.token("system", "operator", PW).await;
+    let (_, trail) = server
+        .api(
+            Method::GET,
+            "/api/v1/audit?action=device.enroll_request_poll",
+            &op,
+            None,
+        )
+        .await;
+    assert_eq!(trail["items"], json!([]), "{trail}");
+    let (_, trail) = server
+        .api(Method::GET, "/api/v1/audit?action=device.enroll_request", &op, None)
+        .await;
+    assert_eq!(trail["items"].as_array().unwrap().len(), 1, "{trail}");
     let (_, csr_pem) = ward_pki::generate_key_and_csr("alice-laptop").unwrap();
     let posture = json!({"os": "linux", "os_version": "12", "hostname": "alice-laptop", "agent_version": "0.1.0"});
     let (s, enrolled) = anon(
