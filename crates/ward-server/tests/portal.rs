@@ -158,9 +158,34 @@ async fn an_agent_enrols_once_its_user_approves_in_the_portal() {
     assert_eq!(enrolled["user"], "alice");
     let device = enrolled["device_id"].as_str().unwrap().to_owned();
 
-    // Her device is listed; bob cannot remove it; she can.
+    // Her device is listed; she renames it; bob can neither rename nor remove it; she can.
     let home = b.get("/portal").await;
     assert!(home.body.contains(&device), "{}", home.body);
+    let page = b
+        .post(
+            &format!("/portal/devices/{device}/rename"),
+            &[("csrf", &home.csrf()), ("name", "alice's <b>ThinkPad</b>")],
+        )
+        .await;
+    assert_eq!(page.location(), Some("/portal?done=renamed"), "{}", page.body);
+    let (_, d) = server
+        .api(Method::GET, &format!("/api/v1/devices/{device}"), &owner, None)
+        .await;
+    assert_eq!(d["name"], "alice's <b>ThinkPad</b>");
+    let home = b.get("/portal").await;
+    assert!(
+        home.body.contains("alice&#39;s &lt;b&gt;ThinkPad&lt;/b&gt;")
+            || home.body.contains("alice's &lt;b&gt;ThinkPad&lt;/b&gt;"),
+        "{}",
+        home.body
+    );
+    let page = b
+        .post(
+            &format!("/portal/devices/{device}/rename"),
+            &[("csrf", &home.csrf()), ("name", " ")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
     let mut bob = Browser::new(&server);
     assert_eq!(
         portal_sign_in(&mut bob, "bob", "bob-password").await.status,
@@ -169,6 +194,13 @@ async fn an_agent_enrols_once_its_user_approves_in_the_portal() {
     let bob_csrf = bob.get("/portal").await.csrf();
     let page = bob
         .post(&format!("/portal/devices/{device}/remove"), &[("csrf", &bob_csrf)])
+        .await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    let page = bob
+        .post(
+            &format!("/portal/devices/{device}/rename"),
+            &[("csrf", &bob_csrf), ("name", "bob's now")],
+        )
         .await;
     assert_eq!(page.status, StatusCode::NOT_FOUND);
     let (_, d) = server

@@ -283,6 +283,18 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// A new name for a device (its name is for people; gateways do not use it).
+    pub async fn rename_device(&self, tenant_id: &str, id: &str, name: &str) -> Result<bool> {
+        let n = sqlx::query("UPDATE devices SET name = $1 WHERE tenant_id = $2 AND id = $3")
+            .bind(name)
+            .bind(tenant_id)
+            .bind(id)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
     /// A renewed certificate.
     pub async fn set_device_cert(
         &self,

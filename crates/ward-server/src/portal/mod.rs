@@ -62,6 +62,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/portal/logout", post(logout))
         .route("/portal/activate", get(activate_form).post(activate_submit))
         .route("/portal/devices/{id}/remove", post(remove_device))
+        .route("/portal/devices/{id}/rename", post(rename_device))
         .route_layer(from_fn_with_state(state, csrf_guard))
 }
 
@@ -312,6 +313,7 @@ async fn my_apps(p: &Portal) -> Result<Vec<(String, Vec<String>, Vec<String>, bo
 async fn home(p: Portal, Query(q): Query<Done>) -> Response {
     let message = match q.done.as_deref() {
         Some("removed") => Some("Device removed: it can no longer connect."),
+        Some("renamed") => Some("Device renamed."),
         _ => None,
     };
     home_page(&p, message, false, StatusCode::OK).await
@@ -362,7 +364,15 @@ async fn home_page(p: &Portal, message: Option<&str>, error: bool, status: Statu
                     tbody {
                         @for d in &devices {
                             tr {
-                                td { (d.name) br; span.muted { (d.id) } }
+                                td {
+                                    form.inline method="post" action=(format!("/portal/devices/{}/rename", d.id)) {
+                                        (csrf_field(&p.csrf))
+                                        input name="name" value=(d.name) required maxlength="64" aria-label="Device name";
+                                        " "
+                                        button.secondary type="submit" { "Rename" }
+                                    }
+                                    br; span.muted { (d.id) }
+                                }
                                 td { (d.state) }
                                 td { @if d.compliant { span.allow { "yes" } } @else { span.deny { "no" } } }
                                 td { (ward_core::time::rfc3339(d.enrolled_at)) }
@@ -385,18 +395,51 @@ async fn home_page(p: &Portal, message: Option<&str>, error: bool, status: Statu
     with_status(page("My applications and devices", Some(p), body), status)
 }
 
-async fn remove_device(p: Portal, Path(id): Path<String>) -> Response {
-    let store = &p.state.store;
-    let mine = match store.device_by_id(&p.tenant.id, &id).await {
-        Ok(d) => d.filter(|d| d.user_id == p.user.id),
+/// Whether `id` is one of the signed-in user's devices; `Err` is the page
+/// to answer with otherwise (another user's device and none look the same).
+async fn own_device(p: &Portal, id: &str) -> Result<(), Response> {
+    match p.state.store.device_by_id(&p.tenant.id, id).await {
+        Ok(Some(d)) if d.user_id == p.user.id => Ok(()),
+        Ok(_) => Err(home_page(p, Some("No such device of yours."), true, StatusCode::NOT_FOUND).await),
         Err(e) => {
             let e = ApiError::from(e);
-            return layout::error_page(e.status(), &e.message);
+            Err(layout::error_page(e.status(), &e.message))
         }
-    };
-    if mine.is_none() {
-        // Another user's device, or none: the same answer.
-        return home_page(&p, Some("No such device of yours."), true, StatusCode::NOT_FOUND).await;
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RenameForm {
+    name: String,
+}
+
+async fn rename_device(p: Portal, Path(id): Path<String>, Form(f): Form<RenameForm>) -> Response {
+    if let Err(r) = own_device(&p, &id).await {
+        return r;
+    }
+    let name = f.name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return home_page(
+            &p,
+            Some("A device name is 1 to 64 printable characters."),
+            true,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+    match p.state.store.rename_device(&p.tenant.id, &id, name).await {
+        Ok(_) => Redirect::to("/portal?done=renamed").into_response(),
+        Err(e) => {
+            let e = ApiError::from(e);
+            layout::error_page(e.status(), &e.message)
+        }
+    }
+}
+
+async fn remove_device(p: Portal, Path(id): Path<String>) -> Response {
+    let store = &p.state.store;
+    if let Err(r) = own_device(&p, &id).await {
+        return r;
     }
     match store.revoke_device(&p.tenant.id, &id, now_ms()).await {
         Ok(_) => Redirect::to("/portal?done=removed").into_response(),
