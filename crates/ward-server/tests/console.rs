@@ -714,3 +714,111 @@ async fn an_end_users_password_is_set_through_the_users_page() {
     assert_eq!(denied.len(), 1);
     assert_eq!(denied[0]["result"], "denied");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_and_api_keys_are_managed_in_the_console() {
+    use reqwest::Method;
+    let server = Server::start().await;
+    let mut b = Browser::new(&server);
+    b.sign_in("default", "admin", PW).await;
+    let csrf = b.csrf_of("/accounts").await;
+
+    let short = b
+        .post(
+            "/accounts",
+            &[
+                ("csrf", &csrf),
+                ("name", "ops"),
+                ("role", "admin"),
+                ("password", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(short.status, StatusCode::BAD_REQUEST, "{}", short.body);
+    let made = b
+        .post(
+            "/accounts",
+            &[
+                ("csrf", &csrf),
+                ("name", "ops"),
+                ("role", "admin"),
+                ("password", "ops-password-1"),
+            ],
+        )
+        .await;
+    assert_eq!(made.location(), Some("/accounts?done=account"), "{}", made.body);
+    let ops = server.token("default", "ops", "ops-password-1").await;
+    let (s, who) = server.api(Method::GET, "/api/v1/whoami", &ops, None).await;
+    assert_eq!((s, who["role"].as_str()), (StatusCode::OK, Some("admin")));
+    // Not the owner's role: an account never grants more than its creator has, and the owner is unique.
+    let owner_again = b
+        .post(
+            "/accounts",
+            &[
+                ("csrf", &csrf),
+                ("name", "boss"),
+                ("role", "owner"),
+                ("password", "boss-password-1"),
+            ],
+        )
+        .await;
+    assert!(owner_again.status.is_client_error(), "{}", owner_again.status);
+
+    // An API key, shown once, that works until revoked.
+    let page = b
+        .post(
+            "/apikeys",
+            &[
+                ("csrf", &csrf),
+                ("name", "ci"),
+                ("role_cap", "auditor"),
+                ("expires_days", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::CREATED, "{}", page.body);
+    let at = page.body.find("<pre>wk_").unwrap() + "<pre>".len();
+    let key = page.body[at..at + page.body[at..].find('<').unwrap()].to_owned();
+    let (s, who) = server.api(Method::GET, "/api/v1/whoami", &key, None).await;
+    assert_eq!(s, StatusCode::OK, "{who}");
+    assert_eq!(who["credential"], "api_key");
+    let id = who["api_key_id"].as_str().unwrap().to_owned();
+    let bad = b
+        .post("/apikeys", &[("csrf", &csrf), ("name", "x"), ("expires_days", "-3")])
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let page = b.post(&format!("/apikeys/{id}/revoke"), &[("csrf", &csrf)]).await;
+    assert_eq!(page.location(), Some("/apikeys?done=apikey-revoked"), "{}", page.body);
+    let (s, _) = server.api(Method::GET, "/api/v1/whoami", &key, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // An auditor sees accounts and keys, and no button to change them.
+    b.post(
+        "/accounts",
+        &[
+            ("csrf", &csrf),
+            ("name", "audra"),
+            ("role", "auditor"),
+            ("password", "audra-password"),
+        ],
+    )
+    .await;
+    let mut auditor = Browser::new(&server);
+    auditor.sign_in("default", "audra", "audra-password").await;
+    for path in ["/accounts", "/apikeys"] {
+        let page = auditor.get(path).await;
+        assert_eq!(page.status, StatusCode::OK);
+        for edit in ["Create account", "Create key", "Revoke", "Delete", "Unlock"] {
+            assert!(!page.body.contains(edit), "{path} offers the auditor {edit:?}");
+        }
+    }
+    let acsrf = auditor.csrf_of("/accounts").await;
+    let refused = auditor.post("/accounts/ops/delete", &[("csrf", &acsrf)]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+
+    // The owner deletes ops; its session ends with it.
+    let page = b.post("/accounts/ops/delete", &[("csrf", &csrf)]).await;
+    assert_eq!(page.location(), Some("/accounts?done=account-deleted"), "{}", page.body);
+    let (s, _) = server.api(Method::GET, "/api/v1/whoami", &ops, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}

@@ -46,8 +46,11 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/rules/{id}/move", post(pages::move_rule))
         .route("/records", get(pages::records))
         .route("/audit", get(pages::audit))
-        .route("/accounts", get(pages::accounts))
-        .route("/apikeys", get(pages::apikeys))
+        .route("/accounts", get(pages::accounts).post(pages::create_account))
+        .route("/accounts/{name}/delete", post(pages::delete_account))
+        .route("/accounts/{name}/unlock", post(pages::unlock_account))
+        .route("/apikeys", get(pages::apikeys).post(pages::create_apikey))
+        .route("/apikeys/{id}/revoke", post(pages::revoke_apikey))
         .route("/account", get(pages::account))
         .route("/account/mfa", post(pages::account_mfa_start))
         .route("/account/mfa/confirm", post(pages::account_mfa_confirm))
@@ -99,6 +102,11 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         "/users/{name}/enroll-code" => "device.enroll_code",
         "/users/{name}/password" => "user.set_password",
         "/groups" => "group.create",
+        "/accounts" => "account.create",
+        "/accounts/{name}/delete" => "account.delete",
+        "/accounts/{name}/unlock" => "account.unlock",
+        "/apikeys" => "apikey.create",
+        "/apikeys/{id}/revoke" => "apikey.revoke",
         "/devices/{id}/revoke" => "device.revoke",
         "/apps" => "app.create",
         "/apps/{name}/delete" => "app.delete",

@@ -120,6 +120,10 @@ fn done_message(done: Option<&str>) -> Option<&'static str> {
         "rule-deleted" => "Rule deleted.",
         "rule-moved" => "Rule moved; the gateways apply the new order at once.",
         "device-revoked" => "Device revoked; its connections are closed.",
+        "account" => "Account created.",
+        "account-deleted" => "Account deleted; its sessions and keys ended with it.",
+        "account-unlocked" => "Account unlocked.",
+        "apikey-revoked" => "API key revoked.",
         _ => return None,
     })
 }
@@ -1040,45 +1044,166 @@ pub async fn audit(c: Console, Query(f): Query<AuditFilter>) -> Response {
     c.page("Audit trail", "/audit", body)
 }
 
-pub async fn accounts(c: Console) -> Response {
+pub async fn accounts(c: Console, Query(q): Query<Done>) -> Response {
+    accounts_page(&c, done_message(q.done.as_deref()), false, StatusCode::OK).await
+}
+
+async fn accounts_page(c: &Console, message: Option<&str>, error: bool, status: StatusCode) -> Response {
     let items = match api::accounts::list(c.ctx.clone(), all()).await {
         Ok(p) => p.0.items,
         Err(e) => return fail(e),
     };
+    let manage = c.can(Permission::AccountsManage);
+    let me = c.ctx.principal.account.name.clone();
     let body = html! {
-        p.muted { "Administrators of this tenant and their roles. Create and change them with " code { "ward ctl account" } "." }
+        (notice(message, error))
+        @if manage {
+            section {
+                h2 { "New sub-account" }
+                form.grid method="post" action="/accounts" {
+                    (csrf_field(&c.csrf))
+                    label { "Name" input name="name" required maxlength="64" autocomplete="off"; }
+                    label { "Role" select name="role" {
+                        @for r in [ward_core::Role::Admin, ward_core::Role::Auditor, ward_core::Role::Helpdesk] {
+                            option value=(r.as_str()) { (r.as_str()) }
+                        }
+                    } }
+                    label { "Password (at least 10 characters)" input name="password" type="password" required minlength="10" autocomplete="new-password"; }
+                    button type="submit" { "Create account" }
+                }
+                p.muted { "An account never grants more than its creator has. Roles, passwords and two-step sign-in: "
+                    code { "ward ctl account" } ", or My account." }
+            }
+        }
         div.scroll {
             table {
-                thead { tr { th { "Account" } th { "Role" } th { "Created" } th { "Created by" } th { "Last sign-in" } th { "Failed sign-ins" } th { "Locked until" } } }
+                thead { tr { th { "Account" } th { "Role" } th { "Two-step" } th { "Created" } th { "Created by" } th { "Last sign-in" } th { "Failed sign-ins" } th { "Locked until" } @if manage { th { "" } } } }
                 tbody {
                     @for a in &items {
                         tr {
                             td { (a.name) }
                             td { (a.role.as_str()) }
+                            td { @if a.mfa_enabled { "on" } @else { span.muted { "off" } } }
                             td { (when(&a.created_at)) }
                             td { (a.created_by.as_deref().unwrap_or("-")) }
                             td { (a.last_login_at.as_deref().map(when).unwrap_or_else(|| "never".into())) }
                             td.num { (a.failed_logins) }
                             td { (a.locked_until.as_deref().map(when).unwrap_or_default()) }
+                            @if manage {
+                                td {
+                                    @if a.locked_until.is_some() {
+                                        form.inline method="post" action=(format!("/accounts/{}/unlock", a.name)) {
+                                            (csrf_field(&c.csrf))
+                                            button.secondary type="submit" { "Unlock" }
+                                        }
+                                        " "
+                                    }
+                                    @if a.role != ward_core::Role::Owner && a.name != me {
+                                        form.inline method="post" action=(format!("/accounts/{}/delete", a.name)) {
+                                            (csrf_field(&c.csrf))
+                                            button.danger type="submit" { "Delete" }
+                                        }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
             }
         }
     };
-    c.page("Accounts", "/accounts", body)
+    c.page_with(status, "Accounts", "/accounts", body)
 }
 
-pub async fn apikeys(c: Console) -> Response {
+#[derive(Debug, Deserialize)]
+pub struct AccountForm {
+    name: String,
+    role: String,
+    password: String,
+}
+
+pub async fn create_account(c: Console, Form(f): Form<AccountForm>) -> Response {
+    let Ok(role) = f.role.parse::<ward_core::Role>() else {
+        return accounts_page(
+            &c,
+            Some("role: admin, auditor or helpdesk"),
+            true,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    };
+    let req = ward_api::CreateAccount {
+        name: f.name.trim().to_owned(),
+        role,
+        password: f.password,
+    };
+    match api::accounts::create(c.ctx.clone(), ApiJson(req)).await {
+        Ok(_) => Redirect::to("/accounts?done=account").into_response(),
+        Err(e) => accounts_page(&c, Some(&e.message), true, e.status()).await,
+    }
+}
+
+pub async fn delete_account(c: Console, Path(name): Path<String>) -> Response {
+    match api::accounts::delete(c.ctx.clone(), ApiPath(name)).await {
+        Ok(_) => Redirect::to("/accounts?done=account-deleted").into_response(),
+        Err(e) => accounts_page(&c, Some(&e.message), true, e.status()).await,
+    }
+}
+
+pub async fn unlock_account(c: Console, Path(name): Path<String>) -> Response {
+    match api::accounts::unlock(c.ctx.clone(), ApiPath(name)).await {
+        Ok(_) => Redirect::to("/accounts?done=account-unlocked").into_response(),
+        Err(e) => accounts_page(&c, Some(&e.message), true, e.status()).await,
+    }
+}
+
+pub async fn apikeys(c: Console, Query(q): Query<Done>) -> Response {
+    apikeys_page(&c, done_message(q.done.as_deref()), false, StatusCode::OK, None).await
+}
+
+async fn apikeys_page(
+    c: &Console,
+    message: Option<&str>,
+    error: bool,
+    status: StatusCode,
+    created: Option<ward_api::ApiKeyCreated>,
+) -> Response {
     let items = match api::apikeys::list(c.ctx.clone(), all()).await {
         Ok(p) => p.0.items,
         Err(e) => return fail(e),
     };
+    // Keys are the caller's own credentials; offered to those who manage accounts.
+    let manage = c.can(Permission::AccountsManage);
+    let me = c.ctx.principal.account.name.clone();
     let body = html! {
-        p.muted { "Keys for scripts. Create and revoke them with " code { "ward ctl apikey" } "; a key's secret is shown only once." }
+        (notice(message, error))
+        @if let Some(k) = &created {
+            section {
+                h2 { "Key " (k.key.name) " created" }
+                p { "Copy the token now: it is shown only once." }
+                pre { (k.token) }
+            }
+        }
+        @if manage {
+            section {
+                h2 { "New API key (for this account)" }
+                form.grid method="post" action="/apikeys" {
+                    (csrf_field(&c.csrf))
+                    label { "Name" input name="name" required maxlength="64" autocomplete="off"; }
+                    label { "Limit to role" select name="role_cap" {
+                        option value="" { "this account's role" }
+                        @for r in [ward_core::Role::Admin, ward_core::Role::Auditor, ward_core::Role::Helpdesk] {
+                            option value=(r.as_str()) { (r.as_str()) }
+                        }
+                    } }
+                    label { "Expires after (days; empty: never)" input name="expires_days" type="number" min="1" max="3650"; }
+                    button type="submit" { "Create key" }
+                }
+            }
+        }
         div.scroll {
             table {
-                thead { tr { th { "Id" } th { "Name" } th { "Account" } th { "Role cap" } th { "Created" } th { "Expires" } th { "Last used" } th { "State" } } }
+                thead { tr { th { "Id" } th { "Name" } th { "Account" } th { "Role cap" } th { "Created" } th { "Expires" } th { "Last used" } th { "State" } @if manage { th { "" } } } }
                 tbody {
                     @for k in &items {
                         tr {
@@ -1090,14 +1215,77 @@ pub async fn apikeys(c: Console) -> Response {
                             td { (k.expires_at.as_deref().map(when).unwrap_or_else(|| "never".into())) }
                             td { (k.last_used_at.as_deref().map(when).unwrap_or_else(|| "never".into())) }
                             td { @if k.revoked_at.is_some() { span.deny { "revoked" } } @else { "active" } }
+                            @if manage {
+                                td {
+                                    @if k.revoked_at.is_none() && k.account == me {
+                                        form.inline method="post" action=(format!("/apikeys/{}/revoke", k.id)) {
+                                            (csrf_field(&c.csrf))
+                                            button.danger type="submit" { "Revoke" }
+                                        }
+                                    }
+                                }
+                            }
                         }
                     }
-                    @if items.is_empty() { tr { td colspan="8" .muted { "No API keys." } } }
+                    @if items.is_empty() { tr { td colspan="9" .muted { "No API keys." } } }
                 }
             }
         }
     };
-    c.page("API keys", "/apikeys", body)
+    c.page_with(status, "API keys", "/apikeys", body)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ApiKeyForm {
+    name: String,
+    #[serde(default)]
+    role_cap: String,
+    #[serde(default)]
+    expires_days: String,
+}
+
+pub async fn create_apikey(c: Console, Form(f): Form<ApiKeyForm>) -> Response {
+    let role_cap = match f.role_cap.trim() {
+        "" => None,
+        r => match r.parse::<ward_core::Role>() {
+            Ok(r) => Some(r),
+            Err(_) => {
+                return apikeys_page(
+                    &c,
+                    Some("role: admin, auditor or helpdesk"),
+                    true,
+                    StatusCode::BAD_REQUEST,
+                    None,
+                )
+                .await
+            }
+        },
+    };
+    let expires_in_secs = match f.expires_days.trim() {
+        "" => None,
+        d => match d.parse::<u64>() {
+            Ok(d) if (1..=3650).contains(&d) => Some(d * 86_400),
+            _ => {
+                return apikeys_page(&c, Some("expiry: 1 to 3650 days"), true, StatusCode::BAD_REQUEST, None).await;
+            }
+        },
+    };
+    let req = ward_api::CreateApiKey {
+        name: f.name.trim().to_owned(),
+        role_cap,
+        expires_in_secs,
+    };
+    match api::apikeys::create(c.ctx.clone(), ApiJson(req)).await {
+        Ok((_, created)) => apikeys_page(&c, None, false, StatusCode::CREATED, Some(created.0)).await,
+        Err(e) => apikeys_page(&c, Some(&e.message), true, e.status(), None).await,
+    }
+}
+
+pub async fn revoke_apikey(c: Console, Path(id): Path<String>) -> Response {
+    match api::apikeys::revoke(c.ctx.clone(), ApiPath(id)).await {
+        Ok(_) => Redirect::to("/apikeys?done=apikey-revoked").into_response(),
+        Err(e) => apikeys_page(&c, Some(&e.message), true, e.status(), None).await,
+    }
 }
 
 // ---- my account: MFA ------------------------------------------------------------
