@@ -102,7 +102,8 @@ pub async fn authenticate_and_record(State(state): State<AppState>, mut req: Req
         // cookie instead; console::session::csrf_guard checks their forms.
         None if crate::console::is_console_path(&path) => {
             match crate::console::session::cookie(req.headers(), crate::console::session::session_cookie_name(&state)) {
-                Some(token) => {
+                // Only a session token: an API key is for scripts, never a cookie.
+                Some(token) if token.starts_with(crate::auth::token::SESSION_PREFIX) => {
                     let token = token.to_owned();
                     let result = authenticate(&state, &format!("Bearer {token}"), now_ms()).await;
                     if result.is_ok() {
@@ -111,7 +112,7 @@ pub async fn authenticate_and_record(State(state): State<AppState>, mut req: Req
                     }
                     Some(Authentication(result))
                 }
-                None => None,
+                _ => None,
             }
         }
         None => None,

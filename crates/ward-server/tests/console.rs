@@ -783,6 +783,10 @@ async fn accounts_and_api_keys_are_managed_in_the_console() {
     assert_eq!(s, StatusCode::OK, "{who}");
     assert_eq!(who["credential"], "api_key");
     let id = who["api_key_id"].as_str().unwrap().to_owned();
+    // A key is for scripts: as a cookie it opens no console page.
+    let mut with_key = Browser::new(&server);
+    with_key.cookies.insert("ward_session".into(), key.clone());
+    assert_eq!(with_key.get("/").await.status, StatusCode::SEE_OTHER);
     let bad = b
         .post("/apikeys", &[("csrf", &csrf), ("name", "x"), ("expires_days", "-3")])
         .await;
