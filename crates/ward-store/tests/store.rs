@@ -1098,15 +1098,24 @@ async fn identity_sources_link_users_and_groups_and_logins_are_taken_once(s: &St
         username_claim: "preferred_username".into(),
         groups_claim: "roles".into(),
     };
-    let src = s.create_identity_source(&ward_store::new_id("idp"), &a.id, &new, NOW).await.unwrap();
+    let src = s
+        .create_identity_source(&ward_store::new_id("idp"), &a.id, &new, NOW)
+        .await
+        .unwrap();
     assert!(matches!(
-        s.create_identity_source(&ward_store::new_id("idp"), &a.id, &new, NOW).await,
+        s.create_identity_source(&ward_store::new_id("idp"), &a.id, &new, NOW)
+            .await,
         Err(StoreError::Conflict(_))
     ));
     // The same name in another tenant is another source.
-    s.create_identity_source(&ward_store::new_id("idp"), &b.id, &new, NOW).await.unwrap();
+    s.create_identity_source(&ward_store::new_id("idp"), &b.id, &new, NOW)
+        .await
+        .unwrap();
     assert_eq!(s.identity_sources(&a.id).await.unwrap(), vec![src.clone()]);
-    assert_eq!(s.identity_source_by_name(&a.id, "corp").await.unwrap(), Some(src.clone()));
+    assert_eq!(
+        s.identity_source_by_name(&a.id, "corp").await.unwrap(),
+        Some(src.clone())
+    );
     assert_eq!(s.identity_source_by_id(&src.id).await.unwrap(), Some(src.clone()));
     assert!(!s.delete_identity_source(&b.id, &src.id).await.unwrap());
 
@@ -1116,11 +1125,20 @@ async fn identity_sources_link_users_and_groups_and_logins_are_taken_once(s: &St
         s.create_linked_user(&a.id, "bob", &src.id, "sub-bob", NOW).await,
         Err(StoreError::Conflict(_))
     ));
-    let alice = s.create_linked_user(&a.id, "alice", &src.id, "sub-1", NOW).await.unwrap();
-    assert_eq!(s.user_by_subject(&a.id, &src.id, "sub-1").await.unwrap(), Some(alice.clone()));
+    let alice = s
+        .create_linked_user(&a.id, "alice", &src.id, "sub-1", NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.user_by_subject(&a.id, &src.id, "sub-1").await.unwrap(),
+        Some(alice.clone())
+    );
     assert_eq!(s.user_by_subject(&b.id, &src.id, "sub-1").await.unwrap(), None);
     assert_eq!(s.user_by_subject(&a.id, &src.id, "sub-2").await.unwrap(), None);
-    assert_eq!(s.user_by_name(&a.id, "alice").await.unwrap().unwrap().source_id, Some(src.id.clone()));
+    assert_eq!(
+        s.user_by_name(&a.id, "alice").await.unwrap().unwrap().source_id,
+        Some(src.id.clone())
+    );
 
     // A group made by hand is joined, never left; the source's own are left.
     let admins = s.create_group(&a.id, "admins", NOW).await.unwrap();
@@ -1146,7 +1164,10 @@ async fn identity_sources_link_users_and_groups_and_logins_are_taken_once(s: &St
         .sync_source_groups(&a.id, &src.id, &alice.id, &names(&["admins", "eng"]), NOW)
         .await
         .unwrap());
-    assert!(s.sync_source_groups(&a.id, &src.id, &alice.id, &names(&["ops"]), NOW).await.unwrap());
+    assert!(s
+        .sync_source_groups(&a.id, &src.id, &alice.id, &names(&["ops"]), NOW)
+        .await
+        .unwrap());
     let m = s.all_memberships(&a.id).await.unwrap();
     assert_eq!(groups_of(m, s.all_groups(&a.id).await.unwrap()), ["admins", "ops"]);
     let _ = admins;
@@ -1162,7 +1183,10 @@ async fn identity_sources_link_users_and_groups_and_logins_are_taken_once(s: &St
         expires_at: NOW + 600_000,
     };
     s.create_oidc_login(&login).await.unwrap();
-    assert_eq!(s.take_oidc_login("statehash", NOW + 1).await.unwrap(), Some(login.clone()));
+    assert_eq!(
+        s.take_oidc_login("statehash", NOW + 1).await.unwrap(),
+        Some(login.clone())
+    );
     assert_eq!(s.take_oidc_login("statehash", NOW + 1).await.unwrap(), None);
     s.create_oidc_login(&login).await.unwrap();
     assert_eq!(s.take_oidc_login("statehash", NOW + 600_000).await.unwrap(), None);
