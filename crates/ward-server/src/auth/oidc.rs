@@ -408,6 +408,66 @@ mod tests {
     }
 
     #[test]
+    fn rs256_tokens_are_verified_with_the_key_of_their_kid() {
+        use aws_lc_rs::rsa::{KeySize, PublicKeyComponents};
+        use aws_lc_rs::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+        let k = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+        let c: PublicKeyComponents<Vec<u8>> = k.public_key().into();
+        let rsa = Jwk {
+            kty: "RSA".into(),
+            kid: Some("r1".into()),
+            n: Some(URL_SAFE_NO_PAD.encode(&c.n)),
+            e: Some(URL_SAFE_NO_PAD.encode(&c.e)),
+            ..Default::default()
+        };
+        let (_, ec) = key();
+        let jwks = Jwks {
+            keys: vec![ec.keys[0].clone(), rsa],
+        };
+        let sign_rs = |kid: &str, claims: &Value| {
+            let h = URL_SAFE_NO_PAD.encode(json!({"alg": "RS256", "kid": kid}).to_string());
+            let p = URL_SAFE_NO_PAD.encode(claims.to_string());
+            let mut sig = vec![0u8; k.public_modulus_len()];
+            k.sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                format!("{h}.{p}").as_bytes(),
+                &mut sig,
+            )
+            .unwrap();
+            format!("{h}.{p}.{}", URL_SAFE_NO_PAD.encode(sig))
+        };
+        assert_eq!(
+            verify_id_token(&sign_rs("r1", &claims()), &jwks, &WANT).unwrap()["sub"],
+            "s1"
+        );
+        // Naming the EC key with an RSA signature, or an unknown key: refused.
+        assert!(verify_id_token(&sign_rs("k1", &claims()), &jwks, &WANT).is_err());
+        assert!(verify_id_token(&sign_rs("nope", &claims()), &jwks, &WANT)
+            .unwrap_err()
+            .contains("no key"));
+        let mut other = claims();
+        other["aud"] = json!("someone-else");
+        assert!(verify_id_token(&sign_rs("r1", &other), &jwks, &WANT)
+            .unwrap_err()
+            .contains("client"));
+    }
+
+    #[test]
+    fn the_token_endpoint_auth_follows_discovery() {
+        let d = |m: &[&str]| Discovery {
+            issuer: String::new(),
+            authorization_endpoint: String::new(),
+            token_endpoint: String::new(),
+            jwks_uri: String::new(),
+            token_endpoint_auth_methods_supported: m.iter().map(|x| x.to_string()).collect(),
+        };
+        assert!(!d(&[]).uses_post());
+        assert!(!d(&["client_secret_basic", "client_secret_post"]).uses_post());
+        assert!(d(&["client_secret_post"]).uses_post());
+    }
+
+    #[test]
     fn issuers_must_be_https_or_loopback() {
         assert!(issuer_allowed("https://idp.example"));
         assert!(issuer_allowed("http://127.0.0.1:9000"));
