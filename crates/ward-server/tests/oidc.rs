@@ -492,6 +492,19 @@ async fn the_api_checks_permissions_tenants_issuers_and_hides_the_secret() {
         .api(Method::DELETE, "/api/v1/identity-sources/corp", &owner, None)
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
+    // Each change is in the audit trail, under its action name; never the secret.
+    let trail = server.audit(&owner, "action=idp.create").await;
+    assert!(
+        trail
+            .iter()
+            .any(|e| e["result"] == "ok" && e["target"] == "identity-source:corp"),
+        "{trail:?}"
+    );
+    assert!(trail.iter().any(|e| e["result"] == "denied"), "{trail:?}");
+    assert!(!format!("{trail:?}").contains(SECRET));
+    // The auditor's refused delete and the owner's (beta's attempt is in beta's trail).
+    assert_eq!(server.audit(&owner, "action=idp.delete").await.len(), 2);
+    assert_eq!(server.audit(&beta, "action=idp.delete").await.len(), 1);
     let (_, list) = server.api(Method::GET, "/api/v1/identity-sources", &owner, None).await;
     assert_eq!(list, json!([]));
 }
