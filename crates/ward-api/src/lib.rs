@@ -908,3 +908,57 @@ pub struct SnapshotQuery {
     /// Wait (up to about 25 s) for a snapshot newer than this version.
     pub after: Option<i64>,
 }
+
+/// An OpenID Connect identity source of the tenant: end users sign in to
+/// the portal with it. Its client secret is never shown.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct IdentitySource {
+    /// `idp_...`
+    pub id: String,
+    pub name: String,
+    /// `oidc`.
+    pub kind: String,
+    /// The issuer URL, exactly as the provider names itself.
+    pub issuer: String,
+    pub client_id: String,
+    /// Space-separated scopes asked for.
+    pub scopes: String,
+    /// The claim the user name is taken from (`sub` when it is absent).
+    pub username_claim: String,
+    /// The claim listing the user's groups.
+    pub groups_claim: String,
+    /// Where the provider must send browsers back (register it there).
+    pub redirect_uri: String,
+    pub created_at: String,
+}
+
+/// A new OpenID Connect identity source (`POST /api/v1/identity-sources`).
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIdentitySource {
+    pub name: String,
+    /// The issuer URL; its discovery document must name exactly this issuer.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Default `openid profile email`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<String>,
+    /// Default `preferred_username`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_claim: Option<String>,
+    /// Default `groups`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_claim: Option<String>,
+}
+
+impl std::fmt::Debug for CreateIdentitySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateIdentitySource")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .finish_non_exhaustive()
+    }
+}

@@ -429,6 +429,25 @@ impl Client {
         self.empty(Method::DELETE, &["groups", name], None::<&()>).await
     }
 
+    /// `GET /identity-sources`.
+    pub async fn list_identity_sources(&self) -> Result<Vec<ward_api::IdentitySource>> {
+        self.call(Method::GET, &["identity-sources"], &[], None::<&()>).await
+    }
+
+    /// `POST /identity-sources`.
+    pub async fn create_identity_source(
+        &self,
+        req: &ward_api::CreateIdentitySource,
+    ) -> Result<ward_api::IdentitySource> {
+        self.call(Method::POST, &["identity-sources"], &[], Some(req)).await
+    }
+
+    /// `DELETE /identity-sources/{name}`.
+    pub async fn delete_identity_source(&self, name: &str) -> Result<()> {
+        self.empty(Method::DELETE, &["identity-sources", name], None::<&()>)
+            .await
+    }
+
     /// `POST /groups/{name}/members`.
     pub async fn add_group_member(&self, group: &str, user: &str) -> Result<Group> {
         let req = GroupMember { user: user.to_owned() };

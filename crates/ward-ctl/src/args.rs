@@ -86,6 +86,9 @@ pub enum CtlCommand {
     /// Manage groups of end users.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Manage identity sources (OpenID Connect providers end users sign in with).
+    #[command(subcommand)]
+    Idp(IdpCommand),
     /// Manage applications (what users reach).
     #[command(subcommand)]
     App(AppCommand),
@@ -258,6 +261,38 @@ pub enum GroupCommand {
     AddMember { group: String, user: String },
     /// Remove a user from a group.
     RemoveMember { group: String, user: String },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum IdpCommand {
+    /// List the tenant's identity sources (their secrets are never shown).
+    List,
+    /// Add an OpenID Connect provider end users sign in to the portal with.
+    ///
+    /// Register the redirect URI it prints at the provider. Standard input
+    /// holds the client secret on one line.
+    Create {
+        name: String,
+        /// The issuer URL, exactly as the provider's discovery document names it.
+        #[arg(long)]
+        oidc_issuer: String,
+        #[arg(long)]
+        client_id: String,
+        /// Read the client secret as one line from standard input.
+        #[arg(long)]
+        client_secret_stdin: bool,
+        /// The claim listing the user's groups (default `groups`).
+        #[arg(long)]
+        groups_claim: Option<String>,
+        /// The claim the user name is taken from (default `preferred_username`).
+        #[arg(long)]
+        username_claim: Option<String>,
+        /// Space-separated scopes (default `openid profile email`).
+        #[arg(long)]
+        scopes: Option<String>,
+    },
+    /// Delete an identity source (its users and groups stay, unlinked).
+    Delete { name: String },
 }
 
 #[derive(Debug, Clone, Subcommand)]

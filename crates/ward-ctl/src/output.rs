@@ -150,6 +150,29 @@ impl Tabular for Account {
     }
 }
 
+impl Tabular for ward_api::IdentitySource {
+    const HEADERS: &'static [&'static str] = &[
+        "NAME",
+        "KIND",
+        "ISSUER",
+        "CLIENT ID",
+        "USERNAME CLAIM",
+        "GROUPS CLAIM",
+        "REDIRECT URI",
+    ];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            self.kind.clone(),
+            self.issuer.clone(),
+            self.client_id.clone(),
+            self.username_claim.clone(),
+            self.groups_claim.clone(),
+            self.redirect_uri.clone(),
+        ]
+    }
+}
+
 fn on_off(on: bool) -> String {
     if on { "on" } else { "off" }.to_owned()
 }

@@ -933,3 +933,37 @@ async fn user_passwords_are_set_cleared_and_unlocked() {
         r.stdout
     );
 }
+
+// ---- identity sources -------------------------------------------------------
+
+#[test]
+fn parses_idp_commands() {
+    let CtlCommand::Idp(IdpCommand::Create {
+        name,
+        oidc_issuer,
+        client_id,
+        client_secret_stdin,
+        groups_claim,
+        username_claim,
+        scopes,
+    }) = parse(
+        "idp create corp --oidc-issuer https://idp.example --client-id ward --client-secret-stdin --groups-claim roles",
+    )
+    .command
+    else {
+        panic!("not idp create")
+    };
+    assert_eq!(
+        (name.as_str(), oidc_issuer.as_str(), client_id.as_str()),
+        ("corp", "https://idp.example", "ward")
+    );
+    assert!(client_secret_stdin);
+    assert_eq!(groups_claim.as_deref(), Some("roles"));
+    assert_eq!((username_claim, scopes), (None, None));
+    assert!(matches!(parse("idp list").command, CtlCommand::Idp(IdpCommand::List)));
+    assert!(matches!(
+        parse("idp delete corp").command,
+        CtlCommand::Idp(IdpCommand::Delete { name }) if name == "corp"
+    ));
+    parse_err("idp create corp --client-id ward --client-secret-stdin");
+}

@@ -237,6 +237,9 @@ async fn background_jobs(store: Store, metrics: Arc<Metrics>) {
         if let Err(e) = store.delete_old_enroll_requests(now).await {
             tracing::warn!(error = %e, "cannot remove old enrolment requests");
         }
+        if let Err(e) = store.delete_expired_oidc_logins(now).await {
+            tracing::warn!(error = %e, "cannot remove unfinished OIDC sign-ins");
+        }
     }
 }
 

@@ -32,10 +32,12 @@ pub struct UserRow {
     /// Locked out of signing in until then (it may lie in the past).
     pub locked_until: Option<i64>,
     pub last_login_at: Option<i64>,
+    /// The identity source the user came from (`idp_...`); None for a local user.
+    pub source_id: Option<String>,
 }
 
 impl UserRow {
-    fn from_row(row: &AnyRow) -> Result<Self> {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
         let disabled: i64 = get(row, "disabled")?;
         let has_password: i64 = get(row, "has_password")?;
         Ok(UserRow {
@@ -48,6 +50,7 @@ impl UserRow {
             failed_logins: get(row, "failed_logins")?,
             locked_until: get(row, "locked_until")?,
             last_login_at: get(row, "last_login_at")?,
+            source_id: get(row, "source_id")?,
         })
     }
 }
@@ -143,9 +146,9 @@ impl RuleRow {
     }
 }
 
-const USER_COLUMNS: &str = "id, tenant_id, name, disabled, created_at, \
+pub(crate) const USER_COLUMNS: &str = "id, tenant_id, name, disabled, created_at, \
      CAST(CASE WHEN password_hash IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_password, failed_logins, locked_until, \
-     last_login_at";
+     last_login_at, source_id";
 const GROUP_COLUMNS: &str = "id, tenant_id, name, created_at";
 const APP_COLUMNS: &str = "id, tenant_id, name, addresses, ports, protocol, tags, created_at";
 const RULE_COLUMNS: &str = "id, tenant_id, priority, action, app_ids, tags, user_ids, group_ids, require_compliant, \
@@ -199,6 +202,7 @@ impl Store {
             failed_logins: 0,
             locked_until: None,
             last_login_at: None,
+            source_id: None,
         })
     }
 

@@ -6,7 +6,9 @@
 
 use ward_core::{Role, TenantState};
 use ward_store::testing::TestStore;
-use ward_store::{AuditFilter, NewAccount, NewApiKey, NewAuditEvent, PageRequest, Store, StoreError};
+use ward_store::{
+    AuditFilter, NewAccount, NewApiKey, NewAuditEvent, NewIdentitySource, OidcLoginRow, PageRequest, Store, StoreError,
+};
 
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -47,6 +49,7 @@ on_both_backends!(
     enrolment_requests_are_decided_once_and_collected_once,
     totp_factors_enrol_once_accept_each_step_once_and_stay_in_their_tenant,
     user_passwords_are_set_cleared_counted_and_stay_in_their_tenant,
+    identity_sources_link_users_and_groups_and_logins_are_taken_once,
 );
 
 const NOW: i64 = 1_795_000_000_000;
@@ -1078,4 +1081,119 @@ async fn enrolment_requests_are_decided_once_and_collected_once(s: &Store) {
     assert!(s.delete_user_session("sess-1").await.unwrap());
     assert_eq!(s.delete_user_sessions(&t.id, &alice.id).await.unwrap(), 1);
     assert!(s.user_session("sess-2", NOW).await.unwrap().is_none());
+}
+
+/// Identity sources: unique per tenant, scoped; a linked user is found by
+/// (source, subject) only; group sync joins named groups, leaves only the
+/// source's own; a sign-in in progress is taken once and not after expiry.
+async fn identity_sources_link_users_and_groups_and_logins_are_taken_once(s: &Store) {
+    let a = s.create_tenant("a", "r", "admin", "h", None, NOW).await.unwrap();
+    let b = s.create_tenant("b", "r", "admin", "h", None, NOW).await.unwrap();
+    let new = NewIdentitySource {
+        name: "corp".into(),
+        issuer: "https://idp.example".into(),
+        client_id: "ward".into(),
+        sealed_client_secret: "sealed".into(),
+        scopes: "openid profile email".into(),
+        username_claim: "preferred_username".into(),
+        groups_claim: "roles".into(),
+    };
+    let src = s
+        .create_identity_source(&ward_store::new_id("idp"), &a.id, &new, NOW)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_identity_source(&ward_store::new_id("idp"), &a.id, &new, NOW)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // The same name in another tenant is another source.
+    s.create_identity_source(&ward_store::new_id("idp"), &b.id, &new, NOW)
+        .await
+        .unwrap();
+    assert_eq!(s.identity_sources(&a.id).await.unwrap(), vec![src.clone()]);
+    assert_eq!(
+        s.identity_source_by_name(&a.id, "corp").await.unwrap(),
+        Some(src.clone())
+    );
+    assert_eq!(s.identity_source_by_id(&src.id).await.unwrap(), Some(src.clone()));
+    assert!(!s.delete_identity_source(&b.id, &src.id).await.unwrap());
+
+    let local = s.create_user(&a.id, "bob", NOW).await.unwrap();
+    assert_eq!(local.source_id, None);
+    assert!(matches!(
+        s.create_linked_user(&a.id, "bob", &src.id, "sub-bob", NOW).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let alice = s
+        .create_linked_user(&a.id, "alice", &src.id, "sub-1", NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.user_by_subject(&a.id, &src.id, "sub-1").await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(s.user_by_subject(&b.id, &src.id, "sub-1").await.unwrap(), None);
+    assert_eq!(s.user_by_subject(&a.id, &src.id, "sub-2").await.unwrap(), None);
+    assert_eq!(
+        s.user_by_name(&a.id, "alice").await.unwrap().unwrap().source_id,
+        Some(src.id.clone())
+    );
+
+    // A group made by hand is joined, never left; the source's own are left.
+    let admins = s.create_group(&a.id, "admins", NOW).await.unwrap();
+    let epoch = s.policy_epoch().await.unwrap();
+    let names = |l: &[&str]| l.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert!(s
+        .sync_source_groups(&a.id, &src.id, &alice.id, &names(&["admins", "eng"]), NOW)
+        .await
+        .unwrap());
+    assert!(s.policy_epoch().await.unwrap() > epoch);
+    let groups_of = |m: Vec<(String, String)>, gs: Vec<ward_store::GroupRow>| {
+        let mut v: Vec<String> = m
+            .into_iter()
+            .filter(|(_, u)| *u == alice.id)
+            .filter_map(|(g, _)| gs.iter().find(|x| x.id == g).map(|x| x.name.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    let m = s.all_memberships(&a.id).await.unwrap();
+    assert_eq!(groups_of(m, s.all_groups(&a.id).await.unwrap()), ["admins", "eng"]);
+    assert!(!s
+        .sync_source_groups(&a.id, &src.id, &alice.id, &names(&["admins", "eng"]), NOW)
+        .await
+        .unwrap());
+    assert!(s
+        .sync_source_groups(&a.id, &src.id, &alice.id, &names(&["ops"]), NOW)
+        .await
+        .unwrap());
+    let m = s.all_memberships(&a.id).await.unwrap();
+    assert_eq!(groups_of(m, s.all_groups(&a.id).await.unwrap()), ["admins", "ops"]);
+    let _ = admins;
+
+    // Sign-ins in progress: once, and not after they expire.
+    let login = OidcLoginRow {
+        id: "statehash".into(),
+        source_id: src.id.clone(),
+        nonce: "n".into(),
+        sealed_verifier: "v".into(),
+        next: "/portal".into(),
+        created_at: NOW,
+        expires_at: NOW + 600_000,
+    };
+    s.create_oidc_login(&login).await.unwrap();
+    assert_eq!(
+        s.take_oidc_login("statehash", NOW + 1).await.unwrap(),
+        Some(login.clone())
+    );
+    assert_eq!(s.take_oidc_login("statehash", NOW + 1).await.unwrap(), None);
+    s.create_oidc_login(&login).await.unwrap();
+    assert_eq!(s.take_oidc_login("statehash", NOW + 600_000).await.unwrap(), None);
+    assert_eq!(s.take_oidc_login("statehash", NOW).await.unwrap(), None);
+
+    // Deleting the source keeps its users and groups, unlinked.
+    assert!(s.delete_identity_source(&a.id, &src.id).await.unwrap());
+    assert_eq!(s.user_by_name(&a.id, "alice").await.unwrap().unwrap().source_id, None);
+    assert!(s.group_by_name(&a.id, "ops").await.unwrap().is_some());
 }

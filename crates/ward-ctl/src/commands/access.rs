@@ -5,7 +5,7 @@ use ward_api::{CreateApplication, CreateGroup, CreateRule, CreateUser, RuleTest,
 
 use super::account::message;
 use super::Ctx;
-use crate::args::{AppCommand, GroupCommand, RuleCommand, UserCommand};
+use crate::args::{AppCommand, GroupCommand, IdpCommand, RuleCommand, UserCommand};
 use crate::input::read_secret;
 use crate::output;
 
@@ -86,6 +86,45 @@ pub(super) async fn group(ctx: &mut Ctx<'_>, cmd: GroupCommand) -> Result<()> {
         GroupCommand::RemoveMember { group, user } => {
             client.remove_group_member(&group, &user).await?;
             message(ctx, &format!("User {user} removed from group {group}."))
+        }
+    }
+}
+
+pub(super) async fn idp(ctx: &mut Ctx<'_>, cmd: IdpCommand) -> Result<()> {
+    let client = ctx.client()?;
+    match cmd {
+        IdpCommand::List => {
+            let items = client.list_identity_sources().await?;
+            output::list(ctx.out, ctx.output, &items)
+        }
+        IdpCommand::Create {
+            name,
+            oidc_issuer,
+            client_id,
+            client_secret_stdin,
+            groups_claim,
+            username_claim,
+            scopes,
+        } => {
+            if !client_secret_stdin {
+                bail!("pass the client secret on standard input with --client-secret-stdin");
+            }
+            let client_secret = read_secret(ctx.stdin, "client secret")?;
+            let req = ward_api::CreateIdentitySource {
+                name,
+                issuer: oidc_issuer,
+                client_id,
+                client_secret,
+                scopes,
+                username_claim,
+                groups_claim,
+            };
+            let v = client.create_identity_source(&req).await?;
+            output::show(ctx.out, ctx.output, &v)
+        }
+        IdpCommand::Delete { name } => {
+            client.delete_identity_source(&name).await?;
+            message(ctx, &format!("Identity source {name} deleted."))
         }
     }
 }

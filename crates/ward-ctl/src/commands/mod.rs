@@ -89,6 +89,7 @@ pub(crate) async fn execute(
         CtlCommand::Audit(c) => audit::run(&mut ctx, c).await,
         CtlCommand::User(c) => access::user(&mut ctx, c).await,
         CtlCommand::Group(c) => access::group(&mut ctx, c).await,
+        CtlCommand::Idp(c) => access::idp(&mut ctx, c).await,
         CtlCommand::App(c) => access::app(&mut ctx, c).await,
         CtlCommand::Rule(c) => access::rule(&mut ctx, c).await,
         CtlCommand::Enroll(c) => devices::enroll(&mut ctx, c).await,

@@ -11,6 +11,7 @@ pub(crate) mod auth;
 pub mod devices;
 pub(crate) mod enroll_requests;
 pub mod gateways;
+pub(crate) mod identity_sources;
 mod lockouts;
 pub(crate) mod mfa;
 pub(crate) mod policy;
@@ -41,6 +42,7 @@ use crate::state::AppState;
                 (name = "policy", description = "Applications and access rules"),
                 (name = "devices", description = "Devices, enrolment, posture"),
         (name = "gateways", description = "Gateways, policy snapshots and access records"),
+        (name = "identity-sources", description = "OpenID Connect providers end users sign in to the portal with"),
     )
 )]
 struct ApiDoc;
@@ -109,6 +111,8 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(gateways::get_snapshot))
         .routes(routes!(gateways::ship_records))
         .routes(routes!(gateways::list_records))
+        .routes(routes!(identity_sources::list, identity_sources::create))
+        .routes(routes!(identity_sources::delete))
         .split_for_parts()
 }
 
@@ -192,6 +196,9 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         ("GET", "/api/v1/gateway/snapshot") => "gateway.snapshot",
         ("POST", "/api/v1/gateway/records") => "gateway.records",
         ("GET", "/api/v1/access-records") => "access.list",
+        ("GET", "/api/v1/identity-sources") => "idp.list",
+        ("POST", "/api/v1/identity-sources") => "idp.create",
+        ("DELETE", "/api/v1/identity-sources/{name}") => "idp.delete",
         _ => return None,
     })
 }

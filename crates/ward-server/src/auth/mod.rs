@@ -5,6 +5,7 @@
 pub mod lockout;
 pub mod login;
 pub mod mfa;
+pub mod oidc;
 pub mod password;
 pub mod principal;
 pub mod token;

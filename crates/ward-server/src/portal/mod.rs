@@ -33,9 +33,11 @@ use crate::ctx::Anonymous;
 use crate::error::ApiError;
 use crate::state::{now_ms, AppState};
 
+mod oidc;
+
 const TOKEN_PREFIX: &str = "wu_";
 
-fn https(state: &AppState) -> bool {
+pub(crate) fn https(state: &AppState) -> bool {
     state.config.url().starts_with("https://")
 }
 
@@ -60,6 +62,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/portal", get(home))
         .route("/portal/login", get(login_form).post(login_submit))
         .route("/portal/logout", post(logout))
+        .route("/portal/oidc/{id}/start", get(oidc::start))
+        .route("/portal/oidc/callback", get(oidc::callback))
         .route("/portal/activate", get(activate_form).post(activate_submit))
         .route("/portal/devices/{id}/remove", post(remove_device))
         .route("/portal/devices/{id}/rename", post(rename_device))
@@ -126,7 +130,7 @@ impl FromRequestParts<AppState> for Portal {
 }
 
 /// A portal page: the console's style, the portal's own navigation.
-fn page(title: &str, who: Option<&Portal>, body: Markup) -> Response {
+pub(crate) fn page(title: &str, who: Option<&Portal>, body: Markup) -> Response {
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
@@ -160,7 +164,7 @@ fn page(title: &str, who: Option<&Portal>, body: Markup) -> Response {
     layout::html_response(StatusCode::OK, markup)
 }
 
-fn with_status(mut r: Response, status: StatusCode) -> Response {
+pub(crate) fn with_status(mut r: Response, status: StatusCode) -> Response {
     *r.status_mut() = status;
     r
 }
@@ -189,13 +193,26 @@ async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next) -> 
 #[derive(Debug, Default, Deserialize)]
 pub struct NextQuery {
     next: Option<String>,
+    /// The organisation whose identity sources the page offers.
+    tenant: Option<String>,
 }
 
 async fn login_form(State(state): State<AppState>, Query(q): Query<NextQuery>) -> Response {
-    login_page(&state, q.next.as_deref(), None, StatusCode::OK)
+    let sources = match q.tenant.as_deref().filter(|t| !t.is_empty() && t.len() <= 64) {
+        Some(t) => oidc::sources_of(&state, t).await,
+        None => Vec::new(),
+    };
+    login_page_with(
+        &state,
+        q.next.as_deref(),
+        q.tenant.as_deref(),
+        &sources,
+        None,
+        StatusCode::OK,
+    )
 }
 
-fn portal_next(next: Option<&str>) -> &str {
+pub(crate) fn portal_next(next: Option<&str>) -> &str {
     let n = layout::safe_next(next);
     if n == "/portal" || n.starts_with("/portal/") || n.starts_with("/portal?") {
         n
@@ -205,15 +222,42 @@ fn portal_next(next: Option<&str>) -> &str {
 }
 
 fn login_page(state: &AppState, next: Option<&str>, error: Option<&str>, status: StatusCode) -> Response {
+    login_page_with(state, next, None, &[], error, status)
+}
+
+/// The sign-in page: a "Sign in with ..." link per identity source of the
+/// organisation named (`?tenant=`), and the password form.
+fn login_page_with(
+    state: &AppState,
+    next: Option<&str>,
+    tenant: Option<&str>,
+    sources: &[(String, String)],
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
     let tok = session::new_login_token();
+    let next = portal_next(next);
     let body = html! {
         div.signin.card {
             (notice(error, true))
+            @if !sources.is_empty() {
+                @for (id, name) in sources {
+                    p { a.button href=(format!("/portal/oidc/{id}/start?{}", serde_urlencoded::to_string([("next", next)]).unwrap_or_default())) { "Sign in with " (name) } }
+                }
+                p.muted { "Or with a password:" }
+            } @else {
+                form.inline method="get" action="/portal/login" {
+                    input type="hidden" name="next" value=(next);
+                    label { "Organisation with its own sign-in" input name="tenant" autocomplete="organization" value=(tenant.unwrap_or("")); }
+                    " "
+                    button.secondary type="submit" { "Continue" }
+                }
+            }
             p.muted { "Sign in with the account your organisation gave you." }
             form method="post" action="/portal/login" {
                 input type="hidden" name="csrf" value=(tok);
-                input type="hidden" name="next" value=(portal_next(next));
-                label { "Organisation (tenant)" input name="tenant" required autocomplete="organization" value="default"; }
+                input type="hidden" name="next" value=(next);
+                label { "Organisation (tenant)" input name="tenant" required autocomplete="organization" value=(tenant.unwrap_or("default")); }
                 label { "User name" input name="username" required autocomplete="username" autofocus; }
                 label { "Password" input name="password" type="password" required autocomplete="current-password"; }
                 button type="submit" { "Sign in" }
@@ -241,6 +285,13 @@ async fn login_submit(State(state): State<AppState>, anon: Anonymous, Form(f): F
         Ok(ok) => ok,
         Err(e) => return login_page(&state, f.next.as_deref(), Some(&e.message), e.status()),
     };
+    start_session(&state, &tenant, &user, portal_next(f.next.as_deref())).await
+}
+
+/// Signs `user` in: a new portal session (a cookie planted before is not
+/// carried over), and a redirect to `next`, a portal path. Password and
+/// OpenID Connect sign-ins both end here.
+pub(crate) async fn start_session(state: &AppState, tenant: &TenantRow, user: &UserRow, next: &str) -> Response {
     let tok = format!(
         "{TOKEN_PREFIX}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token::new_api_key_secret())
@@ -255,12 +306,11 @@ async fn login_submit(State(state): State<AppState>, anon: Anonymous, Form(f): F
         let e = ApiError::from(e);
         return layout::error_page(e.status(), &e.message);
     }
-    // A new session at every sign-in: a cookie planted before is not carried over.
-    let mut r = Redirect::to(portal_next(f.next.as_deref())).into_response();
+    let mut r = Redirect::to(portal_next(Some(next))).into_response();
     r.headers_mut()
-        .append(header::SET_COOKIE, set_cookie(session_cookie(&state), &tok, ttl / 1000));
+        .append(header::SET_COOKIE, set_cookie(session_cookie(state), &tok, ttl / 1000));
     r.headers_mut()
-        .append(header::SET_COOKIE, set_cookie(signin_cookie(&state), "", 0));
+        .append(header::SET_COOKIE, set_cookie(signin_cookie(state), "", 0));
     r
 }
 
