@@ -352,3 +352,35 @@ async fn portal_and_console_sessions_stay_apart() {
     b.cookies.insert("ward_portal".into(), old);
     assert_eq!(b.get("/portal").await.status, StatusCode::SEE_OTHER);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_codes_locks_the_address_out_like_guessing_passwords() {
+    let server = Server::start_with(|c| {
+        c.login.address_lock_after = 3;
+        c.login.slow_after = 100;
+    })
+    .await;
+    set_up(&server).await;
+    let (_, req) = anon(&server, "/api/v1/enroll/requests", json!({"name": "laptop"})).await;
+    let user_code = req["user_code"].as_str().unwrap().to_owned();
+    let mut b = Browser::new(&server);
+    portal_sign_in(&mut b, "alice", "alice-password").await;
+    for guess in ["BCDF-GHJK", "BCDF-GHJL", "BCDF-GHJM"] {
+        if guess == user_code {
+            continue;
+        }
+        let page = b.get(&format!("/portal/activate?code={guess}")).await;
+        assert!(page.body.contains("No device is waiting"), "{}", page.body);
+    }
+    // Now even the right code is not looked up from this address.
+    let page = b.get(&format!("/portal/activate?code={user_code}")).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.body);
+    assert!(!page.body.contains("laptop"));
+    let (_, st) = anon(
+        &server,
+        "/api/v1/enroll/requests/poll",
+        json!({"request": req["request"]}),
+    )
+    .await;
+    assert_eq!(st["state"], "pending");
+}

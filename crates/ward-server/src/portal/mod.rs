@@ -507,8 +507,46 @@ pub struct CodeQuery {
     code: Option<String>,
 }
 
-async fn activate_form(p: Portal, Query(q): Query<CodeQuery>) -> Response {
-    activate_page(&p, q.code.as_deref(), None, false, StatusCode::OK).await
+async fn activate_form(p: Portal, anon: Anonymous, Query(q): Query<CodeQuery>) -> Response {
+    let code = q.code.as_deref().filter(|c| !c.trim().is_empty());
+    if let Some(code) = code {
+        if let Err(refused) = guard_code(&p, &anon, code).await {
+            return refused;
+        }
+    }
+    activate_page(&p, code, None, false, StatusCode::OK).await
+}
+
+/// Codes are guessed like passwords: a code that names no waiting request
+/// counts as a failed sign-in from the address (slow-down, then the
+/// address's lock-out, shared with sign-ins), and a locked address may
+/// look up no code at all.
+async fn guard_code(p: &Portal, anon: &Anonymous, code: &str) -> Result<(), Response> {
+    let ip = anon.peer.to_string();
+    let now = now_ms();
+    if let Err(e) = crate::auth::lockout::check_address(&p.state, &p.tenant.id, &ip, &anon.audit, now).await {
+        return Err(activate_page(p, None, Some(&e.message), true, e.status()).await);
+    }
+    match enroll_requests::pending(&p.state, code).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => {
+            let counted = crate::auth::lockout::refuse(
+                &p.state,
+                &p.tenant.id,
+                &ip,
+                None,
+                "no enrolment request has that code",
+                &anon.audit,
+                now,
+            )
+            .await;
+            match counted {
+                Ok(()) => Ok(()),
+                Err(e) => Err(layout::error_page(e.status(), &e.message)),
+            }
+        }
+        Err(e) => Err(layout::error_page(e.status(), &e.message)),
+    }
 }
 
 async fn activate_page(
@@ -575,7 +613,10 @@ pub struct DecisionForm {
     decision: String,
 }
 
-async fn activate_submit(p: Portal, Form(f): Form<DecisionForm>) -> Response {
+async fn activate_submit(p: Portal, anon: Anonymous, Form(f): Form<DecisionForm>) -> Response {
+    if let Err(refused) = guard_code(&p, &anon, &f.code).await {
+        return refused;
+    }
     let request = match enroll_requests::pending(&p.state, &f.code).await {
         Ok(Some(r)) => r,
         Ok(None) => return activate_page(&p, Some(&f.code), None, false, StatusCode::NOT_FOUND).await,

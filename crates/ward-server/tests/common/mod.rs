@@ -27,6 +27,11 @@ pub struct Server {
 
 impl Server {
     pub async fn start() -> Server {
+        Server::start_with(|_| {}).await
+    }
+
+    /// A server whose configuration `tweak` adjusts first.
+    pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> Server {
         let store = TestStore::sqlite().await;
         let data = tempfile::tempdir().unwrap();
         let args = ServerArgs {
@@ -37,6 +42,7 @@ impl Server {
         };
         let mut c = ServerConfig::load(&args).unwrap();
         c.bootstrap_password = Some(Secret::new(PW));
+        tweak(&mut c);
         let running = ward_server::start(c).await.unwrap();
         let url = running.url.clone();
         Server {
