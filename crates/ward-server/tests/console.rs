@@ -238,6 +238,7 @@ async fn an_auditor_reads_every_page_but_changes_nothing() {
         "/rules",
         "/records",
         "/audit",
+        "/identity-sources",
         "/accounts",
         "/apikeys",
     ] {
@@ -247,6 +248,7 @@ async fn an_auditor_reads_every_page_but_changes_nothing() {
             "Create user",
             "Create application",
             "Create rule",
+            "Add provider",
             "Revoke",
             "Delete",
             "Disable",
@@ -825,4 +827,43 @@ async fn accounts_and_api_keys_are_managed_in_the_console() {
     assert_eq!(page.location(), Some("/accounts?done=account-deleted"), "{}", page.body);
     let (s, _) = server.api(Method::GET, "/api/v1/whoami", &ops, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_source_whose_issuer_does_not_answer_is_refused() {
+    let server = Server::start().await;
+    let mut b = Browser::new(&server);
+    b.sign_in("default", "admin", PW).await;
+    let page = b.get("/identity-sources").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("/portal/login?tenant=default"), "{}", page.body);
+    let csrf = page.csrf();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let issuer = format!("http://127.0.0.1:{closed}");
+    for issuer in [issuer.as_str(), "http://id.example.com"] {
+        let refused = b
+            .post(
+                "/identity-sources",
+                &[
+                    ("csrf", &csrf),
+                    ("name", "corp"),
+                    ("issuer", issuer),
+                    ("client_id", "ward"),
+                    ("client_secret", "s3cret-value"),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{issuer}: {}", refused.body);
+        assert!(refused.body.contains("role=\"alert\""));
+        assert!(!refused.body.contains("s3cret-value"), "the secret is not echoed");
+    }
+    assert!(b
+        .get("/identity-sources")
+        .await
+        .body
+        .contains("None: end users sign in with passwords."));
 }

@@ -22,6 +22,7 @@ pub const SECTIONS: &[(&str, &str)] = &[
     ("/rules", "Rules"),
     ("/records", "Access records"),
     ("/audit", "Audit trail"),
+    ("/identity-sources", "Identity sources"),
     ("/accounts", "Accounts"),
     ("/apikeys", "API keys"),
 ];

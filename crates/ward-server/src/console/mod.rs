@@ -51,6 +51,11 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/accounts/{name}/unlock", post(pages::unlock_account))
         .route("/apikeys", get(pages::apikeys).post(pages::create_apikey))
         .route("/apikeys/{id}/revoke", post(pages::revoke_apikey))
+        .route(
+            "/identity-sources",
+            get(pages::identity_sources).post(pages::create_identity_source),
+        )
+        .route("/identity-sources/{name}/delete", post(pages::delete_identity_source))
         .route("/account", get(pages::account))
         .route("/account/mfa", post(pages::account_mfa_start))
         .route("/account/mfa/confirm", post(pages::account_mfa_confirm))
@@ -107,6 +112,8 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         "/accounts/{name}/unlock" => "account.unlock",
         "/apikeys" => "apikey.create",
         "/apikeys/{id}/revoke" => "apikey.revoke",
+        "/identity-sources" => "idp.create",
+        "/identity-sources/{name}/delete" => "idp.delete",
         "/devices/{id}/revoke" => "device.revoke",
         "/apps" => "app.create",
         "/apps/{name}/delete" => "app.delete",

@@ -124,6 +124,8 @@ fn done_message(done: Option<&str>) -> Option<&'static str> {
         "account-deleted" => "Account deleted; its sessions and keys ended with it.",
         "account-unlocked" => "Account unlocked.",
         "apikey-revoked" => "API key revoked.",
+        "idp" => "Identity source added.",
+        "idp-deleted" => "Identity source deleted; its users and groups stay, unlinked.",
         _ => return None,
     })
 }
@@ -1371,5 +1373,107 @@ pub async fn account_mfa_confirm(c: Console, Form(f): Form<CodeForm>) -> Respons
             AccountExtra::RecoveryCodes(codes.0.recovery_codes),
         ),
         Err(e) => account_page(&c, Some(&e.message), true, e.status(), AccountExtra::None),
+    }
+}
+
+// ---- identity sources ------------------------------------------------------------
+
+pub async fn identity_sources(c: Console, Query(q): Query<Done>) -> Response {
+    identity_sources_page(&c, done_message(q.done.as_deref()), false, StatusCode::OK).await
+}
+
+async fn identity_sources_page(c: &Console, message: Option<&str>, error: bool, status: StatusCode) -> Response {
+    let items = match api::identity_sources::list(c.ctx.clone()).await {
+        Ok(l) => l.0,
+        Err(e) => return fail(e),
+    };
+    let manage = c.can(Permission::SettingsManage);
+    let portal = format!(
+        "{}/portal/login?tenant={}",
+        c.ctx.state.config.url(),
+        c.ctx.principal.tenant.name
+    );
+    let body = html! {
+        (notice(message, error))
+        p { "End users sign in to the user portal with their password, or through one of these OpenID Connect providers. Their sign-in page: " code { (portal) } }
+        @if manage {
+            section {
+                h2 { "New OpenID Connect provider" }
+                form.grid method="post" action="/identity-sources" {
+                    (csrf_field(&c.csrf))
+                    label { "Name" input name="name" required maxlength="64" placeholder="corp-sso"; }
+                    label { "Issuer URL" input name="issuer" required placeholder="https://id.example.com"; }
+                    label { "Client id" input name="client_id" required autocomplete="off"; }
+                    label { "Client secret" input name="client_secret" type="password" required autocomplete="off"; }
+                    label { "Groups claim" input name="groups_claim" placeholder="groups"; }
+                    label { "User name claim" input name="username_claim" placeholder="preferred_username"; }
+                    button type="submit" { "Add provider" }
+                }
+                p.muted { "Ward checks the provider's discovery document first. Register the redirect URI shown below at the provider." }
+            }
+        }
+        div.scroll {
+            table {
+                thead { tr { th { "Name" } th { "Issuer" } th { "Client id" } th { "Claims (user, groups)" } th { "Redirect URI" } th { "Added" } @if manage { th { "" } } } }
+                tbody {
+                    @for i in &items {
+                        tr {
+                            td { (i.name) br; span.muted { (i.kind) } }
+                            td { (i.issuer) }
+                            td { (i.client_id) }
+                            td { (i.username_claim) ", " (i.groups_claim) }
+                            td { code { (i.redirect_uri) } }
+                            td { (when(&i.created_at)) }
+                            @if manage {
+                                td {
+                                    form.inline method="post" action=(format!("/identity-sources/{}/delete", i.name)) {
+                                        (csrf_field(&c.csrf))
+                                        button.danger type="submit" { "Delete" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    @if items.is_empty() { tr { td colspan="7" .muted { "None: end users sign in with passwords." } } }
+                }
+            }
+        }
+    };
+    c.page_with(status, "Identity sources", "/identity-sources", body)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct IdentitySourceForm {
+    name: String,
+    issuer: String,
+    client_id: String,
+    client_secret: String,
+    #[serde(default)]
+    groups_claim: String,
+    #[serde(default)]
+    username_claim: String,
+}
+
+pub async fn create_identity_source(c: Console, Form(f): Form<IdentitySourceForm>) -> Response {
+    let opt = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    let req = ward_api::CreateIdentitySource {
+        name: f.name.trim().to_owned(),
+        issuer: f.issuer.trim().to_owned(),
+        client_id: f.client_id.trim().to_owned(),
+        client_secret: f.client_secret,
+        scopes: None,
+        username_claim: opt(&f.username_claim),
+        groups_claim: opt(&f.groups_claim),
+    };
+    match api::identity_sources::create(c.ctx.clone(), ApiJson(req)).await {
+        Ok(_) => Redirect::to("/identity-sources?done=idp").into_response(),
+        Err(e) => identity_sources_page(&c, Some(&e.message), true, e.status()).await,
+    }
+}
+
+pub async fn delete_identity_source(c: Console, Path(name): Path<String>) -> Response {
+    match api::identity_sources::delete(c.ctx.clone(), ApiPath(name)).await {
+        Ok(_) => Redirect::to("/identity-sources?done=idp-deleted").into_response(),
+        Err(e) => identity_sources_page(&c, Some(&e.message), true, e.status()).await,
     }
 }
