@@ -282,6 +282,16 @@ pub fn verify_id_token(token: &str, jwks: &Jwks, want: &Expect<'_>) -> Result<Ma
     if !aud_ok {
         return Err("the ID token is for another client".into());
     }
+    // OpenID Connect Core 3.1.3.7: with several audiences the token must
+    // name the party it was issued to (azp), and that must be this client.
+    let several = matches!(claims.get("aud"), Some(Value::Array(a)) if a.len() > 1);
+    match claims.get("azp") {
+        Some(azp) if azp.as_str() != Some(want.client_id) => {
+            return Err("the ID token was issued to another client (azp)".into())
+        }
+        None if several => return Err("the ID token has several audiences and no azp".into()),
+        _ => {}
+    }
     let exp = claims
         .get("exp")
         .and_then(Value::as_i64)
@@ -348,7 +358,7 @@ mod tests {
     }
 
     fn claims() -> Value {
-        json!({"iss": "https://idp.example", "aud": ["ward", "other"], "sub": "s1", "exp": NOW + 300, "iat": NOW, "nonce": "n1", "groups": ["a", "b"]})
+        json!({"iss": "https://idp.example", "aud": ["ward", "other"], "azp": "ward", "sub": "s1", "exp": NOW + 300, "iat": NOW, "nonce": "n1", "groups": ["a", "b"]})
     }
 
     const WANT: Expect<'static> = Expect {
@@ -364,6 +374,11 @@ mod tests {
         let c = verify_id_token(&sign(&k, &claims()), &jwks, &WANT).unwrap();
         assert_eq!(c["sub"], "s1");
         assert_eq!(claim_strings(c.get("groups")), ["a", "b"]);
+        // One audience needs no azp.
+        let mut single = claims();
+        single["aud"] = json!("ward");
+        single.as_object_mut().unwrap().remove("azp");
+        assert!(verify_id_token(&sign(&k, &single), &jwks, &WANT).is_ok());
     }
 
     #[test]
@@ -392,6 +407,8 @@ mod tests {
                 "issuer",
             ),
             (with(&|c| drop(c.insert("aud".into(), json!("other")))), "client"),
+            (with(&|c| drop(c.insert("azp".into(), json!("other")))), "azp"),
+            (with(&|c| drop(c.remove("azp"))), "azp"),
             (with(&|c| drop(c.insert("nonce".into(), json!("n2")))), "nonce"),
             (with(&|c| drop(c.remove("nonce"))), "nonce"),
             (with(&|c| drop(c.insert("exp".into(), json!(NOW - 3600)))), "expired"),
