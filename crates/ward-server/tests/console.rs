@@ -215,15 +215,9 @@ async fn forms_without_the_right_csrf_token_change_nothing() {
 async fn an_auditor_reads_every_page_but_changes_nothing() {
     let server = Server::start().await;
     let owner = server.token("default", "admin", PW).await;
-    let (s, v) = server
-        .api(
-            reqwest::Method::POST,
-            "/api/v1/accounts",
-            &owner,
-            Some(json!({"name": "audra", "role": "auditor", "password": "audra-password"})),
-        )
+    server
+        .create_account(&owner, "audra", "auditor", "audra-password")
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
     let mut b = Browser::new(&server);
     assert_eq!(
         b.sign_in("default", "audra", "audra-password").await.status,
@@ -453,15 +447,9 @@ async fn rules_are_reordered_from_the_api_and_the_console() {
     );
 
     // An auditor may not reorder.
-    let (s, _) = server
-        .api(
-            Method::POST,
-            "/api/v1/accounts",
-            &owner,
-            Some(json!({"name": "audra", "role": "auditor", "password": "audra-password"})),
-        )
+    server
+        .create_account(&owner, "audra", "auditor", "audra-password")
         .await;
-    assert_eq!(s, StatusCode::CREATED);
     let auditor = server.token("default", "audra", "audra-password").await;
     let (s, _) = server
         .api(
@@ -583,15 +571,7 @@ async fn two_step_sign_in_is_set_up_and_used_in_the_console() {
             .unwrap()
             .to_owned()
     };
-    let (s, v) = server
-        .api(
-            Method::POST,
-            "/api/v1/accounts",
-            &owner,
-            Some(json!({"name": "ada", "role": "admin", "password": "ada-password"})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
+    server.create_account(&owner, "ada", "admin", "ada-password").await;
     let (s, v) = server
         .api(
             Method::PUT,
@@ -693,15 +673,9 @@ async fn an_end_users_password_is_set_through_the_users_page() {
     assert!(!everything.contains(secret), "the password reached the trail");
 
     // An auditor cannot set one, even by posting the form.
-    let (s, _) = server
-        .api(
-            reqwest::Method::POST,
-            "/api/v1/accounts",
-            &owner,
-            Some(json!({"name": "audra", "role": "auditor", "password": "audra-password"})),
-        )
+    server
+        .create_account(&owner, "audra", "auditor", "audra-password")
         .await;
-    assert_eq!(s, StatusCode::CREATED);
     let mut a = Browser::new(&server);
     a.sign_in("default", "audra", "audra-password").await;
     let csrf = a.csrf_of("/users").await;

@@ -434,15 +434,9 @@ async fn the_api_checks_permissions_tenants_issuers_and_hides_the_secret() {
     );
 
     // An auditor may list, not create.
-    let (s, v) = server
-        .api(
-            Method::POST,
-            "/api/v1/accounts",
-            &owner,
-            Some(json!({"name": "audra", "role": "auditor", "password": "audra-password"})),
-        )
+    server
+        .create_account(&owner, "audra", "auditor", "audra-password")
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
     let auditor = server.token("default", "audra", "audra-password").await;
     let (s, v) = create_source(&server, &auditor, &issuer, "groups").await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");

@@ -35,9 +35,10 @@ pub struct Who<'a> {
     pub csrf: &'a str,
 }
 
-/// A whole page: `current` is the section's path, for the navigation.
-pub fn page(title: &str, current: &str, who: Option<&Who<'_>>, body: Markup) -> Response {
-    let markup = html! {
+/// The document every console and portal page shares: head, style sheet,
+/// the top bar (the brand linking to `home`, then `header`), and `main`.
+pub fn document(title: &str, home: &str, header: Markup, main: Markup) -> Markup {
+    html! {
         (DOCTYPE)
         html lang="en" {
             head {
@@ -47,35 +48,37 @@ pub fn page(title: &str, current: &str, who: Option<&Who<'_>>, body: Markup) -> 
                 link rel="stylesheet" href="/static/ward.css";
             }
             body {
-                header.top {
-                    a.brand href="/" { "Ward" }
-                    @if let Some(who) = who {
-                        nav {
-                            @for (path, name) in SECTIONS {
-                                @if *path == current {
-                                    a.current href=(path) aria-current="page" { (name) }
-                                } @else {
-                                    a href=(path) { (name) }
-                                }
-                            }
-                        }
-                        div.who {
-                            a href="/account" { (who.account) " · " (who.tenant) " · " (who.role) }
-                            form method="post" action="/logout" {
-                                input type="hidden" name="csrf" value=(who.csrf);
-                                button.link type="submit" { "Sign out" }
-                            }
-                        }
+                header.top { a.brand href=(home) { "Ward" } (header) }
+                main { (main) }
+            }
+        }
+    }
+}
+
+/// A whole page: `current` is the section's path, for the navigation.
+pub fn page(title: &str, current: &str, who: Option<&Who<'_>>, body: Markup) -> Response {
+    let header = html! {
+        @if let Some(who) = who {
+            nav {
+                @for (path, name) in SECTIONS {
+                    @if *path == current {
+                        a.current href=(path) aria-current="page" { (name) }
+                    } @else {
+                        a href=(path) { (name) }
                     }
                 }
-                main {
-                    h1 { (title) }
-                    (body)
+            }
+            div.who {
+                a href="/account" { (who.account) " · " (who.tenant) " · " (who.role) }
+                form method="post" action="/logout" {
+                    (csrf_field(who.csrf))
+                    button.link type="submit" { "Sign out" }
                 }
             }
         }
     };
-    html_response(StatusCode::OK, markup)
+    let main = html! { h1 { (title) } (body) };
+    html_response(StatusCode::OK, document(title, "/", header, main))
 }
 
 pub fn html_response(status: StatusCode, markup: Markup) -> Response {
@@ -92,26 +95,13 @@ pub fn html_response(status: StatusCode, markup: Markup) -> Response {
 
 /// A page that says what went wrong, with the status the API would answer.
 pub fn error_page(status: StatusCode, message: &str) -> Response {
-    let markup = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Ward" }
-                link rel="stylesheet" href="/static/ward.css";
-            }
-            body {
-                header.top { a.brand href="/" { "Ward" } }
-                main {
-                    h1 { (status.canonical_reason().unwrap_or("Error")) }
-                    p.error role="alert" { (message) }
-                    p { a href="/" { "Dashboard" } }
-                }
-            }
-        }
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let main = html! {
+        h1 { (reason) }
+        p.error role="alert" { (message) }
+        p { a href="/" { "Dashboard" } }
     };
-    html_response(status, markup)
+    html_response(status, document(reason, "/", html! {}, main))
 }
 
 /// Where a sign-in may send the browser afterwards: only a path of this

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use base64::Engine;
-use maud::{html, Markup, DOCTYPE};
+use maud::{html, Markup};
 use serde::Deserialize;
 use ward_store::{TenantRow, UserRow};
 
@@ -129,39 +129,25 @@ impl FromRequestParts<AppState> for Portal {
     }
 }
 
-/// A portal page: the console's style, the portal's own navigation.
+/// A portal page: the console's document, the portal's own navigation.
 pub(crate) fn page(title: &str, who: Option<&Portal>, body: Markup) -> Response {
-    let markup = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Ward" }
-                link rel="stylesheet" href="/static/ward.css";
+    let header = html! {
+        @if let Some(p) = who {
+            nav {
+                a href="/portal" { "My applications and devices" }
+                a href="/portal/activate" { "Approve a device" }
             }
-            body {
-                header.top {
-                    a.brand href="/portal" { "Ward" }
-                    @if let Some(p) = who {
-                        nav {
-                            a href="/portal" { "My applications and devices" }
-                            a href="/portal/activate" { "Approve a device" }
-                        }
-                        div.who {
-                            span { (p.user.name) " · " (p.tenant.name) }
-                            form method="post" action="/portal/logout" {
-                                (csrf_field(&p.csrf))
-                                button.link type="submit" { "Sign out" }
-                            }
-                        }
-                    }
+            div.who {
+                span { (p.user.name) " · " (p.tenant.name) }
+                form method="post" action="/portal/logout" {
+                    (csrf_field(&p.csrf))
+                    button.link type="submit" { "Sign out" }
                 }
-                main { h1 { (title) } (body) }
             }
         }
     };
-    layout::html_response(StatusCode::OK, markup)
+    let main = html! { h1 { (title) } (body) };
+    layout::html_response(StatusCode::OK, layout::document(title, "/portal", header, main))
 }
 
 pub(crate) fn with_status(mut r: Response, status: StatusCode) -> Response {

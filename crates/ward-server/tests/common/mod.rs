@@ -72,6 +72,19 @@ impl Server {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// A sub-account `name` with `role` and `password`, made by `owner`.
+    pub async fn create_account(&self, owner: &str, name: &str, role: &str, password: &str) {
+        let (s, v) = self
+            .api(
+                reqwest::Method::POST,
+                "/api/v1/accounts",
+                owner,
+                Some(json!({"name": name, "role": role, "password": password})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+
     pub async fn token(&self, tenant: &str, user: &str, password: &str) -> String {
         let resp = reqwest::Client::new()
             .post(format!("{}/api/v1/auth/login", self.url))
