@@ -300,7 +300,9 @@ impl CompiledInternetPolicy {
         }
         let everyone = rule.users.is_empty() && rule.groups.is_empty();
         let (user, groups) = principal;
-        if !everyone && !user.is_some_and(|u| rule.users.contains(&u)) && !groups.iter().any(|g| rule.groups.contains(g))
+        if !everyone
+            && !user.is_some_and(|u| rule.users.contains(&u))
+            && !groups.iter().any(|g| rule.groups.contains(g))
         {
             return Some(Mismatch::Principal);
         }

@@ -157,6 +157,24 @@ impl DomainList {
         }
     }
 
+    /// Add the name and everything below it (an exact and a wildcard entry),
+    /// normalising the name once.
+    pub fn push_subtree(&mut self, name: &str) -> Result<(), NameError> {
+        let start = self.text.len();
+        self.push(name, EntryKind::Exact)?;
+        let end = self.text.len() - 1;
+        // A normalised name is at most 253 bytes: copy it through the stack.
+        let mut copy = [0u8; 256];
+        let len = end - start;
+        copy[..len].copy_from_slice(&self.text.as_bytes()[start..end]);
+        self.text.push_str("*.");
+        self.text
+            .push_str(std::str::from_utf8(&copy[..len]).unwrap_or_default());
+        self.text.push('\n');
+        self.len += 1;
+        Ok(())
+    }
+
     /// Add every entry of `other`.
     pub fn append(&mut self, other: &DomainList) {
         self.text.push_str(&other.text);
@@ -414,7 +432,10 @@ fn hosts_line(line: &str, list: &mut DomainList) -> Outcome {
         return Outcome::Comment;
     };
     if host_address(first).is_none() {
-        return Outcome::Invalid(format!("{:?} is not an IP address (hosts format: ADDRESS NAME...)", clip(first)));
+        return Outcome::Invalid(format!(
+            "{:?} is not an IP address (hosts format: ADDRESS NAME...)",
+            clip(first)
+        ));
     }
     let (mut accepted, mut invalid) = (false, None);
     let mut any = false;
@@ -475,25 +496,15 @@ fn adblock_line(line: &str, list: &mut DomainList) -> Outcome {
     if name.is_empty() || name.contains(['/', '*', '^', '|', '?', '=', '&']) {
         return Outcome::Ignored("not a whole-domain rule (path, wildcard or separator inside)");
     }
-    let before = list.text.len();
     let result = if subtree {
-        list.push(name, EntryKind::Exact)
-            .and_then(|()| list.push(name, EntryKind::Subdomains))
+        list.push_subtree(name)
     } else {
         list.push(name, EntryKind::Subdomains)
     };
     match result {
         Ok(()) => Outcome::Accepted,
         Err(NameError::IpLiteral) => Outcome::Ignored("address rule, not a domain"),
-        Err(e) => {
-            // Never half an adblock rule (the second push cannot fail once
-            // the first did not, but keep the list consistent regardless).
-            if list.text.len() != before {
-                list.len -= list.text[before..].matches('\n').count();
-                list.text.truncate(before);
-            }
-            Outcome::Invalid(format!("{:?}: {e}", clip(name)))
-        }
+        Err(e) => Outcome::Invalid(format!("{:?}: {e}", clip(name))),
     }
 }
 
@@ -540,7 +551,10 @@ mod tests {
         assert_eq!(text(&p), ["ads.example", "tracker.example"]);
         assert_eq!((p.report.lines, p.report.comments, p.report.accepted), (8, 2, 1));
         assert_eq!((p.report.ignored, p.report.invalid, p.report.entries), (3, 2, 2));
-        assert_eq!(p.report.first_invalid.iter().map(|i| i.line).collect::<Vec<_>>(), [7, 8]);
+        assert_eq!(
+            p.report.first_invalid.iter().map(|i| i.line).collect::<Vec<_>>(),
+            [7, 8]
+        );
     }
 
     #[test]
@@ -560,7 +574,10 @@ mod tests {
                 "*.xn--bcher-kva.example"
             ]
         );
-        assert_eq!((p.report.comments, p.report.accepted, p.report.ignored, p.report.invalid), (2, 4, 6, 1));
+        assert_eq!(
+            (p.report.comments, p.report.accepted, p.report.ignored, p.report.invalid),
+            (2, 4, 6, 1)
+        );
         assert_eq!(p.report.first_invalid[0].line, 12);
         assert_eq!(p.report.first_ignored[0].line, 5);
     }

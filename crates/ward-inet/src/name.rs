@@ -225,10 +225,9 @@ fn parse_ipv6(s: &str) -> Result<Normalized, NameError> {
 fn map_to_ascii(input: &str, out: &mut String) -> Result<(), NameError> {
     let bytes = input.as_bytes();
     if bytes.is_ascii() && !has_punycode_label(bytes) {
-        out.reserve(bytes.len());
-        for &b in bytes {
-            out.push(b.to_ascii_lowercase() as char);
-        }
+        let start = out.len();
+        out.push_str(input);
+        out[start..].make_ascii_lowercase();
         return Ok(());
     }
     let ascii = idna::domain_to_ascii_cow(bytes, idna::AsciiDenyList::URL).map_err(|_| NameError::Idna)?;
@@ -252,21 +251,27 @@ fn check_ascii_name(name: &str) -> Result<(), NameError> {
         return Err(NameError::TooLong);
     }
     let mut label_len = 0usize;
-    for c in name.chars() {
-        match c {
-            '.' => {
+    for b in name.bytes() {
+        match b {
+            b'.' => {
                 if label_len == 0 {
                     return Err(NameError::EmptyLabel);
                 }
                 label_len = 0;
             }
-            'a'..='z' | '0'..='9' | '-' | '_' => {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {
                 label_len += 1;
                 if label_len > MAX_LABEL_LEN {
                     return Err(NameError::LabelTooLong);
                 }
             }
-            other => return Err(NameError::BadChar(other)),
+            // Report the character, not a byte of it.
+            _ => {
+                let bad = name
+                    .chars()
+                    .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '-' | '_' | '.'));
+                return Err(NameError::BadChar(bad.unwrap_or('?')));
+            }
         }
     }
     if label_len == 0 {
@@ -389,7 +394,15 @@ mod tests {
     fn ip_literals() {
         let v4 = |s: &str| Host::parse(s).unwrap();
         let lo = Host::Ip("127.0.0.1".parse().unwrap());
-        for s in ["127.0.0.1", "127.1", "0x7f.0.0.1", "0177.0.0.1", "2130706433", "127.0.0.1.", "[::ffff:127.0.0.1]"] {
+        for s in [
+            "127.0.0.1",
+            "127.1",
+            "0x7f.0.0.1",
+            "0177.0.0.1",
+            "2130706433",
+            "127.0.0.1.",
+            "[::ffff:127.0.0.1]",
+        ] {
             assert_eq!(v4(s), lo, "{s}");
         }
         assert_eq!(v4("[2001:db8::1]"), Host::Ip("2001:db8::1".parse().unwrap()));
@@ -409,6 +422,9 @@ mod tests {
     #[test]
     fn suffixes_longest_first() {
         let n = DomainName::parse("a.b.example").unwrap();
-        assert_eq!(n.suffixes().collect::<Vec<_>>(), ["a.b.example", "b.example", "example"]);
+        assert_eq!(
+            n.suffixes().collect::<Vec<_>>(),
+            ["a.b.example", "b.example", "example"]
+        );
     }
 }

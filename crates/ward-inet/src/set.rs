@@ -97,9 +97,7 @@ impl DomainSet {
 
     fn find(&self, key: &str) -> Option<&Combo> {
         let key = key.as_bytes();
-        let offset = self
-            .table
-            .find(hash(key), |&o| record(&self.arena, o).0 == key)?;
+        let offset = self.table.find(hash(key), |&o| record(&self.arena, o).0 == key)?;
         self.combos.get(record(&self.arena, *offset).1 as usize)
     }
 
@@ -211,8 +209,7 @@ impl Builder {
         self.arena.extend_from_slice(key);
         self.arena.extend_from_slice(&combo.to_le_bytes());
         let arena = &self.arena;
-        self.table
-            .insert_unique(h, offset, |&o| hash(record(arena, o).0));
+        self.table.insert_unique(h, offset, |&o| hash(record(arena, o).0));
     }
 
     fn transition(&mut self, from: u32, list: u32, exact: bool) -> u32 {

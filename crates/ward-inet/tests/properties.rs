@@ -41,9 +41,15 @@ fn check_host(input: &str) {
         Ok(Host::Name(name)) => {
             let s = name.as_str();
             assert!(!s.is_empty() && s.len() <= 253, "{input:?} -> {s:?}");
-            assert!(s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b)));
+            assert!(s
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b)));
             assert!(s.split('.').all(|l| !l.is_empty() && l.len() <= 63));
-            assert_eq!(Host::parse(s), Ok(Host::Name(name.clone())), "not idempotent: {input:?}");
+            assert_eq!(
+                Host::parse(s),
+                Ok(Host::Name(name.clone())),
+                "not idempotent: {input:?}"
+            );
             assert_eq!(Host::parse(&format!("{s}.")), Ok(Host::Name(name.clone())));
             assert_eq!(Host::parse(&s.to_ascii_uppercase()), Ok(Host::Name(name.clone())));
         }
@@ -121,7 +127,11 @@ fn listish() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn format() -> impl Strategy<Value = Option<ListFormat>> {
-    prop::option::of(prop::sample::select(vec![ListFormat::Hosts, ListFormat::Adblock, ListFormat::Plain]))
+    prop::option::of(prop::sample::select(vec![
+        ListFormat::Hosts,
+        ListFormat::Adblock,
+        ListFormat::Plain,
+    ]))
 }
 
 proptest! {
