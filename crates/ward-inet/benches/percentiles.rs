@@ -96,11 +96,9 @@ fn parsing_and_memory() {
     let list = parse_list(&text, Some(ListFormat::Plain)).list;
     drop(text);
     let name_bytes: usize = list.entries().map(|e| e.name.len()).sum();
-    let rss_before = common::rss_bytes();
     let start = Instant::now();
     let set = DomainSet::build(&[&list]);
     let build = start.elapsed();
-    let rss_after = common::rss_bytes();
     println!(
         "  average name {:.1} bytes; set heap {:.1} MiB = {:.1} bytes/name (arena + table + combinations); built in {:.0} ms",
         name_bytes as f64 / set.len() as f64,
@@ -108,13 +106,6 @@ fn parsing_and_memory() {
         set.heap_bytes() as f64 / set.len() as f64,
         build.as_secs_f64() * 1e3
     );
-    if let (Some(before), Some(after)) = (rss_before, rss_after) {
-        println!(
-            "  resident memory grew by {:.1} MiB while building it ({:.1} bytes/name)",
-            mib(after.saturating_sub(before)),
-            after.saturating_sub(before) as f64 / set.len() as f64
-        );
-    }
     println!(
         "  the list it was built from (canonical text, kept by the policy input): {:.1} MiB = {:.1} bytes/entry",
         mib(list.heap_bytes()),

@@ -289,8 +289,12 @@ pub fn parse_list(input: &[u8], format: Option<ListFormat>) -> ParsedList {
     let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
     let format = format.unwrap_or_else(|| detect_format(input));
     let mut list = DomainList {
-        // Most of a list's bytes are names; the canonical form is about as long.
-        text: String::with_capacity(input.len().min(1 << 30)),
+        // Most of a list's bytes are names; the canonical form is about as
+        // long, twice for adblock (two entries a rule). Trimmed at the end.
+        text: String::with_capacity(match format {
+            ListFormat::Adblock => input.len().saturating_mul(2).min(1 << 30),
+            _ => input.len().min(1 << 30),
+        }),
         len: 0,
     };
     let mut report = ImportReport {

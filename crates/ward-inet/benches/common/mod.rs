@@ -231,11 +231,3 @@ pub fn check(policy: &CompiledInternetPolicy, sets: &[Vec<Host>; 4]) {
         }
     }
 }
-
-/// Resident memory of this process, from /proc (Linux), in bytes.
-pub fn rss_bytes() -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
