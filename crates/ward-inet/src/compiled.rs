@@ -20,6 +20,7 @@ pub struct InternetRequest<'a> {
     /// Already normalised ([`Host::parse`]); a host that does not parse
     /// never reaches a decision.
     pub host: &'a Host,
+    /// Carried for the records; no rule has a port condition yet.
     pub port: u16,
     /// Milliseconds since the epoch.
     pub now: i64,

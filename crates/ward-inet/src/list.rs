@@ -513,7 +513,7 @@ fn adblock_line(line: &str, list: &mut DomainList) -> Outcome {
 }
 
 fn plain_line(line: &str, list: &mut DomainList) -> Outcome {
-    let line = if line.starts_with('#') { "" } else { strip_comment(line) };
+    let line = strip_comment(line);
     if line.is_empty() {
         return Outcome::Comment;
     }

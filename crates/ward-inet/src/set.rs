@@ -247,14 +247,6 @@ impl Builder {
     }
 }
 
-impl DomainSet {
-    /// The interned combinations, for the policy's per-combination index.
-    #[allow(dead_code)]
-    pub(crate) fn combos(&self) -> &[Combo] {
-        &self.combos
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
