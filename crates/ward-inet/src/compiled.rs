@@ -75,9 +75,18 @@ fn intern(map: &mut FxHashMap<Box<str>, u32>, s: &str) -> u32 {
 }
 
 impl CompiledInternetPolicy {
-    /// Compile `input`. Never fails: a rule naming a list that does not
-    /// exist simply cannot match through it.
+    /// Compile `input` with a fixed hash seed (see
+    /// [`CompiledInternetPolicy::compile_seeded`]). Never fails: a rule
+    /// naming a list that does not exist simply cannot match through it.
     pub fn compile(input: InternetPolicyInput) -> CompiledInternetPolicy {
+        CompiledInternetPolicy::compile_seeded(input, 0)
+    }
+
+    /// Compile `input`, keying the lists' hash table with `seed`. A gateway
+    /// passes a secret random seed (chosen once per process), so that no
+    /// tenant can import names prepared to collide; this crate takes no
+    /// randomness itself. The seed never changes a decision.
+    pub fn compile_seeded(input: InternetPolicyInput, seed: u64) -> CompiledInternetPolicy {
         let InternetPolicyInput {
             default_action,
             mut rules,
@@ -108,7 +117,7 @@ impl CompiledInternetPolicy {
                 members.extend(found.iter().map(|l| (index, *l)));
             }
         }
-        let set = build_set(&members, list_ids.len());
+        let set = build_set(&members, list_ids.len(), seed);
 
         let (mut users, mut groups) = (FxHashMap::default(), FxHashMap::default());
         let mut list_rules: Vec<Vec<u32>> = vec![Vec::new(); list_ids.len()];
@@ -314,17 +323,17 @@ impl CompiledInternetPolicy {
     }
 }
 
-fn build_set(members: &[(u32, &DomainList)], count: usize) -> DomainSet {
+fn build_set(members: &[(u32, &DomainList)], count: usize, seed: u64) -> DomainSet {
     // The set numbers lists by position; several input lists can share one id,
     // so merge them first when they do (rare: usually one list per id).
     if members.len() == count {
         let lists: Vec<&DomainList> = members.iter().map(|(_, l)| *l).collect();
-        return DomainSet::build(&lists);
+        return DomainSet::build_seeded(&lists, seed);
     }
     let mut merged: Vec<DomainList> = vec![DomainList::new(); count];
     for (index, list) in members {
         merged[*index as usize].append(list);
     }
     let lists: Vec<&DomainList> = merged.iter().collect();
-    DomainSet::build(&lists)
+    DomainSet::build_seeded(&lists, seed)
 }

@@ -5,7 +5,10 @@
 //! `[length: u8][name][combination: u32 LE]`; a `hashbrown` table holds only
 //! the 4-byte offsets of those records and finds one by hashing the name and
 //! comparing the bytes in the arena (so a hash collision can never produce a
-//! false match). The combination says which lists have the name as an exact
+//! false match). The hash is foldhash, seeded by the caller
+//! ([`DomainSet::build_seeded`]): names in a list come from outside, and with
+//! an unknown seed nobody can prepare names that all collide (which would
+//! make building quadratic and look-ups slow). The combination says which lists have the name as an exact
 //! entry and which as a wildcard; the few distinct combinations are interned.
 //!
 //! A query `a.b.example.com` costs one look-up per label: the name itself
@@ -15,8 +18,10 @@
 
 use std::hash::Hasher;
 
+use foldhash::fast::FoldHasher;
+use foldhash::SharedSeed;
 use hashbrown::HashTable;
-use rustc_hash::{FxHashMap, FxHasher};
+use rustc_hash::FxHashMap;
 
 use crate::list::{DomainList, EntryKind};
 use crate::name::{suffixes, DomainName};
@@ -45,12 +50,29 @@ pub struct DomainSet {
     arena: Vec<u8>,
     table: HashTable<u32>,
     combos: Vec<Combo>,
+    seed: Seed,
 }
 
-fn hash(name: &[u8]) -> u64 {
-    let mut h = FxHasher::default();
-    h.write(name);
-    h.finish()
+/// The hash's keys.
+#[derive(Debug, Clone)]
+struct Seed {
+    per_table: u64,
+    shared: SharedSeed,
+}
+
+impl Seed {
+    fn new(seed: u64) -> Seed {
+        Seed {
+            per_table: seed,
+            shared: SharedSeed::from_u64(seed.rotate_left(32) ^ 0x5741_5244_494e_4554),
+        }
+    }
+
+    fn hash(&self, name: &[u8]) -> u64 {
+        let mut h = FoldHasher::with_seed(self.per_table, &self.shared);
+        h.write(name);
+        h.finish()
+    }
 }
 
 /// The arena's record at `offset`: (name, combination).
@@ -63,9 +85,17 @@ fn record(arena: &[u8], offset: u32) -> (&[u8], u32) {
 }
 
 impl DomainSet {
-    /// Compile `lists`; a list is named by its position in the slice.
+    /// Compile `lists` with a fixed hash seed; a list is named by its
+    /// position in the slice. For lists from untrusted sources prefer
+    /// [`DomainSet::build_seeded`] with a secret random seed.
     pub fn build(lists: &[&DomainList]) -> DomainSet {
-        let mut builder = Builder::new(lists);
+        DomainSet::build_seeded(lists, 0)
+    }
+
+    /// Compile `lists`, keying the hash with `seed`. The seed changes the
+    /// layout, never an answer.
+    pub fn build_seeded(lists: &[&DomainList], seed: u64) -> DomainSet {
+        let mut builder = Builder::new(lists, Seed::new(seed));
         for (i, list) in lists.iter().enumerate() {
             for entry in list.entries() {
                 builder.add(entry.name, i as u32, entry.kind);
@@ -97,7 +127,9 @@ impl DomainSet {
 
     fn find(&self, key: &str) -> Option<&Combo> {
         let key = key.as_bytes();
-        let offset = self.table.find(hash(key), |&o| record(&self.arena, o).0 == key)?;
+        let offset = self
+            .table
+            .find(self.seed.hash(key), |&o| record(&self.arena, o).0 == key)?;
         self.combos.get(record(&self.arena, *offset).1 as usize)
     }
 
@@ -148,6 +180,7 @@ impl DomainSet {
 }
 
 struct Builder {
+    seed: Seed,
     arena: Vec<u8>,
     table: HashTable<u32>,
     combos: Vec<Combo>,
@@ -157,7 +190,7 @@ struct Builder {
 }
 
 impl Builder {
-    fn new(lists: &[&DomainList]) -> Builder {
+    fn new(lists: &[&DomainList], seed: Seed) -> Builder {
         // Distinct names, roughly: an adblock rule writes the same name twice
         // in a row (exact, then wildcard); count it once.
         let mut names = 0usize;
@@ -176,6 +209,7 @@ impl Builder {
         let mut interned = FxHashMap::default();
         interned.insert(empty.clone(), 0);
         Builder {
+            seed,
             arena: Vec::with_capacity(bytes),
             table: HashTable::with_capacity(names),
             combos: vec![empty],
@@ -191,7 +225,7 @@ impl Builder {
         let Ok(len) = u8::try_from(key.len()) else {
             return;
         };
-        let h = hash(key);
+        let h = self.seed.hash(key);
         let arena = &self.arena;
         if let Some(&offset) = self.table.find(h, |&o| record(arena, o).0 == key) {
             let (_, combo) = record(&self.arena, offset);
@@ -208,8 +242,8 @@ impl Builder {
         self.arena.push(len);
         self.arena.extend_from_slice(key);
         self.arena.extend_from_slice(&combo.to_le_bytes());
-        let arena = &self.arena;
-        self.table.insert_unique(h, offset, |&o| hash(record(arena, o).0));
+        let (arena, seed) = (&self.arena, &self.seed);
+        self.table.insert_unique(h, offset, |&o| seed.hash(record(arena, o).0));
     }
 
     fn transition(&mut self, from: u32, list: u32, exact: bool) -> u32 {
@@ -243,6 +277,7 @@ impl Builder {
             arena: self.arena,
             table: self.table,
             combos: self.combos,
+            seed: self.seed,
         }
     }
 }

@@ -201,8 +201,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
-    fn indexed_decision_equals_naive_scan(input in policy(), requests in prop::collection::vec(request(), 1..10)) {
-        let compiled = CompiledInternetPolicy::compile(input.clone());
+    fn indexed_decision_equals_naive_scan(input in policy(), requests in prop::collection::vec(request(), 1..10), seed in any::<u64>()) {
+        let compiled = CompiledInternetPolicy::compile_seeded(input.clone(), seed);
         for req in &requests {
             let request = InternetRequest { user_id: &req.user, groups: &req.groups, host: &req.host, port: 443, now: req.now };
             let decision = compiled.decide(&request);
@@ -226,9 +226,9 @@ proptest! {
     }
 
     #[test]
-    fn domain_set_equals_naive_scan(lists in prop::collection::vec(list(), 0..5), hosts in prop::collection::vec(name(5), 1..10)) {
+    fn domain_set_equals_naive_scan(lists in prop::collection::vec(list(), 0..5), hosts in prop::collection::vec(name(5), 1..10), seed in any::<u64>()) {
         let refs: Vec<&DomainList> = lists.iter().map(|l| &l.domains).collect();
-        let set = DomainSet::build(&refs);
+        let set = DomainSet::build_seeded(&refs, seed);
         for h in &hosts {
             let name = DomainName::parse(h).unwrap();
             let mut got: Vec<(usize, bool)> = set.matches(&name).iter().map(|m| (m.list, m.kind == EntryKind::Exact)).collect();
