@@ -470,7 +470,7 @@ fn adblock_line(line: &str, list: &mut DomainList) -> Outcome {
     if line.is_empty() || line.starts_with('!') || line.starts_with('[') {
         return Outcome::Comment;
     }
-    if ["##", "#@#", "#?#", "#$#", "#%#"].iter().any(|m| line.contains(m)) {
+    if line.contains('#') && ["##", "#@#", "#?#", "#$#", "#%#"].iter().any(|m| line.contains(m)) {
         return Outcome::Ignored("cosmetic rule");
     }
     if line.starts_with('#') {
@@ -497,7 +497,11 @@ fn adblock_line(line: &str, list: &mut DomainList) -> Outcome {
         Some(rest) => (rest, false),
         None => (pattern, true),
     };
-    if name.is_empty() || name.contains(['/', '*', '^', '|', '?', '=', '&']) {
+    if name.is_empty()
+        || name
+            .bytes()
+            .any(|b| matches!(b, b'/' | b'*' | b'^' | b'|' | b'?' | b'=' | b'&'))
+    {
         return Outcome::Ignored("not a whole-domain rule (path, wildcard or separator inside)");
     }
     let result = if subtree {
