@@ -462,13 +462,25 @@ pub async fn create_user(c: Console, Form(f): Form<UserForm>) -> Response {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct NameForm {
+pub struct GroupForm {
     name: String,
+    /// Conditions, `key=value`, separated by commas or new lines.
+    #[serde(default)]
+    conditions: String,
 }
 
-pub async fn create_group(c: Console, Form(f): Form<NameForm>) -> Response {
+fn conditions_list(text: &str) -> Vec<String> {
+    text.split([',', '\n'])
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+pub async fn create_group(c: Console, Form(f): Form<GroupForm>) -> Response {
     let req = CreateGroup {
         name: f.name.trim().to_owned(),
+        conditions: conditions_list(&f.conditions),
     };
     match api::users::create_group(c.ctx.clone(), ApiJson(req)).await {
         Ok(_) => Redirect::to("/users?done=group").into_response(),
@@ -482,7 +494,10 @@ pub struct StateForm {
 }
 
 pub async fn set_user_state(c: Console, Path(name): Path<String>, Form(f): Form<StateForm>) -> Response {
-    let req = UpdateUser { disabled: f.disabled };
+    let req = UpdateUser {
+        disabled: Some(f.disabled),
+        attributes: None,
+    };
     match api::users::update(c.ctx.clone(), ApiPath(name), ApiJson(req)).await {
         Ok(_) => Redirect::to("/users?done=user-updated").into_response(),
         Err(e) => users_page(&c, Some(&e.message), true, e.status(), None).await,
@@ -1464,6 +1479,9 @@ pub async fn create_identity_source(c: Console, Form(f): Form<IdentitySourceForm
         scopes: None,
         username_claim: opt(&f.username_claim),
         groups_claim: opt(&f.groups_claim),
+        kind: None,
+        attribute_claims: Vec::new(),
+        ldap: None,
     };
     match api::identity_sources::create(c.ctx.clone(), ApiJson(req)).await {
         Ok(_) => Redirect::to("/identity-sources?done=idp").into_response(),
