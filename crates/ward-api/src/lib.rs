@@ -1039,6 +1039,9 @@ pub struct CreateLdapSource {
     /// Default `cn`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_name_attribute: Option<String>,
+    /// Directory attributes copied to users' attributes: `attribute` (the
+    /// key is its name lower-cased) or `key=attribute`, e.g.
+    /// `department=departmentNumber`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sync_attributes: Vec<String>,
     /// Like `15m` or `1h`; `0` for on-demand only. Default `15m`.

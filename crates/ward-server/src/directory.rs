@@ -112,7 +112,9 @@ pub async fn sync_source(state: &AppState, source: &IdentitySourceRow) -> ApiRes
     }
     match &outcome {
         Ok(_) => tracing::info!(source = %source.id, tenant = %source.tenant_id, result = %text, "directory synced"),
-        Err(_) => tracing::warn!(source = %source.id, tenant = %source.tenant_id, result = %text, "directory sync failed"),
+        Err(_) => {
+            tracing::warn!(source = %source.id, tenant = %source.tenant_id, result = %text, "directory sync failed")
+        }
     }
     outcome
 }
@@ -148,7 +150,13 @@ async fn sync_inner(state: &AppState, source: &IdentitySourceRow, now: i64) -> A
         }
         present.insert(du.subject.clone());
     }
-    if users.is_empty() && !state.store.users_of_source(&source.tenant_id, &source.id).await?.is_empty() {
+    if users.is_empty()
+        && !state
+            .store
+            .users_of_source(&source.tenant_id, &source.id)
+            .await?
+            .is_empty()
+    {
         return Err(ApiError::new(
             ward_core::ErrorCode::Unavailable,
             "the directory returned no users; nobody was disabled (check the user base and filter)",

@@ -7,10 +7,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use ward_core::attrs;
 use ward_policy::{
     Action, Address, Application, CompiledPolicy, PolicyInput, PortRange, PostureMode, Protocol, Rule, RuleTarget,
 };
-use ward_core::attrs;
 use ward_store::{AppRow, GroupRow, RuleRow, Store, UserRow};
 
 use crate::error::{ApiError, ApiResult};

@@ -302,7 +302,11 @@ impl Store {
         let n = self
             .change(
                 "UPDATE users SET attributes = $1 WHERE tenant_id = $2 AND id = $3 AND attributes <> $1",
-                vec![Bind::text(&attributes_to_json(attributes)), Bind::text(tenant_id), Bind::text(id)],
+                vec![
+                    Bind::text(&attributes_to_json(attributes)),
+                    Bind::text(tenant_id),
+                    Bind::text(id),
+                ],
             )
             .await?;
         Ok(n == 1)
@@ -417,7 +421,11 @@ impl Store {
         let n = self
             .change(
                 "UPDATE groups SET conditions = $1 WHERE tenant_id = $2 AND id = $3",
-                vec![Bind::text(&conditions.join("\n")), Bind::text(tenant_id), Bind::text(id)],
+                vec![
+                    Bind::text(&conditions.join("\n")),
+                    Bind::text(tenant_id),
+                    Bind::text(id),
+                ],
             )
             .await?;
         Ok(n == 1)

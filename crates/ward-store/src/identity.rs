@@ -231,15 +231,13 @@ impl Store {
         attributes: &BTreeMap<String, String>,
     ) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
-        let n = sqlx::query(
-            "UPDATE users SET attributes = $1 WHERE tenant_id = $2 AND id = $3 AND attributes <> $1",
-        )
-        .bind(attributes_to_json(attributes))
-        .bind(tenant_id)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let n = sqlx::query("UPDATE users SET attributes = $1 WHERE tenant_id = $2 AND id = $3 AND attributes <> $1")
+            .bind(attributes_to_json(attributes))
+            .bind(tenant_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         let m = sqlx::query(
             "UPDATE users SET disabled = 0, disabled_by_source = 0 \
              WHERE tenant_id = $1 AND id = $2 AND disabled_by_source <> 0",

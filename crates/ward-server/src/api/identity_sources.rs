@@ -119,7 +119,9 @@ fn ldap_attribute(field: &str, v: Option<String>, default: &str) -> ApiResult<St
 fn dn(field: &str, v: &str) -> ApiResult<String> {
     let v = v.trim();
     if v.is_empty() || v.len() > 1024 || v.chars().any(char::is_control) || !v.contains('=') {
-        return Err(ApiError::invalid(format!("{field}: a distinguished name, like ou=people,dc=corp,dc=example")));
+        return Err(ApiError::invalid(format!(
+            "{field}: a distinguished name, like ou=people,dc=corp,dc=example"
+        )));
     }
     Ok(v.to_owned())
 }
@@ -132,7 +134,9 @@ pub fn sync_interval(v: Option<&str>) -> ApiResult<u64> {
     }
     let d = humantime::parse_duration(v).map_err(|_| ApiError::invalid("sync_interval: like 15m or 1h, or 0"))?;
     if d.as_secs() < 60 || d.as_secs() > 7 * 86_400 {
-        return Err(ApiError::invalid("sync_interval: from 1m to 7d, or 0 for on demand only"));
+        return Err(ApiError::invalid(
+            "sync_interval: from 1m to 7d, or 0 for on demand only",
+        ));
     }
     Ok(d.as_secs())
 }
@@ -156,10 +160,18 @@ fn ldap_settings(req: CreateLdapSource) -> ApiResult<(LdapConfig, String)> {
         return Err(ApiError::invalid("sync_attributes: at most 16"));
     }
     let mut sync_attributes = Vec::new();
-    for a in req.sync_attributes {
-        let a = ldap_attribute("sync_attributes", Some(a), "")?;
-        ward_core::attrs::check_key(&a.to_lowercase()).map_err(|e| ApiError::invalid(e.0))?;
-        sync_attributes.push(a);
+    for spec in req.sync_attributes {
+        let (key, attr) = ldap::sync_attribute(&spec);
+        ldap_attribute("sync_attributes", Some(attr.to_owned()), "")?;
+        ward_core::attrs::check_key(&key).map_err(|e| ApiError::invalid(e.0))?;
+        if key == ward_core::attrs::EMAIL_DOMAIN {
+            return Err(ApiError::invalid("sync_attributes: email_domain follows from email"));
+        }
+        sync_attributes.push(if spec.contains('=') {
+            format!("{key}={attr}")
+        } else {
+            attr.to_owned()
+        });
     }
     let cfg = LdapConfig {
         url: req.url,
@@ -299,16 +311,16 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view(&ctx.state, row))))
 }
 
-async fn create_ldap(
-    ctx: Ctx,
-    name: Name,
-    req: CreateIdentitySource,
-) -> ApiResult<(StatusCode, Json<IdentitySource>)> {
+async fn create_ldap(ctx: Ctx, name: Name, req: CreateIdentitySource) -> ApiResult<(StatusCode, Json<IdentitySource>)> {
     if !req.issuer.is_empty() || !req.client_id.is_empty() || !req.client_secret.is_empty() {
-        return Err(ApiError::invalid("issuer, client_id and client_secret are for kind oidc"));
+        return Err(ApiError::invalid(
+            "issuer, client_id and client_secret are for kind oidc",
+        ));
     }
     let Some(l) = req.ldap else {
-        return Err(ApiError::invalid("ldap: the directory's settings are needed for kind ldap"));
+        return Err(ApiError::invalid(
+            "ldap: the directory's settings are needed for kind ldap",
+        ));
     };
     let (cfg, password) = ldap_settings(l)?;
     let id = ward_store::new_id("idp");
@@ -359,7 +371,9 @@ pub async fn sync(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Sy
     ctx.authorize(Permission::SettingsManage, ctx.tenant_target())?;
     let s = find(&ctx, &name).await?;
     if s.kind != "ldap" {
-        return Err(ApiError::invalid(format!("identity source {name} is not an LDAP directory")));
+        return Err(ApiError::invalid(format!(
+            "identity source {name} is not an LDAP directory"
+        )));
     }
     let r = crate::directory::sync_source(&ctx.state, &s).await?;
     ctx.detail(format!(

@@ -128,7 +128,11 @@ pub fn check_url(url: &str) -> Result<(), String> {
     if u.host_str().is_none_or(str::is_empty) {
         return Err("url: a host is needed".into());
     }
-    if !(u.path().is_empty() || u.path() == "/") || u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
+    if !(u.path().is_empty() || u.path() == "/")
+        || u.query().is_some()
+        || u.fragment().is_some()
+        || !u.username().is_empty()
+    {
         return Err("url: only ldaps://host[:port] or ldap://host[:port]".into());
     }
     Ok(())
@@ -144,6 +148,15 @@ pub fn check_user_filter(template: &str) -> Result<(), String> {
         return Err("user_filter: not a valid LDAP filter, like (uid={username})".into());
     }
     Ok(())
+}
+
+/// A synced attribute, `attribute` or `key=attribute`: the Ward key (the
+/// attribute's name lower-cased when not given) and the directory attribute.
+pub fn sync_attribute(spec: &str) -> (String, &str) {
+    match spec.split_once('=') {
+        Some((key, attr)) => (key.trim().to_owned(), attr.trim()),
+        None => (spec.trim().to_lowercase(), spec.trim()),
+    }
 }
 
 /// An open, TLS-protected connection.
@@ -242,7 +255,10 @@ fn all<'a>(e: &'a SearchEntry, name: &str) -> Vec<&'a str> {
 
 /// A DN compared without regard to case or spaces after separators.
 fn dn_key(dn: &str) -> String {
-    dn.split(',').map(|p| p.trim().to_lowercase()).collect::<Vec<_>>().join(",")
+    dn.split(',')
+        .map(|p| p.trim().to_lowercase())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The value of a DN's first RDN (`cn=Engineering,ou=groups` gives `Engineering`).
@@ -265,7 +281,7 @@ impl LdapConfig {
         if self.group_membership == "memberOf" {
             a.push("memberOf".into());
         }
-        a.extend(self.sync_attributes.iter().cloned());
+        a.extend(self.sync_attributes.iter().map(|s| sync_attribute(s).1.to_owned()));
         a
     }
 
@@ -294,8 +310,9 @@ impl LdapConfig {
                 }
             }
         };
-        for a in &self.sync_attributes {
-            put(&a.to_lowercase(), first(e, a));
+        for s in &self.sync_attributes {
+            let (key, attr) = sync_attribute(s);
+            put(&key, first(e, attr));
         }
         put(attrs::EMAIL, first(e, &self.email_attribute));
         put("display_name", first(e, &self.display_attribute));
@@ -461,7 +478,14 @@ mod tests {
     fn urls_and_filters_checked() {
         assert!(check_url("ldaps://dir.corp.example:636").is_ok());
         assert!(check_url("ldap://127.0.0.1:389").is_ok());
-        for bad in ["http://x", "ldapi:///x", "ldaps://", "ldaps://h/dc=x", "ldaps://u@h", "nonsense"] {
+        for bad in [
+            "http://x",
+            "ldapi:///x",
+            "ldaps://",
+            "ldaps://h/dc=x",
+            "ldaps://u@h",
+            "nonsense",
+        ] {
             assert!(check_url(bad).is_err(), "{bad}");
         }
         assert!(check_user_filter("(uid={username})").is_ok());

@@ -103,7 +103,16 @@ async fn sign_in(
     }
     let (tenant_id, ip_ref, known_ref, source_name) = (&tenant.id, &ip, &known, &source.name);
     let refuse = |what: String| async move {
-        let r = lockout::refuse(state, tenant_id, ip_ref, known_ref.as_ref().map(Subject::User), &what, audit, now).await;
+        let r = lockout::refuse(
+            state,
+            tenant_id,
+            ip_ref,
+            known_ref.as_ref().map(Subject::User),
+            &what,
+            audit,
+            now,
+        )
+        .await;
         audit.update(|n| n.detail = Some(format!("{what} (through {source_name})")));
         match r {
             Ok(()) => bad_credentials(),
@@ -138,7 +147,10 @@ async fn sign_in(
         audit.update(|n| n.detail = Some("tenant suspended".into()));
         return Err(fail(
             &t,
-            ApiError::new(ErrorCode::TenantSuspended, "the tenant is suspended; contact the operator"),
+            ApiError::new(
+                ErrorCode::TenantSuspended,
+                "the tenant is suspended; contact the operator",
+            ),
         ));
     }
     let (user, _) = match apply_user(state, &source, &du, now).await {
@@ -149,7 +161,10 @@ async fn sign_in(
                 &t,
                 ApiError::new(
                     ErrorCode::Forbidden,
-                    format!("a user named {name} already exists here and does not come from {}; ask your administrator", source.name),
+                    format!(
+                        "a user named {name} already exists here and does not come from {}; ask your administrator",
+                        source.name
+                    ),
                 ),
             ));
         }
