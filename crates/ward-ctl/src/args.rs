@@ -307,67 +307,72 @@ pub enum IdpCommand {
     /// OIDC: register the redirect URI it prints at the provider; standard
     /// input holds the client secret on one line. LDAP: standard input
     /// holds the service account's bind password on one line.
-    Create {
-        name: String,
-        /// The issuer URL, exactly as the provider's discovery document names it.
-        #[arg(long, required_unless_present = "ldap_url", conflicts_with = "ldap_url")]
-        oidc_issuer: Option<String>,
-        #[arg(long, requires = "oidc_issuer")]
-        client_id: Option<String>,
-        /// Read the client secret as one line from standard input.
-        #[arg(long)]
-        client_secret_stdin: bool,
-        /// OIDC: a claim copied to users' attributes (repeatable; `email` always is).
-        #[arg(long = "attribute-claim", value_name = "CLAIM")]
-        attribute_claims: Vec<String>,
-        /// `ldaps://host[:port]`, or `ldap://host[:port]` (upgraded with StartTLS; plain LDAP is never used).
-        #[arg(long)]
-        ldap_url: Option<String>,
-        /// The service account's DN, with which users and groups are searched.
-        #[arg(long, requires = "ldap_url")]
-        bind_dn: Option<String>,
-        /// Read the service account's password as one line from standard input.
-        #[arg(long)]
-        bind_password_stdin: bool,
-        /// Where users are searched, e.g. `ou=people,dc=corp,dc=example`.
-        #[arg(long, requires = "ldap_url")]
-        user_base: Option<String>,
-        /// Default `(uid={username})`; Active Directory: `(sAMAccountName={username})`.
-        #[arg(long)]
-        user_filter: Option<String>,
-        /// Where groups are searched; without it, no groups are read.
-        #[arg(long)]
-        group_base: Option<String>,
-        /// `member` (default), `uniqueMember` or `memberOf`.
-        #[arg(long)]
-        group_membership: Option<String>,
-        /// The attribute the user name is read from (default `uid`; AD `sAMAccountName`).
-        #[arg(long)]
-        username_attr: Option<String>,
-        /// The attribute that identifies an entry for good (default `entryUUID`; AD `objectGUID`; `dn`).
-        #[arg(long)]
-        id_attr: Option<String>,
-        /// A directory attribute copied to users' attributes, `attribute` or `key=attribute` (repeatable).
-        #[arg(long = "sync-attr", value_name = "[KEY=]ATTRIBUTE")]
-        sync_attrs: Vec<String>,
-        /// A PEM file of the CA certificate(s) the directory's certificate comes from.
-        #[arg(long)]
-        ca_file: Option<std::path::PathBuf>,
-        /// How often the directory is synced (default 15m; 0: on demand only).
-        #[arg(long)]
-        sync_interval: Option<String>,
-        /// The claim listing the user's groups (default `groups`).
-        #[arg(long)]
-        groups_claim: Option<String>,
-        /// The claim the user name is taken from (default `preferred_username`).
-        #[arg(long)]
-        username_claim: Option<String>,
-        /// Space-separated scopes (default `openid profile email`).
-        #[arg(long)]
-        scopes: Option<String>,
-    },
+    Create(Box<IdpCreate>),
     /// Delete an identity source (its users and groups stay, unlinked).
     Delete { name: String },
+}
+
+/// `idp create`: an OpenID Connect provider (--oidc-issuer) or an LDAP /
+/// Active Directory (--ldap-url).
+#[derive(Debug, Clone, clap::Args)]
+pub struct IdpCreate {
+    pub name: String,
+    /// The issuer URL, exactly as the provider's discovery document names it.
+    #[arg(long, required_unless_present = "ldap_url", conflicts_with = "ldap_url")]
+    pub oidc_issuer: Option<String>,
+    #[arg(long, requires = "oidc_issuer")]
+    pub client_id: Option<String>,
+    /// Read the client secret as one line from standard input.
+    #[arg(long)]
+    pub client_secret_stdin: bool,
+    /// OIDC: a claim copied to users' attributes (repeatable; `email` always is).
+    #[arg(long = "attribute-claim", value_name = "CLAIM")]
+    pub attribute_claims: Vec<String>,
+    /// `ldaps://host[:port]`, or `ldap://host[:port]` (upgraded with StartTLS; plain LDAP is never used).
+    #[arg(long)]
+    pub ldap_url: Option<String>,
+    /// The service account's DN, with which users and groups are searched.
+    #[arg(long, requires = "ldap_url")]
+    pub bind_dn: Option<String>,
+    /// Read the service account's password as one line from standard input.
+    #[arg(long)]
+    pub bind_password_stdin: bool,
+    /// Where users are searched, e.g. `ou=people,dc=corp,dc=example`.
+    #[arg(long, requires = "ldap_url")]
+    pub user_base: Option<String>,
+    /// Default `(uid={username})`; Active Directory: `(sAMAccountName={username})`.
+    #[arg(long)]
+    pub user_filter: Option<String>,
+    /// Where groups are searched; without it, no groups are read.
+    #[arg(long)]
+    pub group_base: Option<String>,
+    /// `member` (default), `uniqueMember` or `memberOf`.
+    #[arg(long)]
+    pub group_membership: Option<String>,
+    /// The attribute the user name is read from (default `uid`; AD `sAMAccountName`).
+    #[arg(long)]
+    pub username_attr: Option<String>,
+    /// The attribute that identifies an entry for good (default `entryUUID`; AD `objectGUID`; `dn`).
+    #[arg(long)]
+    pub id_attr: Option<String>,
+    /// A directory attribute copied to users' attributes, `attribute` or `key=attribute` (repeatable).
+    #[arg(long = "sync-attr", value_name = "[KEY=]ATTRIBUTE")]
+    pub sync_attrs: Vec<String>,
+    /// A PEM file of the CA certificate(s) the directory's certificate comes from.
+    #[arg(long)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// How often the directory is synced (default 15m; 0: on demand only).
+    #[arg(long)]
+    pub sync_interval: Option<String>,
+    /// The claim listing the user's groups (default `groups`).
+    #[arg(long)]
+    pub groups_claim: Option<String>,
+    /// The claim the user name is taken from (default `preferred_username`).
+    #[arg(long)]
+    pub username_claim: Option<String>,
+    /// Space-separated scopes (default `openid profile email`).
+    #[arg(long)]
+    pub scopes: Option<String>,
 }
 
 #[derive(Debug, Clone, Subcommand)]

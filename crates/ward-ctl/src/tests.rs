@@ -938,7 +938,14 @@ async fn user_passwords_are_set_cleared_and_unlocked() {
 
 #[test]
 fn parses_idp_commands() {
-    let CtlCommand::Idp(IdpCommand::Create {
+    let CtlCommand::Idp(IdpCommand::Create(create)) = parse(
+        "idp create corp --oidc-issuer https://idp.example --client-id ward --client-secret-stdin --groups-claim roles",
+    )
+    .command
+    else {
+        panic!("not idp create")
+    };
+    let IdpCreate {
         name,
         oidc_issuer,
         client_id,
@@ -947,13 +954,7 @@ fn parses_idp_commands() {
         username_claim,
         scopes,
         ..
-    }) = parse(
-        "idp create corp --oidc-issuer https://idp.example --client-id ward --client-secret-stdin --groups-claim roles",
-    )
-    .command
-    else {
-        panic!("not idp create")
-    };
+    } = *create;
     assert_eq!(
         (name.as_str(), oidc_issuer.as_deref(), client_id.as_deref()),
         ("corp", Some("https://idp.example"), Some("ward"))
@@ -968,16 +969,7 @@ fn parses_idp_commands() {
     ));
     parse_err("idp create corp --client-id ward --client-secret-stdin");
     // LDAP: the URL, not both kinds at once.
-    let CtlCommand::Idp(IdpCommand::Create {
-        ldap_url,
-        bind_dn,
-        bind_password_stdin,
-        user_base,
-        user_filter,
-        sync_interval,
-        sync_attrs,
-        ..
-    }) = parse(
+    let CtlCommand::Idp(IdpCommand::Create(create)) = parse(
         "idp create ad --ldap-url ldaps://dc1.corp.example --bind-dn cn=ward,dc=corp --bind-password-stdin \
          --user-base ou=people,dc=corp --user-filter (sAMAccountName={username}) --sync-interval 1h \
          --sync-attr department",
@@ -986,6 +978,16 @@ fn parses_idp_commands() {
     else {
         panic!("not idp create")
     };
+    let IdpCreate {
+        ldap_url,
+        bind_dn,
+        bind_password_stdin,
+        user_base,
+        user_filter,
+        sync_interval,
+        sync_attrs,
+        ..
+    } = *create;
     assert_eq!(ldap_url.as_deref(), Some("ldaps://dc1.corp.example"));
     assert_eq!(bind_dn.as_deref(), Some("cn=ward,dc=corp"));
     assert!(bind_password_stdin);

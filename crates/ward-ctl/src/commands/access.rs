@@ -163,28 +163,29 @@ pub(super) async fn idp(ctx: &mut Ctx<'_>, cmd: IdpCommand) -> Result<()> {
                 ),
             )
         }
-        IdpCommand::Create {
-            name,
-            oidc_issuer,
-            client_id,
-            client_secret_stdin,
-            attribute_claims,
-            ldap_url,
-            bind_dn,
-            bind_password_stdin,
-            user_base,
-            user_filter,
-            group_base,
-            group_membership,
-            username_attr,
-            id_attr,
-            sync_attrs,
-            ca_file,
-            sync_interval,
-            groups_claim,
-            username_claim,
-            scopes,
-        } => {
+        IdpCommand::Create(create) => {
+            let crate::args::IdpCreate {
+                name,
+                oidc_issuer,
+                client_id,
+                client_secret_stdin,
+                attribute_claims,
+                ldap_url,
+                bind_dn,
+                bind_password_stdin,
+                user_base,
+                user_filter,
+                group_base,
+                group_membership,
+                username_attr,
+                id_attr,
+                sync_attrs,
+                ca_file,
+                sync_interval,
+                groups_claim,
+                username_claim,
+                scopes,
+            } = *create;
             let req = if let Some(url) = ldap_url {
                 let (Some(bind_dn), Some(user_base)) = (bind_dn, user_base) else {
                     bail!("an LDAP source needs --bind-dn and --user-base");

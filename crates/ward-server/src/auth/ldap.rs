@@ -375,7 +375,13 @@ pub async fn authenticate(
         if cfg.group_membership != "memberOf" {
             if let Some(base) = &cfg.group_base {
                 let filter = format!("({}={})", cfg.member_attribute(), escape_filter_value(&user.dn));
-                let groups = search_all(&mut ldap, base, &filter, &[cfg.group_name_attribute.clone()]).await?;
+                let groups = search_all(
+                    &mut ldap,
+                    base,
+                    &filter,
+                    std::slice::from_ref(&cfg.group_name_attribute),
+                )
+                .await?;
                 user.groups = groups
                     .iter()
                     .filter_map(|g| first(g, &cfg.group_name_attribute))
@@ -517,10 +523,11 @@ mod tests {
                 prop_assert!(["\\2a", "\\28", "\\29", "\\5c", "\\00"].contains(&esc), "{esc}");
                 rest = &rest[i + 3..];
             }
-            let back = ldap3::ldap_unescape(e.as_str());
-            prop_assert_eq!(back.as_ref(), s.as_str());
+            let back = ldap3::ldap_unescape(e.as_str()).map(|c| c.into_owned()).ok();
+            prop_assert_eq!(back.as_deref(), Some(s.as_str()));
             // The filter it makes parses, as one equality test.
-            prop_assert!(ldap3::parse_filter(user_filter("(uid={username})", &s)).is_ok() || s.is_empty());
+            let template = "(uid={username})";
+            prop_assert!(ldap3::parse_filter(user_filter(template, &s)).is_ok() || s.is_empty());
         }
     }
 }
