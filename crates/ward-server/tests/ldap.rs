@@ -674,3 +674,157 @@ async fn bad_settings_are_refused() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_groups_follow_attributes_without_a_directory() {
+    let server = Server::start().await;
+    let owner = server.token("default", "admin", PW).await;
+    for name in ["erin", "frank"] {
+        let (s, v) = server
+            .api(Method::POST, "/api/v1/users", &owner, Some(json!({"name": name})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let (s, v) = server
+        .api(
+            Method::PATCH,
+            "/api/v1/users/erin",
+            &owner,
+            Some(json!({"attributes": {"department": "Engineering", "email": "erin@Corp.Example"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, g) = server
+        .api(
+            Method::POST,
+            "/api/v1/groups",
+            &owner,
+            Some(json!({"name": "eng", "conditions": ["department=Engineering", "email_domain=corp.example"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    assert_eq!(g["members"], json!(["erin"]));
+    server
+        .api(
+            Method::POST,
+            "/api/v1/apps",
+            &owner,
+            Some(json!({"name": "wiki", "addresses": ["wiki.corp.example"], "ports": ["443"]})),
+        )
+        .await;
+    let (s, v) = server
+        .api(
+            Method::POST,
+            "/api/v1/rules",
+            &owner,
+            Some(json!({"priority": 1, "action": "allow", "apps": ["wiki"], "groups": ["eng"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let decide = |u: &'static str| {
+        let (server, owner) = (&server, owner.clone());
+        async move {
+            let (_, v) = server
+                .api(
+                    Method::POST,
+                    "/api/v1/rules/test",
+                    &owner,
+                    Some(json!({"user": u, "to": "wiki.corp.example:443"})),
+                )
+                .await;
+            v["decision"].as_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(decide("erin").await, "allow");
+    assert_eq!(decide("frank").await, "deny");
+    // frank gets the attributes: in at once; erin moves department: out.
+    server
+        .api(
+            Method::PATCH,
+            "/api/v1/users/frank",
+            &owner,
+            Some(json!({"attributes": {"department": "Engineering", "email": "frank@corp.example"}})),
+        )
+        .await;
+    server
+        .api(
+            Method::PATCH,
+            "/api/v1/users/erin",
+            &owner,
+            Some(json!({"attributes": {"department": "Sales", "email": "erin@corp.example"}})),
+        )
+        .await;
+    assert_eq!(decide("frank").await, "allow");
+    assert_eq!(decide("erin").await, "deny");
+    let (_, frank) = user(&server, &owner, "frank").await;
+    assert_eq!(frank["groups"], json!(["eng"]));
+    // An auditor cannot change attributes or conditions.
+    server
+        .create_account(&owner, "auditor1", "auditor", "auditor-password-1")
+        .await;
+    let auditor = server.token("default", "auditor1", "auditor-password-1").await;
+    let (s, _) = server
+        .api(
+            Method::PATCH,
+            "/api/v1/users/frank",
+            &auditor,
+            Some(json!({"attributes": {}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = server
+        .api(
+            Method::PATCH,
+            "/api/v1/groups/eng",
+            &auditor,
+            Some(json!({"conditions": []})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // The trail names the changes.
+    let trail = server.audit(&owner, "action=group.update").await;
+    assert_eq!(trail.len(), 1, "{trail:?}");
+    assert_eq!(trail[0]["result"], "denied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_adds_and_syncs_a_directory() {
+    let Some(dir) = Slapd::start() else { return };
+    let server = Server::start().await;
+    let mut admin = Browser::new(&server);
+    admin.sign_in("default", "admin", PW).await;
+    let csrf = admin.csrf_of("/identity-sources").await;
+    let url = format!("ldaps://127.0.0.1:{}", dir.ldaps_port);
+    let user_base = format!("ou=people,{BASE}");
+    let group_base = format!("ou=groups,{BASE}");
+    let page = admin
+        .post(
+            "/identity-sources/ldap",
+            &[
+                ("csrf", &csrf),
+                ("name", "corp"),
+                ("url", &url),
+                ("bind_dn", BIND_DN),
+                ("bind_password", BIND_PW),
+                ("user_base", &user_base),
+                ("group_base", &group_base),
+                ("group_membership", "member"),
+                ("sync_attributes", "department=departmentNumber"),
+                ("ca_pem", &dir.ca_pem),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let list = admin.get("/identity-sources").await;
+    assert!(list.body.contains("never synced"), "{}", list.body);
+    assert!(!list.body.contains(BIND_PW));
+    // Without the CSRF token: refused.
+    let page = admin.post("/identity-sources/corp/sync", &[]).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let page = admin.post("/identity-sources/corp/sync", &[("csrf", &csrf)]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let list = admin.get("/identity-sources?done=idp-synced").await;
+    assert!(list.body.contains("4 users seen, 4 created"), "{}", list.body);
+    let users = admin.get("/users").await;
+    assert!(users.body.contains("department=Engineering"), "{}", users.body);
+}
