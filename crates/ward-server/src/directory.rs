@@ -170,8 +170,8 @@ async fn sync_inner(state: &AppState, source: &IdentitySourceRow, now: i64) -> A
     Ok(r)
 }
 
-/// The scheduled sync: every minute, sync each LDAP source whose interval
-/// has passed since its last sync (one at a time).
+/// The scheduled sync: every minute, sync each LDAP source of an active
+/// tenant whose interval has passed since its last sync (one at a time).
 pub async fn sync_loop(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -192,7 +192,12 @@ pub async fn sync_loop(state: AppState) {
             }
             let interval_ms = i64::try_from(cfg.sync_interval_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
             let due = s.last_sync_at.is_none_or(|t| now.saturating_sub(t) >= interval_ms);
-            if due {
+            // A suspended tenant's directory is left alone until it is resumed.
+            let active = matches!(
+                state.store.tenant_by_id(&s.tenant_id).await,
+                Ok(Some(t)) if t.state == ward_core::TenantState::Active
+            );
+            if due && active {
                 let _ = sync_source(&state, &s).await;
             }
         }
