@@ -217,6 +217,22 @@ async fn signing_in_through_a_real_provider_links_the_user_and_follows_its_group
         .unwrap()
         .clone();
     assert_eq!(groups_of(&server, &owner, "alice").await, json!(["eng", "ops"]));
+    // The email claim became an attribute, which dynamic groups match on.
+    assert_eq!(alice["attributes"]["email"], "alice@corp.example", "{alice}");
+    let (s, g) = server
+        .api(
+            Method::POST,
+            "/api/v1/groups",
+            &owner,
+            Some(json!({"name": "corp-mail", "conditions": ["email_domain=CORP.example"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    assert_eq!(g["members"], json!(["alice"]), "{g}");
+    let (s, _) = server
+        .api(Method::DELETE, "/api/v1/groups/corp-mail", &owner, None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
 
     // The callback replayed: refused, nobody signed in.
     let mut other = Browser2::new();
