@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/portal/oidc/{id}/start", get(oidc::start))
         .route("/portal/oidc/callback", get(oidc::callback))
         .route("/portal/activate", get(activate_form).post(activate_submit))
+        .route("/portal/web/start", get(web_start))
         .route("/portal/devices/{id}/remove", post(remove_device))
         .route("/portal/devices/{id}/rename", post(rename_device))
         .route_layer(from_fn_with_state(state, csrf_guard))
@@ -171,6 +172,73 @@ async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next) -> 
         FormCheck::NoSession(path) if !login => to_login(&path),
         FormCheck::NoSession(_) => session::refused("portal"),
         FormCheck::Refused(response) => response,
+    }
+}
+
+// ---- clientless web access ---------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+pub struct WebStart {
+    host: String,
+    #[serde(rename = "return")]
+    ret: Option<String>,
+}
+
+/// A browser the gateway sent here from a published host: once the user is
+/// signed in to the tenant that published it, a one-time code bound to the
+/// host and the user, and back to `https://<host>/.ward/callback`. The
+/// return target is always that host plus a path.
+async fn web_start(
+    State(state): State<AppState>,
+    Query(q): Query<WebStart>,
+    portal: Result<Portal, Response>,
+) -> Response {
+    use crate::web_access::{mint, parse_public_host, safe_return};
+    let not_found = || {
+        layout::error_page(
+            StatusCode::NOT_FOUND,
+            "No application is published under this host name.",
+        )
+    };
+    let Some(host) = parse_public_host(&q.host) else {
+        return not_found();
+    };
+    let ret = q.ret.as_deref().and_then(safe_return).unwrap_or("/");
+    let app = match state.store.app_by_public_host(&host).await {
+        Ok(Some(app)) => app,
+        Ok(None) => return not_found(),
+        Err(e) => {
+            let e = ApiError::from(e);
+            return layout::error_page(e.status(), &e.message);
+        }
+    };
+    match portal {
+        Ok(p) if p.tenant.id == app.tenant_id => match mint(&state, &p.tenant.id, &p.user.id, &host).await {
+            Ok(code) => {
+                let port = match state.config.web_public_port {
+                    443 => String::new(),
+                    p => format!(":{p}"),
+                };
+                let q = serde_urlencoded::to_string([("code", code.as_str()), ("return", ret)]).unwrap_or_default();
+                Redirect::to(&format!("https://{host}{port}/.ward/callback?{q}")).into_response()
+            }
+            Err(e) => layout::error_page(e.status(), &e.message),
+        },
+        // Not signed in, or signed in to another organisation: sign in to
+        // the one that published the host, then come back here.
+        _ => {
+            let tenant = match state.store.tenant_by_id(&app.tenant_id).await {
+                Ok(Some(t)) => t.name,
+                _ => return not_found(),
+            };
+            let back = format!(
+                "/portal/web/start?{}",
+                serde_urlencoded::to_string([("host", host.as_str()), ("return", ret)]).unwrap_or_default()
+            );
+            let q =
+                serde_urlencoded::to_string([("next", back.as_str()), ("tenant", tenant.as_str())]).unwrap_or_default();
+            Redirect::to(&format!("/portal/login?{q}")).into_response()
+        }
     }
 }
 

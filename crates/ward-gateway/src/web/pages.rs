@@ -1,0 +1,80 @@
+//! The gateway's own pages on published hosts: access denied, unknown host,
+//! a refused sign-in link. Plain HTML with every value escaped, inline
+//! styles only, and a Content-Security-Policy that allows nothing else.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+
+/// What a page says, and to whom.
+pub(crate) struct Page<'a> {
+    pub(crate) status: StatusCode,
+    pub(crate) title: &'a str,
+    pub(crate) message: &'a str,
+    /// (label, value) lines: who, which host, why, the request id.
+    pub(crate) facts: &'a [(&'a str, &'a str)],
+}
+
+pub(crate) fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f4f5f7;color:#1d2330;margin:0}\
+main{max-width:34rem;margin:12vh auto;background:#fff;border-radius:10px;padding:2rem 2.2rem;\
+box-shadow:0 2px 12px rgba(0,0,0,.08)}.brand{font-weight:700;letter-spacing:.04em;color:#3451b2}\
+h1{font-size:1.5rem;margin:.6rem 0 1rem}dl{display:grid;grid-template-columns:auto 1fr;gap:.35rem 1rem}\
+dt{color:#5b6375}dd{margin:0;word-break:break-all}p.muted{color:#5b6375;font-size:.9rem}";
+
+/// The page as an HTTP response.
+pub(crate) fn render(page: &Page<'_>) -> Response<Full<Bytes>> {
+    let mut facts = String::new();
+    for (label, value) in page.facts {
+        facts.push_str(&format!("<dt>{}</dt><dd>{}</dd>", escape(label), escape(value)));
+    }
+    let html = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} · Ward</title><style>{STYLE}</style></head><body><main>\
+         <div class=\"brand\">WARD</div><h1>{title}</h1><p>{message}</p><dl>{facts}</dl>\
+         <p class=\"muted\">If you think you should have access, ask your administrator and give them the request id.</p>\
+         </main></body></html>",
+        title = escape(page.title),
+        message = escape(page.message),
+    );
+    let mut response = Response::new(Full::new(Bytes::from(html)));
+    *response.status_mut() = page.status;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_everything_user_controlled() {
+        assert_eq!(escape("<script>\"&'"), "&lt;script&gt;&quot;&amp;&#39;");
+    }
+}
