@@ -1303,7 +1303,10 @@ async fn published_hosts_are_unique_and_web_codes_work_once_for_their_host(s: &S
         status: Some(200),
         ..Default::default()
     };
-    assert_eq!(s.insert_access_records(&[rec.clone()], NOW).await.unwrap(), 1);
+    assert_eq!(
+        s.insert_access_records(std::slice::from_ref(&rec), NOW).await.unwrap(),
+        1
+    );
     let page = s
         .list_access_records(&a.id, &AccessFilter::default(), &PageRequest::new(None, None))
         .await

@@ -74,10 +74,8 @@ fn websocket_upstream() -> u16 {
                         return;
                     };
                     while let Some(Ok(msg)) = ws.next().await {
-                        if msg.is_text() || msg.is_binary() {
-                            if ws.send(msg).await.is_err() {
-                                return;
-                            }
+                        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                            return;
                         }
                     }
                 });
@@ -475,24 +473,60 @@ fn clientless_web_access_end_to_end() {
     );
     assert_eq!(forged.status, 403);
     assert!(forged.header("set-cookie").is_none());
-    let start = format!(
-        "{}/portal/web/start?host=app.example&return=%2Fonce",
-        location.split("/portal/").next().unwrap()
-    );
-    let minted = curl(port, ca, Some(&alice_jar), &[], &start);
+    // A second browser of alice's with her portal session but no session
+    // on the host: the gateway sends it to the portal with a state cookie.
+    let second = s.work.path().join("second.jar");
+    let jar_text: String = std::fs::read_to_string(&alice_jar)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("__Host-ward_web"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&second, jar_text).unwrap();
+    let to_portal = curl(port, ca, Some(&second), &[], &format!("{base}/once"));
+    assert_eq!(to_portal.status, 302);
+    let start = to_portal.header("location").unwrap();
+    assert!(start.contains("&state="), "{start}");
+    assert!(to_portal
+        .header("set-cookie")
+        .unwrap()
+        .starts_with("__Host-ward_web_state="));
+    let minted = curl(port, ca, Some(&second), &[], &start);
     assert_eq!(minted.status, 303, "{}", minted.headers);
     let callback = minted.header("location").unwrap();
     assert!(
         callback.starts_with(&format!("{base}/.ward/callback?code=wwc_")),
         "{callback}"
     );
-    assert!(callback.ends_with("&return=%2Fonce"));
-    let used = curl(port, ca, None, &[], &callback);
-    assert_eq!(used.status, 302);
+    assert!(callback.ends_with("&return=%2Fonce"), "{callback}");
+    // Another browser (no state cookie) cannot use the code: no login CSRF.
+    let elsewhere = curl(port, ca, None, &[], &callback);
+    assert_eq!(elsewhere.status, 403);
+    assert!(elsewhere.body.contains("did not start in this browser"));
+    assert!(elsewhere.header("set-cookie").is_none());
+    let used = curl(port, ca, Some(&second), &[], &callback);
+    assert_eq!(used.status, 302, "{}", used.body);
     assert_eq!(used.header("location").as_deref(), Some("/once"));
-    assert!(used.header("set-cookie").unwrap().starts_with("__Host-ward_web="));
-    let replayed = curl(port, ca, None, &[], &callback);
+    assert!(
+        used.headers.contains("set-cookie: __Host-ward_web=") || used.headers.contains("Set-Cookie: __Host-ward_web=")
+    );
+    assert!(ward_cookie(&second).is_some());
+    // The same code again, from the browser it was made for: used up.
+    let replay_jar = s.work.path().join("replay.jar");
+    let replay_text: String = std::fs::read_to_string(&alice_jar)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("__Host-ward_web"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&replay_jar, replay_text).unwrap();
+    let state = callback.split("state=").nth(1).unwrap().split('&').next().unwrap();
+    let mut with_state = std::fs::read_to_string(&replay_jar).unwrap();
+    with_state.push_str(&format!("{HOST}\tFALSE\t/\tTRUE\t0\t__Host-ward_web_state\t{state}\n"));
+    std::fs::write(&replay_jar, with_state).unwrap();
+    let replayed = curl(port, ca, Some(&replay_jar), &[], &callback);
     assert_eq!(replayed.status, 403, "a code works once");
+    assert!(replayed.body.contains("not valid"), "{}", replayed.body);
     // A code for one host does not open another.
     let other_host = callback.replace("app.example", "chat.example");
     let other = curl(
@@ -509,7 +543,7 @@ fn clientless_web_access_end_to_end() {
         ca,
         Some(&alice_jar),
         &[],
-        &start.replace("%2Fonce", "https%3A%2F%2Fevil.example%2F"),
+        &start.replace("return=%2Fonce", "return=https%3A%2F%2Fevil.example%2F"),
     );
     let callback = minted.header("location").unwrap();
     assert!(callback.starts_with(&format!("{base}/.ward/callback?")), "{callback}");
@@ -518,6 +552,8 @@ fn clientless_web_access_end_to_end() {
     // A WebSocket round-trips through the gateway.
     let chat_jar = s.work.path().join("chat.jar");
     let chat = {
+        // alice's portal session is in her jar: this browser has it too.
+        std::fs::copy(&alice_jar, &chat_jar).unwrap();
         let start = curl(
             port,
             ca,
@@ -526,8 +562,6 @@ fn clientless_web_access_end_to_end() {
             &format!("https://chat.example:{port}/"),
         );
         assert_eq!(start.status, 302);
-        // alice's portal session is in her jar: copy it over.
-        std::fs::copy(&alice_jar, &chat_jar).unwrap();
         let done = curl(
             port,
             ca,
@@ -592,7 +626,8 @@ fn clientless_web_access_end_to_end() {
         let out = s.ctl.run(&["logs", "access", "-o", "json", "--limit", "500"], None);
         out.ok();
         records = out.json().as_array().unwrap().clone();
-        records.iter().any(|r| r["path"] == "/after") && records.iter().any(|r| r["status"] == 101 && r["end"] != "")
+        records.iter().any(|r| r["path"] == "/after" && r["status"] == 403)
+            && records.iter().any(|r| r["status"] == 101 && r["end"] != "")
     });
     let find = |path: &str| {
         records
@@ -613,7 +648,10 @@ fn clientless_web_access_end_to_end() {
         (Some("deny"), Some(403))
     );
     assert_eq!(bob["reason"], "no_rule_matched");
-    let after = find("/after");
+    let after = records
+        .iter()
+        .find(|r| r["path"] == "/after" && r["status"] == 403)
+        .unwrap();
     assert_eq!(
         (after["status"].as_u64(), after["reason"].as_str()),
         (Some(403), Some("user_disabled"))

@@ -53,13 +53,13 @@ fn page(p: &Page<'_>) -> Response<ResBody> {
     pages::render(p).map(|b| b.map_err(|e| match e {}).boxed())
 }
 
-fn redirect(location: &str, set_cookie: Option<String>) -> Response<ResBody> {
+fn redirect(location: &str, set_cookies: &[String]) -> Response<ResBody> {
     let mut r = full(StatusCode::FOUND, Bytes::new());
     if let Ok(v) = HeaderValue::from_str(location) {
         r.headers_mut().insert(header::LOCATION, v);
     }
-    if let Some(c) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
-        r.headers_mut().insert(header::SET_COOKIE, c);
+    for c in set_cookies.iter().filter_map(|c| HeaderValue::from_str(c).ok()) {
+        r.headers_mut().append(header::SET_COOKIE, c);
     }
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -114,18 +114,28 @@ pub(crate) async fn handle(
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
         return Ok(r);
     }
+    let cookies = || req.headers().get_all(header::COOKIE).iter().map(|v| v.as_bytes());
     if path == CALLBACK_PATH {
-        return Ok(callback(&shared, &host, &target, req.uri()).await);
+        let state = session::cookie_named(session::STATE_COOKIE, cookies()).map(str::to_owned);
+        return Ok(callback(&shared, &host, &target, req.uri(), state.as_deref()).await);
     }
     let now = now_ms();
-    let cookie = session::ward_cookie(req.headers().get_all(header::COOKIE).iter().map(|v| v.as_bytes()));
-    let Some(session) = cookie
+    let Some(session) = session::ward_cookie(cookies())
         .and_then(|id| shared.sessions.get(id, &host, now))
         .filter(|s| s.tenant_id == target.tenant_id)
     else {
+        // To the portal, with a state this browser must bring back (a state
+        // from an earlier redirect is kept, so parallel tabs agree).
+        let state = session::cookie_named(session::STATE_COOKIE, cookies())
+            .map(str::to_owned)
+            .unwrap_or_else(session::new_id);
         let back = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let q = serde_urlencoded::to_string([("host", host.as_str()), ("return", back)]).unwrap_or_default();
-        return Ok(redirect(&format!("{}/portal/web/start?{q}", shared.portal_url), None));
+        let q = serde_urlencoded::to_string([("host", host.as_str()), ("return", back), ("state", state.as_str())])
+            .unwrap_or_default();
+        return Ok(redirect(
+            &format!("{}/portal/web/start?{q}", shared.portal_url),
+            &[session::set_state_cookie(&state, STATE_MAX_AGE_SECS)],
+        ));
     };
     Ok(proxy(shared, peer, host, target, session, req).await)
 }
@@ -133,11 +143,21 @@ pub(crate) async fn handle(
 #[derive(serde::Deserialize)]
 struct CallbackQuery {
     code: String,
+    state: Option<String>,
     #[serde(rename = "return")]
     ret: Option<String>,
 }
 
-async fn callback(shared: &Shared, host: &str, target: &WebTarget, uri: &Uri) -> Response<ResBody> {
+/// How long a sign-in may take from the redirect to the portal to the callback.
+const STATE_MAX_AGE_SECS: i64 = 900;
+
+async fn callback(
+    shared: &Shared,
+    host: &str,
+    target: &WebTarget,
+    uri: &Uri,
+    state_cookie: Option<&str>,
+) -> Response<ResBody> {
     let refused = |why: &str| {
         let request_id = new_record_id();
         page(&Page {
@@ -154,6 +174,15 @@ async fn callback(shared: &Shared, host: &str, target: &WebTarget, uri: &Uri) ->
         return refused("The sign-in link is incomplete. Open the application's address again.");
     };
     let ret = q.ret.as_deref().and_then(safe_return).unwrap_or("/").to_owned();
+    // The sign-in must have started in this browser: a code minted for
+    // someone else's sign-in cannot sign this browser in.
+    let same_browser = match (state_cookie, q.state.as_deref()) {
+        (Some(c), Some(s)) => aws_lc_rs::constant_time::verify_slices_are_equal(c.as_bytes(), s.as_bytes()).is_ok(),
+        _ => false,
+    };
+    if !same_browser {
+        return refused("This sign-in did not start in this browser. Open the application's address again.");
+    }
     match shared.backend.redeem(host, &q.code).await {
         Ok(Some(web)) if web.tenant_id == target.tenant_id => {
             let now = now_ms();
@@ -167,7 +196,10 @@ async fn callback(shared: &Shared, host: &str, target: &WebTarget, uri: &Uri) ->
                 now,
             );
             let max_age = (web.expires_ms - now).max(0) / 1000;
-            redirect(&ret, Some(session::set_cookie(&id, max_age)))
+            redirect(
+                &ret,
+                &[session::set_cookie(&id, max_age), session::set_state_cookie("", 0)],
+            )
         }
         Ok(_) => refused("This sign-in link is not valid: it is unknown, expired, for another address, or was already used. Open the application's address again."),
         Err(e) => {

@@ -32,10 +32,7 @@ pub(crate) struct Sessions {
 impl Sessions {
     /// A new session; returns its id (the cookie value).
     pub(crate) fn create(&self, session: Session, now_ms: i64) -> String {
-        let mut bytes = [0u8; 32];
-        // aws-lc-rs's system random; a failure is not recoverable.
-        let _ = aws_lc_rs::rand::fill(&mut bytes);
-        let id = B64.encode(bytes);
+        let id = new_id();
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_SESSIONS {
             map.retain(|_, s| s.expires_ms > now_ms);
@@ -66,13 +63,26 @@ impl Sessions {
 /// The value of the Ward cookie in a request's `Cookie` headers, if it has
 /// the form of a session id (43 base64url characters).
 pub(crate) fn ward_cookie<'a>(cookie_headers: impl Iterator<Item = &'a [u8]>) -> Option<&'a str> {
+    cookie_named(COOKIE, cookie_headers)
+}
+
+/// A new random id: 32 bytes, base64url (43 characters).
+pub(crate) fn new_id() -> String {
+    let mut bytes = [0u8; 32];
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    B64.encode(bytes)
+}
+
+/// The value of cookie `name`, if it has the form of an id (43 base64url
+/// characters).
+pub(crate) fn cookie_named<'a>(wanted: &str, cookie_headers: impl Iterator<Item = &'a [u8]>) -> Option<&'a str> {
     for header in cookie_headers {
         let Ok(text) = std::str::from_utf8(header) else {
             continue;
         };
         for pair in text.split(';') {
-            if let Some((name, value)) = pair.trim().split_once('=') {
-                if name == COOKIE && value.len() == 43 && value.bytes().all(is_b64url) {
+            if let Some((name_found, value)) = pair.trim().split_once('=') {
+                if name_found == wanted && is_id(value) {
                     return Some(value);
                 }
             }
@@ -87,7 +97,10 @@ pub(crate) fn strip_ward_cookie(header: &[u8]) -> Option<String> {
     let kept: Vec<&str> = text
         .split(';')
         .map(str::trim)
-        .filter(|p| !p.is_empty() && p.split_once('=').map_or(*p, |(n, _)| n) != COOKIE)
+        .filter(|p| {
+            let n = p.split_once('=').map_or(*p, |(n, _)| n);
+            !p.is_empty() && n != COOKIE && n != STATE_COOKIE
+        })
         .collect();
     (!kept.is_empty()).then(|| kept.join("; "))
 }
@@ -95,6 +108,21 @@ pub(crate) fn strip_ward_cookie(header: &[u8]) -> Option<String> {
 /// The `Set-Cookie` value for a new session.
 pub(crate) fn set_cookie(id: &str, max_age_secs: i64) -> String {
     format!("{COOKIE}={id}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}")
+}
+
+/// The cookie that ties a sign-in to the browser that started it: the
+/// gateway sets it with the redirect to the portal, and the callback must
+/// bring back the same value as `state` (so nobody can sign a browser in
+/// with a code minted for someone else).
+pub(crate) const STATE_COOKIE: &str = "__Host-ward_web_state";
+
+pub(crate) fn set_state_cookie(state: &str, max_age_secs: i64) -> String {
+    format!("{STATE_COOKIE}={state}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}")
+}
+
+/// 43 base64url characters: the form of every id and state.
+pub(crate) fn is_id(value: &str) -> bool {
+    value.len() == 43 && value.bytes().all(is_b64url)
 }
 
 fn is_b64url(b: u8) -> bool {

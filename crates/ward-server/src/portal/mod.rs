@@ -182,6 +182,8 @@ pub struct WebStart {
     host: String,
     #[serde(rename = "return")]
     ret: Option<String>,
+    /// The gateway's state for this browser, handed back with the code.
+    state: Option<String>,
 }
 
 /// A browser the gateway sent here from a published host: once the user is
@@ -204,6 +206,11 @@ async fn web_start(
         return not_found();
     };
     let ret = q.ret.as_deref().and_then(safe_return).unwrap_or("/");
+    let browser_state = q
+        .state
+        .as_deref()
+        .filter(|s| s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .unwrap_or("");
     let app = match state.store.app_by_public_host(&host).await {
         Ok(Some(app)) => app,
         Ok(None) => return not_found(),
@@ -219,7 +226,9 @@ async fn web_start(
                     443 => String::new(),
                     p => format!(":{p}"),
                 };
-                let q = serde_urlencoded::to_string([("code", code.as_str()), ("return", ret)]).unwrap_or_default();
+                let q =
+                    serde_urlencoded::to_string([("code", code.as_str()), ("state", browser_state), ("return", ret)])
+                        .unwrap_or_default();
                 Redirect::to(&format!("https://{host}{port}/.ward/callback?{q}")).into_response()
             }
             Err(e) => layout::error_page(e.status(), &e.message),
@@ -233,7 +242,8 @@ async fn web_start(
             };
             let back = format!(
                 "/portal/web/start?{}",
-                serde_urlencoded::to_string([("host", host.as_str()), ("return", ret)]).unwrap_or_default()
+                serde_urlencoded::to_string([("host", host.as_str()), ("return", ret), ("state", browser_state)])
+                    .unwrap_or_default()
             );
             let q =
                 serde_urlencoded::to_string([("next", back.as_str()), ("tenant", tenant.as_str())]).unwrap_or_default();
