@@ -180,13 +180,30 @@ fn sign_in(web_port: u16, ca: &Path, jar: &Path, user: &str, path: &str) -> Curl
         ("username", user),
         ("password", USER_PASSWORD),
     ]);
-    curl(
+    let handoff = curl(
         web_port,
         ca,
         Some(jar),
         &["-L", "--data", &form],
         &format!("{base}/portal/login"),
-    )
+    );
+    // Signed in: a page that sends the browser on to the host's callback.
+    assert_eq!(handoff.status, 200, "{}", handoff.body);
+    let callback = handoff
+        .body
+        .split("id=\"continue\" href=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("no link to the callback: {}", handoff.body))
+        .replace("&amp;", "&");
+    assert!(handoff
+        .body
+        .contains(&format!("content=\"0;url={}", callback.replace('&', "&amp;"))));
+    assert!(
+        callback.starts_with(&format!("https://{HOST}:{web_port}/.ward/callback?code=wwc_")),
+        "{callback}"
+    );
+    curl(web_port, ca, Some(jar), &["-L"], &callback)
 }
 
 fn serde_urlencoded_pairs(pairs: &[(&str, &str)]) -> String {
@@ -688,4 +705,271 @@ async fn websocket(port: u16, ca_pem: &str, cookie: &str) -> Ws {
     let (ws, response) = tokio_tungstenite::client_async(req, tls).await.unwrap();
     assert_eq!(response.status(), 101);
     ws
+}
+
+// ---- in a real browser ------------------------------------------------------------
+
+/// An upstream page that greets the user the assertion names (decoded, not
+/// verified: the end-to-end test above verifies it).
+fn greeting_upstream() -> u16 {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let claims: Value = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("x-ward-assertion: "))
+                    .and_then(|jwt| jwt.trim().split('.').nth(1).map(str::to_owned))
+                    .and_then(|p| B64.decode(p).ok())
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or(Value::Null);
+                let name = claims["name"].as_str().unwrap_or("stranger");
+                let groups = claims["groups"]
+                    .as_array()
+                    .map(|g| g.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default();
+                let body = format!(
+                    "<!DOCTYPE html><html><head><title>Team wiki</title></head>\
+                     <body style=\"font-family:sans-serif;margin:3rem;background:#fbfaf7\">\
+                     <h1>Team wiki</h1><p id=\"who\">Welcome, {name}.</p>\
+                     <p>Groups: {groups}</p><p>Reached from a browser through Ward, without an agent. \
+                     This page trusts who you are because the gateway signed it (X-Ward-Assertion).</p>\
+                     </body></html>"
+                );
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    port
+}
+
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The base64 SHA-256 of the web listener's certificate's public key, as
+/// served for `host` (checked against the service CA on the way).
+async fn leaf_spki(port: u16, ca_pem: &str, host: &str) -> String {
+    use sha2::Digest as _;
+    let config = ward_pki::client_config_from_pem(ca_pem, &[b"http/1.1"]).unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from(host.to_owned()).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let leaf = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(cert.tbs_certificate.subject_pki.raw))
+}
+
+/// Chromium through chromedriver; the published names map to loopback,
+/// everything else resolves to nothing. The web listener's certificate is
+/// from the test's service CA, which this throwaway profile does not have:
+/// it trusts exactly that certificate's key (`spki`).
+async fn chromium(hosts: &[&str], spki: &str) -> (Driver, fantoccini::Client) {
+    let chromedriver = std::env::var("WARD_TEST_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    let binary = std::env::var("WARD_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let port = free_port();
+    let child = Command::new(&chromedriver)
+        .arg(format!("--port={port}"))
+        .arg("--allowed-ips=127.0.0.1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {chromedriver}: {e} (apt-get install chromium chromium-driver)"));
+    let driver = Driver(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start listening");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut rules: Vec<String> = hosts.iter().map(|h| format!("MAP {h} 127.0.0.1")).collect();
+    rules.push("MAP * ~NOTFOUND".into());
+    rules.push("EXCLUDE 127.0.0.1".into());
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": binary,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1100,760", "--no-first-run", "--disable-extensions",
+                     format!("--host-resolver-rules={}", rules.join(" , ")),
+                     format!("--ignore-certificate-errors-spki-list={spki}"),
+                     "--disable-background-networking", "--disable-component-update",
+                     "--disable-sync", "--no-pings", "--disable-domain-reliability"],
+        }),
+    );
+    let client = fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    (driver, client)
+}
+
+async fn page_text(c: &fantoccini::Client) -> String {
+    match c.find(fantoccini::Locator::Css("body")).await {
+        Ok(b) => b.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+async fn wait_for_text(c: &fantoccini::Client, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = page_text(c).await;
+        if now.contains(text) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page never showed {text:?}; it shows:\n{now}\n(at {:?})",
+            c.current_url().await.ok()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Opens `url` on a published host and signs in through the portal's form.
+async fn browser_sign_in(c: &fantoccini::Client, url: &str, user: &str) {
+    use fantoccini::Locator;
+    c.goto(url).await.unwrap();
+    wait_for_text(c, "Sign in").await;
+    for (name, value) in [("username", user), ("password", USER_PASSWORD)] {
+        let field = c
+            .find(Locator::Css(&format!("form[method=post] [name=\"{name}\"]")))
+            .await
+            .unwrap();
+        field.clear().await.unwrap();
+        field.send_keys(value).await.unwrap();
+    }
+    // The organisation is filled in from the published host.
+    let tenant = c
+        .find(Locator::Css("form[method=post] [name=\"tenant\"]"))
+        .await
+        .unwrap();
+    assert_eq!(tenant.prop("value").await.unwrap().as_deref(), Some("default"));
+    c.find(Locator::XPath("//button[normalize-space()='Sign in']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn screenshot(c: &fantoccini::Client, name: &str) {
+    let Some(dir) = std::env::var_os("WARD_SCREENSHOTS") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), c.screenshot().await.unwrap()).unwrap();
+}
+
+/// An allowed user signs in from a browser and sees the application; another
+/// user sees the denial page. Runs with `WARD_TEST_BROWSER` (Debian's
+/// chromium and chromium-driver); `WARD_SCREENSHOTS=DIR` saves
+/// `clientless-app.png` and `clientless-denied.png`.
+#[test]
+fn clientless_in_a_browser() {
+    if std::env::var_os("WARD_TEST_BROWSER").is_none() {
+        eprintln!("skipped: set WARD_TEST_BROWSER to run the browser tests (needs chromium and chromium-driver)");
+        return;
+    }
+    let s = set_up();
+    let port = s.web_port;
+    let upstream = greeting_upstream();
+    s.ctl.run(&["group", "create", "staff"], None).ok();
+    s.ctl.run(&["group", "add-member", "staff", "alice"], None).ok();
+    s.ctl
+        .run(
+            &[
+                "app",
+                "create",
+                "intranet",
+                "--address",
+                "127.0.0.1",
+                "--port",
+                &upstream.to_string(),
+                "--public-host",
+                "wiki.example",
+            ],
+            None,
+        )
+        .ok();
+    s.ctl
+        .run(
+            &[
+                "rule",
+                "create",
+                "--priority",
+                "5",
+                "--action",
+                "allow",
+                "--app",
+                "intranet",
+                "--group",
+                "staff",
+                "--agentless",
+            ],
+            None,
+        )
+        .ok();
+    // The certificate is reissued for the new host.
+    wait_until("wiki.example served", Duration::from_secs(30), || {
+        curl(
+            port,
+            &s.ca,
+            None,
+            &["--resolve", &format!("wiki.example:{port}:127.0.0.1")],
+            &format!("https://wiki.example:{port}/"),
+        )
+        .status
+            == 302
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let url = format!("https://wiki.example:{port}/");
+        let spki = leaf_spki(port, &std::fs::read_to_string(&s.ca).unwrap(), "wiki.example").await;
+        let (_driver, alice) = chromium(&["wiki.example"], &spki).await;
+        browser_sign_in(&alice, &url, "alice").await;
+        wait_for_text(&alice, "Welcome, alice.").await;
+        assert!(page_text(&alice).await.contains("Groups: staff"));
+        assert_eq!(alice.current_url().await.unwrap().host_str(), Some("wiki.example"));
+        screenshot(&alice, "clientless-app").await;
+        alice.close().await.unwrap();
+
+        let (_driver, bob) = chromium(&["wiki.example"], &spki).await;
+        browser_sign_in(&bob, &url, "bob").await;
+        wait_for_text(&bob, "Access denied").await;
+        let text = page_text(&bob).await;
+        assert!(text.contains("bob") && text.contains("wiki.example"), "{text}");
+        assert!(text.contains("No access rule admits you"), "{text}");
+        screenshot(&bob, "clientless-denied").await;
+        bob.close().await.unwrap();
+    });
 }
