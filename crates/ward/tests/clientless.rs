@@ -676,6 +676,11 @@ fn clientless_web_access_end_to_end() {
     let socket = records.iter().find(|r| r["status"] == 101).unwrap();
     assert_eq!(socket["dest_host"], "chat.example");
     assert_eq!(socket["end"], "policy_changed");
+    // It carried one message each way before it was cut.
+    assert!(
+        socket["bytes_up"].as_u64().unwrap() > 0 && socket["bytes_down"].as_u64().unwrap() > 0,
+        "{socket}"
+    );
     // The command-line table shows them too.
     let table = s.ctl.run(&["logs", "access"], None);
     table.ok();

@@ -705,8 +705,15 @@ async fn relay_websocket(
             return;
         }
     };
-    let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
+    // Bytes the client writes go up; bytes read from it never count.
+    let mut client = CountingIo {
+        inner: TokioIo::new(client),
+        read: up.clone(),
+    };
+    let mut upstream = CountingIo {
+        inner: TokioIo::new(upstream),
+        read: down.clone(),
+    };
     let mut changed = shared.gateway.web_hosts.changed.subscribe();
     let source = peer.ip().to_canonical();
     let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
@@ -714,11 +721,7 @@ async fn relay_websocket(
     let end = loop {
         tokio::select! {
             result = &mut copy => {
-                if let Ok((a, b)) = result {
-                    up.store(a, Ordering::Relaxed);
-                    down.store(b, Ordering::Relaxed);
-                }
-                break "closed";
+                break if result.is_ok() { "closed" } else { "error" };
             }
             c = changed.changed() => {
                 if c.is_err() {
@@ -734,4 +737,39 @@ async fn relay_websocket(
         }
     };
     guard.emit(end);
+}
+
+/// An upgraded connection that counts the bytes read from it, so a
+/// WebSocket cut by a new policy still records what it carried.
+struct CountingIo<T> {
+    inner: T,
+    read: Arc<AtomicU64>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len().saturating_sub(before);
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
