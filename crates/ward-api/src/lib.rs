@@ -447,9 +447,21 @@ pub struct Application {
     pub protocol: String,
     pub tags: Vec<String>,
     pub created_at: String,
+    /// The host name the application is published under through the
+    /// gateway's HTTPS listener (clientless web access), if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_host: Option<String>,
+    /// `http` or `https`: how the gateway reaches a published application
+    /// (its first address and first port).
+    #[serde(default = "default_upstream_scheme")]
+    pub upstream_scheme: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+fn default_upstream_scheme() -> String {
+    "http".into()
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApplication {
     pub name: String,
@@ -460,6 +472,14 @@ pub struct CreateApplication {
     pub protocol: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Publish the application for clientless web access under this host
+    /// name (a DNS name, unique across the service; stored lowercase).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_host: Option<String>,
+    /// `http` (the default) or `https` (the gateway then checks the
+    /// application's certificate against the platform's roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_scheme: Option<String>,
 }
 
 /// A priority-ordered access rule. Priority 1 is the highest; the first rule
@@ -488,6 +508,11 @@ pub struct Rule {
     pub sources: Vec<String>,
     pub enabled: bool,
     pub created_at: String,
+    /// Whether the rule admits clientless web access (a browser through the
+    /// gateway, without the agent). A rule enforcing a compliant device never
+    /// admits it.
+    #[serde(default)]
+    pub agentless: bool,
 }
 
 /// What to change in a rule; at least one field.
@@ -539,6 +564,9 @@ pub struct CreateRule {
     /// Default true.
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// Admit clientless web access too (default false).
+    #[serde(default)]
+    pub agentless: bool,
 }
 
 /// "Would this user, on this device, reach this destination now, and why?"
@@ -766,11 +794,37 @@ pub struct TenantSnapshot {
     pub name: String,
     /// False when the operator suspended the tenant: nothing of it connects.
     pub active: bool,
-    /// The tenant CA that signs its devices' certificates.
+    /// The tenant CA that signs its devices' certificates; empty for a
+    /// tenant that has none yet but publishes applications for browsers.
     pub ca_pem: String,
     pub policy: ward_policy::PolicyInput,
     pub users: Vec<SnapshotUser>,
     pub devices: Vec<SnapshotDevice>,
+    /// The tenant's groups (ids and names), for the identity assertion of
+    /// clientless requests.
+    #[serde(default)]
+    pub groups: Vec<SnapshotGroup>,
+    /// The tenant's applications published for clientless web access.
+    #[serde(default)]
+    pub web_apps: Vec<WebApp>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SnapshotGroup {
+    pub id: String,
+    pub name: String,
+}
+
+/// An application published through the gateway's HTTPS listener. The
+/// gateway proxies to the application's first address and first port.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WebApp {
+    /// The application's id in the tenant's policy.
+    pub app_id: String,
+    /// Lowercase; unique across the service.
+    pub public_host: String,
+    /// `http` or `https`.
+    pub upstream_scheme: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -792,7 +846,7 @@ pub struct SnapshotDevice {
 
 /// One connection attempt through a gateway, allowed or denied, written once
 /// when the connection ends (denied ones at once).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AccessRecord {
     /// Made by the gateway (time-ordered, unique); the server stores each id once.
     pub id: String,
@@ -825,6 +879,15 @@ pub struct AccessRecord {
     /// Why it ended: `closed`, `denied`, `dial_failed`, `policy_changed`,
     /// `certificate_expired`, `gateway_shutdown`, `gateway_restart`, `error`.
     pub end: String,
+    /// Clientless web requests only: the HTTP method (`GET`; `WEBSOCKET` for
+    /// an upgraded connection), the path without the query string, and the
+    /// status answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
 }
 
 /// A batch of records shipped by a gateway.
@@ -867,6 +930,13 @@ pub struct AccessLogEntry {
     /// Why it ended.
     pub end: String,
     pub gateway_id: String,
+    /// Clientless web requests: method, path (no query string), status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
 }
 
 /// `GET /api/v1/access-records` filters.
@@ -931,6 +1001,35 @@ pub struct Gateway {
     pub cert_expires_at: String,
     pub created_at: String,
     pub last_seen_at: String,
+}
+
+/// `POST /api/v1/gateway/web-sessions`: a gateway redeems the one-time code
+/// a browser brought back from the portal to a published host.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemWebCode {
+    /// The published host the browser is on; the code must be bound to it.
+    pub host: String,
+    pub code: String,
+}
+
+impl std::fmt::Debug for RedeemWebCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedeemWebCode")
+            .field("host", &self.host)
+            .field("code", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Whose sign-in a redeemed web code carried, and until when the gateway
+/// may keep the browser's session.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebSession {
+    pub tenant_id: String,
+    pub user_id: String,
+    /// Milliseconds since the epoch.
+    pub expires_ms: i64,
 }
 
 /// `GET /api/v1/gateway/snapshot?after=N`.

@@ -624,6 +624,13 @@ impl Client {
         self.call(Method::POST, &["gateway", "records"], &[], Some(batch)).await
     }
 
+    /// `POST /gateway/web-sessions` (with the gateway token): redeem a
+    /// browser's one-time web sign-in code for a published host.
+    pub async fn redeem_web_code(&self, req: &ward_api::RedeemWebCode) -> Result<ward_api::WebSession> {
+        self.call(Method::POST, &["gateway", "web-sessions"], &[], Some(req))
+            .await
+    }
+
     /// `GET /access-records`: one page, newest first.
     pub async fn list_access_records(&self, q: ward_api::AccessQuery) -> Result<Page<ward_api::AccessLogEntry>> {
         let mut params: Vec<(&str, String)> = Vec::new();

@@ -386,11 +386,24 @@ pub enum AppCommand {
         #[arg(long = "address", value_name = "A[,A...]", value_delimiter = ',', required = true)]
         addresses: Vec<String>,
         /// Ports and ranges, comma-separated: `22,443,8000-8100`.
-        #[arg(long, value_name = "P[-Q][,...]", value_delimiter = ',', required = true)]
+        #[arg(
+            long,
+            alias = "port",
+            value_name = "P[-Q][,...]",
+            value_delimiter = ',',
+            required = true
+        )]
         ports: Vec<String>,
         /// A tag rules can name (repeatable).
         #[arg(long = "tag", value_name = "TAG")]
         tags: Vec<String>,
+        /// Publish the application for clientless web access under this host name, through the
+        /// gateways' HTTPS listeners (they proxy to the first address and the first port).
+        #[arg(long, value_name = "HOST")]
+        public_host: Option<String>,
+        /// How the gateway speaks to a published application: `http` (default) or `https`.
+        #[arg(long, value_parser = ["http", "https"], requires = "public_host")]
+        upstream_scheme: Option<String>,
     },
     /// Delete an application no rule names.
     Delete { name: String },
@@ -471,6 +484,10 @@ pub struct RuleCreateArgs {
     /// Create the rule disabled.
     #[arg(long)]
     pub disabled: bool,
+    /// Also admit clientless web access (a browser through a gateway, without the agent).
+    /// A rule with --require-compliant-device never admits it.
+    #[arg(long)]
+    pub agentless: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -329,7 +329,7 @@ impl Tabular for ward_api::Group {
 }
 
 impl Tabular for ward_api::Application {
-    const HEADERS: &'static [&'static str] = &["NAME", "ADDRESSES", "PORTS", "PROTOCOL", "TAGS"];
+    const HEADERS: &'static [&'static str] = &["NAME", "ADDRESSES", "PORTS", "PROTOCOL", "TAGS", "PUBLIC HOST"];
     fn row(&self) -> Vec<String> {
         vec![
             self.name.clone(),
@@ -337,6 +337,10 @@ impl Tabular for ward_api::Application {
             self.ports.join(","),
             self.protocol.clone(),
             dash_if_empty(self.tags.join(",")),
+            match &self.public_host {
+                Some(h) => format!("https://{h} ({})", self.upstream_scheme),
+                None => "-".into(),
+            },
         ]
     }
 }
@@ -361,11 +365,18 @@ impl Tabular for ward_api::Rule {
             .map(|u| format!("user:{u}"))
             .chain(self.groups.iter().map(|g| format!("group:{g}")))
             .collect();
-        let device = match (self.require_compliant_device, self.posture.as_str()) {
+        let mut device = match (self.require_compliant_device, self.posture.as_str()) {
             (false, _) => "-".to_owned(),
             (true, "observe") => "compliant (observe)".to_owned(),
             (true, _) => "compliant".to_owned(),
         };
+        if self.agentless {
+            device = if device == "-" {
+                "agentless".into()
+            } else {
+                format!("{device}, agentless")
+            };
+        }
         let valid = match (&self.valid_from, &self.valid_until) {
             (None, None) => "-".to_owned(),
             (from, until) => format!(
@@ -483,12 +494,24 @@ impl Tabular for ward_api::AccessLogEntry {
         "END",
     ];
     fn row(&self) -> Vec<String> {
+        let destination = match (&self.method, &self.path, self.status) {
+            (Some(m), Some(p), status) => format!(
+                "{m} https://{}{p} {}",
+                self.dest_host,
+                status.map(|s| s.to_string()).unwrap_or_else(|| "-".into())
+            ),
+            _ => format!("{}:{}", self.dest_host, self.port),
+        };
         vec![
             time(&self.time),
             self.user.clone(),
-            self.device_id.clone(),
+            if self.device_id.is_empty() {
+                "(browser)".into()
+            } else {
+                self.device_id.clone()
+            },
             self.source.clone(),
-            format!("{}:{}", self.dest_host, self.port),
+            destination,
             self.action.clone(),
             self.rule_id.clone().unwrap_or_else(|| "-".into()),
             self.reason.clone(),

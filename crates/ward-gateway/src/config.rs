@@ -27,6 +27,9 @@ pub struct GatewayConfig {
     pub recheck_interval: Duration,
     /// Worker threads serving tunnels; 0 (the default) means one per core.
     pub threads: usize,
+    /// The HTTPS listener for published applications (clientless web
+    /// access), if any.
+    pub web: Option<crate::web::WebConfig>,
 }
 
 impl GatewayConfig {
@@ -48,6 +51,7 @@ impl GatewayConfig {
             dial_timeout: DEFAULT_DIAL_TIMEOUT,
             recheck_interval: DEFAULT_RECHECK_INTERVAL,
             threads: 0,
+            web: None,
         }
     }
 }

@@ -580,6 +580,7 @@ mod tests {
             bytes_down: 0,
             duration_ms: 0,
             end: String::new(),
+            ..Default::default()
         }
     }
 

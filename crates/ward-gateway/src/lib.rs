@@ -91,6 +91,7 @@ mod spool;
 mod state;
 mod sync;
 mod tls;
+mod web;
 mod workers;
 
 use std::net::SocketAddr;
@@ -103,6 +104,7 @@ use tokio::sync::{mpsc, watch};
 pub use config::GatewayConfig;
 pub use spool::RecordSink;
 pub use sync::SnapshotSource;
+pub use web::{BoxFuture, WebBackend, WebConfig, WebSession};
 
 /// What every task of one gateway shares.
 pub(crate) struct Gateway {
@@ -114,6 +116,8 @@ pub(crate) struct Gateway {
     pub(crate) records: records::RecordEmitter,
     pub(crate) journal: journal::Journal,
     pub(crate) drain: drain::Drain,
+    /// The published hosts of the current snapshot (web listener).
+    pub(crate) web_hosts: web::HostTable,
 }
 
 /// A gateway serving in the background.
@@ -127,6 +131,7 @@ pub struct RunningGateway {
     local_addr: SocketAddr,
     gateway: Arc<Gateway>,
     tasks: drain::Tasks,
+    web: Option<web::RunningWeb>,
 }
 
 /// Starts a gateway: loads the last saved snapshot (if any), opens the
@@ -174,6 +179,7 @@ pub async fn start(
         records: records::RecordEmitter::new(records_tx),
         journal: journal.clone(),
         drain: drain::Drain::default(),
+        web_hosts: web::HostTable::default(),
     });
     if let Some(saved) = state::load(&config.spool_dir) {
         tracing::info!(
@@ -221,6 +227,10 @@ pub async fn start(
     let workers = workers::Workers::start(&gateway, threads, tasks.kill_workers.clone())
         .context("cannot start the gateway's worker threads")?;
     tasks.accept = Some(tokio::spawn(inbound::serve(listener, gateway.clone(), workers)));
+    let web = match config.web.clone() {
+        Some(web) => Some(web::start(web, gateway.clone()).await?),
+        None => None,
+    };
     tracing::info!(
         gateway = %config.gateway_id,
         listen = %local_addr,
@@ -232,6 +242,7 @@ pub async fn start(
         local_addr,
         gateway,
         tasks,
+        web,
     })
 }
 
@@ -239,6 +250,11 @@ impl RunningGateway {
     /// The address agents connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the web listener for published applications, if any.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web.as_ref().map(|w| w.local_addr)
     }
 
     /// The version of the snapshot being enforced; `None` before the first.
@@ -256,6 +272,7 @@ impl RunningGateway {
     /// records end with `gateway_shutdown`); every record is made durable
     /// and the spool ships what it can for a few seconds more.
     pub async fn shutdown(mut self) {
+        self.web.take();
         drain::shutdown(&self.gateway, &mut self.tasks).await;
     }
 }

@@ -94,7 +94,7 @@ impl RecordEmitter {
         self.inner.crashed.store(true, Ordering::SeqCst);
     }
 
-    fn emit(&self, record: AccessRecord, journaled: bool) {
+    pub(crate) fn emit(&self, record: AccessRecord, journaled: bool) {
         if journaled && self.inner.crashed.load(Ordering::SeqCst) {
             tracing::debug!(id = %record.id, "gateway dropped; the journal recovers this record at the next start");
             return;
@@ -178,6 +178,9 @@ impl ConnectionResult {
                 bytes_down: 0,
                 duration_ms: 0,
                 end: String::new(),
+                method: None,
+                path: None,
+                status: None,
             },
             started: Instant::now(),
             emitter,
@@ -273,6 +276,9 @@ fn empty_record() -> AccessRecord {
         bytes_down: 0,
         duration_ms: 0,
         end: String::new(),
+        method: None,
+        path: None,
+        status: None,
     }
 }
 

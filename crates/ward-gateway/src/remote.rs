@@ -49,6 +49,15 @@ pub struct GatewayArgs {
     /// Worker threads serving tunnels [default: one per core].
     #[arg(long, env = "WARD_GATEWAY_THREADS", value_name = "N")]
     pub threads: Option<usize>,
+    /// HTTPS listener for published applications (clientless web access) [default: none].
+    #[arg(long, env = "WARD_WEB_LISTEN", value_name = "ADDR", requires_all = ["web_cert", "web_key"])]
+    pub web_listen: Option<SocketAddr>,
+    /// Certificate chain (PEM) of the web listener, covering every published host.
+    #[arg(long, env = "WARD_WEB_CERT", value_name = "FILE")]
+    pub web_cert: Option<PathBuf>,
+    /// Private key (PEM) of the web listener's certificate.
+    #[arg(long, env = "WARD_WEB_KEY", value_name = "FILE")]
+    pub web_key: Option<PathBuf>,
     /// Log format: human or json.
     #[arg(long, env = "WARD_LOG_FORMAT", default_value = "human")]
     pub log_format: String,
@@ -106,6 +115,18 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
         args.state_dir.join("spool"),
     );
     config.threads = args.threads.unwrap_or(0);
+    if let (Some(listen), Some(cert), Some(key)) = (args.web_listen, &args.web_cert, &args.web_key) {
+        config.web = Some(crate::WebConfig {
+            listen,
+            cert: Some((
+                std::fs::read_to_string(cert).with_context(|| format!("cannot read {}", cert.display()))?,
+                std::fs::read_to_string(key).with_context(|| format!("cannot read {}", key.display()))?,
+            )),
+            portal_url: joined.server.clone(),
+            key_dir: args.state_dir.clone(),
+            backend: std::sync::Arc::new(RemoteWeb(client.clone())),
+        });
+    }
     let gateway = crate::start(config, RemoteSnapshots(client.clone()), RemoteRecords(client)).await?;
     println!(
         "Gateway {} ({}) listening on {}; server {}",
@@ -262,6 +283,37 @@ impl RecordSink for RemoteRecords {
     async fn ship(&self, batch: Vec<AccessRecord>) -> anyhow::Result<()> {
         self.0.ship_records(&AccessRecordBatch { records: batch }).await?;
         Ok(())
+    }
+}
+
+/// Redeems web sign-in codes over `POST /api/v1/gateway/web-sessions`; the
+/// certificate comes from files.
+struct RemoteWeb(Client);
+
+impl crate::WebBackend for RemoteWeb {
+    fn redeem<'a>(
+        &'a self,
+        host: &'a str,
+        code: &'a str,
+    ) -> crate::BoxFuture<'a, anyhow::Result<Option<ward_api::WebSession>>> {
+        Box::pin(async move {
+            let req = ward_api::RedeemWebCode {
+                host: host.to_owned(),
+                code: code.to_owned(),
+            };
+            match self.0.redeem_web_code(&req).await {
+                Ok(session) => Ok(Some(session)),
+                Err(ward_client::ClientError::Api { status, .. }) if (400..500).contains(&status) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    fn certificate<'a>(
+        &'a self,
+        _hosts: &'a [String],
+    ) -> crate::BoxFuture<'a, Option<anyhow::Result<(String, String)>>> {
+        Box::pin(async { None })
     }
 }
 

@@ -635,6 +635,7 @@ mod tests {
             bytes_down: 0,
             duration_ms: 0,
             end: "denied".into(),
+            ..Default::default()
         }
     }
 

@@ -84,6 +84,8 @@ impl PolicyState {
         let mut tenants = HashMap::with_capacity(snapshot.tenants.len());
         for tenant in &snapshot.tenants {
             let cas = match ward_pki::certs_from_pem(&tenant.ca_pem) {
+                // No CA: a tenant with only published applications; no device connects.
+                _ if tenant.ca_pem.trim().is_empty() => Vec::new(),
                 Ok(cas) if !cas.is_empty() => cas,
                 Ok(_) | Err(_) => {
                     tracing::error!(tenant = %tenant.id, "tenant CA in the snapshot does not parse; its devices cannot connect");
@@ -213,6 +215,7 @@ impl TenantPolicy {
             port: dest.port,
             protocol: Protocol::Tcp,
             now: now_ms,
+            agentless: false,
         });
         let allowed = decision.is_allowed();
         let reason = match decision.reason {
@@ -226,6 +229,53 @@ impl TenantPolicy {
             rule_id: decision.rule.map(|r| r.id),
             reason,
         }
+    }
+}
+
+impl TenantPolicy {
+    /// Decides one clientless request of `user_id` (a browser through the
+    /// web listener: no agent, no device): the gateway's checks (tenant
+    /// active, user known and enabled), then the tenant's policy with
+    /// `agentless` set, so only rules admitting agentless access match.
+    pub(crate) fn decide_web(&self, user_id: &str, source: IpAddr, dest: Destination<'_>, now_ms: i64) -> Verdict {
+        if !self.active {
+            return Verdict::refuse("tenant_suspended");
+        }
+        let Some(user) = self.users.get(user_id) else {
+            return Verdict::refuse("user_unknown");
+        };
+        if user.disabled {
+            return Verdict::refuse("user_disabled");
+        }
+        let decision = self.policy.decide(&Request {
+            user_id,
+            groups: &user.groups,
+            device: None,
+            source,
+            host: Host::parse(dest.host),
+            resolved: dest.resolved,
+            port: dest.port,
+            protocol: Protocol::Tcp,
+            now: now_ms,
+            agentless: true,
+        });
+        let allowed = decision.is_allowed();
+        let reason = match decision.reason {
+            Reason::RuleMatched if allowed && decision.observed_noncompliant => "observed_noncompliant",
+            Reason::RuleMatched => "rule_matched",
+            Reason::NoApplication => "no_application",
+            Reason::NoRuleMatched => "no_rule_matched",
+        };
+        Verdict {
+            allowed,
+            rule_id: decision.rule.map(|r| r.id),
+            reason,
+        }
+    }
+
+    /// The groups (ids) of a known user.
+    pub(crate) fn groups_of(&self, user_id: &str) -> Option<&[String]> {
+        self.users.get(user_id).map(|u| u.groups.as_slice())
     }
 }
 

@@ -62,6 +62,7 @@ pub(crate) fn apply(gateway: &Gateway, snapshot: &GatewaySnapshot) {
     let compiled = PolicyState::compile(snapshot);
     gateway.tls.update(compiled.client_roots());
     gateway.state.swap(Arc::new(compiled));
+    gateway.web_hosts.apply(snapshot);
     gateway.registry.changed.notify_one();
     tracing::info!(
         version = snapshot.version,

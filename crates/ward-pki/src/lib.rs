@@ -58,6 +58,7 @@ mod pem;
 mod pin;
 mod seal;
 mod store;
+mod swappable;
 mod tls;
 
 use std::sync::{Arc, OnceLock};
@@ -72,6 +73,7 @@ pub use pem::{certs_from_pem, load_certs, load_private_key};
 pub use pin::{client_config_pinned, parse_pin, pinned_ca_from_chain};
 pub use seal::{load_or_create_master_key, MasterKey};
 pub use store::{load_or_create_ca, CA_CERT_FILE, CA_KEY_FILE};
+pub use swappable::{server_config_swappable, SwappableCert};
 pub use tls::{
     client_config, client_config_from_pem, client_config_mtls, client_config_platform_roots, ldap_client_config,
     server_config, server_config_mtls,

@@ -20,6 +20,8 @@ struct RuleConditions {
     priority: u32,
     action: Action,
     enabled: bool,
+    /// Admits clientless requests.
+    agentless: bool,
     /// No users and no groups: everyone.
     anyone: bool,
     /// Interned ids ([`Principals`]), sorted; inline for up to two.
@@ -88,6 +90,7 @@ impl RuleConditions {
             priority: rule.priority,
             action: rule.action,
             enabled: rule.enabled,
+            agentless: rule.agentless,
             anyone: rule.users.is_empty() && rule.groups.is_empty(),
             users: intern_all(&mut principals.users, &rule.users),
             groups: intern_all(&mut principals.groups, &rule.groups),
@@ -127,7 +130,12 @@ impl RuleConditions {
     /// `Some(observed_noncompliant)` when every condition holds.
     #[inline]
     fn check(&self, req: &Request<'_>, who: &Principal, source: IpAddr) -> Option<bool> {
-        if !(self.enabled && self.in_window(req.now) && self.principal_matches(who) && self.source_allowed(source)) {
+        if !(self.enabled
+            && (self.agentless || !req.agentless)
+            && self.in_window(req.now)
+            && self.principal_matches(who)
+            && self.source_allowed(source))
+        {
             return None;
         }
         match self.device_check(req) {
@@ -142,6 +150,9 @@ impl RuleConditions {
         let mut out = Vec::new();
         if !self.enabled {
             out.push(Mismatch::Disabled);
+        }
+        if req.agentless && !self.agentless {
+            out.push(Mismatch::NotAgentless);
         }
         if !self.in_window(req.now) {
             out.push(Mismatch::OutsideValidity);
@@ -444,6 +455,7 @@ mod tests {
             port: 443,
             protocol: crate::Protocol::Tcp,
             now: 0,
+            agentless: false,
         };
         assert_eq!(policy.decide(&req), Decision::default_deny(Reason::NoApplication));
     }

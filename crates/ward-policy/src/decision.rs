@@ -91,6 +91,8 @@ pub enum Mismatch {
     PrincipalNotMatched,
     /// The rule enforces a compliant device and the device is not compliant (or unknown).
     DeviceNotCompliant,
+    /// The request is clientless (no agent) and the rule does not admit agentless access.
+    NotAgentless,
 }
 
 impl fmt::Display for Mismatch {
@@ -101,6 +103,9 @@ impl fmt::Display for Mismatch {
             Mismatch::SourceNotAllowed => "the source address is not in the rule's source networks",
             Mismatch::PrincipalNotMatched => "neither the user nor any of the user's groups is named by the rule",
             Mismatch::DeviceNotCompliant => "the rule requires a compliant device",
+            Mismatch::NotAgentless => {
+                "the request comes without the agent and the rule does not admit agentless access"
+            }
         })
     }
 }

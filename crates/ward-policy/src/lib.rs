@@ -32,7 +32,7 @@
 //! let request = Request {
 //!     user_id: "alice", groups: &groups, device: Some(DeviceState { compliant: true }),
 //!     source: "192.0.2.7".parse().unwrap(), host: Host::Domain("db.corp.example"), resolved: None,
-//!     port: 5432, protocol: Protocol::Tcp, now: 1_800_000_000_000,
+//!     port: 5432, protocol: Protocol::Tcp, now: 1_800_000_000_000, agentless: false,
 //! };
 //! let decision = policy.decide(&request);
 //! assert!(decision.is_allowed());

@@ -67,8 +67,11 @@ pub enum PostureMode {
 /// `[valid_from, valid_until)`; the principal matches (no users and no groups
 /// listed means everyone; otherwise the user is listed or one of the user's
 /// groups is); the source address is in one of `sources` (empty means any);
-/// and, when `require_compliant_device` is set in [`PostureMode::Enforce`],
-/// the device is known and compliant.
+/// when `require_compliant_device` is set in [`PostureMode::Enforce`],
+/// the device is known and compliant; and, for a clientless request (one
+/// without the agent, [`Request::agentless`](crate::Request::agentless)),
+/// the rule admits agentless access. A clientless request has no device, so
+/// a rule enforcing device compliance never admits one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rule {
     pub id: String,
@@ -96,6 +99,11 @@ pub struct Rule {
     pub sources: Vec<IpNet>,
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
+    /// Whether the rule also applies to clientless requests (a browser
+    /// through the gateway's HTTPS listener, with no agent). False: the rule
+    /// never matches one.
+    #[serde(default)]
+    pub agentless: bool,
 }
 
 fn enabled_by_default() -> bool {

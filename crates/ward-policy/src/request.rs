@@ -60,6 +60,10 @@ pub struct Request<'a> {
     pub protocol: Protocol,
     /// Milliseconds since the epoch (the caller's clock: decisions read none).
     pub now: i64,
+    /// A clientless request: a browser through the gateway's HTTPS listener,
+    /// without the agent (and so without a device). Only rules with
+    /// [`Rule::agentless`](crate::Rule::agentless) match one.
+    pub agentless: bool,
 }
 
 impl Request<'_> {

@@ -31,6 +31,7 @@ fn rule(id: &str, priority: u32, action: Action, apps: &[&str]) -> Rule {
         valid_until: None,
         sources: vec![],
         enabled: true,
+        agentless: false,
     }
 }
 
@@ -59,6 +60,7 @@ fn req<'a>(host: &'a str, port: u16) -> Request<'a> {
         port,
         protocol: Protocol::Tcp,
         now: NOW,
+        agentless: false,
     }
 }
 
@@ -548,4 +550,39 @@ fn openapi_schemas_describe_the_text_forms() {
     assert!(explanation["properties"]["rules"].is_object(), "{explanation}");
     let rule_ref = serde_json::to_value(RuleRef::schema()).unwrap();
     assert_eq!(rule_ref["properties"]["id"]["type"], "string");
+}
+
+#[test]
+fn clientless_requests_need_an_agentless_rule_without_enforced_compliance() {
+    let apps = vec![app("wiki", &["wiki.corp.example"], "80", &[])];
+    let mut plain = allow("plain", 1, &["wiki"]);
+    plain.agentless = false;
+    let mut enforced = allow("enforced", 2, &["wiki"]);
+    enforced.agentless = true;
+    enforced.require_compliant_device = true;
+    let mut web = allow("web", 3, &["wiki"]);
+    web.agentless = true;
+    let policy = compile(apps.clone(), vec![plain.clone(), enforced.clone(), web]);
+
+    // With the agent, the first rule decides as always.
+    assert_eq!(
+        decided_by(&policy, &req("wiki.corp.example", 80)).1.as_deref(),
+        Some("plain")
+    );
+
+    // Without it (no device), only the agentless rule without enforcement admits.
+    let mut r = req("wiki.corp.example", 80);
+    r.agentless = true;
+    r.device = None;
+    assert_eq!(
+        decided_by(&policy, &r),
+        (Verdict::Allow, Some("web".into()), Reason::RuleMatched)
+    );
+    let e = policy.explain(&r);
+    assert_eq!(e.rules[0].mismatches, vec![Mismatch::NotAgentless]);
+    assert_eq!(e.rules[1].mismatches, vec![Mismatch::DeviceNotCompliant]);
+
+    // No agentless rule: a clientless request is denied by default.
+    let policy = compile(apps, vec![plain, enforced]);
+    assert_eq!(decided_by(&policy, &r), (Verdict::Deny, None, Reason::NoRuleMatched));
 }

@@ -77,7 +77,8 @@ fn ref_rule_holds(rule: &Rule, req: &Request<'_>) -> Option<bool> {
         (true, false, PostureMode::Enforce) => (false, false),
         (true, false, PostureMode::Observe) => (true, true),
     };
-    (rule.enabled && in_window && principal && source_ok && device_ok).then_some(observed)
+    let via_ok = rule.agentless || !req.agentless;
+    (rule.enabled && via_ok && in_window && principal && source_ok && device_ok).then_some(observed)
 }
 
 /// (verdict, deciding rule, reason, observed, ids of every targeting rule in order)
@@ -228,10 +229,15 @@ fn rule() -> impl Strategy<Value = Rule> {
             time(),
             sources,
             prop::bool::weighted(0.85),
+            any::<bool>(),
         ),
     )
         .prop_map(
-            |((id, priority, allow, target), (users, groups), (require, observe, from, until, sources, enabled))| {
+            |(
+                (id, priority, allow, target),
+                (users, groups),
+                (require, observe, from, until, sources, enabled, agentless),
+            )| {
                 Rule {
                     id: format!("r{id}"),
                     priority,
@@ -249,6 +255,7 @@ fn rule() -> impl Strategy<Value = Rule> {
                     valid_until: until,
                     sources,
                     enabled,
+                    agentless,
                 }
             },
         )
@@ -273,6 +280,7 @@ struct RequestParts {
     resolved: Option<IpAddr>,
     port: u16,
     now: i64,
+    agentless: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -296,6 +304,7 @@ impl RequestParts {
             port: self.port,
             protocol: Protocol::Tcp,
             now: self.now,
+            agentless: self.agentless,
         }
     }
 }
@@ -376,19 +385,22 @@ fn request_for(input: &PolicyInput) -> BoxedStrategy<RequestParts> {
         (
             prop::option::of(any::<bool>().prop_map(|compliant| DeviceState { compliant })),
             source,
+            prop::bool::weighted(0.3),
         ),
         (dest, prop::option::weighted(0.3, ip()), 0i64..22),
     )
         .prop_map(
-            |((user, groups), (device, source), ((host, port), resolved, now))| RequestParts {
+            |((user, groups), (device, source, agentless), ((host, port), resolved, now))| RequestParts {
                 user: user.into(),
                 groups,
-                device,
+                // A clientless request never has a device.
+                device: if agentless { None } else { device },
                 source,
                 host,
                 resolved,
                 port,
                 now,
+                agentless,
             },
         )
         .boxed()
@@ -422,6 +434,15 @@ proptest! {
             prop_assert_eq!(explained, targeting);
             prop_assert!(e.rules.iter().filter(|r| r.decided).count() <= 1);
             prop_assert!(e.rules.iter().all(|r| r.matched == r.mismatches.is_empty()));
+
+            // A clientless request is admitted only by a rule that says it
+            // admits agentless access and does not enforce device compliance.
+            if req.agentless && d.is_allowed() {
+                let decided = d.rule.as_ref().map(|r| (r.id.to_string(), r.priority));
+                prop_assert!(input.rules.iter().any(|r| Some((r.id.clone(), r.priority)) == decided
+                    && r.agentless
+                    && !(r.require_compliant_device && r.posture == PostureMode::Enforce)));
+            }
         }
     }
 }

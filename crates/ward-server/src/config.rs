@@ -59,6 +59,20 @@ pub struct ServerArgs {
     /// Threads of the embedded gateway's data plane [default: one per core].
     #[arg(long, env = "WARD_GATEWAY_THREADS", value_name = "N")]
     pub gateway_threads: Option<usize>,
+    /// Address of the embedded gateway's HTTPS listener for published
+    /// applications (clientless web access) [default: none].
+    #[arg(long, env = "WARD_WEB_LISTEN", value_name = "ADDR")]
+    pub web_listen: Option<SocketAddr>,
+    /// Certificate chain (PEM) of the web listener, covering every published
+    /// host [default: one from the service CA naming the published hosts].
+    #[arg(long, env = "WARD_WEB_CERT", value_name = "FILE", requires = "web_key")]
+    pub web_cert: Option<PathBuf>,
+    /// Private key (PEM) of the web listener's certificate.
+    #[arg(long, env = "WARD_WEB_KEY", value_name = "FILE", requires = "web_cert")]
+    pub web_key: Option<PathBuf>,
+    /// The port browsers reach published hosts on [default: the web listener's port].
+    #[arg(long, env = "WARD_WEB_PUBLIC_PORT", value_name = "PORT")]
+    pub web_public_port: Option<u16>,
     /// Lifetime of device certificates; agents renew at half-life [default: 24h].
     #[arg(long, env = "WARD_DEVICE_CERT_TTL", value_name = "DURATION")]
     pub device_cert_ttl: Option<humantime::Duration>,
@@ -91,6 +105,10 @@ struct FileConfig {
     gateway_listen: Option<SocketAddr>,
     gateway_advertise: Option<String>,
     gateway_threads: Option<usize>,
+    web_listen: Option<SocketAddr>,
+    web_cert: Option<PathBuf>,
+    web_key: Option<PathBuf>,
+    web_public_port: Option<u16>,
     #[serde(default)]
     login: LoginFile,
 }
@@ -166,6 +184,12 @@ pub struct ServerConfig {
     pub gateway_advertise: Option<String>,
     /// The embedded gateway's worker threads; 0 means one per core.
     pub gateway_threads: usize,
+    /// The embedded gateway's HTTPS listener for published applications.
+    pub web_listen: Option<SocketAddr>,
+    /// Its certificate chain and key files; `None`: from the service CA.
+    pub web_cert: Option<(PathBuf, PathBuf)>,
+    /// The port browsers reach published hosts on.
+    pub web_public_port: u16,
     /// Password for the bootstrap accounts, from `WARD_BOOTSTRAP_PASSWORD`
     /// (environment only, so it never shows in a process list or a file).
     pub bootstrap_password: Option<Secret>,
@@ -291,6 +315,20 @@ impl ServerConfig {
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7601))),
             gateway_advertise: args.gateway_advertise.clone().or(file.gateway_advertise),
             gateway_threads: args.gateway_threads.or(file.gateway_threads).unwrap_or(0),
+            web_listen: args.web_listen.or(file.web_listen),
+            web_cert: match (
+                args.web_cert.clone().or(file.web_cert),
+                args.web_key.clone().or(file.web_key),
+            ) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => return Err(ConfigError::Invalid("web_cert and web_key go together".into())),
+            },
+            web_public_port: args
+                .web_public_port
+                .or(file.web_public_port)
+                .or(args.web_listen.or(file.web_listen).map(|a| a.port()))
+                .unwrap_or(443),
             master_key_file,
             device_cert_ttl,
             data_dir,

@@ -72,6 +72,45 @@ impl GatewayLink {
         Ok((format!("{}{}", leaf.cert_pem, ca.cert_pem()), key_pem))
     }
 
+    /// Redeems a web sign-in code brought to `host` (see [`crate::web_access`]);
+    /// `Ok(None)` when it is refused.
+    pub async fn redeem_web_code(&self, host: &str, code: &str) -> anyhow::Result<Option<ward_api::WebSession>> {
+        match crate::web_access::redeem(&self.state, host, code).await {
+            Ok(session) => Ok(Some(session)),
+            Err(e) if e.status().is_client_error() => Ok(None),
+            Err(e) => Err(anyhow::anyhow!("{}", e.message)),
+        }
+    }
+
+    /// A certificate from the service CA for the web listener, naming the
+    /// published `hosts` (and `localhost`), for 30 days: (chain PEM, key PEM).
+    pub async fn web_certificate(&self, hosts: &[String]) -> anyhow::Result<(String, String)> {
+        let ca = self.service_ca().await?;
+        let mut names = vec!["localhost".to_owned()];
+        names.extend(hosts.iter().cloned());
+        let (key_pem, csr_pem) = ward_pki::generate_key_and_csr(EMBEDDED_GATEWAY_ID)?;
+        let identity = Identity::gateway(EMBEDDED_GATEWAY_ID)?;
+        let leaf = ca.sign_csr_with_names(&csr_pem, &identity, &names, &[], Duration::from_secs(30 * 24 * 3600))?;
+        Ok((format!("{}{}", leaf.cert_pem, ca.cert_pem()), key_pem))
+    }
+
+    /// The service CA's certificate (PEM): what browsers trust the web
+    /// listener's certificate through when it comes from the service CA.
+    pub async fn service_ca_pem(&self) -> anyhow::Result<String> {
+        Ok(self.service_ca().await?.cert_pem())
+    }
+
+    async fn service_ca(&self) -> anyhow::Result<ward_pki::CertificateAuthority> {
+        tenant_ca::get_or_create(&self.state, &self.state.system_tenant_id, ward_core::SYSTEM_TENANT)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "cannot open the service CA stored in the database with this server's master key; \
+                     every server sharing a database needs the same key (WARD_MASTER_KEY or --master-key-file)"
+                )
+            })
+    }
+
     pub fn config(&self) -> &crate::config::ServerConfig {
         &self.state.config
     }

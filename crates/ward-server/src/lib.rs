@@ -34,6 +34,7 @@ pub mod serve;
 pub mod snapshot;
 pub mod state;
 pub mod tenant_ca;
+pub mod web_access;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -246,6 +247,9 @@ async fn background_jobs(store: Store, metrics: Arc<Metrics>) {
         }
         if let Err(e) = store.delete_expired_oidc_logins(now).await {
             tracing::warn!(error = %e, "cannot remove unfinished OIDC sign-ins");
+        }
+        if let Err(e) = store.delete_expired_web_codes(now).await {
+            tracing::warn!(error = %e, "cannot remove expired web sign-in codes");
         }
     }
 }

@@ -134,6 +134,7 @@ pub fn rule_from_row(r: &RuleRow) -> ApiResult<Rule> {
             .collect::<Result<_, _>>()
             .map_err(|_| corrupt("sources"))?,
         enabled: r.enabled,
+        agentless: r.agentless,
     })
 }
 

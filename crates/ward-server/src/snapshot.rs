@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use ward_api::{GatewaySnapshot, SnapshotDevice, SnapshotUser, TenantSnapshot};
+use ward_api::{GatewaySnapshot, SnapshotDevice, SnapshotGroup, SnapshotUser, TenantSnapshot, WebApp};
 use ward_core::TenantState;
 use ward_store::PageRequest;
 
@@ -26,13 +26,17 @@ pub async fn build(state: &AppState) -> ApiResult<GatewaySnapshot> {
             .list_tenants(&PageRequest::new(cursor, Some(PageRequest::MAX_LIMIT)))
             .await?;
         for t in page.items {
-            // A tenant without a CA has no devices yet: nothing to enforce.
-            let Some(ca) = store.tenant_ca(&t.id).await? else {
-                continue;
-            };
             if t.is_system() {
                 continue;
             }
+            // A tenant without a CA has no devices yet: nothing to enforce
+            // for agents. It is in the snapshot only when it publishes
+            // applications for browsers (clientless web access), with no CA.
+            let ca_pem = match store.tenant_ca(&t.id).await? {
+                Some(ca) => ca.cert_pem,
+                None if store.all_apps(&t.id).await?.iter().any(|a| a.public_host.is_some()) => String::new(),
+                None => continue,
+            };
             let (input, groups_of) = policy::load_input(store, &t.id).await?;
             let users = store
                 .all_users(&t.id)
@@ -56,14 +60,34 @@ pub async fn build(state: &AppState) -> ApiResult<GatewaySnapshot> {
                     compliant: d.compliant,
                 })
                 .collect();
+            let groups = store
+                .all_groups(&t.id)
+                .await?
+                .into_iter()
+                .map(|g| SnapshotGroup { id: g.id, name: g.name })
+                .collect();
+            let web_apps = store
+                .all_apps(&t.id)
+                .await?
+                .into_iter()
+                .filter_map(|a| {
+                    Some(WebApp {
+                        public_host: a.public_host?,
+                        app_id: a.id,
+                        upstream_scheme: a.upstream_scheme,
+                    })
+                })
+                .collect();
             tenants.push(TenantSnapshot {
                 id: t.id,
                 name: t.name,
                 active: t.state == TenantState::Active,
-                ca_pem: ca.cert_pem,
+                ca_pem,
                 policy: input,
                 users,
                 devices,
+                groups,
+                web_apps,
             });
         }
         match page.next_cursor {

@@ -1506,6 +1506,107 @@ async fn gateways_join_follow_snapshots_and_ship_records_once(store: TestStore) 
     // Joining is in the operator's trail; shipping records is not administration.
     assert_eq!(h.audit(&op, "action=gateway.join&result=ok").await.len(), 1);
     assert!(h.audit(&op, "action=gateway.records").await.is_empty());
+
+    // Clientless web access: a published host, and a gateway redeeming the
+    // one-time code a browser brought back from the portal, once.
+    let (s, v) = h
+        .post(
+            "/api/v1/apps",
+            &owner,
+            json!({"name": "wiki", "addresses": ["10.0.0.7"], "ports": ["80"], "public_host": "Wiki.Example"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        (v["public_host"].as_str(), v["upstream_scheme"].as_str()),
+        (Some("wiki.example"), Some("http"))
+    );
+    for bad in ["10.0.0.1", "*.example", "wiki.example:443", "wiki", "a_b.example"] {
+        let (s, v) = h
+            .post(
+                "/api/v1/apps",
+                &owner,
+                json!({"name": "bad", "addresses": ["10.0.0.7"], "ports": ["80"], "public_host": bad}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {v}");
+    }
+    let (s, _) = h
+        .post(
+            "/api/v1/apps",
+            &other,
+            json!({"name": "wiki", "addresses": ["10.0.0.8"], "ports": ["80"], "public_host": "wiki.example"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "a host is published once across tenants");
+    let (_, snap) = h.get("/api/v1/gateway/snapshot", &gw_token).await;
+    let web = &snap["tenants"][0]["web_apps"][0];
+    assert_eq!(web["public_host"], "wiki.example");
+    let tenant = h.store.store.tenant_by_name("default").await.unwrap().unwrap();
+    let alice = h.store.store.user_by_name(&tenant.id, "alice").await.unwrap().unwrap();
+    let now = ward_server::state::now_ms();
+    let code = "wwc_test-code-for-the-api";
+    h.store
+        .store
+        .create_web_code(
+            &ward_server::auth::token::hash(code),
+            &tenant.id,
+            &alice.id,
+            "wiki.example",
+            now,
+            now + 60_000,
+        )
+        .await
+        .unwrap();
+    let redeem = |host: &str| json!({"host": host, "code": code});
+    assert_eq!(
+        h.call(
+            Method::POST,
+            "/api/v1/gateway/web-sessions",
+            Some(&owner),
+            Some(redeem("wiki.example"))
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED,
+        "only gateways redeem codes"
+    );
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/api/v1/gateway/web-sessions",
+            Some(&gw_token),
+            Some(redeem("WIKI.example")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["tenant_id"].as_str(), v["user_id"].as_str()),
+        (Some(tenant.id.as_str()), Some(alice.id.as_str()))
+    );
+    assert!(v["expires_ms"].as_i64().unwrap() > now);
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/api/v1/gateway/web-sessions",
+            Some(&gw_token),
+            Some(redeem("wiki.example")),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthenticated")),
+        "once"
+    );
+    let (s, _) = h
+        .call(
+            Method::POST,
+            "/api/v1/gateway/web-sessions",
+            Some(&gw_token),
+            Some(json!({"host": "wiki.example", "code": "x", "extra": 1})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "unknown fields are refused");
 }
 
 fn code_of(v: &Value) -> &str {

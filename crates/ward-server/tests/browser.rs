@@ -201,6 +201,7 @@ async fn demo_records(running: &Running, tenant_id: &str) {
             bytes_down: 48_000 + 10 * i,
             duration_ms: 300 + i,
             end_reason: if i % 7 == 0 { "denied" } else { "closed" }.into(),
+            ..Default::default()
         })
         .collect();
     running.store.insert_access_records(&rows, now).await.unwrap();

@@ -112,10 +112,16 @@ pub struct AppRow {
     pub protocol: String,
     pub tags: Vec<String>,
     pub created_at: i64,
+    /// The host name the application is published under through the
+    /// gateway's HTTPS listener (clientless access); lowercase, unique
+    /// across the store.
+    pub public_host: Option<String>,
+    /// `http` or `https`: how the gateway speaks to a published application.
+    pub upstream_scheme: String,
 }
 
 impl AppRow {
-    fn from_row(row: &AnyRow) -> Result<Self> {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
         Ok(AppRow {
             id: get(row, "id")?,
             tenant_id: get(row, "tenant_id")?,
@@ -125,6 +131,8 @@ impl AppRow {
             protocol: get(row, "protocol")?,
             tags: split(get(row, "tags")?),
             created_at: get(row, "created_at")?,
+            public_host: get(row, "public_host")?,
+            upstream_scheme: get(row, "upstream_scheme")?,
         })
     }
 }
@@ -147,12 +155,15 @@ pub struct RuleRow {
     pub sources: Vec<String>,
     pub enabled: bool,
     pub created_at: i64,
+    /// Whether the rule admits clientless requests (no agent, no device).
+    pub agentless: bool,
 }
 
 impl RuleRow {
     fn from_row(row: &AnyRow) -> Result<Self> {
         let require_compliant: i64 = get(row, "require_compliant")?;
         let enabled: i64 = get(row, "enabled")?;
+        let agentless: i64 = get(row, "agentless")?;
         Ok(RuleRow {
             id: get(row, "id")?,
             tenant_id: get(row, "tenant_id")?,
@@ -169,6 +180,7 @@ impl RuleRow {
             sources: split(get(row, "sources")?),
             enabled: enabled != 0,
             created_at: get(row, "created_at")?,
+            agentless: agentless != 0,
         })
     }
 }
@@ -177,9 +189,10 @@ pub(crate) const USER_COLUMNS: &str = "id, tenant_id, name, disabled, created_at
      CAST(CASE WHEN password_hash IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_password, failed_logins, locked_until, \
      last_login_at, source_id, attributes, disabled_by_source";
 const GROUP_COLUMNS: &str = "id, tenant_id, name, created_at, conditions";
-const APP_COLUMNS: &str = "id, tenant_id, name, addresses, ports, protocol, tags, created_at";
+pub(crate) const APP_COLUMNS: &str =
+    "id, tenant_id, name, addresses, ports, protocol, tags, created_at, public_host, upstream_scheme";
 const RULE_COLUMNS: &str = "id, tenant_id, priority, action, app_ids, tags, user_ids, group_ids, require_compliant, \
-                            posture, valid_from, valid_until, sources, enabled, created_at";
+                            posture, valid_from, valid_until, sources, enabled, created_at, agentless";
 
 impl Store {
     /// The policy epoch: it moves whenever what gateways enforce changes.
@@ -199,6 +212,7 @@ impl Store {
                 Bind::Text(s) => q.bind(s),
                 Bind::Int(i) => q.bind(i),
                 Bind::OptInt(i) => q.bind(i),
+                Bind::OptText(s) => q.bind(s),
             };
         }
         let affected = q.execute(&mut *tx).await?.rows_affected();
@@ -502,8 +516,8 @@ impl Store {
     pub async fn create_app(&self, tenant_id: &str, app: &AppRow, now: i64) -> Result<AppRow> {
         let id = new_id("app");
         self.change(
-            "INSERT INTO applications (id, tenant_id, name, addresses, ports, protocol, tags, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO applications (id, tenant_id, name, addresses, ports, protocol, tags, created_at, \
+             public_host, upstream_scheme) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             vec![
                 Bind::text(&id),
                 Bind::text(tenant_id),
@@ -513,10 +527,15 @@ impl Store {
                 Bind::text(&app.protocol),
                 Bind::Text(join(&app.tags)),
                 Bind::Int(now),
+                Bind::OptText(app.public_host.clone()),
+                Bind::text(&app.upstream_scheme),
             ],
         )
         .await
-        .map_err(|e| e.conflict_as(format!("application {}", app.name)))?;
+        .map_err(|e| match &app.public_host {
+            Some(host) => e.conflict_as(format!("application {} or public host {host}", app.name)),
+            None => e.conflict_as(format!("application {}", app.name)),
+        })?;
         Ok(AppRow {
             id,
             tenant_id: tenant_id.into(),
@@ -564,7 +583,7 @@ impl Store {
         let id = new_id("rul");
         self.change(
             &format!(
-                "INSERT INTO rules ({RULE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                "INSERT INTO rules ({RULE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
             ),
             vec![
                 Bind::text(&id),
@@ -582,6 +601,7 @@ impl Store {
                 Bind::Text(join(&r.sources)),
                 Bind::Int(i64::from(r.enabled)),
                 Bind::Int(now),
+                Bind::Int(i64::from(r.agentless)),
             ],
         )
         .await
@@ -694,6 +714,7 @@ enum Bind {
     Text(String),
     Int(i64),
     OptInt(Option<i64>),
+    OptText(Option<String>),
 }
 
 impl Bind {

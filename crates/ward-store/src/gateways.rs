@@ -54,6 +54,11 @@ pub struct AccessRecordRow {
     pub bytes_down: i64,
     pub duration_ms: i64,
     pub end_reason: String,
+    /// Clientless requests: the HTTP method, the path (no query string) and
+    /// the status answered.
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub status: Option<i64>,
 }
 
 impl AccessRecordRow {
@@ -77,6 +82,9 @@ impl AccessRecordRow {
             bytes_down: get(row, "bytes_down")?,
             duration_ms: get(row, "duration_ms")?,
             end_reason: get(row, "end_reason")?,
+            method: get(row, "method")?,
+            path: get(row, "path")?,
+            status: get(row, "status")?,
         })
     }
 }
@@ -94,7 +102,8 @@ pub struct AccessFilter {
 const GATEWAY_COLUMNS: &str = "id, name, addresses, cert_not_after, created_at, last_seen_at";
 const RECORD_COLUMNS: &str =
     "id, tenant_id, started_ms, user_id, device_id, gateway_id, source, dest_host, dest_addr, \
-                              port, protocol, action, rule_id, reason, bytes_up, bytes_down, duration_ms, end_reason";
+                              port, protocol, action, rule_id, reason, bytes_up, bytes_down, duration_ms, end_reason, \
+                              method, path, status";
 
 impl Store {
     pub async fn create_gateway_join_code(
@@ -223,6 +232,9 @@ impl Store {
                     .bind(r.bytes_down)
                     .bind(r.duration_ms)
                     .bind(&r.end_reason)
+                    .bind(&r.method)
+                    .bind(&r.path)
+                    .bind(r.status)
                     .bind(now);
             }
             stored += query.execute(&mut *tx).await?.rows_affected();
@@ -285,7 +297,7 @@ impl Store {
 }
 
 /// Columns bound per access record (the record's, then `received_at`).
-const RECORD_PARAMS: usize = 19;
+const RECORD_PARAMS: usize = 22;
 /// Rows per `INSERT`, largest first: a batch is stored as greedy chunks of
 /// these sizes.
 pub const ROWS_PER_INSERT: [usize; 3] = [16, 4, 1];

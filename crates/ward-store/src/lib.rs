@@ -32,6 +32,7 @@ mod portal;
 mod tenants;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod web;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -52,6 +53,7 @@ pub use mfa::TotpRow;
 pub use page::{Page, PageRequest};
 pub use portal::{EnrollRequestRow, UserSessionRow};
 pub use tenants::TenantRow;
+pub use web::WebCodeRow;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

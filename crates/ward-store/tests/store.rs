@@ -51,6 +51,7 @@ on_both_backends!(
     user_passwords_are_set_cleared_counted_and_stay_in_their_tenant,
     identity_sources_link_users_and_groups_and_logins_are_taken_once,
     ldap_sources_sync_attributes_conditions_and_vanished_users,
+    published_hosts_are_unique_and_web_codes_work_once_for_their_host,
 );
 
 const NOW: i64 = 1_795_000_000_000;
@@ -618,6 +619,7 @@ async fn gateways_join_once_and_records_are_stored_once(s: &Store) {
         bytes_down: 20,
         duration_ms: 5,
         end_reason: "closed".into(),
+        ..Default::default()
     };
     let batch = vec![
         record("acr_01", "t1", "alice", "allow", NOW),
@@ -698,6 +700,7 @@ async fn large_record_batches_are_stored_once_across_statements(s: &Store) {
         bytes_down: 2 * n as i64,
         duration_ms: 3,
         end_reason: "closed".into(),
+        ..Default::default()
     };
     let per = ward_store::ROWS_PER_INSERT[0] * 3;
     // Many statements' worth, with the first ten again at the end (in a
@@ -1329,4 +1332,117 @@ async fn ldap_sources_sync_attributes_conditions_and_vanished_users(s: &Store) {
     assert!(s.user_by_id(&a.id, &alice.id).await.unwrap().unwrap().disabled);
     assert_eq!(s.users_of_source(&a.id, &src.id).await.unwrap().len(), 2);
     assert!(s.users_of_source(&b.id, &src.id).await.unwrap().is_empty());
+}
+
+async fn published_hosts_are_unique_and_web_codes_work_once_for_their_host(s: &Store) {
+    use ward_store::{AccessFilter, AccessRecordRow, AppRow, RuleRow};
+    let a = s.create_tenant("a", "r", "admin", "h", None, NOW).await.unwrap();
+    let b = s.create_tenant("b", "r", "admin", "h", None, NOW).await.unwrap();
+    let app = |name: &str, host: Option<&str>| AppRow {
+        name: name.into(),
+        addresses: vec!["10.0.0.1".into()],
+        ports: vec!["80".into()],
+        protocol: "tcp".into(),
+        public_host: host.map(str::to_owned),
+        upstream_scheme: "https".into(),
+        ..Default::default()
+    };
+    let epoch = s.policy_epoch().await.unwrap();
+    let wiki = s
+        .create_app(&a.id, &app("wiki", Some("wiki.example")), NOW)
+        .await
+        .unwrap();
+    assert!(s.policy_epoch().await.unwrap() > epoch);
+    // Unpublished applications are many; a host is published once in the whole store.
+    s.create_app(&a.id, &app("plain1", None), NOW).await.unwrap();
+    s.create_app(&b.id, &app("plain2", None), NOW).await.unwrap();
+    let dup = s.create_app(&b.id, &app("wiki", Some("wiki.example")), NOW).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    let found = s.app_by_public_host("wiki.example").await.unwrap().unwrap();
+    assert_eq!(
+        (found.id.as_str(), found.tenant_id.as_str()),
+        (wiki.id.as_str(), a.id.as_str())
+    );
+    assert_eq!(found.upstream_scheme, "https");
+    assert!(s.app_by_public_host("other.example").await.unwrap().is_none());
+
+    // Rules keep their agentless flag.
+    let rule = RuleRow {
+        priority: 1,
+        action: "allow".into(),
+        app_ids: vec![wiki.id.clone()],
+        posture: "enforce".into(),
+        enabled: true,
+        agentless: true,
+        ..Default::default()
+    };
+    let r = s.create_rule(&a.id, &rule, NOW).await.unwrap();
+    assert!(s.rule_by_id(&a.id, &r.id).await.unwrap().unwrap().agentless);
+
+    // A code works once, for its host, until it expires.
+    let user = s.create_user(&a.id, "alice", NOW).await.unwrap();
+    s.create_web_code("h1", &a.id, &user.id, "wiki.example", NOW, NOW + 60_000)
+        .await
+        .unwrap();
+    assert!(
+        s.take_web_code("h1", "other.example", NOW).await.unwrap().is_none(),
+        "another host"
+    );
+    assert!(
+        s.take_web_code("h1", "wiki.example", NOW).await.unwrap().is_none(),
+        "taken by the try above"
+    );
+    s.create_web_code("h2", &a.id, &user.id, "wiki.example", NOW, NOW + 60_000)
+        .await
+        .unwrap();
+    let code = s.take_web_code("h2", "wiki.example", NOW + 1).await.unwrap().unwrap();
+    assert_eq!(
+        (code.tenant_id.as_str(), code.user_id.as_str()),
+        (a.id.as_str(), user.id.as_str())
+    );
+    assert!(
+        s.take_web_code("h2", "wiki.example", NOW + 2).await.unwrap().is_none(),
+        "used once"
+    );
+    s.create_web_code("h3", &a.id, &user.id, "wiki.example", NOW, NOW + 60_000)
+        .await
+        .unwrap();
+    assert!(
+        s.take_web_code("h3", "wiki.example", NOW + 60_000)
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    s.create_web_code("h4", &a.id, &user.id, "wiki.example", NOW, NOW + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(s.delete_expired_web_codes(NOW + 60_000).await.unwrap(), 1);
+
+    // Records keep the HTTP request.
+    let rec = AccessRecordRow {
+        id: "acr_web1".into(),
+        tenant_id: a.id.clone(),
+        started_ms: NOW,
+        user_id: user.id.clone(),
+        dest_host: "wiki.example".into(),
+        port: 80,
+        protocol: "http".into(),
+        action: "allow".into(),
+        reason: "rule_matched".into(),
+        end_reason: "closed".into(),
+        method: Some("GET".into()),
+        path: Some("/a".into()),
+        status: Some(200),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.insert_access_records(std::slice::from_ref(&rec), NOW).await.unwrap(),
+        1
+    );
+    let page = s
+        .list_access_records(&a.id, &AccessFilter::default(), &PageRequest::new(None, None))
+        .await
+        .unwrap();
+    assert_eq!(page.items, vec![rec]);
 }

@@ -93,6 +93,9 @@ fn server(args: ServerArgs) -> ExitCode {
             link.config().data_dir.join("gateway"),
         );
         gateway_config.threads = link.config().gateway_threads;
+        if let Some(listen) = link.config().web_listen {
+            gateway_config.web = Some(embedded::web_config(&link, listen, running.url.clone()).await?);
+        }
         let gateway = ward_gateway::start(
             gateway_config,
             embedded::LocalSnapshots(link.clone()),

@@ -272,6 +272,8 @@ pub(super) async fn app(ctx: &mut Ctx<'_>, cmd: AppCommand) -> Result<()> {
             addresses,
             ports,
             tags,
+            public_host,
+            upstream_scheme,
         } => {
             let req = CreateApplication {
                 name,
@@ -279,6 +281,8 @@ pub(super) async fn app(ctx: &mut Ctx<'_>, cmd: AppCommand) -> Result<()> {
                 ports,
                 protocol: None,
                 tags,
+                public_host,
+                upstream_scheme,
             };
             {
                 let v = client.create_app(&req).await?;
@@ -313,6 +317,7 @@ pub(super) async fn rule(ctx: &mut Ctx<'_>, cmd: RuleCommand) -> Result<()> {
                 valid_until: a.valid_until,
                 sources: a.sources,
                 enabled: Some(!a.disabled),
+                agentless: a.agentless,
             };
             {
                 let v = client.create_rule(&req).await?;

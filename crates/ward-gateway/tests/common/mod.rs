@@ -165,6 +165,7 @@ pub fn snapshot(version: i64, pki: &Pki) -> GatewaySnapshot {
                         revoked: false,
                     },
                 ],
+                ..Default::default()
             },
             TenantSnapshot {
                 id: OTHER_TENANT.into(),
@@ -174,6 +175,7 @@ pub fn snapshot(version: i64, pki: &Pki) -> GatewaySnapshot {
                 policy: ward_policy::PolicyInput::default(),
                 users: vec![],
                 devices: vec![],
+                ..Default::default()
             },
         ],
     }

@@ -106,6 +106,7 @@ fn rule(i: usize, n: usize) -> Rule {
             vec![]
         },
         enabled: true,
+        agentless: false,
     }
 }
 
@@ -148,6 +149,7 @@ impl OwnedRequest {
             port: self.port,
             protocol: Protocol::Tcp,
             now: 1_800_000_000_000,
+            agentless: false,
         }
     }
 }

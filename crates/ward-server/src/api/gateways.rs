@@ -198,6 +198,18 @@ pub async fn ship_records(
     store_records(&state, &gw.id, batch).await.map(Json)
 }
 
+/// Redeem the one-time code a browser brought back from the portal to a
+/// published host: once, bound to that host. Answers whose session it is.
+#[utoipa::path(post, path = "/api/v1/gateway/web-sessions", tag = "gateways", request_body = ward_api::RedeemWebCode,
+    responses((status = 200, body = ward_api::WebSession), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn redeem_web_code(
+    State(state): State<AppState>,
+    GatewayCaller(_gw): GatewayCaller,
+    ApiJson(req): ApiJson<ward_api::RedeemWebCode>,
+) -> ApiResult<Json<ward_api::WebSession>> {
+    crate::web_access::redeem(&state, &req.host, &req.code).await.map(Json)
+}
+
 /// Store a batch from gateway `gateway_id` (the embedded gateway calls this directly).
 pub async fn store_records(
     state: &AppState,
@@ -230,6 +242,9 @@ pub async fn store_records(
             bytes_down: i64::try_from(r.bytes_down).unwrap_or(i64::MAX),
             duration_ms: i64::try_from(r.duration_ms).unwrap_or(i64::MAX),
             end_reason: r.end,
+            method: r.method,
+            path: r.path,
+            status: r.status.map(i64::from),
         })
         .collect();
     let total = u32::try_from(rows.len()).unwrap_or(u32::MAX);
@@ -301,5 +316,8 @@ pub async fn list_records(ctx: Ctx, ApiQuery(q): ApiQuery<AccessQuery>) -> ApiRe
         duration_ms: u64::try_from(r.duration_ms).unwrap_or(0),
         end: r.end_reason,
         gateway_id: r.gateway_id,
+        method: r.method,
+        path: r.path,
+        status: r.status.and_then(|s| u16::try_from(s).ok()),
     })))
 }

@@ -29,6 +29,8 @@ fn app_view(a: AppRow) -> Application {
         protocol: a.protocol,
         tags: a.tags,
         created_at: rfc3339(a.created_at),
+        public_host: a.public_host,
+        upstream_scheme: a.upstream_scheme,
     }
 }
 
@@ -69,6 +71,7 @@ fn rule_view(r: RuleRow, names: &Names) -> Rule {
         sources: r.sources,
         enabled: r.enabled,
         created_at: rfc3339(r.created_at),
+        agentless: r.agentless,
     }
 }
 
@@ -128,12 +131,32 @@ pub async fn create_app(
         .iter()
         .map(|t| Name::parse(t).map(Name::into_string))
         .collect::<Result<Vec<_>, _>>()?;
+    let public_host = req
+        .public_host
+        .as_deref()
+        .map(|h| parse_public_host(h).ok_or_else(|| ApiError::invalid(format!("public host {h:?} is not a DNS name"))))
+        .transpose()?;
+    let upstream_scheme = match req.upstream_scheme.as_deref().unwrap_or("http") {
+        s @ ("http" | "https") => s.to_owned(),
+        other => {
+            return Err(ApiError::invalid(format!(
+                "upstream scheme must be http or https (got {other:?})"
+            )))
+        }
+    };
+    if public_host.is_some() && !matches!(parsed_first(&addresses), Some(Address::Domain(_) | Address::Ip(_))) {
+        return Err(ApiError::invalid(
+            "a published application's first address must be a host name or an IP address: the gateway proxies to it",
+        ));
+    }
     let row = AppRow {
         name: name.into_string(),
         addresses,
         ports,
         protocol: protocol.to_string(),
         tags,
+        public_host,
+        upstream_scheme,
         ..Default::default()
     };
     let app = ctx.state.store.create_app(ctx.tenant_id(), &row, now_ms()).await?;
@@ -282,6 +305,7 @@ pub async fn create_rule(ctx: Ctx, ApiJson(req): ApiJson<CreateRule>) -> ApiResu
         valid_until,
         sources,
         enabled: req.enabled.unwrap_or(true),
+        agentless: req.agentless,
         ..Default::default()
     };
     let rule = store.create_rule(t, &row, now_ms()).await?;
@@ -420,6 +444,7 @@ pub async fn test_rules(ctx: Ctx, ApiJson(req): ApiJson<RuleTest>) -> ApiResult<
         port,
         protocol: Protocol::Tcp,
         now,
+        agentless: false,
     };
     let explanation = tenant.compiled.explain(&request);
     let steps = explanation
@@ -473,6 +498,35 @@ pub async fn test_rules(ctx: Ctx, ApiJson(req): ApiJson<RuleTest>) -> ApiResult<
         result.reason = reason.into();
     }
     Ok(Json(result))
+}
+
+fn parsed_first(addresses: &[String]) -> Option<Address> {
+    addresses.first().and_then(|a| a.parse().ok())
+}
+
+/// A published host: a DNS name of at least two labels, each 1 to 63 of
+/// letters, digits and inner hyphens, 253 characters at most; lowercased.
+/// No IP addresses, wildcards, ports or trailing dots.
+pub fn parse_public_host(s: &str) -> Option<String> {
+    let lower = s.trim().to_ascii_lowercase();
+    if lower.is_empty() || lower.len() > 253 || lower.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    let labels: Vec<&str> = lower.split('.').collect();
+    if labels.len() < 2 {
+        return None;
+    }
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    // The last label is not all digits (no dotted numbers).
+    let tld_ok = labels.last().is_some_and(|l| !l.bytes().all(|b| b.is_ascii_digit()));
+    (labels.iter().all(label_ok) && tld_ok).then_some(lower)
 }
 
 /// `host:port`, `[v6]:port`.

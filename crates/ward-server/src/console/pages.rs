@@ -693,14 +693,16 @@ async fn apps_page(c: &Console, message: Option<&str>, error: bool, status: Stat
                     label { "Addresses (IPs, CIDRs, domains, *.domains)" input name="addresses" required placeholder="db.corp.example, 10.0.0.0/24"; }
                     label { "Ports" input name="ports" required placeholder="5432, 8000-8100"; }
                     label { "Tags" input name="tags"; }
+                    label { "Public host (clientless web access)" input name="public_host" placeholder="wiki.example.com" maxlength="253"; }
+                    label { "Upstream scheme" select name="upstream_scheme" { option value="http" { "http" } option value="https" { "https" } } }
                     button type="submit" { "Create application" }
                 }
-                p.muted { "A new application is denied to everyone until a rule allows it." }
+                p.muted { "A new application is denied to everyone until a rule allows it. With a public host, browsers reach it through the gateway's HTTPS listener (its first address and port) when a rule admits agentless access." }
             }
         }
         div.scroll {
             table {
-                thead { tr { th { "Application" } th { "Addresses" } th { "Ports" } th { "Tags" } th { "Created" } @if manage { th { "" } } } }
+                thead { tr { th { "Application" } th { "Addresses" } th { "Ports" } th { "Tags" } th { "Public host" } th { "Created" } @if manage { th { "" } } } }
                 tbody {
                     @for a in &apps {
                         tr {
@@ -708,6 +710,7 @@ async fn apps_page(c: &Console, message: Option<&str>, error: bool, status: Stat
                             td { @for x in &a.addresses { span.tag { (x) } } }
                             td { @for p in &a.ports { span.tag { (p) } } " " span.muted { (a.protocol) } }
                             td { @for t in &a.tags { span.tag { (t) } } }
+                            td { @if let Some(h) = &a.public_host { "https://" (h) br; span.muted { "to " (a.upstream_scheme) } } @else { span.muted { "-" } } }
                             td { (when(&a.created_at)) }
                             @if manage {
                                 td {
@@ -719,7 +722,7 @@ async fn apps_page(c: &Console, message: Option<&str>, error: bool, status: Stat
                             }
                         }
                     }
-                    @if apps.is_empty() { tr { td colspan="6" .muted { "No applications yet." } } }
+                    @if apps.is_empty() { tr { td colspan="7" .muted { "No applications yet." } } }
                 }
             }
         }
@@ -734,6 +737,10 @@ pub struct AppForm {
     ports: String,
     #[serde(default)]
     tags: String,
+    #[serde(default)]
+    public_host: String,
+    #[serde(default)]
+    upstream_scheme: String,
 }
 
 pub async fn create_app(c: Console, Form(f): Form<AppForm>) -> Response {
@@ -743,6 +750,8 @@ pub async fn create_app(c: Console, Form(f): Form<AppForm>) -> Response {
         ports: list(&f.ports),
         protocol: None,
         tags: list(&f.tags),
+        public_host: Some(f.public_host.trim().to_owned()).filter(|h| !h.is_empty()),
+        upstream_scheme: Some(f.upstream_scheme.trim().to_owned()).filter(|s| !s.is_empty()),
     };
     match api::policy::create_app(c.ctx.clone(), ApiJson(req)).await {
         Ok(_) => Redirect::to("/apps?done=app").into_response(),
@@ -817,6 +826,7 @@ async fn rules_page(
                     label { "Groups" input name="groups"; }
                     label { "Source networks (CIDR)" input name="sources"; }
                     label.check { input type="checkbox" name="require_compliant_device" value="true"; "Require a compliant device" }
+                    label.check { input type="checkbox" name="agentless" value="true"; "Admit clientless web access (no agent)" }
                     button type="submit" { "Create rule" }
                 }
                 p.muted { "Name applications or tags. With no users and no groups, a rule covers everyone." }
@@ -838,6 +848,7 @@ async fn rules_page(
                             }
                             td {
                                 @if r.require_compliant_device { "compliant device (" (r.posture) ")" br; }
+                                @if r.agentless { "agentless (browser)" br; }
                                 @if !r.sources.is_empty() { "from " (r.sources.join(", ")) br; }
                                 @if let Some(f) = &r.valid_from { "from " (when(f)) br; }
                                 @if let Some(u) = &r.valid_until { "until " (when(u)) }
@@ -895,6 +906,8 @@ pub struct RuleForm {
     sources: String,
     #[serde(default)]
     require_compliant_device: Option<String>,
+    #[serde(default)]
+    agentless: Option<String>,
 }
 
 pub async fn create_rule(c: Console, Form(f): Form<RuleForm>) -> Response {
@@ -907,6 +920,7 @@ pub async fn create_rule(c: Console, Form(f): Form<RuleForm>) -> Response {
         groups: list(&f.groups),
         sources: list(&f.sources),
         require_compliant_device: f.require_compliant_device.is_some(),
+        agentless: f.agentless.is_some(),
         ..CreateRule::default()
     };
     match api::policy::create_rule(c.ctx.clone(), ApiJson(req)).await {
@@ -1058,9 +1072,17 @@ pub async fn records(c: Console, Query(f): Query<RecordFilter>) -> Response {
                         tr {
                             td { (when(&r.time)) }
                             td { (r.user) }
-                            td { (r.device_id) }
+                            td { @if r.device_id.is_empty() { span.muted { "browser" } } @else { (r.device_id) } }
                             td { (r.source) }
-                            td { (r.dest_host) ":" (r.port) @if let Some(a) = &r.dest_addr { @if *a != r.dest_host { br; span.muted { (a) } } } }
+                            td {
+                                @if let (Some(m), Some(p)) = (&r.method, &r.path) {
+                                    (m) " https://" (r.dest_host) (p)
+                                    @if let Some(s) = r.status { " → " (s) }
+                                } @else {
+                                    (r.dest_host) ":" (r.port)
+                                }
+                                @if let Some(a) = &r.dest_addr { @if *a != r.dest_host { br; span.muted { (a) } } }
+                            }
                             td class=(if r.action == "allow" { "allow" } else { "deny" }) { (r.action) }
                             td { @if let Some(rule) = &r.rule_id { (rule) br; } span.muted { (r.reason) } }
                             td.num { (r.bytes_up) }

@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/portal/oidc/callback", get(oidc::callback))
         .route("/portal/ldap/{id}/login", post(ldap::login))
         .route("/portal/activate", get(activate_form).post(activate_submit))
+        .route("/portal/web/start", get(web_start))
         .route("/portal/devices/{id}/remove", post(remove_device))
         .route("/portal/devices/{id}/rename", post(rename_device))
         .route_layer(from_fn_with_state(state, csrf_guard))
@@ -177,6 +178,149 @@ async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next) -> 
         FormCheck::NoSession(_) => session::refused("portal"),
         FormCheck::Refused(response) => response,
     }
+}
+
+// ---- clientless web access ---------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+pub struct WebStart {
+    host: String,
+    #[serde(rename = "return")]
+    ret: Option<String>,
+    /// The gateway's state for this browser, handed back with the code.
+    state: Option<String>,
+}
+
+/// A browser the gateway sent here from a published host: once the user is
+/// signed in to the tenant that published it, a one-time code bound to the
+/// host and the user, and back to `https://<host>/.ward/callback`. The
+/// return target is always that host plus a path.
+async fn web_start(
+    State(state): State<AppState>,
+    Query(q): Query<WebStart>,
+    portal: Result<Portal, Response>,
+) -> Response {
+    let (host, app_tenant, ret, browser_state) = match web_target(&state, &q).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    match portal {
+        Ok(p) if p.tenant.id == app_tenant => {
+            match web_callback(&state, &p.tenant.id, &p.user.id, &host, &ret, &browser_state).await {
+                Ok(url) => Redirect::to(&url).into_response(),
+                Err(r) => r,
+            }
+        }
+        // Not signed in, or signed in to another organisation: sign in to
+        // the one that published the host, then come back here.
+        _ => {
+            let tenant = match state.store.tenant_by_id(&app_tenant).await {
+                Ok(Some(t)) => t.name,
+                _ => return web_not_found(),
+            };
+            let back = format!(
+                "/portal/web/start?{}",
+                serde_urlencoded::to_string([
+                    ("host", host.as_str()),
+                    ("return", ret.as_str()),
+                    ("state", browser_state.as_str())
+                ])
+                .unwrap_or_default()
+            );
+            let q =
+                serde_urlencoded::to_string([("next", back.as_str()), ("tenant", tenant.as_str())]).unwrap_or_default();
+            Redirect::to(&format!("/portal/login?{q}")).into_response()
+        }
+    }
+}
+
+fn web_not_found() -> Response {
+    layout::error_page(
+        StatusCode::NOT_FOUND,
+        "No application is published under this host name.",
+    )
+}
+
+/// The published host, its tenant, the return path and the browser's state of a web start.
+async fn web_target(state: &AppState, q: &WebStart) -> Result<(String, String, String, String), Response> {
+    use crate::web_access::{parse_public_host, safe_return};
+    let host = parse_public_host(&q.host).ok_or_else(web_not_found)?;
+    let ret = q.ret.as_deref().and_then(safe_return).unwrap_or("/").to_owned();
+    let browser_state = q
+        .state
+        .as_deref()
+        .filter(|s| s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .unwrap_or("")
+        .to_owned();
+    match state.store.app_by_public_host(&host).await {
+        Ok(Some(app)) => Ok((host, app.tenant_id, ret, browser_state)),
+        Ok(None) => Err(web_not_found()),
+        Err(e) => {
+            let e = ApiError::from(e);
+            Err(layout::error_page(e.status(), &e.message))
+        }
+    }
+}
+
+/// Mints a code for the user and gives the callback URL on the published
+/// host: `https://<host>[:port]/.ward/callback?...`, nowhere else.
+async fn web_callback(
+    state: &AppState,
+    tenant_id: &str,
+    user_id: &str,
+    host: &str,
+    ret: &str,
+    browser_state: &str,
+) -> Result<String, Response> {
+    let code = crate::web_access::mint(state, tenant_id, user_id, host)
+        .await
+        .map_err(|e| layout::error_page(e.status(), &e.message))?;
+    let port = match state.config.web_public_port {
+        443 => String::new(),
+        p => format!(":{p}"),
+    };
+    let q = serde_urlencoded::to_string([("code", code.as_str()), ("state", browser_state), ("return", ret)])
+        .unwrap_or_default();
+    Ok(format!("https://{host}{port}/.ward/callback?{q}"))
+}
+
+/// After a sign-in that started on a published host: a page that sends the
+/// browser on to the host's callback. A page, not a redirect: a redirect
+/// chain begun by the sign-in form's POST would not carry the cookies a
+/// browser keeps for the published host (`SameSite`), while a navigation
+/// this page starts does. No script: a `meta` refresh and a link.
+async fn web_handoff(state: &AppState, tenant: &TenantRow, user: &UserRow, next: &str) -> Option<Response> {
+    let query = next.strip_prefix("/portal/web/start?")?;
+    let q: WebStart = serde_urlencoded::from_str(query).ok()?;
+    let (host, app_tenant, ret, browser_state) = match web_target(state, &q).await {
+        Ok(t) => t,
+        Err(r) => return Some(r),
+    };
+    if app_tenant != tenant.id {
+        return None;
+    }
+    let url = match web_callback(state, &tenant.id, &user.id, &host, &ret, &browser_state).await {
+        Ok(url) => url,
+        Err(r) => return Some(r),
+    };
+    let main = html! {
+        h1 { "Signed in" }
+        p { "Taking you to " strong { (host) } "…" }
+        p { a.button id="continue" href=(url) { "Continue to " (host) } }
+    };
+    let doc = html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content=(format!("0;url={url}"));
+                title { "Signed in · Ward" }
+                link rel="stylesheet" href="/static/ward.css";
+            }
+            body { main { (main) } }
+        }
+    };
+    Some(layout::html_response(StatusCode::OK, doc))
 }
 
 // ---- sign-in ----------------------------------------------------------------
@@ -320,7 +464,10 @@ pub(crate) async fn start_session(state: &AppState, tenant: &TenantRow, user: &U
         let e = ApiError::from(e);
         return layout::error_page(e.status(), &e.message);
     }
-    let mut r = Redirect::to(portal_next(Some(next))).into_response();
+    let mut r = match web_handoff(state, tenant, user, next).await {
+        Some(page) => page,
+        None => Redirect::to(portal_next(Some(next))).into_response(),
+    };
     r.headers_mut()
         .append(header::SET_COOKIE, set_cookie(session_cookie(state), &tok, ttl / 1000));
     r.headers_mut()
