@@ -541,6 +541,23 @@ impl Client {
         self.call(Method::POST, &["device", "renew"], &[], Some(req)).await
     }
 
+    /// `POST /device/logout`: sign this device out (device token).
+    pub async fn device_logout(&self) -> Result<ward_api::DeviceSession> {
+        self.call(Method::POST, &["device", "logout"], &[], None::<&()>).await
+    }
+
+    /// `GET /device/session`: this device's user session (device token).
+    pub async fn device_session(&self) -> Result<ward_api::DeviceSession> {
+        self.call(Method::GET, &["device", "session"], &[], None::<&()>).await
+    }
+
+    /// `POST /device/login`: ask to renew this device's user session; the
+    /// user approves in the portal (device token). Poll with
+    /// [`Client::poll_enroll_request`].
+    pub async fn device_login(&self) -> Result<ward_api::EnrollRequestCreated> {
+        self.call(Method::POST, &["device", "login"], &[], None::<&()>).await
+    }
+
     /// `POST /device/posture` (with the device token as the client's token).
     pub async fn report_posture(&self, req: &PostureReport) -> Result<PostureVerdict> {
         self.call(Method::POST, &["device", "posture"], &[], Some(req)).await

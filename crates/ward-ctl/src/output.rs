@@ -178,9 +178,12 @@ fn on_off(on: bool) -> String {
 }
 
 impl Tabular for ward_api::TenantSettings {
-    const HEADERS: &'static [&'static str] = &["REQUIRE ADMIN MFA"];
+    const HEADERS: &'static [&'static str] = &["REQUIRE ADMIN MFA", "DEVICE SESSION HOURS"];
     fn row(&self) -> Vec<String> {
-        vec![if self.require_admin_mfa { "yes" } else { "no" }.to_owned()]
+        vec![
+            if self.require_admin_mfa { "yes" } else { "no" }.to_owned(),
+            self.device_session_hours.map(|h| h.to_string()).unwrap_or_default(),
+        ]
     }
 }
 

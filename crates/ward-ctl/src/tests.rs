@@ -635,19 +635,31 @@ fn parses_mfa_commands() {
     assert!(matches!(
         parse("tenant settings").command,
         CtlCommand::Tenant(TenantCommand::Settings {
-            require_admin_mfa: None
+            require_admin_mfa: None,
+            device_session_hours: None
         })
     ));
     assert!(matches!(
+        parse("tenant settings --device-session-hours 12").command,
+        CtlCommand::Tenant(TenantCommand::Settings {
+            require_admin_mfa: None,
+            device_session_hours: Some(12)
+        })
+    ));
+    parse_err("tenant settings --device-session-hours 0");
+    parse_err("tenant settings --device-session-hours 8761");
+    assert!(matches!(
         parse("tenant settings --require-admin-mfa true").command,
         CtlCommand::Tenant(TenantCommand::Settings {
-            require_admin_mfa: Some(true)
+            require_admin_mfa: Some(true),
+            ..
         })
     ));
     assert!(matches!(
         parse("tenant settings --require-admin-mfa false").command,
         CtlCommand::Tenant(TenantCommand::Settings {
-            require_admin_mfa: Some(false)
+            require_admin_mfa: Some(false),
+            ..
         })
     ));
     parse_err("tenant settings --require-admin-mfa maybe");

@@ -51,7 +51,7 @@ pub use lockouts::AddressLockout;
 pub use mfa::TotpRow;
 pub use page::{Page, PageRequest};
 pub use portal::{EnrollRequestRow, UserSessionRow};
-pub use tenants::TenantRow;
+pub use tenants::{TenantRow, DEFAULT_DEVICE_SESSION_HOURS};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

@@ -101,6 +101,9 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(enroll_requests::poll))
         .routes(routes!(devices::renew))
         .routes(routes!(devices::report_posture))
+        .routes(routes!(devices::logout))
+        .routes(routes!(devices::session))
+        .routes(routes!(enroll_requests::device_login))
         .routes(routes!(devices::list))
         .routes(routes!(devices::show))
         .routes(routes!(devices::revoke))
@@ -185,6 +188,9 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         ("POST", "/api/v1/enroll/requests/poll") => "device.enroll_request_poll",
         ("POST", "/api/v1/device/renew") => "device.renew",
         ("POST", "/api/v1/device/posture") => "device.posture",
+        ("POST", "/api/v1/device/logout") => "device.logout",
+        ("GET", "/api/v1/device/session") => "device.session",
+        ("POST", "/api/v1/device/login") => "device.login_request",
         ("GET", "/api/v1/devices") => "device.list",
         ("GET", "/api/v1/devices/{id}") => "device.show",
         ("POST", "/api/v1/devices/{id}/revoke") => "device.revoke",

@@ -147,6 +147,9 @@ pub async fn update(
     if req.disabled {
         // Signed out of the portal too (not only refused there while disabled).
         ctx.state.store.delete_user_sessions(ctx.tenant_id(), &u.id).await?;
+        // And signed out of every device: enabling the user again does not
+        // reopen them; each device's user runs `ward agent login`.
+        ctx.state.store.end_user_device_sessions(ctx.tenant_id(), &u.id).await?;
     }
     let (by_user, _) = memberships(&ctx).await?;
     Ok(Json(user_view(

@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/portal/activate", get(activate_form).post(activate_submit))
         .route("/portal/devices/{id}/remove", post(remove_device))
         .route("/portal/devices/{id}/rename", post(rename_device))
+        .route("/portal/devices/{id}/signout", post(sign_out_device))
         .route_layer(from_fn_with_state(state, csrf_guard))
 }
 
@@ -141,6 +142,8 @@ pub(crate) fn page(title: &str, who: Option<&Portal>, body: Markup) -> Response 
                 span { (p.user.name) " · " (p.tenant.name) }
                 form method="post" action="/portal/logout" {
                     (csrf_field(&p.csrf))
+                    label.inline { input type="checkbox" name="devices" value="yes"; " and my devices" }
+                    " "
                     button.link type="submit" { "Sign out" }
                 }
             }
@@ -300,7 +303,19 @@ pub(crate) async fn start_session(state: &AppState, tenant: &TenantRow, user: &U
     r
 }
 
-async fn logout(p: Portal) -> Response {
+#[derive(Debug, Default, Deserialize)]
+pub struct LogoutForm {
+    /// `yes`: sign every device of the user out too.
+    devices: Option<String>,
+}
+
+async fn logout(p: Portal, Form(f): Form<LogoutForm>) -> Response {
+    if f.devices.as_deref() == Some("yes") {
+        if let Err(e) = p.state.store.end_user_device_sessions(&p.tenant.id, &p.user.id).await {
+            let e = ApiError::from(e);
+            return layout::error_page(e.status(), &e.message);
+        }
+    }
     let _ = p.state.store.delete_user_session(&p.session_hash).await;
     let mut r = Redirect::to("/portal/login").into_response();
     r.headers_mut()
@@ -350,6 +365,9 @@ async fn home(p: Portal, Query(q): Query<Done>) -> Response {
     let message = match q.done.as_deref() {
         Some("removed") => Some("Device removed: it can no longer connect."),
         Some("renamed") => Some("Device renamed."),
+        Some("signedout") => {
+            Some("Device signed out: it can no longer connect until you run `ward agent login` on it.")
+        }
         _ => None,
     };
     home_page(&p, message, false, StatusCode::OK).await
@@ -367,6 +385,7 @@ async fn home_page(p: &Portal, message: Option<&str>, error: bool, status: Statu
             return layout::error_page(e.status(), &e.message);
         }
     };
+    let now = now_ms();
     let body = html! {
         (notice(message, error))
         section {
@@ -396,7 +415,7 @@ async fn home_page(p: &Portal, message: Option<&str>, error: bool, status: Statu
                 p.muted { "None yet. Run " code { "ward agent enroll --server " (p.state.config.url()) } " on your device, then approve it here." }
             } @else {
                 div.scroll { table {
-                    thead { tr { th { "Device" } th { "State" } th { "Compliant" } th { "Enrolled" } th { "Last seen" } th { "" } } }
+                    thead { tr { th { "Device" } th { "State" } th { "Signed in until" } th { "Compliant" } th { "Enrolled" } th { "Last seen" } th { "" } } }
                     tbody {
                         @for d in &devices {
                             tr {
@@ -410,10 +429,24 @@ async fn home_page(p: &Portal, message: Option<&str>, error: bool, status: Statu
                                     br; span.muted { (d.id) }
                                 }
                                 td { (d.state) }
+                                td {
+                                    @if d.state == "active" && d.signed_in(now) {
+                                        (ward_core::time::rfc3339(d.session_expires_at.unwrap_or_default()))
+                                    } @else if d.state == "active" {
+                                        span.deny { "signed out" } br; span.muted { "run " code { "ward agent login" } }
+                                    }
+                                }
                                 td { @if d.compliant { span.allow { "yes" } } @else { span.deny { "no" } } }
                                 td { (ward_core::time::rfc3339(d.enrolled_at)) }
                                 td { (ward_core::time::rfc3339(d.last_seen_at)) }
                                 td {
+                                    @if d.state == "active" && d.signed_in(now) {
+                                        form.inline method="post" action=(format!("/portal/devices/{}/signout", d.id)) {
+                                            (csrf_field(&p.csrf))
+                                            button.secondary type="submit" { "Sign out" }
+                                        }
+                                        " "
+                                    }
                                     @if d.state == "active" {
                                         form.inline method="post" action=(format!("/portal/devices/{}/remove", d.id)) {
                                             (csrf_field(&p.csrf))
@@ -486,6 +519,21 @@ async fn remove_device(p: Portal, Path(id): Path<String>) -> Response {
     }
 }
 
+/// Signs one of the user's devices out: gateways refuse it and close its
+/// connections until `ward agent login` on it is approved.
+async fn sign_out_device(p: Portal, Path(id): Path<String>) -> Response {
+    if let Err(r) = own_device(&p, &id).await {
+        return r;
+    }
+    match p.state.store.set_device_session(&p.tenant.id, &id, None).await {
+        Ok(_) => Redirect::to("/portal?done=signedout").into_response(),
+        Err(e) => {
+            let e = ApiError::from(e);
+            layout::error_page(e.status(), &e.message)
+        }
+    }
+}
+
 // ---- approving an agent's enrolment -------------------------------------------
 
 #[derive(Debug, Default, Deserialize)]
@@ -551,9 +599,15 @@ async fn activate_page(
     };
     let body = html! {
         (notice(message, error))
-        @if let Some(r) = &found {
+        @if found.as_ref().is_some_and(|r| r.device_id.is_some() && !enroll_requests::is_own_device_request(&p.tenant, &p.user, r)) {
+            p.error role="alert" { "That code is a sign-in of another user's device: only its own user can approve it." }
+        } @else if let Some(r) = &found {
             section {
-                h2 { "Enrol this device as yours?" }
+                @if r.device_id.is_some() {
+                    h2 { "Sign your device in again?" }
+                } @else {
+                    h2 { "Enrol this device as yours?" }
+                }
                 table {
                     tbody {
                         tr { th { "Device name" } td { (r.device_name) } }
@@ -614,6 +668,13 @@ async fn activate_submit(p: Portal, anon: Anonymous, Form(f): Form<DecisionForm>
         _ => return layout::error_page(StatusCode::BAD_REQUEST, "decision: approve or deny"),
     };
     match result {
+        Ok(true) if f.decision == "approve" && request.device_id.is_some() => {
+            let body = html! {
+                p.ok role="status" { "Approved. " (request.device_name) " is signed in again; " code { "ward agent login" } " finishes by itself in a few seconds." }
+                p { a href="/portal" { "My applications and devices" } }
+            };
+            page("Device signed in", Some(&p), body)
+        }
         Ok(true) if f.decision == "approve" => {
             let body = html! {
                 p.ok role="status" { "Approved. " (request.device_name) " finishes enrolling by itself in a few seconds; it then appears under My devices." }
