@@ -934,6 +934,35 @@ pub struct Gateway {
     pub cert_expires_at: String,
     pub created_at: String,
     pub last_seen_at: String,
+    /// When its last status report arrived (since the server started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_report_at: Option<String>,
+    /// Tunnels (agents connected) open at its last report, all tenants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnels_open: Option<u64>,
+    /// Connections relayed at its last report, all tenants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections_open: Option<u64>,
+}
+
+/// A gateway's live state, reported about every 15 seconds
+/// (`POST /api/v1/gateway/status`, or in-process for the embedded one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayStatusReport {
+    /// One entry per tenant with something open.
+    pub tenants: Vec<GatewayTenantLoad>,
+}
+
+/// What one tenant has open through a gateway now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayTenantLoad {
+    pub tenant_id: String,
+    /// Agents' tunnels (one per connected device).
+    pub tunnels: u64,
+    /// TCP connections relayed through them.
+    pub connections: u64,
 }
 
 /// `GET /api/v1/gateway/snapshot?after=N`.

@@ -619,6 +619,11 @@ impl Client {
             .await
     }
 
+    /// `POST /gateway/status` (with the gateway token).
+    pub async fn report_gateway_status(&self, report: &ward_api::GatewayStatusReport) -> Result<()> {
+        self.empty(Method::POST, &["gateway", "status"], Some(report)).await
+    }
+
     /// `POST /gateway/records` (with the gateway token).
     pub async fn ship_records(&self, batch: &ward_api::AccessRecordBatch) -> Result<ward_api::AccessRecordBatchResult> {
         self.call(Method::POST, &["gateway", "records"], &[], Some(batch)).await

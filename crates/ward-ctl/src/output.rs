@@ -472,13 +472,26 @@ impl Tabular for ward_api::AccessLogEntry {
 }
 
 impl Tabular for ward_api::Gateway {
-    const HEADERS: &'static [&'static str] = &["NAME", "ADDRESSES", "CERT EXPIRES", "LAST SEEN", "ID"];
+    const HEADERS: &'static [&'static str] = &[
+        "NAME",
+        "ADDRESSES",
+        "CERT EXPIRES",
+        "LAST SEEN",
+        "LAST REPORT",
+        "TUNNELS",
+        "CONNECTIONS",
+        "ID",
+    ];
     fn row(&self) -> Vec<String> {
+        let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
         vec![
             self.name.clone(),
             self.addresses.join(","),
             time(&self.cert_expires_at),
             time(&self.last_seen_at),
+            self.last_report_at.as_deref().map(time).unwrap_or_else(|| "-".into()),
+            n(self.tunnels_open),
+            n(self.connections_open),
             self.id.clone(),
         ]
     }

@@ -89,6 +89,7 @@ mod relay;
 pub mod remote;
 mod spool;
 mod state;
+mod status;
 mod sync;
 mod tls;
 mod workers;
@@ -114,6 +115,8 @@ pub(crate) struct Gateway {
     pub(crate) records: records::RecordEmitter,
     pub(crate) journal: journal::Journal,
     pub(crate) drain: drain::Drain,
+    /// Tunnels open per tenant, for the status reports.
+    pub(crate) tunnels: status::TunnelCounts,
 }
 
 /// A gateway serving in the background.
@@ -174,6 +177,7 @@ pub async fn start(
         records: records::RecordEmitter::new(records_tx),
         journal: journal.clone(),
         drain: drain::Drain::default(),
+        tunnels: status::TunnelCounts::default(),
     });
     if let Some(saved) = state::load(&config.spool_dir) {
         tracing::info!(
@@ -196,6 +200,12 @@ pub async fn start(
         position.next_seq,
         durable_tx,
         journal,
+    )));
+    let sink = Arc::new(sink);
+    tasks.status = Some(tokio::spawn(status::run_reporter(
+        gateway.clone(),
+        sink.clone(),
+        config::STATUS_INTERVAL,
     )));
     tasks.shipper = Some(tokio::spawn(spool::run_shipper(
         spool,

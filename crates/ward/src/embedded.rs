@@ -24,4 +24,9 @@ impl RecordSink for LocalRecords {
     async fn ship(&self, batch: Vec<AccessRecord>) -> anyhow::Result<()> {
         self.0.store_records(batch).await
     }
+
+    async fn report_status(&self, status: ward_api::GatewayStatusReport) -> anyhow::Result<()> {
+        self.0.report_status(status);
+        Ok(())
+    }
 }

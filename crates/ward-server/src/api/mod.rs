@@ -113,6 +113,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(gateways::join))
         .routes(routes!(gateways::get_snapshot))
         .routes(routes!(gateways::ship_records))
+        .routes(routes!(gateways::report_status))
         .routes(routes!(gateways::list_records))
         .routes(routes!(identity_sources::list, identity_sources::create))
         .routes(routes!(identity_sources::delete))
@@ -201,6 +202,7 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         ("POST", "/api/v1/gateway/join") => "gateway.join",
         ("GET", "/api/v1/gateway/snapshot") => "gateway.snapshot",
         ("POST", "/api/v1/gateway/records") => "gateway.records",
+        ("POST", "/api/v1/gateway/status") => "gateway.status",
         ("GET", "/api/v1/access-records") => "access.list",
         ("GET", "/api/v1/identity-sources") => "idp.list",
         ("POST", "/api/v1/identity-sources") => "idp.create",

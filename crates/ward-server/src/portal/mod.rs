@@ -37,6 +37,26 @@ mod oidc;
 
 const TOKEN_PREFIX: &str = "wu_";
 
+/// The route of the sign-in through an identity source's callback, a GET
+/// the audit trail records like the portal's POSTs.
+pub(crate) const OIDC_CALLBACK_ROUTE: &str = "/portal/oidc/callback";
+
+/// The audit trail's names for the portal's actions (the end user is the
+/// actor, `user:<name>`).
+pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
+    Some(match (method, route) {
+        ("POST", "/portal/login") => "portal.login",
+        ("GET", OIDC_CALLBACK_ROUTE) => "portal.login",
+        ("POST", "/portal/logout") => "portal.logout",
+        ("POST", "/portal/activate") => "portal.enroll_decide",
+        ("GET", "/portal/activate") => "portal.enroll_lookup",
+        ("POST", "/portal/devices/{id}/remove") => "portal.device_remove",
+        ("POST", "/portal/devices/{id}/rename") => "portal.device_rename",
+        ("POST", "/portal/devices/{id}/signout") => "portal.device_signout",
+        _ => return None,
+    })
+}
+
 pub(crate) fn https(state: &AppState) -> bool {
     state.config.url().starts_with("https://")
 }
@@ -63,7 +83,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/portal/login", get(login_form).post(login_submit))
         .route("/portal/logout", post(logout))
         .route("/portal/oidc/{id}/start", get(oidc::start))
-        .route("/portal/oidc/callback", get(oidc::callback))
+        .route(OIDC_CALLBACK_ROUTE, get(oidc::callback))
         .route("/portal/activate", get(activate_form).post(activate_submit))
         .route("/portal/devices/{id}/remove", post(remove_device))
         .route("/portal/devices/{id}/rename", post(rename_device))
@@ -78,6 +98,8 @@ pub struct Portal {
     user: UserRow,
     session_hash: String,
     csrf: String,
+    /// The request's audit note (the trail records the portal's posts).
+    audit: Option<crate::audit::AuditSlot>,
 }
 
 /// Where a portal page sends a browser that is not signed in.
@@ -116,12 +138,19 @@ impl FromRequestParts<AppState> for Portal {
         .await;
         match found {
             Ok(Some((tenant, user))) if !user.disabled && tenant.state == ward_core::TenantState::Active => {
+                if let Some(slot) = parts.extensions.get::<crate::audit::AuditSlot>() {
+                    slot.update(|n| {
+                        n.tenant_id = Some(tenant.id.clone());
+                        n.user = Some((user.id.clone(), user.name.clone()));
+                    });
+                }
                 Ok(Portal {
                     state: state.clone(),
                     tenant,
                     user,
                     session_hash: hash,
                     csrf,
+                    audit: parts.extensions.get::<crate::audit::AuditSlot>().cloned(),
                 })
             }
             Ok(_) => Err(to_login(&back)),
@@ -272,8 +301,22 @@ async fn login_submit(State(state): State<AppState>, anon: Anonymous, Form(f): F
         crate::auth::user_login::user_login(&state, anon.peer, &anon.audit, &f.tenant, &f.username, &f.password).await;
     let (tenant, user) = match checked {
         Ok(ok) => ok,
-        Err(e) => return login_page(&state, f.next.as_deref(), Some(&e.message), e.status()),
+        Err(e) => {
+            // The trail names the user the attempt was for, when it exists.
+            let mut tenant_id = None;
+            anon.audit.update(|n| tenant_id = n.tenant_id.clone());
+            if let Some(tenant_id) = tenant_id {
+                if let Ok(Some(u)) = state.store.user_by_name(&tenant_id, f.username.trim()).await {
+                    anon.audit.update(|n| n.user = Some((u.id, u.name)));
+                }
+            }
+            return login_page(&state, f.next.as_deref(), Some(&e.message), e.status());
+        }
     };
+    anon.audit.update(|n| {
+        n.tenant_id = Some(tenant.id.clone());
+        n.user = Some((user.id.clone(), user.name.clone()));
+    });
     start_session(&state, &tenant, &user, portal_next(f.next.as_deref())).await
 }
 
@@ -309,8 +352,11 @@ pub struct LogoutForm {
     devices: Option<String>,
 }
 
-async fn logout(p: Portal, Form(f): Form<LogoutForm>) -> Response {
+async fn logout(p: Portal, anon: Anonymous, Form(f): Form<LogoutForm>) -> Response {
+    anon.audit
+        .update(|n| n.target = Some(format!("user:{}", p.user.name)));
     if f.devices.as_deref() == Some("yes") {
+        anon.audit.update(|n| n.detail = Some("and every device of the user".into()));
         if let Err(e) = p.state.store.end_user_device_sessions(&p.tenant.id, &p.user.id).await {
             let e = ApiError::from(e);
             return layout::error_page(e.status(), &e.message);
@@ -467,6 +513,9 @@ async fn home_page(p: &Portal, message: Option<&str>, error: bool, status: Statu
 /// Whether `id` is one of the signed-in user's devices; `Err` is the page
 /// to answer with otherwise (another user's device and none look the same).
 async fn own_device(p: &Portal, id: &str) -> Result<(), Response> {
+    if let Some(slot) = &p.audit {
+        slot.update(|n| n.target = Some(format!("device:{id}")));
+    }
     match p.state.store.device_by_id(&p.tenant.id, id).await {
         Ok(Some(d)) if d.user_id == p.user.id => Ok(()),
         Ok(_) => Err(home_page(p, Some("No such device of yours."), true, StatusCode::NOT_FOUND).await),
@@ -662,6 +711,19 @@ async fn activate_submit(p: Portal, anon: Anonymous, Form(f): Form<DecisionForm>
         Ok(None) => return activate_page(&p, Some(&f.code), None, false, StatusCode::NOT_FOUND).await,
         Err(e) => return layout::error_page(e.status(), &e.message),
     };
+    anon.audit.update(|n| {
+        n.target = Some(match &request.device_id {
+            Some(d) => format!("device:{d}"),
+            None => format!("enroll-request:{}", request.user_code),
+        });
+        n.action = Some(match (f.decision.as_str(), request.device_id.is_some()) {
+            ("approve", false) => "portal.enroll_approve",
+            ("approve", true) => "portal.device_login_approve",
+            (_, false) => "portal.enroll_deny",
+            (_, true) => "portal.device_login_deny",
+        });
+        n.detail = Some(format!("device name {:?}, asked from {}", request.device_name, request.source));
+    });
     let result = match f.decision.as_str() {
         "approve" => enroll_requests::approve(&p.state, &p.tenant, &p.user, &request).await,
         "deny" => enroll_requests::deny(&p.state, &p.tenant, &p.user, &request).await,
