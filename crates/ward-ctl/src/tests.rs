@@ -798,7 +798,10 @@ async fn mfa_sign_in_enrolment_reset_and_settings() {
 
     let r = ctl(&config, "tenant settings", "").await;
     r.result.unwrap();
-    assert_eq!(r.stdout, "REQUIRE ADMIN MFA   DEVICE SESSION HOURS\nno                  168\n");
+    assert_eq!(
+        r.stdout,
+        "REQUIRE ADMIN MFA   DEVICE SESSION HOURS\nno                  168\n"
+    );
     let r = ctl(&config, "tenant settings --require-admin-mfa true", "").await;
     r.result.unwrap();
     assert!(r.stdout.ends_with("\nyes\n"), "{}", r.stdout);

@@ -189,6 +189,7 @@ pub async fn start(
 
     let spool = Arc::new(spool);
     let (durable_tx, durable_rx) = watch::channel(position.next_seq);
+    let sink = Arc::new(sink);
     let mut tasks = drain::Tasks::default();
     tasks.journal = Some(tokio::spawn(journal::run_keeper(
         journal.clone(),
@@ -201,7 +202,6 @@ pub async fn start(
         durable_tx,
         journal,
     )));
-    let sink = Arc::new(sink);
     tasks.status = Some(tokio::spawn(status::run_reporter(
         gateway.clone(),
         sink.clone(),

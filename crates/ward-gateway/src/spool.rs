@@ -55,10 +55,7 @@ pub trait RecordSink: Send + Sync + 'static {
 
     /// Reports what the gateway has open now (for the dashboard), about
     /// every 15 seconds. Losing one is harmless; by default nothing is sent.
-    fn report_status(
-        &self,
-        status: ward_api::GatewayStatusReport,
-    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+    fn report_status(&self, status: ward_api::GatewayStatusReport) -> impl Future<Output = anyhow::Result<()>> + Send {
         let _ = status;
         async { Ok(()) }
     }
@@ -69,10 +66,7 @@ impl<S: RecordSink> RecordSink for Arc<S> {
         (**self).ship(batch)
     }
 
-    fn report_status(
-        &self,
-        status: ward_api::GatewayStatusReport,
-    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+    fn report_status(&self, status: ward_api::GatewayStatusReport) -> impl Future<Output = anyhow::Result<()>> + Send {
         (**self).report_status(status)
     }
 }

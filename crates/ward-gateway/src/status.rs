@@ -37,7 +37,10 @@ impl TunnelCounts {
     pub(crate) fn open(&self, tenant_id: Arc<str>) -> OpenTunnel<'_> {
         *self.lock().entry(tenant_id.clone()).or_default() += 1;
         self.changed.notify_one();
-        OpenTunnel { counts: self, tenant_id }
+        OpenTunnel {
+            counts: self,
+            tenant_id,
+        }
     }
 
     fn snapshot(&self) -> HashMap<Arc<str>, u64> {

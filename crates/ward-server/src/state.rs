@@ -27,7 +27,9 @@ pub struct AppState {
 
 /// The gateways' last status reports, by gateway id.
 #[derive(Clone, Default)]
-pub struct GatewayReports(Arc<std::sync::Mutex<std::collections::HashMap<String, (i64, ward_api::GatewayStatusReport)>>>);
+pub struct GatewayReports(
+    Arc<std::sync::Mutex<std::collections::HashMap<String, (i64, ward_api::GatewayStatusReport)>>>,
+);
 
 /// A report older than this is not "now".
 pub const REPORT_FRESH_MS: i64 = 60_000;
@@ -51,7 +53,10 @@ impl GatewayReports {
 
     /// Every gateway's last report.
     pub fn all(&self) -> Vec<(String, i64, ward_api::GatewayStatusReport)> {
-        self.lock().iter().map(|(id, (t, r))| (id.clone(), *t, r.clone())).collect()
+        self.lock()
+            .iter()
+            .map(|(id, (t, r))| (id.clone(), *t, r.clone()))
+            .collect()
     }
 
     /// A tenant's tunnels and connections open now: the sum over the

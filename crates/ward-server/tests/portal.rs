@@ -217,7 +217,11 @@ async fn an_agent_enrols_once_its_user_approves_in_the_portal() {
     let page = b
         .post(&format!("/portal/devices/{device}/signout"), &[("csrf", "forged")])
         .await;
-    assert_eq!(page.status, StatusCode::FORBIDDEN, "a post without the right CSRF token");
+    assert_eq!(
+        page.status,
+        StatusCode::FORBIDDEN,
+        "a post without the right CSRF token"
+    );
     let csrf = b.get("/portal").await.csrf();
     let page = b
         .post(&format!("/portal/devices/{device}/signout"), &[("csrf", &csrf)])

@@ -1247,13 +1247,27 @@ async fn device_sessions_start_end_and_renew_moving_the_epoch(s: &Store) {
     assert_eq!(s.policy_epoch().await.unwrap(), e0);
     assert!(s.set_device_session(&a.id, &ids[0], None).await.unwrap());
     assert!(s.policy_epoch().await.unwrap() > e0);
-    assert_eq!(s.device_by_id(&a.id, &ids[0]).await.unwrap().unwrap().session_expires_at, None);
+    assert_eq!(
+        s.device_by_id(&a.id, &ids[0])
+            .await
+            .unwrap()
+            .unwrap()
+            .session_expires_at,
+        None
+    );
 
     // All of alice's devices at once; bob's stays.
     let e1 = s.policy_epoch().await.unwrap();
     assert_eq!(s.end_user_device_sessions(&a.id, &alice.id).await.unwrap(), 1);
     assert!(s.policy_epoch().await.unwrap() > e1);
-    assert_eq!(s.device_by_id(&a.id, &ids[1]).await.unwrap().unwrap().session_expires_at, None);
+    assert_eq!(
+        s.device_by_id(&a.id, &ids[1])
+            .await
+            .unwrap()
+            .unwrap()
+            .session_expires_at,
+        None
+    );
     assert!(s.device_by_id(&a.id, &ids[2]).await.unwrap().unwrap().signed_in(NOW));
     let e2 = s.policy_epoch().await.unwrap();
     assert_eq!(s.end_user_device_sessions(&a.id, &alice.id).await.unwrap(), 0);
@@ -1283,14 +1297,21 @@ async fn device_sessions_start_end_and_renew_moving_the_epoch(s: &Store) {
         .unwrap());
     assert!(s.policy_epoch().await.unwrap() > e3);
     assert_eq!(
-        s.device_by_id(&a.id, &ids[0]).await.unwrap().unwrap().session_expires_at,
+        s.device_by_id(&a.id, &ids[0])
+            .await
+            .unwrap()
+            .unwrap()
+            .session_expires_at,
         Some(NOW + 7_200_000)
     );
     assert!(!s
         .approve_device_login_request(&r.id, &a.id, &alice.id, NOW + 9_000_000, NOW + 2)
         .await
         .unwrap());
-    assert_eq!(s.enroll_request_by_secret("login-hash").await.unwrap().unwrap().state, "approved");
+    assert_eq!(
+        s.enroll_request_by_secret("login-hash").await.unwrap().unwrap().state,
+        "approved"
+    );
 
     // A revoked device's session cannot be renewed.
     assert!(s.revoke_device(&a.id, &ids[1], NOW).await.unwrap());

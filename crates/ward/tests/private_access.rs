@@ -617,6 +617,11 @@ fn standalone_gateway_killed_loses_no_record() {
     assert_eq!(killed[0]["end"], "gateway_restart");
     let out = op.run(&["gateway", "list", "-o", "json"], None);
     assert_eq!(out.json()[0]["name"], "edge-1");
+    // The standalone gateway reports what it has open.
+    wait_until("edge-1's status report", Duration::from_secs(30), || {
+        let g = op.run(&["gateway", "list", "-o", "json"], None).json()[0].clone();
+        g["last_report_at"].is_string() && g["tunnels_open"].is_u64() && g["connections_open"].is_u64()
+    });
 }
 
 /// The value of the first hidden `csrf` field of a page.
@@ -889,7 +894,57 @@ fn signing_a_device_out_cuts_it_and_agent_login_brings_it_back() {
     let home = curl(&["-b", jar, &format!("{url}/portal")]).stdout;
     assert!(home.contains(&format!("/portal/devices/{device_id}/signout")), "{home}");
     let transfer = slow_transfer(&socks, slow);
-    std::thread::sleep(Duration::from_millis(1500));
+    // The open tunnel and transfer show in the gateway list and on the dashboard.
+    let op = Ctl::new();
+    op.login(&url, "op", "system", "operator", PASSWORD).ok();
+    wait_until(
+        "the gateway to report the open transfer",
+        Duration::from_secs(30),
+        || {
+            let out = op.run(&["gateway", "list", "-o", "json"], None);
+            out.json()
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["id"] == "embedded" && g["tunnels_open"] == 1 && g["connections_open"] == 1)
+        },
+    );
+    let console_jar = work.path().join("console-cookies");
+    let console_jar = console_jar.to_str().unwrap();
+    let form = curl(&["-c", console_jar, "-b", console_jar, &format!("{url}/login")]).stdout;
+    let signed_in = curl(&[
+        "-c",
+        console_jar,
+        "-b",
+        console_jar,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--data-urlencode",
+        &format!("csrf={}", csrf_of(&form)),
+        "--data-urlencode",
+        "tenant=default",
+        "--data-urlencode",
+        "username=admin",
+        "--data-urlencode",
+        &format!("password={PASSWORD}"),
+        &format!("{url}/login"),
+    ]);
+    assert_eq!(signed_in.stdout, "303");
+    let dashboard = curl(&["-b", console_jar, &format!("{url}/")]).stdout;
+    let tile = |label: &str| {
+        let at = dashboard
+            .find(label)
+            .unwrap_or_else(|| panic!("no {label} in {dashboard}"));
+        dashboard[..at]
+            .rsplit(|c: char| !c.is_ascii_digit())
+            .find(|s| !s.is_empty())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(tile("tunnels open now"), "1", "{dashboard}");
+    assert_eq!(tile("connections open now"), "1", "{dashboard}");
     let (status, _) = portal_post(
         &url,
         jar,

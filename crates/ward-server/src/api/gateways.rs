@@ -104,30 +104,23 @@ pub async fn list(ctx: Ctx) -> ApiResult<Json<Page<Gateway>>> {
             )
         })
         .collect::<Vec<_>>();
-    // The embedded gateway is not a joined one; it is listed once it reports.
+    // The embedded gateway is not a joined one; it is listed last once it reports.
     let mut items = items;
-    if let Some((at, report)) = ctx
-        .state
-        .gateway_reports
-        .get(crate::gateway_link::EMBEDDED_GATEWAY_ID)
-    {
-        items.insert(
-            0,
-            with_report(
-                Gateway {
-                    id: crate::gateway_link::EMBEDDED_GATEWAY_ID.into(),
-                    name: crate::gateway_link::EMBEDDED_GATEWAY_ID.into(),
-                    addresses: vec![ctx.state.config.gateway_advertise()],
-                    cert_expires_at: String::new(),
-                    created_at: String::new(),
-                    last_seen_at: rfc3339(at),
-                    last_report_at: None,
-                    tunnels_open: None,
-                    connections_open: None,
-                },
-                Some((at, report)),
-            ),
-        );
+    if let Some((at, report)) = ctx.state.gateway_reports.get(crate::gateway_link::EMBEDDED_GATEWAY_ID) {
+        items.push(with_report(
+            Gateway {
+                id: crate::gateway_link::EMBEDDED_GATEWAY_ID.into(),
+                name: crate::gateway_link::EMBEDDED_GATEWAY_ID.into(),
+                addresses: vec![ctx.state.config.gateway_advertise()],
+                cert_expires_at: String::new(),
+                created_at: String::new(),
+                last_seen_at: rfc3339(at),
+                last_report_at: None,
+                tunnels_open: None,
+                connections_open: None,
+            },
+            Some((at, report)),
+        ));
     }
     Ok(Json(Page {
         items,

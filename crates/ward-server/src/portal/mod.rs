@@ -353,10 +353,10 @@ pub struct LogoutForm {
 }
 
 async fn logout(p: Portal, anon: Anonymous, Form(f): Form<LogoutForm>) -> Response {
-    anon.audit
-        .update(|n| n.target = Some(format!("user:{}", p.user.name)));
+    anon.audit.update(|n| n.target = Some(format!("user:{}", p.user.name)));
     if f.devices.as_deref() == Some("yes") {
-        anon.audit.update(|n| n.detail = Some("and every device of the user".into()));
+        anon.audit
+            .update(|n| n.detail = Some("and every device of the user".into()));
         if let Err(e) = p.state.store.end_user_device_sessions(&p.tenant.id, &p.user.id).await {
             let e = ApiError::from(e);
             return layout::error_page(e.status(), &e.message);
@@ -722,7 +722,10 @@ async fn activate_submit(p: Portal, anon: Anonymous, Form(f): Form<DecisionForm>
             (_, false) => "portal.enroll_deny",
             (_, true) => "portal.device_login_deny",
         });
-        n.detail = Some(format!("device name {:?}, asked from {}", request.device_name, request.source));
+        n.detail = Some(format!(
+            "device name {:?}, asked from {}",
+            request.device_name, request.source
+        ));
     });
     let result = match f.decision.as_str() {
         "approve" => enroll_requests::approve(&p.state, &p.tenant, &p.user, &request).await,
