@@ -10,6 +10,8 @@
 //!
 //! **Architecture invariant:** no I/O and no server logic here; plain data.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 pub use ward_core::{Posture, PostureRequirements, Role, TenantState};
@@ -350,6 +352,13 @@ pub struct User {
     /// Set while the user is locked out of signing in after repeated failures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locked_until: Option<String>,
+    /// Attributes (`email`, `department`, ...): from its identity source,
+    /// or set by an administrator. Dynamic groups match on them.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// The identity source the user came from; absent for a local user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// An end user's new password (`PUT /api/v1/users/{name}/password`).
@@ -380,22 +389,46 @@ pub struct CreateUser {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
-    pub disabled: bool,
+    /// Disable (true) or enable (false) the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    /// Replace the user's attributes (keys: lower-case letters, digits,
+    /// `_` and `-`; values: up to 256 bytes). `email_domain` cannot be set:
+    /// it follows from `email`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Group {
     pub id: String,
     pub name: String,
-    /// Names of the members.
+    /// Names of the members: listed ones, and for a dynamic group the users
+    /// whose attributes meet its conditions.
     pub members: Vec<String>,
     pub created_at: String,
+    /// A dynamic group's conditions (`key=value`, all must hold; exact
+    /// match, `email_domain` without regard to case). Empty: a static group.
+    #[serde(default)]
+    pub conditions: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGroup {
     pub name: String,
+    /// Conditions that make it a dynamic group, e.g. `department=Engineering`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<String>,
+}
+
+/// A change to a group (`PATCH /api/v1/groups/{name}`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateGroup {
+    /// Replace the conditions; an empty list makes the group static.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -995,6 +1028,117 @@ pub struct IdentitySource {
     /// Where the provider must send browsers back (register it there).
     pub redirect_uri: String,
     pub created_at: String,
+    /// OIDC: claims copied to the user's attributes (besides `email`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attribute_claims: Vec<String>,
+    /// An LDAP source's settings (its bind password is never shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ldap: Option<LdapSource>,
+}
+
+/// An LDAP / Active Directory source's settings, as shown.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LdapSource {
+    /// `ldaps://host:port`, or `ldap://host:port` (always upgraded with StartTLS).
+    pub url: String,
+    /// True when a CA certificate to trust was given (else the platform's roots).
+    pub has_ca: bool,
+    pub bind_dn: String,
+    pub user_base: String,
+    /// With `{username}` where the escaped user name goes.
+    pub user_filter: String,
+    pub username_attribute: String,
+    pub email_attribute: String,
+    pub display_attribute: String,
+    /// The attribute that identifies an entry for good (`entryUUID`, AD `objectGUID`); `dn` for the DN.
+    pub id_attribute: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_base: Option<String>,
+    /// `member`, `uniqueMember` (groups list their members) or `memberOf` (users list their groups).
+    pub group_membership: String,
+    pub group_name_attribute: String,
+    /// Directory attributes copied to the user's attributes (lower-cased keys).
+    pub sync_attributes: Vec<String>,
+    /// Seconds between scheduled syncs; 0: only on demand.
+    pub sync_interval_secs: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_ok: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_result: Option<String>,
+}
+
+/// A new LDAP / Active Directory source (`ldap` in [`CreateIdentitySource`]).
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLdapSource {
+    /// `ldaps://host[:port]` or `ldap://host[:port]` (StartTLS is then required).
+    pub url: String,
+    /// PEM of the CA certificate(s) to trust; default: the platform's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+    pub bind_dn: String,
+    pub bind_password: String,
+    pub user_base: String,
+    /// Default `(uid={username})`; Active Directory: `(sAMAccountName={username})`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_filter: Option<String>,
+    /// Default `uid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_attribute: Option<String>,
+    /// Default `mail`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_attribute: Option<String>,
+    /// Default `cn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_attribute: Option<String>,
+    /// Default `entryUUID` (Active Directory: `objectGUID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_attribute: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_base: Option<String>,
+    /// `member` (default), `uniqueMember` or `memberOf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_membership: Option<String>,
+    /// Default `cn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_name_attribute: Option<String>,
+    /// Directory attributes copied to users' attributes: `attribute` (the
+    /// key is its name lower-cased) or `key=attribute`, e.g.
+    /// `department=departmentNumber`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sync_attributes: Vec<String>,
+    /// Like `15m` or `1h`; `0` for on-demand only. Default `15m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_interval: Option<String>,
+}
+
+impl std::fmt::Debug for CreateLdapSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateLdapSource")
+            .field("url", &self.url)
+            .field("bind_dn", &self.bind_dn)
+            .field("bind_password", &"***")
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a directory sync did (`POST /api/v1/identity-sources/{name}/sync`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SyncResult {
+    /// Entries the directory returned.
+    pub users_seen: u64,
+    pub users_created: u64,
+    /// Users whose attributes or groups changed, or who were enabled again.
+    pub users_updated: u64,
+    /// Users that vanished from the directory, now disabled.
+    pub users_disabled: u64,
+    /// Entries skipped (a user name that is not a valid Ward name, or taken by a user of another source).
+    pub users_skipped: u64,
+    /// Directory groups seen.
+    pub groups_seen: u64,
+    pub synced_at: String,
 }
 
 /// A new OpenID Connect identity source (`POST /api/v1/identity-sources`).
@@ -1002,10 +1146,22 @@ pub struct IdentitySource {
 #[serde(deny_unknown_fields)]
 pub struct CreateIdentitySource {
     pub name: String,
+    /// `oidc` (default) or `ldap`; `ldap` needs the `ldap` settings, `oidc`
+    /// the issuer, client id and secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     /// The issuer URL; its discovery document must name exactly this issuer.
+    #[serde(default)]
     pub issuer: String,
+    #[serde(default)]
     pub client_id: String,
+    #[serde(default)]
     pub client_secret: String,
+    /// OIDC: claims copied to the user's attributes (the `email` claim always is).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attribute_claims: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ldap: Option<CreateLdapSource>,
     /// Default `openid profile email`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes: Option<String>,

@@ -442,6 +442,23 @@ impl Client {
         self.call(Method::POST, &["identity-sources"], &[], Some(req)).await
     }
 
+    /// `GET /identity-sources/{name}`.
+    pub async fn get_identity_source(&self, name: &str) -> Result<ward_api::IdentitySource> {
+        self.call(Method::GET, &["identity-sources", name], &[], None::<&()>)
+            .await
+    }
+
+    /// `POST /identity-sources/{name}/sync`.
+    pub async fn sync_identity_source(&self, name: &str) -> Result<ward_api::SyncResult> {
+        self.call(Method::POST, &["identity-sources", name, "sync"], &[], None::<&()>)
+            .await
+    }
+
+    /// `PATCH /groups/{name}`.
+    pub async fn update_group(&self, name: &str, req: &ward_api::UpdateGroup) -> Result<Group> {
+        self.call(Method::PATCH, &["groups", name], &[], Some(req)).await
+    }
+
     /// `DELETE /identity-sources/{name}`.
     pub async fn delete_identity_source(&self, name: &str) -> Result<()> {
         self.empty(Method::DELETE, &["identity-sources", name], None::<&()>)

@@ -7,6 +7,7 @@
 //! clocks or randomness). Everything here is a pure function of its inputs, so
 //! it can be property-tested and used by every other crate.
 
+pub mod attrs;
 pub mod authz;
 pub mod error;
 pub mod name;

@@ -247,14 +247,43 @@ pub enum UserCommand {
     },
     /// Lift an end user's sign-in lock-out.
     Unlock { name: String },
+    /// Set or remove an end user's attributes (dynamic groups match on them).
+    Set {
+        name: String,
+        /// Set an attribute, `key=value` (repeatable), e.g. `department=Sales`.
+        #[arg(long = "attr", value_name = "KEY=VALUE")]
+        attrs: Vec<String>,
+        /// Set the `email` attribute (its domain is `email_domain`).
+        #[arg(long)]
+        email: Option<String>,
+        /// Remove an attribute (repeatable).
+        #[arg(long = "unset", value_name = "KEY")]
+        unset: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum GroupCommand {
     /// List groups and their members.
     List,
-    /// Create a group.
-    Create { name: String },
+    /// Create a group: static (members added by hand), or dynamic with
+    /// --when conditions (all must hold).
+    Create {
+        name: String,
+        /// A condition on users' attributes, `key=value` (repeatable, AND),
+        /// e.g. `department=Engineering` or `email_domain=corp.example`.
+        #[arg(long = "when", value_name = "KEY=VALUE")]
+        when: Vec<String>,
+    },
+    /// Replace a group's conditions, or make it static with --static.
+    Set {
+        name: String,
+        #[arg(long = "when", value_name = "KEY=VALUE", required_unless_present = "make_static")]
+        when: Vec<String>,
+        /// Remove every condition: the group becomes static.
+        #[arg(long = "static", conflicts_with = "when")]
+        make_static: bool,
+    },
     /// Delete a group (its users stay).
     Delete { name: String },
     /// Add a user to a group.
@@ -267,32 +296,83 @@ pub enum GroupCommand {
 pub enum IdpCommand {
     /// List the tenant's identity sources (their secrets are never shown).
     List,
-    /// Add an OpenID Connect provider end users sign in to the portal with.
+    /// Show one identity source, with an LDAP source's last sync.
+    Show { name: String },
+    /// Sync an LDAP source now: users, attributes and groups follow the
+    /// directory; users gone from it are disabled.
+    Sync { name: String },
+    /// Add an OpenID Connect provider (--oidc-issuer) or an LDAP / Active
+    /// Directory (--ldap-url) end users sign in to the portal with.
     ///
-    /// Register the redirect URI it prints at the provider. Standard input
-    /// holds the client secret on one line.
-    Create {
-        name: String,
-        /// The issuer URL, exactly as the provider's discovery document names it.
-        #[arg(long)]
-        oidc_issuer: String,
-        #[arg(long)]
-        client_id: String,
-        /// Read the client secret as one line from standard input.
-        #[arg(long)]
-        client_secret_stdin: bool,
-        /// The claim listing the user's groups (default `groups`).
-        #[arg(long)]
-        groups_claim: Option<String>,
-        /// The claim the user name is taken from (default `preferred_username`).
-        #[arg(long)]
-        username_claim: Option<String>,
-        /// Space-separated scopes (default `openid profile email`).
-        #[arg(long)]
-        scopes: Option<String>,
-    },
+    /// OIDC: register the redirect URI it prints at the provider; standard
+    /// input holds the client secret on one line. LDAP: standard input
+    /// holds the service account's bind password on one line.
+    Create(Box<IdpCreate>),
     /// Delete an identity source (its users and groups stay, unlinked).
     Delete { name: String },
+}
+
+/// `idp create`: an OpenID Connect provider (--oidc-issuer) or an LDAP /
+/// Active Directory (--ldap-url).
+#[derive(Debug, Clone, clap::Args)]
+pub struct IdpCreate {
+    pub name: String,
+    /// The issuer URL, exactly as the provider's discovery document names it.
+    #[arg(long, required_unless_present = "ldap_url", conflicts_with = "ldap_url")]
+    pub oidc_issuer: Option<String>,
+    #[arg(long, requires = "oidc_issuer")]
+    pub client_id: Option<String>,
+    /// Read the client secret as one line from standard input.
+    #[arg(long)]
+    pub client_secret_stdin: bool,
+    /// OIDC: a claim copied to users' attributes (repeatable; `email` always is).
+    #[arg(long = "attribute-claim", value_name = "CLAIM")]
+    pub attribute_claims: Vec<String>,
+    /// `ldaps://host[:port]`, or `ldap://host[:port]` (upgraded with StartTLS; plain LDAP is never used).
+    #[arg(long)]
+    pub ldap_url: Option<String>,
+    /// The service account's DN, with which users and groups are searched.
+    #[arg(long, requires = "ldap_url")]
+    pub bind_dn: Option<String>,
+    /// Read the service account's password as one line from standard input.
+    #[arg(long)]
+    pub bind_password_stdin: bool,
+    /// Where users are searched, e.g. `ou=people,dc=corp,dc=example`.
+    #[arg(long, requires = "ldap_url")]
+    pub user_base: Option<String>,
+    /// Default `(uid={username})`; Active Directory: `(sAMAccountName={username})`.
+    #[arg(long)]
+    pub user_filter: Option<String>,
+    /// Where groups are searched; without it, no groups are read.
+    #[arg(long)]
+    pub group_base: Option<String>,
+    /// `member` (default), `uniqueMember` or `memberOf`.
+    #[arg(long)]
+    pub group_membership: Option<String>,
+    /// The attribute the user name is read from (default `uid`; AD `sAMAccountName`).
+    #[arg(long)]
+    pub username_attr: Option<String>,
+    /// The attribute that identifies an entry for good (default `entryUUID`; AD `objectGUID`; `dn`).
+    #[arg(long)]
+    pub id_attr: Option<String>,
+    /// A directory attribute copied to users' attributes, `attribute` or `key=attribute` (repeatable).
+    #[arg(long = "sync-attr", value_name = "[KEY=]ATTRIBUTE")]
+    pub sync_attrs: Vec<String>,
+    /// A PEM file of the CA certificate(s) the directory's certificate comes from.
+    #[arg(long)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// How often the directory is synced (default 15m; 0: on demand only).
+    #[arg(long)]
+    pub sync_interval: Option<String>,
+    /// The claim listing the user's groups (default `groups`).
+    #[arg(long)]
+    pub groups_claim: Option<String>,
+    /// The claim the user name is taken from (default `preferred_username`).
+    #[arg(long)]
+    pub username_claim: Option<String>,
+    /// Space-separated scopes (default `openid profile email`).
+    #[arg(long)]
+    pub scopes: Option<String>,
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -150,31 +150,46 @@ impl Tabular for Account {
     }
 }
 
+fn on_off(on: bool) -> String {
+    if on { "on" } else { "off" }.to_owned()
+}
+
 impl Tabular for ward_api::IdentitySource {
     const HEADERS: &'static [&'static str] = &[
         "NAME",
         "KIND",
-        "ISSUER",
-        "CLIENT ID",
+        "ISSUER / URL",
+        "CLIENT ID / BIND DN",
         "USERNAME CLAIM",
         "GROUPS CLAIM",
-        "REDIRECT URI",
+        "REDIRECT URI / LAST SYNC",
     ];
     fn row(&self) -> Vec<String> {
-        vec![
-            self.name.clone(),
-            self.kind.clone(),
-            self.issuer.clone(),
-            self.client_id.clone(),
-            self.username_claim.clone(),
-            self.groups_claim.clone(),
-            self.redirect_uri.clone(),
-        ]
+        match &self.ldap {
+            Some(l) => vec![
+                self.name.clone(),
+                self.kind.clone(),
+                l.url.clone(),
+                l.bind_dn.clone(),
+                l.username_attribute.clone(),
+                dash_if_empty(l.group_base.clone().unwrap_or_default()),
+                match (&l.last_sync_at, l.last_sync_ok) {
+                    (Some(at), Some(true)) => format!("{} ok", time(at)),
+                    (Some(at), _) => format!("{} failed: {}", time(at), l.last_sync_result.as_deref().unwrap_or("")),
+                    _ => "-".to_owned(),
+                },
+            ],
+            None => vec![
+                self.name.clone(),
+                self.kind.clone(),
+                self.issuer.clone(),
+                self.client_id.clone(),
+                self.username_claim.clone(),
+                self.groups_claim.clone(),
+                self.redirect_uri.clone(),
+            ],
+        }
     }
-}
-
-fn on_off(on: bool) -> String {
-    if on { "on" } else { "off" }.to_owned()
 }
 
 impl Tabular for ward_api::TenantSettings {
@@ -276,7 +291,15 @@ impl Tabular for WhoAmI {
 }
 
 impl Tabular for ward_api::User {
-    const HEADERS: &'static [&'static str] = &["NAME", "GROUPS", "DISABLED", "PASSWORD", "LOCKED UNTIL", "CREATED"];
+    const HEADERS: &'static [&'static str] = &[
+        "NAME",
+        "GROUPS",
+        "DISABLED",
+        "PASSWORD",
+        "LOCKED UNTIL",
+        "CREATED",
+        "ATTRIBUTES",
+    ];
     fn row(&self) -> Vec<String> {
         vec![
             self.name.clone(),
@@ -285,17 +308,25 @@ impl Tabular for ward_api::User {
             if self.has_password { "yes" } else { "no" }.to_owned(),
             opt_time(self.locked_until.as_deref()),
             time(&self.created_at),
+            dash_if_empty(
+                self.attributes
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
         ]
     }
 }
 
 impl Tabular for ward_api::Group {
-    const HEADERS: &'static [&'static str] = &["NAME", "MEMBERS", "CREATED"];
+    const HEADERS: &'static [&'static str] = &["NAME", "MEMBERS", "CREATED", "CONDITIONS"];
     fn row(&self) -> Vec<String> {
         vec![
             self.name.clone(),
             dash_if_empty(self.members.join(",")),
             time(&self.created_at),
+            dash_if_empty(self.conditions.join(" AND ")),
         ]
     }
 }

@@ -961,7 +961,14 @@ async fn user_passwords_are_set_cleared_and_unlocked() {
 
 #[test]
 fn parses_idp_commands() {
-    let CtlCommand::Idp(IdpCommand::Create {
+    let CtlCommand::Idp(IdpCommand::Create(create)) = parse(
+        "idp create corp --oidc-issuer https://idp.example --client-id ward --client-secret-stdin --groups-claim roles",
+    )
+    .command
+    else {
+        panic!("not idp create")
+    };
+    let IdpCreate {
         name,
         oidc_issuer,
         client_id,
@@ -969,16 +976,11 @@ fn parses_idp_commands() {
         groups_claim,
         username_claim,
         scopes,
-    }) = parse(
-        "idp create corp --oidc-issuer https://idp.example --client-id ward --client-secret-stdin --groups-claim roles",
-    )
-    .command
-    else {
-        panic!("not idp create")
-    };
+        ..
+    } = *create;
     assert_eq!(
-        (name.as_str(), oidc_issuer.as_str(), client_id.as_str()),
-        ("corp", "https://idp.example", "ward")
+        (name.as_str(), oidc_issuer.as_deref(), client_id.as_deref()),
+        ("corp", Some("https://idp.example"), Some("ward"))
     );
     assert!(client_secret_stdin);
     assert_eq!(groups_claim.as_deref(), Some("roles"));
@@ -989,4 +991,146 @@ fn parses_idp_commands() {
         CtlCommand::Idp(IdpCommand::Delete { name }) if name == "corp"
     ));
     parse_err("idp create corp --client-id ward --client-secret-stdin");
+    // LDAP: the URL, not both kinds at once.
+    let CtlCommand::Idp(IdpCommand::Create(create)) = parse(
+        "idp create ad --ldap-url ldaps://dc1.corp.example --bind-dn cn=ward,dc=corp --bind-password-stdin \
+         --user-base ou=people,dc=corp --user-filter (sAMAccountName={username}) --sync-interval 1h \
+         --sync-attr department",
+    )
+    .command
+    else {
+        panic!("not idp create")
+    };
+    let IdpCreate {
+        ldap_url,
+        bind_dn,
+        bind_password_stdin,
+        user_base,
+        user_filter,
+        sync_interval,
+        sync_attrs,
+        ..
+    } = *create;
+    assert_eq!(ldap_url.as_deref(), Some("ldaps://dc1.corp.example"));
+    assert_eq!(bind_dn.as_deref(), Some("cn=ward,dc=corp"));
+    assert!(bind_password_stdin);
+    assert_eq!(user_base.as_deref(), Some("ou=people,dc=corp"));
+    assert_eq!(user_filter.as_deref(), Some("(sAMAccountName={username})"));
+    assert_eq!(sync_interval.as_deref(), Some("1h"));
+    assert_eq!(sync_attrs, vec!["department".to_owned()]);
+    parse_err("idp create x --ldap-url ldaps://h --oidc-issuer https://i --client-id c");
+    parse_err("idp create x");
+    assert!(matches!(
+        parse("idp sync ad").command,
+        CtlCommand::Idp(IdpCommand::Sync { name }) if name == "ad"
+    ));
+    assert!(matches!(
+        parse("group create eng --when department=Engineering --when email_domain=corp.example").command,
+        CtlCommand::Group(GroupCommand::Create { name, when }) if name == "eng" && when.len() == 2
+    ));
+    parse_err("group set eng");
+    parse_err("group set eng --static --when a=b");
+}
+
+/// A server with an LDAP source `ad` and group `eng` for the session `sess-1`.
+fn fake_ward_ldap(req: &Seen) -> (u16, String) {
+    match (req.method.as_str(), req.target.as_str()) {
+        ("POST", "/api/v1/identity-sources") => (201, req.body.clone()),
+        ("POST", "/api/v1/identity-sources/ad/sync") => (
+            200,
+            serde_json::json!({"users_seen": 4, "users_created": 3, "users_updated": 1, "users_disabled": 1,
+                "users_skipped": 0, "groups_seen": 2, "synced_at": "2026-01-01T00:00:00Z"})
+            .to_string(),
+        ),
+        ("POST", "/api/v1/groups") | ("PATCH", "/api/v1/groups/eng") => {
+            let body: serde_json::Value = serde_json::from_str(&req.body).unwrap();
+            (
+                200,
+                serde_json::json!({"id": "grp-1", "name": "eng", "members": [], "created_at": "2026-01-01T00:00:00Z",
+                    "conditions": body["conditions"]})
+                .to_string(),
+            )
+        }
+        ("GET", "/api/v1/users/alice") => (200, user_json(false).to_string()),
+        ("PATCH", "/api/v1/users/alice") => (200, user_json(false).to_string()),
+        _ => (
+            404,
+            r#"{"error":{"code":"not_found","message":"no such thing"}}"#.into(),
+        ),
+    }
+}
+
+#[tokio::test]
+async fn ldap_sources_dynamic_groups_and_attributes() {
+    let (url, seen) = serve(Arc::new(fake_ward_ldap)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").unwrap();
+    let flags = format!("--server {url} --token sess-1");
+    let last = || seen.lock().unwrap().last().unwrap().clone();
+
+    // Without --bind-password-stdin: refused before anything is sent.
+    let r = ctl(
+        &config,
+        &format!("{flags} idp create ad --ldap-url ldaps://dc1 --bind-dn cn=w --user-base ou=p"),
+        "pw\n",
+    )
+    .await;
+    assert!(r.result.is_err());
+    assert!(seen.lock().unwrap().is_empty());
+    let r = ctl(
+        &config,
+        &format!(
+            "{flags} idp create ad --ldap-url ldaps://dc1 --bind-dn cn=w --user-base ou=p --bind-password-stdin \
+             --ca-file {} --sync-interval 30m -o json",
+            ca.display()
+        ),
+        "bind secret 1\n",
+    )
+    .await;
+    let _ = r.result;
+    let body: serde_json::Value = serde_json::from_str(&last().body).unwrap();
+    assert_eq!(body["kind"], "ldap");
+    assert_eq!(body["ldap"]["bind_password"], "bind secret 1");
+    assert_eq!(body["ldap"]["sync_interval"], "30m");
+    assert!(body["ldap"]["ca_pem"].as_str().unwrap().contains("BEGIN CERTIFICATE"));
+
+    let r = ctl(&config, &format!("{flags} idp sync ad"), "").await;
+    r.result.unwrap();
+    assert_eq!(
+        r.stdout,
+        "Synced ad: 4 users seen, 3 created, 1 updated, 1 disabled, 0 skipped; 2 groups.\n"
+    );
+
+    let r = ctl(
+        &config,
+        &format!("{flags} group create eng --when department=Engineering"),
+        "",
+    )
+    .await;
+    r.result.unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&last().body).unwrap(),
+        serde_json::json!({"name": "eng", "conditions": ["department=Engineering"]})
+    );
+    assert!(r.stdout.contains("department=Engineering"), "{}", r.stdout);
+    let r = ctl(&config, &format!("{flags} group set eng --static"), "").await;
+    r.result.unwrap();
+    assert_eq!(
+        (last().method.as_str(), last().body.as_str()),
+        ("PATCH", r#"{"conditions":[]}"#)
+    );
+
+    let r = ctl(
+        &config,
+        &format!("{flags} user set alice --attr department=Sales --email alice@corp.example"),
+        "",
+    )
+    .await;
+    r.result.unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&last().body).unwrap(),
+        serde_json::json!({"attributes": {"department": "Sales", "email": "alice@corp.example"}})
+    );
 }

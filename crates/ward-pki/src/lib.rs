@@ -73,8 +73,8 @@ pub use pin::{client_config_pinned, parse_pin, pinned_ca_from_chain};
 pub use seal::{load_or_create_master_key, MasterKey};
 pub use store::{load_or_create_ca, CA_CERT_FILE, CA_KEY_FILE};
 pub use tls::{
-    client_config, client_config_from_pem, client_config_mtls, client_config_platform_roots, server_config,
-    server_config_mtls,
+    client_config, client_config_from_pem, client_config_mtls, client_config_platform_roots, ldap_client_config,
+    server_config, server_config_mtls,
 };
 
 /// Re-exported so callers can name certificate and key types without

@@ -82,6 +82,17 @@ pub fn client_config_from_pem(ca_pem: &str, alpn: &[&[u8]]) -> Result<Arc<Client
     client_config(&roots, alpn)
 }
 
+/// Client configuration for an LDAP directory (LDAPS or StartTLS): TLS 1.3
+/// only, no ALPN, trusting exactly the CA certificate(s) in `ca_pem` when
+/// given (a directory with a private CA), else the platform's trust store.
+/// The server's name (or IP address) is checked against its certificate.
+pub fn ldap_client_config(ca_pem: Option<&str>) -> Result<Arc<ClientConfig>> {
+    match ca_pem {
+        Some(pem) => client_config_from_pem(pem, &[]),
+        None => client_config_platform_roots(&[]),
+    }
+}
+
 /// Builds the server configuration for a listener that **requires** mutual
 /// TLS (the gateway's agent listener).
 ///

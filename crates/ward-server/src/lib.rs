@@ -22,6 +22,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod console;
 pub mod ctx;
+pub mod directory;
 pub mod error;
 pub mod extract;
 pub mod gateway_link;
@@ -200,10 +201,16 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
     };
     let (tx, rx) = oneshot::channel();
     let gateway_link = gateway_link::GatewayLink::new(state.clone());
+    let sync_state = state.clone();
     let task = tokio::spawn(serve::serve(listener, tls, app(state), async {
         let _ = rx.await;
     }));
-    let jobs = tokio::spawn(background_jobs(store.clone(), metrics));
+    let jobs = tokio::spawn({
+        let store = store.clone();
+        async move {
+            tokio::join!(background_jobs(store, metrics), directory::sync_loop(sync_state));
+        }
+    });
     tracing::info!(%addr, %url, backend = store.backend().as_str(), "ward server listening");
     Ok(Running {
         addr,

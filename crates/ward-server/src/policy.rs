@@ -5,12 +5,13 @@
 //! types. The same compiled form serves the `rule test` what-if here and, as
 //! a snapshot, the gateways.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
+use ward_core::attrs;
 use ward_policy::{
     Action, Address, Application, CompiledPolicy, PolicyInput, PortRange, PostureMode, Protocol, Rule, RuleTarget,
 };
-use ward_store::{AppRow, RuleRow, Store};
+use ward_store::{AppRow, GroupRow, RuleRow, Store, UserRow};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -33,8 +34,10 @@ pub async fn load(store: &Store, tenant_id: &str) -> ApiResult<TenantPolicy> {
 pub async fn load_input(store: &Store, tenant_id: &str) -> ApiResult<(PolicyInput, HashMap<String, Vec<String>>)> {
     let apps = store.all_apps(tenant_id).await?;
     let rules = store.all_rules(tenant_id).await?;
+    let groups = store.all_groups(tenant_id).await?;
+    let users = store.all_users(tenant_id).await?;
     let mut groups_of: HashMap<String, Vec<String>> = HashMap::new();
-    for (group, user) in store.all_memberships(tenant_id).await? {
+    for (group, user) in memberships(&groups, &users, store.all_memberships(tenant_id).await?) {
         groups_of.entry(user).or_default().push(group);
     }
     // Fail closed: a row that does not parse (changed behind Ward's back)
@@ -45,6 +48,36 @@ pub async fn load_input(store: &Store, tenant_id: &str) -> ApiResult<(PolicyInpu
         rules: rules.iter().map(rule_from_row).collect::<ApiResult<_>>()?,
     };
     Ok((input, groups_of))
+}
+
+/// Every (group id, user id) membership: the listed ones, and for each
+/// dynamic group (one with conditions) every user whose attributes meet
+/// all its conditions. This is how rules, snapshots, the `rule test`
+/// what-if and the portal see groups, so a rule naming a dynamic group
+/// applies to a user as soon as its attributes match.
+pub fn memberships(groups: &[GroupRow], users: &[UserRow], listed: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    let mut out = Vec::new();
+    for pair in listed {
+        if seen.insert(pair.clone()) {
+            out.push(pair);
+        }
+    }
+    for g in groups.iter().filter(|g| !g.conditions.is_empty()) {
+        // Fail closed: a stored condition that no longer parses (changed
+        // behind Ward's back) makes the group match nobody.
+        let Ok(conditions) = attrs::parse_conditions(&g.conditions) else {
+            tracing::error!(group = %g.id, "stored group conditions are invalid; the group matches nobody");
+            continue;
+        };
+        for u in users.iter().filter(|u| attrs::matches_all(&conditions, &u.attributes)) {
+            let pair = (g.id.clone(), u.id.clone());
+            if seen.insert(pair.clone()) {
+                out.push(pair);
+            }
+        }
+    }
+    out
 }
 
 /// Parse a stored application. Rows were validated on the way in, so a

@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -63,7 +65,13 @@ async fn browser() -> Option<(Driver, Client)> {
         json!({
             "binary": chromium,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,900", "--no-first-run", "--disable-extensions"],
+                     "--window-size=1280,900", "--no-first-run", "--disable-extensions",
+                     // Nothing leaves the machine: names other than the loopback
+                     // address resolve to nothing (the provider's pages ask for a
+                     // web font), and the browser's own background traffic is off.
+                     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+                     "--disable-background-networking", "--disable-component-update",
+                     "--disable-sync", "--no-pings", "--disable-domain-reliability"],
         }),
     );
     let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -408,4 +416,122 @@ async fn the_console_in_chromium_owner_sets_up_access_auditor_only_reads() {
 
     c.close().await.unwrap();
     running.stop().await;
+}
+
+/// An end user signs in to the portal through a real OpenID provider (the
+/// fixture of `tests/oidc-provider`) and approves an agent's enrolment
+/// request. Needs `WARD_TEST_OIDC` as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_signs_in_through_oidc_in_chromium_and_approves_an_enrolment() {
+    if std::env::var_os("WARD_TEST_OIDC").is_none() {
+        eprintln!("skipped: set WARD_TEST_OIDC=1 too (after `npm ci --prefix tests/oidc-provider`)");
+        return;
+    }
+    let Some((_driver, c)) = browser().await else {
+        return;
+    };
+    let server = common::Server::start().await;
+    let url = server.url.clone();
+    let accounts =
+        json!([{"sub": "sub-bob", "preferred_username": "bob", "email": "bob@corp.example", "groups": ["eng"]}]);
+    let provider = common::oidc_provider::Provider::start(&url, accounts).unwrap();
+    let owner = server.token("default", "admin", PW).await;
+    let (status, source) = server
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/identity-sources",
+            &owner,
+            Some(json!({
+                "name": "corp",
+                "issuer": provider.issuer,
+                "client_id": "ward",
+                "client_secret": common::oidc_provider::SECRET,
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{source}");
+
+    // The agent asks to be enrolled, as `ward agent enroll --server URL` does.
+    let http = reqwest::Client::new();
+    let request: serde_json::Value = http
+        .post(format!("{url}/api/v1/enroll/requests"))
+        .json(&json!({"name": "bob-laptop"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    // bob opens the link, names his organisation, and picks its sign-in.
+    c.goto(request["verify_url_complete"].as_str().unwrap()).await.unwrap();
+    wait_path(&c, "/portal/login").await;
+    let org = c
+        .find(Locator::Css("form[method=\"get\"] [name=\"tenant\"]"))
+        .await
+        .unwrap();
+    org.send_keys("default").await.unwrap();
+    press(&c, "Continue").await;
+    wait_text(&c, "Sign in with corp").await;
+    shot(&c, "portal-sign-in-oidc").await;
+    c.find(Locator::LinkText("Sign in with corp"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // The provider's own sign-in and consent pages.
+    let login = wait_for(&c, "[name=\"login\"]").await;
+    assert!(
+        c.current_url().await.unwrap().as_str().starts_with(&provider.issuer),
+        "the browser went to the provider"
+    );
+    login.send_keys("sub-bob").await.unwrap();
+    fill(&c, "password", "any").await;
+    press(&c, "Sign-in").await;
+    wait_for(&c, "button.login-submit").await;
+    press(&c, "Continue").await;
+
+    // Back at the portal, signed in, at the request it started from.
+    wait_text(&c, "Enrol this device as yours?").await;
+    let text = body(&c).await;
+    assert!(text.contains("bob-laptop") && text.contains("bob"), "{text}");
+    press(&c, "Approve").await;
+    wait_text(&c, "Approved.").await;
+    let polled: serde_json::Value = http
+        .post(format!("{url}/api/v1/enroll/requests/poll"))
+        .json(&json!({"request": request["request"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(polled["state"], "approved", "{polled}");
+    assert!(polled["code"].as_str().is_some_and(|c| !c.is_empty()), "{polled}");
+
+    // bob came from the source, with the provider's groups.
+    let (status, bob) = server
+        .api(reqwest::Method::GET, "/api/v1/users/bob", &owner, None)
+        .await;
+    assert_eq!(status, 200, "{bob}");
+    assert_eq!(bob["groups"], json!(["eng"]), "{bob}");
+    c.close().await.unwrap();
+}
+
+/// Waits until an element matching `css` is on the page.
+async fn wait_for(c: &Client, css: &str) -> fantoccini::elements::Element {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(e) = c.find(Locator::Css(css)).await {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {css} on {}",
+            c.current_url().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -4,6 +4,8 @@
 //! a gateway that has seen epoch N knows it must fetch a new snapshot when
 //! the epoch moves past N.
 
+use std::collections::BTreeMap;
+
 use sqlx::any::AnyRow;
 
 use crate::{bump_epoch, get, new_id, Page, PageRequest, Result, Store, StoreError};
@@ -34,6 +36,11 @@ pub struct UserRow {
     pub last_login_at: Option<i64>,
     /// The identity source the user came from (`idp_...`); None for a local user.
     pub source_id: Option<String>,
+    /// Attributes (`email`, `department`, ...), from its source or an administrator.
+    pub attributes: BTreeMap<String, String>,
+    /// True when a directory sync disabled the user (it vanished from the
+    /// directory); a later sync that finds it enables it again.
+    pub disabled_by_source: bool,
 }
 
 impl UserRow {
@@ -51,8 +58,20 @@ impl UserRow {
             locked_until: get(row, "locked_until")?,
             last_login_at: get(row, "last_login_at")?,
             source_id: get(row, "source_id")?,
+            attributes: attributes_from_json(&get::<String>(row, "attributes")?),
+            disabled_by_source: get::<i64>(row, "disabled_by_source")? != 0,
         })
     }
+}
+
+/// Attributes from their stored JSON; a value that is not a JSON object of
+/// strings (changed behind Ward's back) reads as no attributes.
+pub(crate) fn attributes_from_json(text: &str) -> BTreeMap<String, String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+pub(crate) fn attributes_to_json(attrs: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(attrs).unwrap_or_else(|_| "{}".to_owned())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +80,9 @@ pub struct GroupRow {
     pub tenant_id: String,
     pub name: String,
     pub created_at: i64,
+    /// A dynamic group's conditions (`key=value`, all must hold); empty for
+    /// a static group.
+    pub conditions: Vec<String>,
 }
 
 impl GroupRow {
@@ -70,6 +92,11 @@ impl GroupRow {
             tenant_id: get(row, "tenant_id")?,
             name: get(row, "name")?,
             created_at: get(row, "created_at")?,
+            conditions: get::<String>(row, "conditions")?
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
         })
     }
 }
@@ -148,8 +175,8 @@ impl RuleRow {
 
 pub(crate) const USER_COLUMNS: &str = "id, tenant_id, name, disabled, created_at, \
      CAST(CASE WHEN password_hash IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_password, failed_logins, locked_until, \
-     last_login_at, source_id";
-const GROUP_COLUMNS: &str = "id, tenant_id, name, created_at";
+     last_login_at, source_id, attributes, disabled_by_source";
+const GROUP_COLUMNS: &str = "id, tenant_id, name, created_at, conditions";
 const APP_COLUMNS: &str = "id, tenant_id, name, addresses, ports, protocol, tags, created_at";
 const RULE_COLUMNS: &str = "id, tenant_id, priority, action, app_ids, tags, user_ids, group_ids, require_compliant, \
                             posture, valid_from, valid_until, sources, enabled, created_at";
@@ -203,6 +230,8 @@ impl Store {
             locked_until: None,
             last_login_at: None,
             source_id: None,
+            attributes: BTreeMap::new(),
+            disabled_by_source: false,
         })
     }
 
@@ -255,8 +284,29 @@ impl Store {
     pub async fn set_user_disabled(&self, tenant_id: &str, id: &str, disabled: bool) -> Result<bool> {
         let n = self
             .change(
-                "UPDATE users SET disabled = $1 WHERE tenant_id = $2 AND id = $3",
+                "UPDATE users SET disabled = $1, disabled_by_source = 0 WHERE tenant_id = $2 AND id = $3",
                 vec![Bind::Int(i64::from(disabled)), Bind::text(tenant_id), Bind::text(id)],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Replace a user's attributes. Moves the policy epoch when they
+    /// changed (dynamic groups follow them); returns whether they did.
+    pub async fn set_user_attributes(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<bool> {
+        let n = self
+            .change(
+                "UPDATE users SET attributes = $1 WHERE tenant_id = $2 AND id = $3 AND attributes <> $1",
+                vec![
+                    Bind::text(&attributes_to_json(attributes)),
+                    Bind::text(tenant_id),
+                    Bind::text(id),
+                ],
             )
             .await?;
         Ok(n == 1)
@@ -361,7 +411,24 @@ impl Store {
             tenant_id: tenant_id.into(),
             name: name.into(),
             created_at: now,
+            conditions: Vec::new(),
         })
+    }
+
+    /// Set a group's conditions (empty: a static group again). Moves the
+    /// policy epoch: the group's members may change.
+    pub async fn set_group_conditions(&self, tenant_id: &str, id: &str, conditions: &[String]) -> Result<bool> {
+        let n = self
+            .change(
+                "UPDATE groups SET conditions = $1 WHERE tenant_id = $2 AND id = $3",
+                vec![
+                    Bind::text(&conditions.join("\n")),
+                    Bind::text(tenant_id),
+                    Bind::text(id),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
     }
 
     pub async fn group_by_name(&self, tenant_id: &str, name: &str) -> Result<Option<GroupRow>> {

@@ -1,11 +1,11 @@
 //! Identity sources (OpenID Connect providers), the users and groups linked
 //! to them, and the sign-ins in progress through them.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use sqlx::any::AnyRow;
 
-use crate::access::{UserRow, USER_COLUMNS};
+use crate::access::{attributes_to_json, UserRow, USER_COLUMNS};
 use crate::{bump_epoch, get, new_id, Result, Store, StoreError};
 
 /// An identity source as stored. The client secret stays sealed.
@@ -24,11 +24,20 @@ pub struct IdentitySourceRow {
     pub username_claim: String,
     pub groups_claim: String,
     pub created_at: i64,
+    /// Settings beyond the OIDC columns, as JSON ('' when none): for `ldap`
+    /// the directory's, for `oidc` the attribute claims.
+    pub config: String,
+    pub last_sync_at: Option<i64>,
+    pub last_sync_ok: Option<bool>,
+    pub last_sync_result: Option<String>,
 }
 
 /// What [`Store::create_identity_source`] needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewIdentitySource {
+    /// `oidc` or `ldap`.
+    pub kind: String,
+    pub config: String,
     pub name: String,
     pub issuer: String,
     pub client_id: String,
@@ -52,7 +61,8 @@ pub struct OidcLoginRow {
 }
 
 const SOURCE_COLUMNS: &str = "id, tenant_id, name, kind, issuer, client_id, sealed_client_secret, scopes, \
-                              username_claim, groups_claim, created_at";
+                              username_claim, groups_claim, created_at, config, last_sync_at, last_sync_ok, \
+                              last_sync_result";
 
 impl IdentitySourceRow {
     fn from_row(row: &AnyRow) -> Result<Self> {
@@ -68,6 +78,10 @@ impl IdentitySourceRow {
             username_claim: get(row, "username_claim")?,
             groups_claim: get(row, "groups_claim")?,
             created_at: get(row, "created_at")?,
+            config: get(row, "config")?,
+            last_sync_at: get(row, "last_sync_at")?,
+            last_sync_ok: get::<Option<i64>>(row, "last_sync_ok")?.map(|v| v != 0),
+            last_sync_result: get(row, "last_sync_result")?,
         })
     }
 }
@@ -86,11 +100,12 @@ impl Store {
     ) -> Result<IdentitySourceRow> {
         sqlx::query(
             "INSERT INTO identity_sources (id, tenant_id, name, kind, issuer, client_id, sealed_client_secret, scopes, \
-             username_claim, groups_claim, created_at) VALUES ($1, $2, $3, 'oidc', $4, $5, $6, $7, $8, $9, $10)",
+             username_claim, groups_claim, created_at, config) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(id)
         .bind(tenant_id)
         .bind(&s.name)
+        .bind(&s.kind)
         .bind(&s.issuer)
         .bind(&s.client_id)
         .bind(&s.sealed_client_secret)
@@ -98,6 +113,7 @@ impl Store {
         .bind(&s.username_claim)
         .bind(&s.groups_claim)
         .bind(now)
+        .bind(&s.config)
         .execute(self.pool())
         .await
         .map_err(|e| StoreError::from(e).conflict_as(format!("identity source {}", s.name)))?;
@@ -105,7 +121,7 @@ impl Store {
             id: id.into(),
             tenant_id: tenant_id.into(),
             name: s.name.clone(),
-            kind: "oidc".into(),
+            kind: s.kind.clone(),
             issuer: s.issuer.clone(),
             client_id: s.client_id.clone(),
             sealed_client_secret: s.sealed_client_secret.clone(),
@@ -113,6 +129,10 @@ impl Store {
             username_claim: s.username_claim.clone(),
             groups_claim: s.groups_claim.clone(),
             created_at: now,
+            config: s.config.clone(),
+            last_sync_at: None,
+            last_sync_ok: None,
+            last_sync_result: None,
         })
     }
 
@@ -159,7 +179,124 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Every LDAP source of every tenant, for the scheduled directory sync.
+    /// Like the gateways' calls, this serves every tenant at once.
+    pub async fn all_ldap_sources(&self) -> Result<Vec<IdentitySourceRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SOURCE_COLUMNS} FROM identity_sources WHERE kind = 'ldap' ORDER BY id"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(IdentitySourceRow::from_row).collect()
+    }
+
+    /// Records the outcome of a directory sync of the source.
+    pub async fn record_source_sync(&self, tenant_id: &str, id: &str, at: i64, ok: bool, result: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE identity_sources SET last_sync_at = $1, last_sync_ok = $2, last_sync_result = $3 \
+             WHERE tenant_id = $4 AND id = $5",
+        )
+        .bind(at)
+        .bind(i64::from(ok))
+        .bind(result)
+        .bind(tenant_id)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     // ---- linked users and groups --------------------------------------------
+
+    /// Every user linked to the source.
+    pub async fn users_of_source(&self, tenant_id: &str, source_id: &str) -> Result<Vec<UserRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND source_id = $2 ORDER BY id"
+        ))
+        .bind(tenant_id)
+        .bind(source_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(UserRow::from_row).collect()
+    }
+
+    /// A directory entry seen again (by a sync or a sign-in) for a linked
+    /// user: its attributes follow the directory and, if a sync had disabled
+    /// it, it is enabled again. One transaction, which moves the policy
+    /// epoch when anything changed. Returns whether anything did.
+    pub async fn refresh_linked_user(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<bool> {
+        let mut tx = self.pool().begin().await?;
+        let n = sqlx::query("UPDATE users SET attributes = $1 WHERE tenant_id = $2 AND id = $3 AND attributes <> $1")
+            .bind(attributes_to_json(attributes))
+            .bind(tenant_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let m = sqlx::query(
+            "UPDATE users SET disabled = 0, disabled_by_source = 0 \
+             WHERE tenant_id = $1 AND id = $2 AND disabled_by_source <> 0",
+        )
+        .bind(tenant_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let changed = n + m > 0;
+        if changed {
+            bump_epoch(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// Disables the enabled users of the source whose subject is not in
+    /// `present` (they vanished from the directory), marking them as
+    /// disabled by the source, and ends their portal sessions. One
+    /// transaction, which moves the policy epoch when anyone was disabled,
+    /// so gateways cut their live connections. Returns their names.
+    pub async fn disable_vanished_users(
+        &self,
+        tenant_id: &str,
+        source_id: &str,
+        present: &HashSet<String>,
+    ) -> Result<Vec<String>> {
+        let mut tx = self.pool().begin().await?;
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT id, name, external_subject FROM users WHERE tenant_id = $1 AND source_id = $2 AND disabled = 0",
+        )
+        .bind(tenant_id)
+        .bind(source_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut gone = Vec::new();
+        for (id, name, subject) in rows {
+            if subject.as_ref().is_some_and(|s| present.contains(s)) {
+                continue;
+            }
+            sqlx::query("UPDATE users SET disabled = 1, disabled_by_source = 1 WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant_id)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM user_sessions WHERE tenant_id = $1 AND user_id = $2")
+                .bind(tenant_id)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            gone.push(name);
+        }
+        if !gone.is_empty() {
+            bump_epoch(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(gone)
+    }
 
     /// The user linked to (source, subject).
     pub async fn user_by_subject(&self, tenant_id: &str, source_id: &str, subject: &str) -> Result<Option<UserRow>> {
@@ -212,6 +349,8 @@ impl Store {
             locked_until: None,
             last_login_at: None,
             source_id: Some(source_id.into()),
+            attributes: BTreeMap::new(),
+            disabled_by_source: false,
         })
     }
 

@@ -50,6 +50,7 @@ on_both_backends!(
     totp_factors_enrol_once_accept_each_step_once_and_stay_in_their_tenant,
     user_passwords_are_set_cleared_counted_and_stay_in_their_tenant,
     identity_sources_link_users_and_groups_and_logins_are_taken_once,
+    ldap_sources_sync_attributes_conditions_and_vanished_users,
     device_sessions_start_end_and_renew_moving_the_epoch,
 );
 
@@ -1091,6 +1092,8 @@ async fn identity_sources_link_users_and_groups_and_logins_are_taken_once(s: &St
     let a = s.create_tenant("a", "r", "admin", "h", None, NOW).await.unwrap();
     let b = s.create_tenant("b", "r", "admin", "h", None, NOW).await.unwrap();
     let new = NewIdentitySource {
+        kind: "oidc".into(),
+        config: String::new(),
         name: "corp".into(),
         issuer: "https://idp.example".into(),
         client_id: "ward".into(),
@@ -1316,4 +1319,134 @@ async fn device_sessions_start_end_and_renew_moving_the_epoch(s: &Store) {
     // A revoked device's session cannot be renewed.
     assert!(s.revoke_device(&a.id, &ids[1], NOW).await.unwrap());
     assert!(!s.set_device_session(&a.id, &ids[1], Some(NOW + 1)).await.unwrap());
+}
+
+/// LDAP sources keep their settings and last sync; users' attributes and
+/// groups' conditions round-trip and move the epoch only when they change;
+/// a sync re-enables only the users it disabled itself; vanished users are
+/// disabled (not deleted), signed out, and the epoch moves; every method
+/// stays in its tenant.
+async fn ldap_sources_sync_attributes_conditions_and_vanished_users(s: &Store) {
+    use std::collections::{BTreeMap, HashSet};
+    let a = s.create_tenant("a", "r", "admin", "h", None, NOW).await.unwrap();
+    let b = s.create_tenant("b", "r", "admin", "h", None, NOW).await.unwrap();
+    let new = NewIdentitySource {
+        kind: "ldap".into(),
+        config: r#"{"url":"ldaps://dir"}"#.into(),
+        name: "dir".into(),
+        issuer: String::new(),
+        client_id: String::new(),
+        sealed_client_secret: "sealed".into(),
+        scopes: String::new(),
+        username_claim: String::new(),
+        groups_claim: String::new(),
+    };
+    let src = s
+        .create_identity_source(&ward_store::new_id("idp"), &a.id, &new, NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        (src.kind.as_str(), src.config.as_str()),
+        ("ldap", r#"{"url":"ldaps://dir"}"#)
+    );
+    assert_eq!(s.identity_source_by_id(&src.id).await.unwrap(), Some(src.clone()));
+    assert_eq!(s.all_ldap_sources().await.unwrap(), vec![src.clone()]);
+    // Recording a sync in another tenant's name changes nothing.
+    s.record_source_sync(&b.id, &src.id, NOW, false, "x").await.unwrap();
+    assert_eq!(
+        s.identity_source_by_id(&src.id).await.unwrap().unwrap().last_sync_at,
+        None
+    );
+    s.record_source_sync(&a.id, &src.id, NOW + 5, true, "4 users")
+        .await
+        .unwrap();
+    let got = s.identity_source_by_id(&src.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.last_sync_at, got.last_sync_ok, got.last_sync_result.as_deref()),
+        (Some(NOW + 5), Some(true), Some("4 users"))
+    );
+
+    // Attributes: stored, read back, the epoch moves only on a change.
+    let alice = s
+        .create_linked_user(&a.id, "alice", &src.id, "uuid-a", NOW)
+        .await
+        .unwrap();
+    let bob = s
+        .create_linked_user(&a.id, "bob", &src.id, "uuid-b", NOW)
+        .await
+        .unwrap();
+    let attrs: BTreeMap<String, String> = [
+        ("department".to_owned(), "Engineering".to_owned()),
+        ("email".to_owned(), "a@corp.example".to_owned()),
+    ]
+    .into();
+    let e0 = s.policy_epoch().await.unwrap();
+    assert!(s.refresh_linked_user(&a.id, &alice.id, &attrs).await.unwrap());
+    let e1 = s.policy_epoch().await.unwrap();
+    assert!(e1 > e0);
+    assert!(!s.refresh_linked_user(&a.id, &alice.id, &attrs).await.unwrap());
+    assert!(!s.set_user_attributes(&a.id, &alice.id, &attrs).await.unwrap());
+    assert_eq!(s.policy_epoch().await.unwrap(), e1, "no change, no new epoch");
+    assert_eq!(s.user_by_id(&a.id, &alice.id).await.unwrap().unwrap().attributes, attrs);
+    assert!(!s.set_user_attributes(&b.id, &alice.id, &BTreeMap::new()).await.unwrap());
+    assert_eq!(s.user_by_id(&a.id, &alice.id).await.unwrap().unwrap().attributes, attrs);
+
+    // Conditions of groups.
+    let g = s.create_group(&a.id, "eng", NOW).await.unwrap();
+    assert!(g.conditions.is_empty());
+    let conds = vec![
+        "department=Engineering".to_owned(),
+        "email_domain=corp.example".to_owned(),
+    ];
+    assert!(s.set_group_conditions(&a.id, &g.id, &conds).await.unwrap());
+    let e2 = s.policy_epoch().await.unwrap();
+    assert!(e2 > e1);
+    assert_eq!(s.group_by_name(&a.id, "eng").await.unwrap().unwrap().conditions, conds);
+    assert!(!s.set_group_conditions(&b.id, &g.id, &[]).await.unwrap());
+    assert!(s.set_group_conditions(&a.id, &g.id, &[]).await.unwrap());
+    assert!(s
+        .group_by_name(&a.id, "eng")
+        .await
+        .unwrap()
+        .unwrap()
+        .conditions
+        .is_empty());
+
+    // Bob vanishes: disabled by the source, signed out, the epoch moves.
+    s.create_user_session("us-bob", &a.id, &bob.id, NOW, NOW + 10_000)
+        .await
+        .unwrap();
+    let present: HashSet<String> = ["uuid-a".to_owned()].into();
+    let e3 = s.policy_epoch().await.unwrap();
+    // Another tenant's call disables nobody.
+    assert!(s
+        .disable_vanished_users(&b.id, &src.id, &HashSet::new())
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.disable_vanished_users(&a.id, &src.id, &present).await.unwrap(),
+        vec!["bob".to_owned()]
+    );
+    assert!(s.policy_epoch().await.unwrap() > e3);
+    let b_row = s.user_by_id(&a.id, &bob.id).await.unwrap().unwrap();
+    assert!(b_row.disabled && b_row.disabled_by_source);
+    assert!(s.user_session("us-bob", NOW).await.unwrap().is_none());
+    assert!(
+        s.disable_vanished_users(&a.id, &src.id, &present)
+            .await
+            .unwrap()
+            .is_empty(),
+        "once"
+    );
+    // Found again: enabled again.
+    assert!(s.refresh_linked_user(&a.id, &bob.id, &BTreeMap::new()).await.unwrap());
+    let b_row = s.user_by_id(&a.id, &bob.id).await.unwrap().unwrap();
+    assert!(!b_row.disabled && !b_row.disabled_by_source);
+    // An administrator's disabling is not undone by a sync.
+    assert!(s.set_user_disabled(&a.id, &alice.id, true).await.unwrap());
+    s.refresh_linked_user(&a.id, &alice.id, &attrs).await.unwrap();
+    assert!(s.user_by_id(&a.id, &alice.id).await.unwrap().unwrap().disabled);
+    assert_eq!(s.users_of_source(&a.id, &src.id).await.unwrap().len(), 2);
+    assert!(s.users_of_source(&b.id, &src.id).await.unwrap().is_empty());
 }

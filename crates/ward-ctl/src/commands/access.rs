@@ -25,11 +25,19 @@ pub(super) async fn user(ctx: &mut Ctx<'_>, cmd: UserCommand) -> Result<()> {
             output::show(ctx.out, ctx.output, &user)
         }
         UserCommand::Disable { name } => {
-            let v = client.update_user(&name, &UpdateUser { disabled: true }).await?;
+            let req = UpdateUser {
+                disabled: Some(true),
+                attributes: None,
+            };
+            let v = client.update_user(&name, &req).await?;
             output::show(ctx.out, ctx.output, &v)
         }
         UserCommand::Enable { name } => {
-            let v = client.update_user(&name, &UpdateUser { disabled: false }).await?;
+            let req = UpdateUser {
+                disabled: Some(false),
+                attributes: None,
+            };
+            let v = client.update_user(&name, &req).await?;
             output::show(ctx.out, ctx.output, &v)
         }
         UserCommand::Delete { name } => {
@@ -61,6 +69,35 @@ pub(super) async fn user(ctx: &mut Ctx<'_>, cmd: UserCommand) -> Result<()> {
             let v = client.unlock_user(&name).await?;
             output::show(ctx.out, ctx.output, &v)
         }
+        UserCommand::Set {
+            name,
+            attrs,
+            email,
+            unset,
+        } => {
+            if attrs.is_empty() && email.is_none() && unset.is_empty() {
+                bail!("nothing to set: give --attr KEY=VALUE, --email or --unset KEY");
+            }
+            let mut attributes = client.get_user(&name).await?.attributes;
+            for key in &unset {
+                attributes.remove(key);
+            }
+            for a in &attrs {
+                let Some((k, v)) = a.split_once('=') else {
+                    bail!("--attr {a:?}: expected KEY=VALUE");
+                };
+                attributes.insert(k.trim().to_owned(), v.trim().to_owned());
+            }
+            if let Some(e) = email {
+                attributes.insert("email".to_owned(), e);
+            }
+            let req = UpdateUser {
+                disabled: None,
+                attributes: Some(attributes),
+            };
+            let v = client.update_user(&name, &req).await?;
+            output::show(ctx.out, ctx.output, &v)
+        }
     }
 }
 
@@ -71,8 +108,20 @@ pub(super) async fn group(ctx: &mut Ctx<'_>, cmd: GroupCommand) -> Result<()> {
             let items = client.list_all(|p| client.list_groups(p)).await?;
             output::list(ctx.out, ctx.output, &items)
         }
-        GroupCommand::Create { name } => {
-            let v = client.create_group(&CreateGroup { name }).await?;
+        GroupCommand::Create { name, when } => {
+            let v = client.create_group(&CreateGroup { name, conditions: when }).await?;
+            output::show(ctx.out, ctx.output, &v)
+        }
+        GroupCommand::Set {
+            name,
+            when,
+            make_static,
+        } => {
+            let conditions = if make_static { Vec::new() } else { when };
+            let req = ward_api::UpdateGroup {
+                conditions: Some(conditions),
+            };
+            let v = client.update_group(&name, &req).await?;
             output::show(ctx.out, ctx.output, &v)
         }
         GroupCommand::Delete { name } => {
@@ -97,27 +146,109 @@ pub(super) async fn idp(ctx: &mut Ctx<'_>, cmd: IdpCommand) -> Result<()> {
             let items = client.list_identity_sources().await?;
             output::list(ctx.out, ctx.output, &items)
         }
-        IdpCommand::Create {
-            name,
-            oidc_issuer,
-            client_id,
-            client_secret_stdin,
-            groups_claim,
-            username_claim,
-            scopes,
-        } => {
-            if !client_secret_stdin {
-                bail!("pass the client secret on standard input with --client-secret-stdin");
+        IdpCommand::Show { name } => {
+            let v = client.get_identity_source(&name).await?;
+            output::show(ctx.out, ctx.output, &v)
+        }
+        IdpCommand::Sync { name } => {
+            let r = client.sync_identity_source(&name).await?;
+            if ctx.output == crate::args::OutputFormat::Json {
+                return output::json(ctx.out, &r);
             }
-            let client_secret = read_secret(ctx.stdin, "client secret")?;
-            let req = ward_api::CreateIdentitySource {
+            message(
+                ctx,
+                &format!(
+                    "Synced {name}: {} users seen, {} created, {} updated, {} disabled, {} skipped; {} groups.",
+                    r.users_seen, r.users_created, r.users_updated, r.users_disabled, r.users_skipped, r.groups_seen
+                ),
+            )
+        }
+        IdpCommand::Create(create) => {
+            let crate::args::IdpCreate {
                 name,
-                issuer: oidc_issuer,
+                oidc_issuer,
                 client_id,
-                client_secret,
-                scopes,
-                username_claim,
+                client_secret_stdin,
+                attribute_claims,
+                ldap_url,
+                bind_dn,
+                bind_password_stdin,
+                user_base,
+                user_filter,
+                group_base,
+                group_membership,
+                username_attr,
+                id_attr,
+                sync_attrs,
+                ca_file,
+                sync_interval,
                 groups_claim,
+                username_claim,
+                scopes,
+            } = *create;
+            let req = if let Some(url) = ldap_url {
+                let (Some(bind_dn), Some(user_base)) = (bind_dn, user_base) else {
+                    bail!("an LDAP source needs --bind-dn and --user-base");
+                };
+                if !bind_password_stdin {
+                    bail!("pass the bind password on standard input with --bind-password-stdin");
+                }
+                let ca_pem = match ca_file {
+                    Some(path) => Some(
+                        std::fs::read_to_string(&path)
+                            .map_err(|e| anyhow::anyhow!("--ca-file {}: {e}", path.display()))?,
+                    ),
+                    None => None,
+                };
+                let bind_password = read_secret(ctx.stdin, "bind password")?;
+                ward_api::CreateIdentitySource {
+                    name,
+                    kind: Some("ldap".into()),
+                    issuer: String::new(),
+                    client_id: String::new(),
+                    client_secret: String::new(),
+                    attribute_claims: Vec::new(),
+                    scopes: None,
+                    username_claim: None,
+                    groups_claim: None,
+                    ldap: Some(ward_api::CreateLdapSource {
+                        url,
+                        ca_pem,
+                        bind_dn,
+                        bind_password,
+                        user_base,
+                        user_filter,
+                        username_attribute: username_attr,
+                        email_attribute: None,
+                        display_attribute: None,
+                        id_attribute: id_attr,
+                        group_base,
+                        group_membership,
+                        group_name_attribute: None,
+                        sync_attributes: sync_attrs,
+                        sync_interval,
+                    }),
+                }
+            } else {
+                let (Some(issuer), Some(client_id)) = (oidc_issuer, client_id) else {
+                    bail!("an OpenID Connect source needs --oidc-issuer and --client-id");
+                };
+                if !client_secret_stdin {
+                    bail!("pass the client secret on standard input with --client-secret-stdin");
+                }
+                let client_secret = read_secret(ctx.stdin, "client secret")?;
+                ward_api::CreateIdentitySource {
+                    name,
+                    kind: None,
+                    issuer,
+                    client_id,
+                    client_secret,
+                    attribute_claims,
+                    scopes,
+                    username_claim,
+                    groups_claim,
+                    ldap: None,
+                }
             };
             let v = client.create_identity_source(&req).await?;
             output::show(ctx.out, ctx.output, &v)

@@ -42,7 +42,7 @@ use crate::state::AppState;
                 (name = "policy", description = "Applications and access rules"),
                 (name = "devices", description = "Devices, enrolment, posture"),
         (name = "gateways", description = "Gateways, policy snapshots and access records"),
-        (name = "identity-sources", description = "OpenID Connect providers end users sign in to the portal with"),
+        (name = "identity-sources", description = "OpenID Connect providers and LDAP directories end users sign in to the portal with"),
     )
 )]
 struct ApiDoc;
@@ -86,7 +86,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::set_password, users::clear_password))
         .routes(routes!(users::unlock))
         .routes(routes!(users::list_groups, users::create_group))
-        .routes(routes!(users::delete_group))
+        .routes(routes!(users::update_group, users::delete_group))
         .routes(routes!(users::add_member))
         .routes(routes!(users::remove_member))
         .routes(routes!(policy::list_apps, policy::create_app))
@@ -116,7 +116,8 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(gateways::report_status))
         .routes(routes!(gateways::list_records))
         .routes(routes!(identity_sources::list, identity_sources::create))
-        .routes(routes!(identity_sources::delete))
+        .routes(routes!(identity_sources::show, identity_sources::delete))
+        .routes(routes!(identity_sources::sync))
         .split_for_parts()
 }
 
@@ -172,6 +173,7 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         ("GET", "/api/v1/groups") => "group.list",
         ("POST", "/api/v1/groups") => "group.create",
         ("DELETE", "/api/v1/groups/{name}") => "group.delete",
+        ("PATCH", "/api/v1/groups/{name}") => "group.update",
         ("POST", "/api/v1/groups/{name}/members") => "group.add_member",
         ("DELETE", "/api/v1/groups/{name}/members/{user}") => "group.remove_member",
         ("GET", "/api/v1/apps") => "app.list",
@@ -207,6 +209,8 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         ("GET", "/api/v1/identity-sources") => "idp.list",
         ("POST", "/api/v1/identity-sources") => "idp.create",
         ("DELETE", "/api/v1/identity-sources/{name}") => "idp.delete",
+        ("GET", "/api/v1/identity-sources/{name}") => "idp.show",
+        ("POST", "/api/v1/identity-sources/{name}/sync") => "idp.sync",
         _ => return None,
     })
 }

@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use axum::http::StatusCode;
 use axum::Json;
 use ward_api::{
-    CreateGroup, CreateUser, ErrorBody, Group, GroupMember, Page, PageQuery, SetUserPassword, UpdateUser, User,
+    CreateGroup, CreateUser, ErrorBody, Group, GroupMember, Page, PageQuery, SetUserPassword, UpdateGroup, UpdateUser,
+    User,
 };
+use ward_core::attrs;
 use ward_core::time::rfc3339;
 use ward_core::{Name, Permission};
 use ward_store::{GroupRow, UserRow};
@@ -34,24 +36,18 @@ async fn find_group(ctx: &Ctx, name: &str) -> ApiResult<GroupRow> {
         .ok_or_else(|| ApiError::not_found(format!("group {name}")))
 }
 
-/// Group names by user id, and member names by group id.
+/// Group names by user id, and member names by group id: listed members
+/// and the members of dynamic groups, as the policy sees them.
 async fn memberships(ctx: &Ctx) -> ApiResult<(HashMap<String, Vec<String>>, HashMap<String, Vec<String>>)> {
     let store = &ctx.state.store;
-    let groups: HashMap<_, _> = store
-        .all_groups(ctx.tenant_id())
-        .await?
-        .into_iter()
-        .map(|g| (g.id, g.name))
-        .collect();
-    let users: HashMap<_, _> = store
-        .all_users(ctx.tenant_id())
-        .await?
-        .into_iter()
-        .map(|u| (u.id, u.name))
-        .collect();
+    let all_groups = store.all_groups(ctx.tenant_id()).await?;
+    let all_users = store.all_users(ctx.tenant_id()).await?;
+    let pairs = crate::policy::memberships(&all_groups, &all_users, store.all_memberships(ctx.tenant_id()).await?);
+    let groups: HashMap<_, _> = all_groups.into_iter().map(|g| (g.id, g.name)).collect();
+    let users: HashMap<_, _> = all_users.into_iter().map(|u| (u.id, u.name)).collect();
     let mut by_user: HashMap<String, Vec<String>> = HashMap::new();
     let mut by_group: HashMap<String, Vec<String>> = HashMap::new();
-    for (group_id, user_id) in store.all_memberships(ctx.tenant_id()).await? {
+    for (group_id, user_id) in pairs {
         if let (Some(g), Some(u)) = (groups.get(&group_id), users.get(&user_id)) {
             by_user.entry(user_id.clone()).or_default().push(g.clone());
             by_group.entry(group_id).or_default().push(u.clone());
@@ -66,6 +62,8 @@ fn user_view(u: UserRow, groups: &HashMap<String, Vec<String>>) -> User {
     let now = now_ms();
     User {
         groups: g,
+        attributes: u.attributes,
+        source: u.source_id,
         id: u.id,
         name: u.name,
         disabled: u.disabled,
@@ -80,6 +78,7 @@ fn group_view(g: GroupRow, members: &HashMap<String, Vec<String>>) -> Group {
     m.sort();
     Group {
         members: m,
+        conditions: g.conditions,
         id: g.id,
         name: g.name,
         created_at: rfc3339(g.created_at),
@@ -128,7 +127,8 @@ pub async fn show(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Us
     Ok(Json(user_view(u, &by_user)))
 }
 
-/// Enable or disable an end user. A disabled user's connections are refused.
+/// Enable or disable an end user (a disabled user's connections are
+/// refused), or replace its attributes (dynamic groups follow them).
 #[utoipa::path(patch, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path)), request_body = UpdateUser,
     security(("bearer" = [])), responses((status = 200, body = User), (status = 404, body = ErrorBody)))]
 pub async fn update(
@@ -138,27 +138,37 @@ pub async fn update(
 ) -> ApiResult<Json<User>> {
     ctx.target(format!("user:{name}"));
     ctx.authorize(Permission::UsersManage, ctx.tenant_target())?;
-    let u = find_user(&ctx, &name).await?;
-    ctx.detail(if req.disabled { "disabled" } else { "enabled" });
-    ctx.state
-        .store
-        .set_user_disabled(ctx.tenant_id(), &u.id, req.disabled)
-        .await?;
-    if req.disabled {
-        // Signed out of the portal too (not only refused there while disabled).
-        ctx.state.store.delete_user_sessions(ctx.tenant_id(), &u.id).await?;
-        // And signed out of every device: enabling the user again does not
-        // reopen them; each device's user runs `ward agent login`.
-        ctx.state.store.end_user_device_sessions(ctx.tenant_id(), &u.id).await?;
+    let mut u = find_user(&ctx, &name).await?;
+    if req.disabled.is_none() && req.attributes.is_none() {
+        return Err(ApiError::invalid("nothing to change: give disabled or attributes"));
     }
+    let mut what = Vec::new();
+    if let Some(a) = &req.attributes {
+        attrs::check_attributes(a).map_err(|e| ApiError::invalid(e.0))?;
+    }
+    if let Some(disabled) = req.disabled {
+        what.push(if disabled { "disabled" } else { "enabled" });
+        ctx.state
+            .store
+            .set_user_disabled(ctx.tenant_id(), &u.id, disabled)
+            .await?;
+        if disabled {
+            // Signed out of the portal too (not only refused there while disabled).
+            ctx.state.store.delete_user_sessions(ctx.tenant_id(), &u.id).await?;
+            // And signed out of every device: enabling the user again does not
+            // reopen them; each device's user runs `ward agent login`.
+            ctx.state.store.end_user_device_sessions(ctx.tenant_id(), &u.id).await?;
+        }
+        u.disabled = disabled;
+    }
+    if let Some(a) = req.attributes {
+        what.push("attributes set");
+        ctx.state.store.set_user_attributes(ctx.tenant_id(), &u.id, &a).await?;
+        u.attributes = a;
+    }
+    ctx.detail(what.join(", "));
     let (by_user, _) = memberships(&ctx).await?;
-    Ok(Json(user_view(
-        UserRow {
-            disabled: req.disabled,
-            ..u
-        },
-        &by_user,
-    )))
+    Ok(Json(user_view(u, &by_user)))
 }
 
 /// Delete an end user.
@@ -252,12 +262,50 @@ pub async fn create_group(ctx: Ctx, ApiJson(req): ApiJson<CreateGroup>) -> ApiRe
     ctx.target(format!("group:{}", req.name));
     ctx.authorize(Permission::UsersManage, ctx.tenant_target())?;
     let name = Name::parse(&req.name)?;
-    let g = ctx
-        .state
-        .store
-        .create_group(ctx.tenant_id(), name.as_str(), now_ms())
-        .await?;
-    Ok((StatusCode::CREATED, Json(group_view(g, &HashMap::new()))))
+    let conditions = conditions(&req.conditions)?;
+    let store = &ctx.state.store;
+    let mut g = store.create_group(ctx.tenant_id(), name.as_str(), now_ms()).await?;
+    if !conditions.is_empty() {
+        ctx.detail(format!("conditions {}", conditions.join(" AND ")));
+        store.set_group_conditions(ctx.tenant_id(), &g.id, &conditions).await?;
+        g.conditions = conditions;
+    }
+    let (_, by_group) = memberships(&ctx).await?;
+    Ok((StatusCode::CREATED, Json(group_view(g, &by_group))))
+}
+
+/// Conditions checked and in their canonical text.
+fn conditions(texts: &[String]) -> ApiResult<Vec<String>> {
+    Ok(attrs::parse_conditions(texts)
+        .map_err(|e| ApiError::invalid(e.0))?
+        .iter()
+        .map(ToString::to_string)
+        .collect())
+}
+
+/// Change a group: its conditions (an empty list makes it static again).
+#[utoipa::path(patch, path = "/api/v1/groups/{name}", tag = "users", params(("name" = String, Path)), request_body = UpdateGroup,
+    security(("bearer" = [])), responses((status = 200, body = Group), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update_group(
+    ctx: Ctx,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<UpdateGroup>,
+) -> ApiResult<Json<Group>> {
+    ctx.target(format!("group:{name}"));
+    ctx.authorize(Permission::UsersManage, ctx.tenant_target())?;
+    let mut g = find_group(&ctx, &name).await?;
+    if let Some(c) = req.conditions {
+        let c = conditions(&c)?;
+        ctx.detail(if c.is_empty() {
+            "static".to_owned()
+        } else {
+            format!("conditions {}", c.join(" AND "))
+        });
+        ctx.state.store.set_group_conditions(ctx.tenant_id(), &g.id, &c).await?;
+        g.conditions = c;
+    }
+    let (_, by_group) = memberships(&ctx).await?;
+    Ok(Json(group_view(g, &by_group)))
 }
 
 /// Delete a group (its users stay).

@@ -2,6 +2,7 @@
 //! the second factor (TOTP and recovery codes); and end users' sign-in with
 //! a password, for the user portal.
 
+pub mod ldap;
 pub mod lockout;
 pub mod login;
 pub mod mfa;

@@ -32,6 +32,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/logout", post(pages::logout))
         .route("/users", get(pages::users).post(pages::create_user))
         .route("/users/{name}/state", post(pages::set_user_state))
+        .route("/users/{name}/attributes", post(pages::set_user_attributes))
+        .route("/groups/{name}/conditions", post(pages::set_group_conditions))
         .route("/users/{name}/enroll-code", post(pages::enroll_code))
         .route("/users/{name}/password", post(pages::set_user_password))
         .route("/groups", post(pages::create_group))
@@ -56,6 +58,8 @@ pub fn router(state: AppState) -> Router<AppState> {
             get(pages::identity_sources).post(pages::create_identity_source),
         )
         .route("/identity-sources/{name}/delete", post(pages::delete_identity_source))
+        .route("/identity-sources/ldap", post(pages::create_ldap_source))
+        .route("/identity-sources/{name}/sync", post(pages::sync_identity_source))
         .route("/account", get(pages::account))
         .route("/account/mfa", post(pages::account_mfa_start))
         .route("/account/mfa/confirm", post(pages::account_mfa_confirm))
@@ -104,6 +108,8 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         "/logout" => "auth.logout",
         "/users" => "user.create",
         "/users/{name}/state" => "user.update",
+        "/users/{name}/attributes" => "user.update",
+        "/groups/{name}/conditions" => "group.update",
         "/users/{name}/enroll-code" => "device.enroll_code",
         "/users/{name}/password" => "user.set_password",
         "/groups" => "group.create",
@@ -114,6 +120,8 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         "/apikeys/{id}/revoke" => "apikey.revoke",
         "/identity-sources" => "idp.create",
         "/identity-sources/{name}/delete" => "idp.delete",
+        "/identity-sources/ldap" => "idp.create",
+        "/identity-sources/{name}/sync" => "idp.sync",
         "/devices/{id}/revoke" => "device.revoke",
         "/apps" => "app.create",
         "/apps/{name}/delete" => "app.delete",

@@ -126,6 +126,9 @@ fn done_message(done: Option<&str>) -> Option<&'static str> {
         "apikey-revoked" => "API key revoked.",
         "idp" => "Identity source added.",
         "idp-deleted" => "Identity source deleted; its users and groups stay, unlinked.",
+        "idp-synced" => "Directory synced.",
+        "user-attributes" => "Attributes saved.",
+        "group-conditions" => "Conditions saved.",
         _ => return None,
     })
 }
@@ -375,12 +378,24 @@ async fn users_page(
         }
         div.scroll {
             table {
-                thead { tr { th { "User" } th { "Groups" } th { "State" } th { "Password" } th { "Created" } @if manage || enrol { th { "Actions" } } } }
+                thead { tr { th { "User" } th { "Groups" } th { "Attributes" } th { "State" } th { "Password" } th { "Created" } @if manage || enrol { th { "Actions" } } } }
                 tbody {
                     @for u in &users {
                         tr {
-                            td { (u.name) }
+                            td { (u.name) @if u.source.is_some() { br; span.muted { "from a source" } } }
                             td { @for g in &u.groups { span.tag { (g) } } }
+                            td {
+                                @for (k, v) in &u.attributes { span.tag { (k) "=" (v) } }
+                                @if manage && u.source.is_none() {
+                                    form.inline method="post" action=(format!("/users/{}/attributes", u.name)) {
+                                        (csrf_field(&c.csrf))
+                                        input name="attributes" value=(u.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "))
+                                            placeholder="department=Sales, email=x@corp.example"
+                                            aria-label=(format!("Attributes of {}", u.name));
+                                        button.secondary type="submit" { "Save" }
+                                    }
+                                }
+                            }
                             td { @if u.disabled { span.deny { "disabled" } } @else { "active" } }
                             td {
                                 @if u.has_password { "set" } @else { span.muted { "none" } }
@@ -419,7 +434,7 @@ async fn users_page(
                             }
                         }
                     }
-                    @if users.is_empty() { tr { td colspan="6" .muted { "No users yet." } } }
+                    @if users.is_empty() { tr { td colspan="7" .muted { "No users yet." } } }
                 }
             }
         }
@@ -428,17 +443,35 @@ async fn users_page(
             form.grid method="post" action="/groups" {
                 (csrf_field(&c.csrf))
                 label { "Name" input name="name" required maxlength="64"; }
+                label { "Conditions (optional; all must hold)" input name="conditions" placeholder="department=Engineering, email_domain=corp.example"; }
                 button type="submit" { "Create group" }
             }
+            p.muted { "A group with conditions is dynamic: its members are the users whose attributes meet every condition (exact match; email_domain is the domain of the email attribute, in any case)." }
         }
         div.scroll {
             table {
-                thead { tr { th { "Group" } th { "Members" } th { "Created" } } }
+                thead { tr { th { "Group" } th { "Members" } th { "Conditions" } th { "Created" } } }
                 tbody {
                     @for g in &groups {
-                        tr { td { (g.name) } td { @for m in &g.members { span.tag { (m) } } } td { (when(&g.created_at)) } }
+                        tr {
+                            td { (g.name) }
+                            td { @for m in &g.members { span.tag { (m) } } }
+                            td {
+                                @if g.conditions.is_empty() { span.muted { "static" } }
+                                @for cond in &g.conditions { span.tag { (cond) } }
+                                @if manage {
+                                    form.inline method="post" action=(format!("/groups/{}/conditions", g.name)) {
+                                        (csrf_field(&c.csrf))
+                                        input name="conditions" value=(g.conditions.join(", ")) placeholder="department=Engineering"
+                                            aria-label=(format!("Conditions of {}", g.name));
+                                        button.secondary type="submit" { "Save" }
+                                    }
+                                }
+                            }
+                            td { (when(&g.created_at)) }
+                        }
                     }
-                    @if groups.is_empty() { tr { td colspan="3" .muted { "No groups yet." } } }
+                    @if groups.is_empty() { tr { td colspan="4" .muted { "No groups yet." } } }
                 }
             }
         }
@@ -465,16 +498,70 @@ pub async fn create_user(c: Console, Form(f): Form<UserForm>) -> Response {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct NameForm {
+pub struct GroupForm {
     name: String,
+    /// Conditions, `key=value`, separated by commas or new lines.
+    #[serde(default)]
+    conditions: String,
 }
 
-pub async fn create_group(c: Console, Form(f): Form<NameForm>) -> Response {
+fn conditions_list(text: &str) -> Vec<String> {
+    text.split([',', '\n'])
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+pub async fn create_group(c: Console, Form(f): Form<GroupForm>) -> Response {
     let req = CreateGroup {
         name: f.name.trim().to_owned(),
+        conditions: conditions_list(&f.conditions),
     };
     match api::users::create_group(c.ctx.clone(), ApiJson(req)).await {
         Ok(_) => Redirect::to("/users?done=group").into_response(),
+        Err(e) => users_page(&c, Some(&e.message), true, e.status(), None).await,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AttributesForm {
+    /// `key=value`, separated by commas or new lines.
+    #[serde(default)]
+    attributes: String,
+}
+
+pub async fn set_user_attributes(c: Console, Path(name): Path<String>, Form(f): Form<AttributesForm>) -> Response {
+    let mut attributes = std::collections::BTreeMap::new();
+    for pair in conditions_list(&f.attributes) {
+        let Some((k, v)) = pair.split_once('=') else {
+            let msg = format!("attribute {pair:?}: expected key=value");
+            return users_page(&c, Some(&msg), true, StatusCode::BAD_REQUEST, None).await;
+        };
+        attributes.insert(k.trim().to_owned(), v.trim().to_owned());
+    }
+    let req = UpdateUser {
+        disabled: None,
+        attributes: Some(attributes),
+    };
+    match api::users::update(c.ctx.clone(), ApiPath(name), ApiJson(req)).await {
+        Ok(_) => Redirect::to("/users?done=user-attributes").into_response(),
+        Err(e) => users_page(&c, Some(&e.message), true, e.status(), None).await,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ConditionsForm {
+    #[serde(default)]
+    conditions: String,
+}
+
+pub async fn set_group_conditions(c: Console, Path(name): Path<String>, Form(f): Form<ConditionsForm>) -> Response {
+    let req = ward_api::UpdateGroup {
+        conditions: Some(conditions_list(&f.conditions)),
+    };
+    match api::users::update_group(c.ctx.clone(), ApiPath(name), ApiJson(req)).await {
+        Ok(_) => Redirect::to("/users?done=group-conditions").into_response(),
         Err(e) => users_page(&c, Some(&e.message), true, e.status(), None).await,
     }
 }
@@ -485,7 +572,10 @@ pub struct StateForm {
 }
 
 pub async fn set_user_state(c: Console, Path(name): Path<String>, Form(f): Form<StateForm>) -> Response {
-    let req = UpdateUser { disabled: f.disabled };
+    let req = UpdateUser {
+        disabled: Some(f.disabled),
+        attributes: None,
+    };
     match api::users::update(c.ctx.clone(), ApiPath(name), ApiJson(req)).await {
         Ok(_) => Redirect::to("/users?done=user-updated").into_response(),
         Err(e) => users_page(&c, Some(&e.message), true, e.status(), None).await,
@@ -1398,7 +1488,7 @@ async fn identity_sources_page(c: &Console, message: Option<&str>, error: bool, 
     );
     let body = html! {
         (notice(message, error))
-        p { "End users sign in to the user portal with their password, or through one of these OpenID Connect providers. Their sign-in page: " code { (portal) } }
+        p { "End users sign in to the user portal with their password, or through one of these OpenID Connect providers or LDAP directories. Their sign-in page: " code { (portal) } }
         @if manage {
             section {
                 h2 { "New OpenID Connect provider" }
@@ -1414,18 +1504,62 @@ async fn identity_sources_page(c: &Console, message: Option<&str>, error: bool, 
                 }
                 p.muted { "Ward checks the provider's discovery document first. Register the redirect URI shown below at the provider." }
             }
+            section {
+                h2 { "New LDAP or Active Directory source" }
+                form.grid method="post" action="/identity-sources/ldap" {
+                    (csrf_field(&c.csrf))
+                    label { "Name" input name="name" required maxlength="64" placeholder="corp-ad"; }
+                    label { "URL (ldaps:// or ldap:// with StartTLS)" input name="url" required placeholder="ldaps://dc1.corp.example:636"; }
+                    label { "Service bind DN" input name="bind_dn" required placeholder="cn=ward,ou=services,dc=corp,dc=example" autocomplete="off"; }
+                    label { "Bind password" input name="bind_password" type="password" required autocomplete="off"; }
+                    label { "User base DN" input name="user_base" required placeholder="ou=people,dc=corp,dc=example"; }
+                    label { "User filter" input name="user_filter" placeholder="(uid={username})"; }
+                    label { "User name attribute" input name="username_attribute" placeholder="uid"; }
+                    label { "Id attribute" input name="id_attribute" placeholder="entryUUID"; }
+                    label { "Group base DN" input name="group_base" placeholder="ou=groups,dc=corp,dc=example"; }
+                    label { "Group membership" select name="group_membership" {
+                        option value="member" { "member (groups list their members)" }
+                        option value="uniqueMember" { "uniqueMember" }
+                        option value="memberOf" { "memberOf (users list their groups)" }
+                    } }
+                    label { "Attributes to sync (comma-separated, key=attribute)" input name="sync_attributes" placeholder="department"; }
+                    label { "Sync interval" input name="sync_interval" placeholder="15m"; }
+                    label { "CA certificate (PEM), for a private CA" textarea name="ca_pem" rows="3" {} }
+                    button type="submit" { "Add directory" }
+                }
+                p.muted { "Active Directory: user filter (sAMAccountName={username}), user name attribute sAMAccountName, id attribute objectGUID, group membership memberOf. Plain unencrypted LDAP is never used." }
+            }
         }
         div.scroll {
             table {
-                thead { tr { th { "Name" } th { "Issuer" } th { "Client id" } th { "Claims (user, groups)" } th { "Redirect URI" } th { "Added" } @if manage { th { "" } } } }
+                thead { tr { th { "Name" } th { "Issuer or URL" } th { "Client id or bind DN" } th { "Claims (user, groups) or bases" } th { "Redirect URI or last sync" } th { "Added" } @if manage { th { "" } } } }
                 tbody {
                     @for i in &items {
                         tr {
                             td { (i.name) br; span.muted { (i.kind) } }
-                            td { (i.issuer) }
-                            td { (i.client_id) }
-                            td { (i.username_claim) ", " (i.groups_claim) }
-                            td { code { (i.redirect_uri) } }
+                            @if let Some(l) = &i.ldap {
+                                td { (l.url) }
+                                td { (l.bind_dn) }
+                                td { (l.user_base) @if let Some(g) = &l.group_base { br; (g) } }
+                                td {
+                                    @match (&l.last_sync_at, l.last_sync_ok) {
+                                        (Some(at), Some(true)) => { (when(at)) br; span.muted { (l.last_sync_result.as_deref().unwrap_or("")) } }
+                                        (Some(at), _) => { (when(at)) br; span.error { "Failed: " (l.last_sync_result.as_deref().unwrap_or("")) } }
+                                        _ => { span.muted { "never synced" } }
+                                    }
+                                    @if manage {
+                                        form.inline method="post" action=(format!("/identity-sources/{}/sync", i.name)) {
+                                            (csrf_field(&c.csrf))
+                                            button.secondary type="submit" { "Sync now" }
+                                        }
+                                    }
+                                }
+                            } @else {
+                                td { (i.issuer) }
+                                td { (i.client_id) }
+                                td { (i.username_claim) ", " (i.groups_claim) }
+                                td { code { (i.redirect_uri) } }
+                            }
                             td { (when(&i.created_at)) }
                             @if manage {
                                 td {
@@ -1467,9 +1601,80 @@ pub async fn create_identity_source(c: Console, Form(f): Form<IdentitySourceForm
         scopes: None,
         username_claim: opt(&f.username_claim),
         groups_claim: opt(&f.groups_claim),
+        kind: None,
+        attribute_claims: Vec::new(),
+        ldap: None,
     };
     match api::identity_sources::create(c.ctx.clone(), ApiJson(req)).await {
         Ok(_) => Redirect::to("/identity-sources?done=idp").into_response(),
+        Err(e) => identity_sources_page(&c, Some(&e.message), true, e.status()).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LdapSourceForm {
+    name: String,
+    url: String,
+    bind_dn: String,
+    bind_password: String,
+    user_base: String,
+    #[serde(default)]
+    user_filter: String,
+    #[serde(default)]
+    username_attribute: String,
+    #[serde(default)]
+    id_attribute: String,
+    #[serde(default)]
+    group_base: String,
+    #[serde(default)]
+    group_membership: String,
+    #[serde(default)]
+    sync_attributes: String,
+    #[serde(default)]
+    sync_interval: String,
+    #[serde(default)]
+    ca_pem: String,
+}
+
+pub async fn create_ldap_source(c: Console, Form(f): Form<LdapSourceForm>) -> Response {
+    let opt = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    let req = ward_api::CreateIdentitySource {
+        name: f.name.trim().to_owned(),
+        kind: Some("ldap".into()),
+        issuer: String::new(),
+        client_id: String::new(),
+        client_secret: String::new(),
+        attribute_claims: Vec::new(),
+        scopes: None,
+        username_claim: None,
+        groups_claim: None,
+        ldap: Some(ward_api::CreateLdapSource {
+            url: f.url.trim().to_owned(),
+            ca_pem: opt(&f.ca_pem),
+            bind_dn: f.bind_dn.trim().to_owned(),
+            bind_password: f.bind_password,
+            user_base: f.user_base.trim().to_owned(),
+            user_filter: opt(&f.user_filter),
+            username_attribute: opt(&f.username_attribute),
+            email_attribute: None,
+            display_attribute: None,
+            id_attribute: opt(&f.id_attribute),
+            group_base: opt(&f.group_base),
+            group_membership: opt(&f.group_membership),
+            group_name_attribute: None,
+            sync_attributes: list(&f.sync_attributes),
+            sync_interval: opt(&f.sync_interval),
+        }),
+    };
+    match api::identity_sources::create(c.ctx.clone(), ApiJson(req)).await {
+        Ok(_) => Redirect::to("/identity-sources?done=idp").into_response(),
+        Err(e) => identity_sources_page(&c, Some(&e.message), true, e.status()).await,
+    }
+}
+
+pub async fn sync_identity_source(c: Console, Path(name): Path<String>) -> Response {
+    match api::identity_sources::sync(c.ctx.clone(), ApiPath(name)).await {
+        Ok(_) => Redirect::to("/identity-sources?done=idp-synced").into_response(),
         Err(e) => identity_sources_page(&c, Some(&e.message), true, e.status()).await,
     }
 }

@@ -33,6 +33,7 @@ use crate::ctx::Anonymous;
 use crate::error::ApiError;
 use crate::state::{now_ms, AppState};
 
+mod ldap;
 mod oidc;
 
 const TOKEN_PREFIX: &str = "wu_";
@@ -47,6 +48,7 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
     Some(match (method, route) {
         ("POST", "/portal/login") => "portal.login",
         ("GET", OIDC_CALLBACK_ROUTE) => "portal.login",
+        ("POST", "/portal/ldap/{id}/login") => "portal.login",
         ("POST", "/portal/logout") => "portal.logout",
         ("POST", "/portal/activate") => "portal.enroll_decide",
         ("GET", "/portal/activate") => "portal.enroll_lookup",
@@ -84,6 +86,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/portal/logout", post(logout))
         .route("/portal/oidc/{id}/start", get(oidc::start))
         .route(OIDC_CALLBACK_ROUTE, get(oidc::callback))
+        .route("/portal/ldap/{id}/login", post(ldap::login))
         .route("/portal/activate", get(activate_form).post(activate_submit))
         .route("/portal/devices/{id}/remove", post(remove_device))
         .route("/portal/devices/{id}/rename", post(rename_device))
@@ -192,7 +195,10 @@ async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next) -> 
     if req.method() != Method::POST {
         return next.run(req).await;
     }
-    let login = req.uri().path() == "/portal/login";
+    let path = req.uri().path();
+    // The sign-in forms (password, and each LDAP source's) carry the
+    // double-submit token of the sign-in cookie: there is no session yet.
+    let login = path == "/portal/login" || (path.starts_with("/portal/ldap/") && path.ends_with("/login"));
     let expected = if login {
         cookie(req.headers(), signin_cookie(&state)).map(str::to_owned)
     } else {
@@ -243,13 +249,25 @@ fn login_page(state: &AppState, next: Option<&str>, error: Option<&str>, status:
     login_page_with(state, next, None, &[], error, status)
 }
 
+/// The sign-in page of an organisation, with a refusal.
+pub(crate) async fn tenant_login_page(
+    state: &AppState,
+    next: Option<&str>,
+    tenant: &str,
+    error: &str,
+    status: StatusCode,
+) -> Response {
+    let sources = oidc::sources_of(state, tenant).await;
+    login_page_with(state, next, Some(tenant), &sources, Some(error), status)
+}
+
 /// The sign-in page: a "Sign in with ..." link per identity source of the
 /// organisation named (`?tenant=`), and the password form.
 fn login_page_with(
     state: &AppState,
     next: Option<&str>,
     tenant: Option<&str>,
-    sources: &[(String, String)],
+    sources: &[(String, String, String)],
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
@@ -259,8 +277,19 @@ fn login_page_with(
         div.signin.card {
             (notice(error, true))
             @if !sources.is_empty() {
-                @for (id, name) in sources {
-                    p { a.button href=(format!("/portal/oidc/{id}/start?{}", serde_urlencoded::to_string([("next", next)]).unwrap_or_default())) { "Sign in with " (name) } }
+                @for (id, name, kind) in sources {
+                    @if kind == "ldap" {
+                        form method="post" action=(format!("/portal/ldap/{id}/login")) {
+                            h2 { "Sign in with " (name) }
+                            input type="hidden" name="csrf" value=(tok);
+                            input type="hidden" name="next" value=(next);
+                            label { "User name" input name="username" required autocomplete="username"; }
+                            label { "Password" input name="password" type="password" required autocomplete="current-password"; }
+                            button type="submit" { "Sign in with " (name) }
+                        }
+                    } @else {
+                        p { a.button href=(format!("/portal/oidc/{id}/start?{}", serde_urlencoded::to_string([("next", next)]).unwrap_or_default())) { "Sign in with " (name) } }
+                    }
                 }
                 p.muted { "Or with a password:" }
             } @else {
@@ -383,9 +412,10 @@ pub struct Done {
 async fn my_apps(p: &Portal) -> Result<Vec<(String, Vec<String>, Vec<String>, bool)>, ApiError> {
     let store = &p.state.store;
     let tenant = &p.tenant.id;
-    let groups: HashSet<String> = store
-        .all_memberships(tenant)
-        .await?
+    let listed = store.all_memberships(tenant).await?;
+    let all_groups = store.all_groups(tenant).await?;
+    let all_users = store.all_users(tenant).await?;
+    let groups: HashSet<String> = crate::policy::memberships(&all_groups, &all_users, listed)
         .into_iter()
         .filter(|(_, u)| *u == p.user.id)
         .map(|(g, _)| g)

@@ -63,13 +63,13 @@ fn refused(state: &AppState, status: StatusCode, message: &str) -> Response {
     r
 }
 
-/// The identity sources of the organisation named, as (id, name).
-pub(super) async fn sources_of(state: &AppState, tenant: &str) -> Vec<(String, String)> {
+/// The identity sources of the organisation named, as (id, name, kind).
+pub(super) async fn sources_of(state: &AppState, tenant: &str) -> Vec<(String, String, String)> {
     let Ok(Some(t)) = state.store.tenant_by_name(tenant).await else {
         return Vec::new();
     };
     match state.store.identity_sources(&t.id).await {
-        Ok(s) => s.into_iter().map(|s| (s.id, s.name)).collect(),
+        Ok(s) => s.into_iter().map(|s| (s.id, s.name, s.kind)).collect(),
         Err(_) => Vec::new(),
     }
 }
@@ -86,8 +86,8 @@ pub(super) async fn start(
     Query(q): Query<StartQuery>,
 ) -> Response {
     let source = match state.store.identity_source_by_id(&id).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return refused(&state, StatusCode::NOT_FOUND, "No such identity source."),
+        Ok(Some(s)) if s.kind == "oidc" => s,
+        Ok(_) => return refused(&state, StatusCode::NOT_FOUND, "No such identity source."),
         Err(e) => return store_error(&state, e),
     };
     let d = match oidc::discover(&source.issuer).await {
@@ -355,6 +355,23 @@ async fn map_user(
         .collect();
     store
         .sync_source_groups(&tenant.id, &source.id, &user.id, &groups, now)
+        .await
+        .map_err(internal)?;
+    // Attributes follow the claims: `email`, and the source's attribute claims.
+    let mut attributes = std::collections::BTreeMap::new();
+    let extra = crate::api::identity_sources::oidc_extra(source);
+    for claim in std::iter::once("email").chain(extra.attribute_claims.iter().map(String::as_str)) {
+        let value = match claims.get(claim) {
+            Some(serde_json::Value::String(v)) => v.trim().to_owned(),
+            Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => v.to_string(),
+            _ => continue,
+        };
+        if ward_core::attrs::check_key(claim).is_ok() && ward_core::attrs::check_value(claim, &value).is_ok() {
+            attributes.insert(claim.to_owned(), value);
+        }
+    }
+    store
+        .set_user_attributes(&tenant.id, &user.id, &attributes)
         .await
         .map_err(internal)?;
     store

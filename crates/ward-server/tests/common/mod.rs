@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod oidc_provider;
+
 use std::collections::HashMap;
 
 use reqwest::header::{HeaderMap, COOKIE, LOCATION, SET_COOKIE};
