@@ -5,6 +5,8 @@
 //! ward agent up [--state-dir DIR] [--socks ADDR] [--http ADDR]
 //! ward agent forward LOCAL_ADDR HOST:PORT [--state-dir DIR]
 //! ward agent status [--state-dir DIR] [-o text|json]
+//! ward agent login [--state-dir DIR]
+//! ward agent logout [--state-dir DIR]
 //! ```
 //!
 //! The binary parses [`AgentArgs`] and awaits [`run`], which prints one
@@ -40,8 +42,20 @@ pub enum AgentCommand {
     Up(UpArgs),
     /// Carry every connection to LOCAL_ADDR to HOST:PORT through the gateway.
     Forward(ForwardArgs),
-    /// Show the enrolment, certificate, posture, and whether `up` is running.
+    /// Show the enrolment, certificate, session, posture, and whether `up` is running.
     Status(StatusArgs),
+    /// Sign this device in again (renew its user session): approve the code
+    /// it shows in the user portal. No new enrolment.
+    Login(StateOnlyArgs),
+    /// Sign this device out: gateways refuse it and close its connections
+    /// until `ward agent login`.
+    Logout(StateOnlyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StateOnlyArgs {
+    #[command(flatten)]
+    pub state: StateDirArg,
 }
 
 /// `--state-dir`, common to every subcommand.
@@ -191,9 +205,47 @@ async fn dispatch(args: AgentArgs) -> anyhow::Result<()> {
             let dir = resolve_state_dir(a.state.state_dir.as_deref())?;
             serve_until_signal(UpOptions::forward(dir, a.local, a.target)).await
         }
+        AgentCommand::Login(a) => {
+            let dir = resolve_state_dir(a.state.state_dir.as_deref())?;
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let until = crate::enroll::login(
+                &dir,
+                |ask| {
+                    println!("To sign this device in, open this page, sign in and approve it:");
+                    println!("  {}", ask.verify_url_complete);
+                    println!("or open {} and enter the code {}", ask.verify_url, ask.user_code);
+                    println!("Code: {}", ask.user_code);
+                    println!("Waiting for approval (until {})...", ask.expires_at);
+                    let _ = std::io::Write::flush(&mut std::io::stdout());
+                },
+                |elapsed| {
+                    if tty {
+                        eprint!("\r  waiting {:>3} s", elapsed.as_secs());
+                    }
+                },
+            )
+            .await?;
+            if tty {
+                eprintln!();
+            }
+            println!("Signed in: this device's session lasts until {until}.");
+            Ok(())
+        }
+        AgentCommand::Logout(a) => {
+            let dir = resolve_state_dir(a.state.state_dir.as_deref())?;
+            crate::enroll::logout(&dir).await?;
+            println!("Signed out: gateways refuse this device until `ward agent login`.");
+            Ok(())
+        }
         AgentCommand::Status(a) => {
             let dir = resolve_state_dir(a.state.state_dir.as_deref())?;
-            let report = status_report(&dir)?;
+            let mut report = status_report(&dir)?;
+            // The server's word on the session, when it answers quickly;
+            // otherwise what it last said.
+            if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(3), crate::enroll::session(&dir)).await {
+                report.session_expires_at = s.session_expires_at;
+                report.session_checked = true;
+            }
             match a.output {
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 OutputFormat::Text => print!("{}", render_status(&report)),
@@ -279,6 +331,11 @@ pub struct StatusReport {
     pub cert_not_after: Option<String>,
     /// Seconds until then (negative once it has expired).
     pub cert_expires_in_secs: Option<i64>,
+    /// When the device's user session ends (RFC 3339); absent: signed out.
+    pub session_expires_at: Option<String>,
+    /// Whether the server confirmed the session just now (else it is what
+    /// the server last said).
+    pub session_checked: bool,
     /// The posture as collected now.
     pub posture: Posture,
     /// Whether `ward agent up` is running (its `status.json` is fresh).
@@ -304,7 +361,10 @@ pub fn status_report(dir: &Path) -> anyhow::Result<StatusReport> {
     let cert_not_after = not_after.map(|t| crate::rfc3339(time::OffsetDateTime::from(t)));
     let agent = AgentStatus::read(dir);
     let running = agent.as_ref().is_some_and(|a| a.is_live(crate::now_ms()));
+    let session_expires_at = state.device.session_expires_at.clone();
     Ok(StatusReport {
+        session_expires_at,
+        session_checked: false,
         state_dir: dir.display().to_string(),
         device,
         cert_not_after,
@@ -340,6 +400,29 @@ pub fn render_status(r: &StatusReport) -> String {
         None => format!("{} (cannot read device.crt)", d.cert_expires_at),
     };
     let _ = writeln!(out, "Certificate:  expires {expiry}");
+    let as_of = if r.session_checked { "" } else { " (as last known)" };
+    let left = |t: &str| {
+        let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()?;
+        let secs = (at - time::OffsetDateTime::now_utc()).whole_seconds();
+        Some(secs)
+    };
+    match r.session_expires_at.as_deref() {
+        Some(t) => match left(t) {
+            Some(s) if s > 0 => {
+                let _ = writeln!(
+                    out,
+                    "Session:      signed in until {t} (in {}){as_of}",
+                    human(Duration::from_secs(s.unsigned_abs()))
+                );
+            }
+            _ => {
+                let _ = writeln!(out, "Session:      EXPIRED at {t}{as_of}; run `ward agent login`");
+            }
+        },
+        None => {
+            let _ = writeln!(out, "Session:      signed out{as_of}; run `ward agent login`");
+        }
+    }
     let p = &r.posture;
     let _ = writeln!(
         out,

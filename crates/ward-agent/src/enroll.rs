@@ -195,6 +195,79 @@ pub async fn request_code(
     }
 }
 
+/// A client of the server authenticated with the device's own token.
+fn device_client(state: &AgentState) -> Result<Client, EnrollError> {
+    Ok(Client::new(ClientConfig {
+        server: state.device.server.clone(),
+        token: Some(state.token()?),
+        ca_cert_pem: state.device.server_ca_pem.clone(),
+        pin: None,
+    })?)
+}
+
+/// `ward agent login`: asks the server to renew this enrolled device's user
+/// session, shows the user where to approve it (`show`; only the device's
+/// own user can), polls until approved, and saves the session's new end in
+/// `device.json`, which it returns. No new certificate is issued.
+pub async fn login(
+    state_dir: &Path,
+    mut show: impl FnMut(&Approval),
+    mut waiting: impl FnMut(Duration),
+) -> Result<String, EnrollError> {
+    let mut state = AgentState::load(state_dir)?;
+    let client = device_client(&state)?;
+    let created = client.device_login().await?;
+    show(&Approval {
+        user_code: created.user_code.clone(),
+        verify_url: created.verify_url.clone(),
+        verify_url_complete: created.verify_url_complete.clone(),
+        expires_at: created.expires_at.clone(),
+    });
+    let interval = Duration::from_secs(created.interval_secs.clamp(1, 30));
+    let started = std::time::Instant::now();
+    let poll = ward_api::PollEnrollRequest {
+        request: created.request,
+    };
+    loop {
+        tokio::time::sleep(interval).await;
+        waiting(started.elapsed());
+        let answer = match client.poll_enroll_request(&poll).await {
+            Ok(s) => s,
+            Err(ClientError::Connect { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        match answer.state.as_str() {
+            "approved" => {
+                let until = answer
+                    .session_expires_at
+                    .ok_or_else(|| EnrollError::BadResponse("an approved sign-in without its end".into()))?;
+                state.device.session_expires_at = Some(until.clone());
+                state.save_device()?;
+                return Ok(until);
+            }
+            "pending" => continue,
+            "denied" => return Err(EnrollError::Denied),
+            _ => return Err(EnrollError::Expired),
+        }
+    }
+}
+
+/// `ward agent logout`: signs this device out at the server; gateways then
+/// refuse it and close its connections until `ward agent login`.
+pub async fn logout(state_dir: &Path) -> Result<(), EnrollError> {
+    let mut state = AgentState::load(state_dir)?;
+    device_client(&state)?.device_logout().await?;
+    state.device.session_expires_at = None;
+    state.save_device()?;
+    Ok(())
+}
+
+/// The device's session as the server sees it now (for `ward agent status`).
+pub async fn session(state_dir: &Path) -> Result<ward_api::DeviceSession, EnrollError> {
+    let state = AgentState::load(state_dir)?;
+    Ok(device_client(&state)?.device_session().await?)
+}
+
 /// Parses `wen_<64 hex>[_<64 hex>]`.
 pub fn parse_code(code: &str) -> Result<EnrollCode, EnrollError> {
     let code = code.trim();
@@ -321,6 +394,7 @@ pub async fn enroll(server: &str, code: &str, state_dir: &Path, force: bool) -> 
         posture_reported_at: Some(now.clone()),
         enrolled_at: Some(now),
         renewed_at: None,
+        session_expires_at: response.session_expires_at,
     };
     // A status file from an earlier enrolment would describe another device.
     let _ = std::fs::remove_file(state_dir.join(crate::state::STATUS_FILE));

@@ -102,6 +102,10 @@ pub struct DeviceInfo {
     /// When the certificate was last renewed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renewed_at: Option<String>,
+    /// When the device's user session ends, as the server last said (RFC
+    /// 3339); absent once signed out here. `ward agent login` renews it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_expires_at: Option<String>,
 }
 
 /// The secrets and certificates of an enrolment, as the server sent them

@@ -179,6 +179,9 @@ impl Agent {
                 "connection not carried"
             ),
         }
+        if decision.reason.as_deref() == Some(ward_api::REASON_DEVICE_SIGNED_OUT) {
+            tracing::warn!("this device is signed out (its session ended or expired): run `ward agent login`");
+        }
         self.decisions.record(decision);
         result
     }

@@ -140,6 +140,12 @@ pub struct TenantSettings {
     /// without it can sign in, but its sessions reach only whoami, sign-out
     /// and MFA enrolment until it enrols. API keys are not affected.
     pub require_admin_mfa: bool,
+    /// How long a device's user session lasts from its enrolment or its
+    /// `ward agent login`, in hours (1 to 8760; default 168). When it ends,
+    /// gateways refuse the device until its user signs in again. Absent in
+    /// a change: unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_session_hours: Option<u32>,
 }
 
 // ---- tenants --------------------------------------------------------------
@@ -642,6 +648,19 @@ pub struct Device {
     pub last_seen_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
+    /// When the device's user session ends; absent when signed out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_expires_at: Option<String>,
+}
+
+/// A device's user session, as the agent sees it (`POST /device/logout`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeviceSession {
+    /// Whether the session is open now.
+    pub signed_in: bool,
+    /// When it ends, if it is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_expires_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -702,6 +721,10 @@ pub struct EnrollRequestState {
     /// The one-time enrolment code for `POST /api/v1/enroll`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// For a device's sign-in (`POST /device/login`), once approved: when
+    /// the renewed session ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_expires_at: Option<String>,
 }
 
 /// Sent by the agent, authenticated by the code alone.
@@ -733,6 +756,9 @@ pub struct EnrollResponse {
     pub compliant: bool,
     /// Where the agent reaches the gateway: `host:port`.
     pub gateway: String,
+    /// When the device's user session ends (`ward agent login` renews it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_expires_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -776,7 +802,11 @@ pub struct PostureVerdict {
 /// Header naming the rule that decided a refusal.
 pub const HEADER_RULE: &str = "ward-rule";
 /// Header with the reason of a refusal (`rule_matched`, `no_application`, ...).
+/// `device_signed_out` means the device's user session ended or expired:
+/// the agent tells its user to run `ward agent login`.
 pub const HEADER_REASON: &str = "ward-reason";
+/// The reason a gateway gives when the device's user session ended.
+pub const REASON_DEVICE_SIGNED_OUT: &str = "device_signed_out";
 /// Header with the dial error behind a 502.
 pub const HEADER_ERROR: &str = "ward-error";
 
@@ -842,6 +872,12 @@ pub struct SnapshotDevice {
     pub user_id: String,
     pub compliant: bool,
     pub revoked: bool,
+    /// When the device's user session ends (ms since the epoch; 0 when
+    /// signed out). From then on the gateway refuses it (`device_signed_out`)
+    /// and closes its live connections. Absent (from an older server): no
+    /// session is enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_expires_ms: Option<i64>,
 }
 
 /// One connection attempt through a gateway, allowed or denied, written once
@@ -869,7 +905,7 @@ pub struct AccessRecord {
     pub action: String,
     pub rule_id: Option<String>,
     /// Why: `rule_matched`, `no_application`, `no_rule_matched`, `device_revoked`,
-    /// `device_unknown`, `user_unknown`, `user_disabled`, `tenant_unknown`,
+    /// `device_signed_out`, `device_unknown`, `user_unknown`, `user_disabled`, `tenant_unknown`,
     /// `tenant_suspended`, `observed_noncompliant`, `bad_request`,
     /// `gateway_draining`, `not_decided`.
     pub reason: String,
@@ -1001,6 +1037,35 @@ pub struct Gateway {
     pub cert_expires_at: String,
     pub created_at: String,
     pub last_seen_at: String,
+    /// When its last status report arrived (since the server started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_report_at: Option<String>,
+    /// Tunnels (agents connected) open at its last report, all tenants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnels_open: Option<u64>,
+    /// Connections relayed at its last report, all tenants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections_open: Option<u64>,
+}
+
+/// A gateway's live state, reported about every 15 seconds
+/// (`POST /api/v1/gateway/status`, or in-process for the embedded one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayStatusReport {
+    /// One entry per tenant with something open.
+    pub tenants: Vec<GatewayTenantLoad>,
+}
+
+/// What one tenant has open through a gateway now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayTenantLoad {
+    pub tenant_id: String,
+    /// Agents' tunnels (one per connected device).
+    pub tunnels: u64,
+    /// TCP connections relayed through them.
+    pub connections: u64,
 }
 
 /// `POST /api/v1/gateway/web-sessions`: a gateway redeems the one-time code

@@ -558,6 +558,23 @@ impl Client {
         self.call(Method::POST, &["device", "renew"], &[], Some(req)).await
     }
 
+    /// `POST /device/logout`: sign this device out (device token).
+    pub async fn device_logout(&self) -> Result<ward_api::DeviceSession> {
+        self.call(Method::POST, &["device", "logout"], &[], None::<&()>).await
+    }
+
+    /// `GET /device/session`: this device's user session (device token).
+    pub async fn device_session(&self) -> Result<ward_api::DeviceSession> {
+        self.call(Method::GET, &["device", "session"], &[], None::<&()>).await
+    }
+
+    /// `POST /device/login`: ask to renew this device's user session; the
+    /// user approves in the portal (device token). Poll with
+    /// [`Client::poll_enroll_request`].
+    pub async fn device_login(&self) -> Result<ward_api::EnrollRequestCreated> {
+        self.call(Method::POST, &["device", "login"], &[], None::<&()>).await
+    }
+
     /// `POST /device/posture` (with the device token as the client's token).
     pub async fn report_posture(&self, req: &PostureReport) -> Result<PostureVerdict> {
         self.call(Method::POST, &["device", "posture"], &[], Some(req)).await
@@ -617,6 +634,11 @@ impl Client {
         let params: Vec<(&str, String)> = after.map(|a| ("after", a.to_string())).into_iter().collect();
         self.call(Method::GET, &["gateway", "snapshot"], &params, None::<&()>)
             .await
+    }
+
+    /// `POST /gateway/status` (with the gateway token).
+    pub async fn report_gateway_status(&self, report: &ward_api::GatewayStatusReport) -> Result<()> {
+        self.empty(Method::POST, &["gateway", "status"], Some(report)).await
     }
 
     /// `POST /gateway/records` (with the gateway token).

@@ -533,6 +533,10 @@ pub enum TenantCommand {
         /// Require MFA of every administrator account of the tenant.
         #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
         require_admin_mfa: Option<bool>,
+        /// How long a device's user session lasts from its enrolment or its
+        /// `ward agent login`, in hours (1 to 8760).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=8760))]
+        device_session_hours: Option<u32>,
     },
 }
 

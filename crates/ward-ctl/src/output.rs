@@ -193,9 +193,12 @@ impl Tabular for ward_api::IdentitySource {
 }
 
 impl Tabular for ward_api::TenantSettings {
-    const HEADERS: &'static [&'static str] = &["REQUIRE ADMIN MFA"];
+    const HEADERS: &'static [&'static str] = &["REQUIRE ADMIN MFA", "DEVICE SESSION HOURS"];
     fn row(&self) -> Vec<String> {
-        vec![if self.require_admin_mfa { "yes" } else { "no" }.to_owned()]
+        vec![
+            if self.require_admin_mfa { "yes" } else { "no" }.to_owned(),
+            self.device_session_hours.map(|h| h.to_string()).unwrap_or_default(),
+        ]
     }
 }
 
@@ -523,13 +526,26 @@ impl Tabular for ward_api::AccessLogEntry {
 }
 
 impl Tabular for ward_api::Gateway {
-    const HEADERS: &'static [&'static str] = &["NAME", "ADDRESSES", "CERT EXPIRES", "LAST SEEN", "ID"];
+    const HEADERS: &'static [&'static str] = &[
+        "NAME",
+        "ADDRESSES",
+        "CERT EXPIRES",
+        "LAST SEEN",
+        "LAST REPORT",
+        "TUNNELS",
+        "CONNECTIONS",
+        "ID",
+    ];
     fn row(&self) -> Vec<String> {
+        let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
         vec![
             self.name.clone(),
             self.addresses.join(","),
             time(&self.cert_expires_at),
             time(&self.last_seen_at),
+            self.last_report_at.as_deref().map(time).unwrap_or_else(|| "-".into()),
+            n(self.tunnels_open),
+            n(self.connections_open),
             self.id.clone(),
         ]
     }

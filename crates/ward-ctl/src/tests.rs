@@ -635,19 +635,31 @@ fn parses_mfa_commands() {
     assert!(matches!(
         parse("tenant settings").command,
         CtlCommand::Tenant(TenantCommand::Settings {
-            require_admin_mfa: None
+            require_admin_mfa: None,
+            device_session_hours: None
         })
     ));
     assert!(matches!(
+        parse("tenant settings --device-session-hours 12").command,
+        CtlCommand::Tenant(TenantCommand::Settings {
+            require_admin_mfa: None,
+            device_session_hours: Some(12)
+        })
+    ));
+    parse_err("tenant settings --device-session-hours 0");
+    parse_err("tenant settings --device-session-hours 8761");
+    assert!(matches!(
         parse("tenant settings --require-admin-mfa true").command,
         CtlCommand::Tenant(TenantCommand::Settings {
-            require_admin_mfa: Some(true)
+            require_admin_mfa: Some(true),
+            ..
         })
     ));
     assert!(matches!(
         parse("tenant settings --require-admin-mfa false").command,
         CtlCommand::Tenant(TenantCommand::Settings {
-            require_admin_mfa: Some(false)
+            require_admin_mfa: Some(false),
+            ..
         })
     ));
     parse_err("tenant settings --require-admin-mfa maybe");
@@ -706,7 +718,7 @@ fn fake_ward_mfa(req: &Seen) -> (u16, String) {
             a["mfa_enabled"] = false.into();
             (200, a.to_string())
         }
-        ("GET", "/api/v1/tenant/settings") => (200, r#"{"require_admin_mfa": false}"#.into()),
+        ("GET", "/api/v1/tenant/settings") => (200, r#"{"require_admin_mfa": false, "device_session_hours": 168}"#.into()),
         ("PUT", "/api/v1/tenant/settings") => (200, req.body.clone()),
         _ => (
             404,
@@ -786,14 +798,25 @@ async fn mfa_sign_in_enrolment_reset_and_settings() {
 
     let r = ctl(&config, "tenant settings", "").await;
     r.result.unwrap();
-    assert_eq!(r.stdout, "REQUIRE ADMIN MFA\nno\n");
+    assert_eq!(
+        r.stdout,
+        "REQUIRE ADMIN MFA   DEVICE SESSION HOURS\nno                  168\n"
+    );
     let r = ctl(&config, "tenant settings --require-admin-mfa true", "").await;
     r.result.unwrap();
-    assert_eq!(r.stdout, "REQUIRE ADMIN MFA\nyes\n");
+    assert!(r.stdout.ends_with("\nyes\n"), "{}", r.stdout);
     let last = seen.lock().unwrap().last().unwrap().clone();
     assert_eq!(
         (last.method.as_str(), last.body.as_str()),
         ("PUT", r#"{"require_admin_mfa":true}"#)
+    );
+    // Only the session length: the rest is read first and kept.
+    let r = ctl(&config, "tenant settings --device-session-hours 12", "").await;
+    r.result.unwrap();
+    let last = seen.lock().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last.method.as_str(), last.body.as_str()),
+        ("PUT", r#"{"require_admin_mfa":false,"device_session_hours":12}"#)
     );
 }
 

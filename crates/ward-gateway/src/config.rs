@@ -104,6 +104,8 @@ pub(crate) const FLUSH_DEADLINE: Duration = Duration::from_secs(5);
 /// the time this often: after a crash, a connection's record has its bytes
 /// and duration as of the last heartbeat at most this long before.
 pub(crate) const JOURNAL_HEARTBEAT: Duration = Duration::from_secs(1);
+/// How often the gateway reports what it has open (tunnels, connections).
+pub(crate) const STATUS_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Bytes read from a destination at a time.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;

@@ -41,6 +41,8 @@ pub(crate) struct Tasks {
     pub(crate) accept: Option<JoinHandle<()>>,
     pub(crate) sync: Option<JoinHandle<()>>,
     pub(crate) recheck: Option<JoinHandle<()>>,
+    /// The status reporter (status.rs).
+    pub(crate) status: Option<JoinHandle<()>>,
     pub(crate) spool_writer: Option<JoinHandle<()>>,
     pub(crate) shipper: Option<JoinHandle<()>>,
     /// The keeper of the journal of open connections (heartbeats, fsyncs,
@@ -60,6 +62,7 @@ impl Tasks {
             self.accept.take(),
             self.sync.take(),
             self.recheck.take(),
+            self.status.take(),
             self.shipper.take(),
             self.spool_writer.take(),
             self.journal.take(),
@@ -110,7 +113,10 @@ pub(crate) async fn shutdown(gateway: &crate::Gateway, tasks: &mut Tasks) {
     tasks.accept = None;
 
     // No connection is left to emit records or to be re-checked.
-    for task in [tasks.sync.take(), tasks.recheck.take()].into_iter().flatten() {
+    for task in [tasks.sync.take(), tasks.recheck.take(), tasks.status.take()]
+        .into_iter()
+        .flatten()
+    {
         task.abort();
     }
 

@@ -105,6 +105,7 @@ pub(crate) async fn serve_tunnel(gateway: Arc<Gateway>, tcp: TcpStream, peer: So
         }
     };
     tracing::debug!(%peer, tenant = %tenant_id, device = %device_id, "tunnel up");
+    let _counted = gateway.tunnels.open(tenant_id.clone());
     let tunnel = Arc::new(Tunnel {
         gateway: gateway.clone(),
         tenant_id,

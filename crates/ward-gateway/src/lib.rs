@@ -89,6 +89,7 @@ mod relay;
 pub mod remote;
 mod spool;
 mod state;
+mod status;
 mod sync;
 mod tls;
 mod web;
@@ -118,6 +119,8 @@ pub(crate) struct Gateway {
     pub(crate) drain: drain::Drain,
     /// The published hosts of the current snapshot (web listener).
     pub(crate) web_hosts: web::HostTable,
+    /// Tunnels open per tenant, for the status reports.
+    pub(crate) tunnels: status::TunnelCounts,
 }
 
 /// A gateway serving in the background.
@@ -180,6 +183,7 @@ pub async fn start(
         journal: journal.clone(),
         drain: drain::Drain::default(),
         web_hosts: web::HostTable::default(),
+        tunnels: status::TunnelCounts::default(),
     });
     if let Some(saved) = state::load(&config.spool_dir) {
         tracing::info!(
@@ -191,6 +195,7 @@ pub async fn start(
 
     let spool = Arc::new(spool);
     let (durable_tx, durable_rx) = watch::channel(position.next_seq);
+    let sink = Arc::new(sink);
     let mut tasks = drain::Tasks::default();
     tasks.journal = Some(tokio::spawn(journal::run_keeper(
         journal.clone(),
@@ -202,6 +207,11 @@ pub async fn start(
         position.next_seq,
         durable_tx,
         journal,
+    )));
+    tasks.status = Some(tokio::spawn(status::run_reporter(
+        gateway.clone(),
+        sink.clone(),
+        config::STATUS_INTERVAL,
     )));
     tasks.shipper = Some(tokio::spawn(spool::run_shipper(
         spool,

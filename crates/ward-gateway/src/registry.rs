@@ -134,6 +134,15 @@ impl Registry {
         self.lock().len()
     }
 
+    /// Live connections per tenant.
+    pub(crate) fn per_tenant(&self) -> std::collections::HashMap<Arc<str>, u64> {
+        let mut per = std::collections::HashMap::new();
+        for conn in self.lock().values() {
+            *per.entry(conn.tenant_id.clone()).or_insert(0) += 1;
+        }
+        per
+    }
+
     fn snapshot(&self) -> Vec<Arc<LiveConn>> {
         self.lock().values().cloned().collect()
     }

@@ -284,6 +284,11 @@ impl RecordSink for RemoteRecords {
         self.0.ship_records(&AccessRecordBatch { records: batch }).await?;
         Ok(())
     }
+
+    async fn report_status(&self, status: ward_api::GatewayStatusReport) -> anyhow::Result<()> {
+        self.0.report_gateway_status(&status).await?;
+        Ok(())
+    }
 }
 
 /// Redeems web sign-in codes over `POST /api/v1/gateway/web-sessions`; the

@@ -52,6 +52,23 @@ pub trait RecordSink: Send + Sync + 'static {
     /// it; the same batch may be shipped again after an error or a crash, so
     /// the server must store each record id once.
     fn ship(&self, batch: Vec<AccessRecord>) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Reports what the gateway has open now (for the dashboard), about
+    /// every 15 seconds. Losing one is harmless; by default nothing is sent.
+    fn report_status(&self, status: ward_api::GatewayStatusReport) -> impl Future<Output = anyhow::Result<()>> + Send {
+        let _ = status;
+        async { Ok(()) }
+    }
+}
+
+impl<S: RecordSink> RecordSink for Arc<S> {
+    fn ship(&self, batch: Vec<AccessRecord>) -> impl Future<Output = anyhow::Result<()>> + Send {
+        (**self).ship(batch)
+    }
+
+    fn report_status(&self, status: ward_api::GatewayStatusReport) -> impl Future<Output = anyhow::Result<()>> + Send {
+        (**self).report_status(status)
+    }
 }
 
 const RECORDS_DIR: &str = "records";

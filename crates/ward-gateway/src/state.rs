@@ -44,6 +44,8 @@ struct DeviceEntry {
     user_id: String,
     compliant: bool,
     revoked: bool,
+    /// When the device's user session ends; `None`: not enforced.
+    session_expires_ms: Option<i64>,
 }
 
 /// What the gateway concluded about one connection.
@@ -115,6 +117,7 @@ impl PolicyState {
                             user_id: d.user_id.clone(),
                             compliant: d.compliant,
                             revoked: d.revoked,
+                            session_expires_ms: d.session_expires_ms,
                         },
                     )
                 })
@@ -185,8 +188,8 @@ impl TenantPolicy {
         self.devices.get(device_id).map(|d| d.user_id.as_str())
     }
 
-    /// The gateway's checks (tenant active, device known and not revoked,
-    /// user known and enabled), then the tenant's policy.
+    /// The gateway's checks (tenant active, device known, not revoked and
+    /// signed in, user known and enabled), then the tenant's policy.
     pub(crate) fn decide(&self, device_id: &str, source: IpAddr, dest: Destination<'_>, now_ms: i64) -> Verdict {
         if !self.active {
             return Verdict::refuse("tenant_suspended");
@@ -196,6 +199,9 @@ impl TenantPolicy {
         };
         if device.revoked {
             return Verdict::refuse("device_revoked");
+        }
+        if device.session_expires_ms.is_some_and(|end| now_ms >= end) {
+            return Verdict::refuse(ward_api::REASON_DEVICE_SIGNED_OUT);
         }
         let Some(user) = self.users.get(&device.user_id) else {
             return Verdict::refuse("user_unknown");

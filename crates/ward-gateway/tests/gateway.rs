@@ -301,6 +301,47 @@ async fn disabling_the_user_cuts_the_live_connection_within_two_seconds() {
 }
 
 #[tokio::test]
+async fn signing_the_device_out_cuts_its_live_connection_and_refuses_new_ones() {
+    let h = Harness::start().await;
+    let mut first = snapshot(2, &h.pki);
+    acme(&mut first).devices[0].session_expires_ms = Some(now_ms() + 3_600_000);
+    h.push(first).await;
+    let (up, down) = live_echo(&h).await;
+    let mut next = snapshot(3, &h.pki);
+    acme(&mut next).devices[0].session_expires_ms = Some(0);
+    let cut_after = time_until_cut(up, down, h.push(next)).await;
+    assert!(cut_after < Duration::from_secs(2), "cut after {cut_after:?}");
+    let record = h.server.record("the cut record", |r| r.action == "allow").await;
+    assert_eq!(record.end, "policy_changed");
+
+    let tunnel = h.laptop().await;
+    let (response, _) = connect(&tunnel, &h.echo_authority()).await.unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(header(&response, HEADER_REASON), Some("device_signed_out"));
+    let refused = h
+        .server
+        .record("the refusal", |r| r.reason == "device_signed_out")
+        .await;
+    assert_eq!(refused.action, "deny");
+}
+
+#[tokio::test]
+async fn a_device_session_that_expires_cuts_the_connection_without_a_new_snapshot() {
+    let h = Harness::start().await;
+    let mut next = snapshot(2, &h.pki);
+    acme(&mut next).devices[0].session_expires_ms = Some(now_ms() + 1_500);
+    h.push(next).await;
+    let (up, down) = live_echo(&h).await;
+    let cut_after = time_until_cut(up, down, async {}).await;
+    assert!(cut_after < Duration::from_secs(3), "cut after {cut_after:?}");
+    let record = h.server.record("the cut record", |r| r.action == "allow").await;
+    assert_eq!(record.end, "policy_changed");
+    let tunnel = h.laptop().await;
+    let (response, _) = connect(&tunnel, &h.echo_authority()).await.unwrap();
+    assert_eq!(header(&response, HEADER_REASON), Some("device_signed_out"));
+}
+
+#[tokio::test]
 async fn a_rule_whose_validity_ends_cuts_the_connection_without_a_new_snapshot() {
     let h = Harness::start().await;
     let mut next = snapshot(2, &h.pki);

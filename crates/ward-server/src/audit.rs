@@ -40,6 +40,12 @@ pub struct AuditNote {
     pub tenant_id: Option<String>,
     /// For anonymous calls (sign-in): the account named (id, name, role).
     pub actor: Option<(String, String, Role)>,
+    /// For the user portal: the end user acting (id, name); recorded as the
+    /// actor `user:<name>`, with no role.
+    pub user: Option<(String, String)>,
+    /// An action name more precise than the route's (the portal's one form
+    /// that approves or denies).
+    pub action: Option<&'static str>,
 }
 
 impl AuditNote {
@@ -132,11 +138,27 @@ pub async fn authenticate_and_record(State(state): State<AppState>, mut req: Req
     // Periodic posture reports from agents are not administration; keep them out of the trail.
     let heartbeat = matches!(
         route.as_deref(),
-        Some("/api/v1/device/posture" | "/api/v1/gateway/records" | "/api/v1/enroll/requests/poll")
+        Some(
+            "/api/v1/device/posture"
+                | "/api/v1/gateway/records"
+                | "/api/v1/gateway/status"
+                | "/api/v1/enroll/requests/poll"
+        )
     ) && status.is_success();
-    let audited_path = path.starts_with("/api/") || crate::console::is_console_path(&path);
+    let portal = path == "/portal" || path.starts_with("/portal/");
+    let audited_path = path.starts_with("/api/") || crate::console::is_console_path(&path) || portal;
+    // A sign-in through an identity source ends in a GET (the callback).
+    let mutating = mutating || (portal && route.as_deref() == Some(crate::portal::OIDC_CALLBACK_ROUTE));
+    // A portal post without a (live) session is only sent to the sign-in page.
+    let to_signin = portal
+        && status == StatusCode::SEE_OTHER
+        && route.as_deref() != Some("/portal/logout")
+        && response
+            .headers()
+            .get(http::header::LOCATION)
+            .is_some_and(|l| l.as_bytes().starts_with(b"/portal/login"));
     // An expired console session is sent to the sign-in page (303), not refused.
-    if (mutating || refused) && audited_path && !heartbeat {
+    if (mutating || refused) && audited_path && !heartbeat && !to_signin {
         let facts = RequestFacts {
             peer,
             method,
@@ -207,8 +229,11 @@ async fn build_event(
         400..=499 => "failed",
         _ => "error",
     };
-    let action = crate::api::action_name(req.method.as_str(), &req.route)
+    let action = note
+        .action
+        .or_else(|| crate::api::action_name(req.method.as_str(), &req.route))
         .or_else(|| crate::console::action_name(req.method.as_str(), &req.route))
+        .or_else(|| crate::portal::action_name(req.method.as_str(), &req.route))
         .map(str::to_owned)
         .unwrap_or_else(|| format!("{} {}", req.method, req.route));
     let target = note.target.unwrap_or_else(|| {
@@ -217,9 +242,10 @@ async fn build_event(
             .trim_start_matches('/')
             .to_owned()
     });
-    let (actor_id, actor_name, actor_role) = match actor {
-        Some((id, name, role)) => (Some(id), Some(name), Some(role)),
-        None => (None, None, None),
+    let (actor_id, actor_name, actor_role) = match (actor, note.user) {
+        (Some((id, name, role)), _) => (Some(id), Some(name), Some(role)),
+        (None, Some((id, name))) => (Some(id), Some(format!("user:{name}")), None),
+        (None, None) => (None, None, None),
     };
     NewAuditEvent {
         tenant_id,
@@ -239,8 +265,9 @@ async fn build_event(
 }
 
 async fn record(state: &AppState, mut event: NewAuditEvent) {
-    // Every account acts for its tenant's owner (the owner for itself).
-    if event.actor_id.is_some() {
+    // Every account acts for its tenant's owner (the owner for itself); end
+    // users act for themselves.
+    if event.actor_id.is_some() && event.actor_role.is_some() {
         match state.store.tenant_owner(&event.tenant_id).await {
             Ok(owner) => event.on_behalf_of = owner.map(|o| o.name),
             Err(e) => {

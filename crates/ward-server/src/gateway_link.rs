@@ -40,6 +40,13 @@ impl GatewayLink {
             .map_err(|e| anyhow::anyhow!("{}", e.message))
     }
 
+    /// Keep the embedded gateway's status report (tunnels and connections open).
+    pub fn report_status(&self, report: ward_api::GatewayStatusReport) {
+        self.state
+            .gateway_reports
+            .put(EMBEDDED_GATEWAY_ID, report, crate::state::now_ms());
+    }
+
     /// A certificate for the embedded gateway from the service CA, naming
     /// where agents dial it: (chain PEM, key PEM).
     pub async fn embedded_certificate(&self) -> anyhow::Result<(String, String)> {

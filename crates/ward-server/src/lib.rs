@@ -198,6 +198,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         system_tenant_id: system.id.into(),
         master_key: Arc::new(master_key),
         server_pin: server_pin.map(Into::into),
+        gateway_reports: Default::default(),
     };
     let (tx, rx) = oneshot::channel();
     let gateway_link = gateway_link::GatewayLink::new(state.clone());

@@ -55,6 +55,7 @@ pub async fn build(state: &AppState) -> ApiResult<GatewaySnapshot> {
                 .into_iter()
                 .map(|d| SnapshotDevice {
                     revoked: d.is_revoked(),
+                    session_expires_ms: Some(d.session_expires_at.unwrap_or(0)),
                     id: d.id,
                     user_id: d.user_id,
                     compliant: d.compliant,

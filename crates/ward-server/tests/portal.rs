@@ -207,6 +207,32 @@ async fn an_agent_enrols_once_its_user_approves_in_the_portal() {
         .api(Method::GET, &format!("/api/v1/devices/{device}"), &owner, None)
         .await;
     assert_eq!(d["state"], "active");
+    // Her device's session started at enrolment; bob cannot end it, she can.
+    assert!(enrolled["session_expires_at"].is_string(), "{enrolled}");
+    assert!(d["session_expires_at"].is_string(), "{d}");
+    let page = bob
+        .post(&format!("/portal/devices/{device}/signout"), &[("csrf", &bob_csrf)])
+        .await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    let page = b
+        .post(&format!("/portal/devices/{device}/signout"), &[("csrf", "forged")])
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::FORBIDDEN,
+        "a post without the right CSRF token"
+    );
+    let csrf = b.get("/portal").await.csrf();
+    let page = b
+        .post(&format!("/portal/devices/{device}/signout"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(page.location(), Some("/portal?done=signedout"), "{}", page.body);
+    let (_, d) = server
+        .api(Method::GET, &format!("/api/v1/devices/{device}"), &owner, None)
+        .await;
+    assert!(d.get("session_expires_at").is_none(), "signed out: {d}");
+    assert_eq!(d["state"], "active");
+
     let csrf = b.get("/portal").await.csrf();
     let page = b
         .post(&format!("/portal/devices/{device}/remove"), &[("csrf", &csrf)])
@@ -216,6 +242,82 @@ async fn an_agent_enrols_once_its_user_approves_in_the_portal() {
         .api(Method::GET, &format!("/api/v1/devices/{device}"), &owner, None)
         .await;
     assert_eq!(d["state"], "revoked");
+
+    // Every portal action is in the tenant's trail, by the end user, and
+    // admins filter for them.
+    let (_, trail) = server
+        .api(Method::GET, "/api/v1/audit?actor=user:alice&limit=200", &owner, None)
+        .await;
+    let events = trail["items"].as_array().unwrap();
+    let has = |action: &str, result: &str| {
+        events
+            .iter()
+            .any(|e| e["action"] == action && e["result"] == result && e["actor"] == "user:alice")
+    };
+    assert!(has("portal.login", "denied"), "the wrong password: {trail:#}");
+    assert!(has("portal.login", "ok"), "{trail:#}");
+    assert!(has("portal.enroll_approve", "ok"), "{trail:#}");
+    assert!(has("portal.device_rename", "ok"), "{trail:#}");
+    assert!(has("portal.device_rename", "failed"), "the blank name: {trail:#}");
+    assert!(has("portal.device_signout", "ok"), "{trail:#}");
+    assert!(has("portal.device_remove", "ok"), "{trail:#}");
+    let removal = events.iter().find(|e| e["action"] == "portal.device_remove").unwrap();
+    assert_eq!(removal["target"], format!("device:{device}"));
+    assert!(!trail.to_string().contains("alice-password"), "never the password");
+    let (_, trail) = server
+        .api(Method::GET, "/api/v1/audit?actor=user:bob&limit=200", &owner, None)
+        .await;
+    let bob_events = trail["items"].as_array().unwrap();
+    assert!(
+        bob_events
+            .iter()
+            .any(|e| e["action"] == "portal.device_remove" && e["result"] == "failed"),
+        "bob's attempt on alice's device: {trail:#}"
+    );
+    let (_, trail) = server
+        .api(Method::GET, "/api/v1/audit?action=portal.login&limit=200", &owner, None)
+        .await;
+    assert!(trail["items"].as_array().unwrap().len() >= 3, "{trail:#}");
+}
+
+/// The tenant's device session length: read, changed in range only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_session_hours_is_a_tenant_setting_in_range() {
+    let server = Server::start().await;
+    let owner = server.token("default", "admin", PW).await;
+    let (s, v) = server.api(Method::GET, "/api/v1/tenant/settings", &owner, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["device_session_hours"], 168, "{v}");
+    for bad in [0, 8761] {
+        let (s, v) = server
+            .api(
+                Method::PUT,
+                "/api/v1/tenant/settings",
+                &owner,
+                Some(json!({"require_admin_mfa": false, "device_session_hours": bad})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    }
+    let (s, v) = server
+        .api(
+            Method::PUT,
+            "/api/v1/tenant/settings",
+            &owner,
+            Some(json!({"require_admin_mfa": false, "device_session_hours": 24})),
+        )
+        .await;
+    assert_eq!((s, v["device_session_hours"].clone()), (StatusCode::OK, json!(24)));
+    // A change that does not name it leaves it.
+    let (_, v) = server
+        .api(
+            Method::PUT,
+            "/api/v1/tenant/settings",
+            &owner,
+            Some(json!({"require_admin_mfa": false})),
+        )
+        .await;
+    assert_eq!(v["device_session_hours"], 24);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

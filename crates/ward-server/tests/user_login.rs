@@ -89,6 +89,7 @@ async fn fixture(store: TestStore) -> Fixture {
         system_tenant_id: tenant.id.clone().into(),
         master_key: Arc::new(ward_pki::MasterKey::generate().unwrap()),
         server_pin: None,
+        gateway_reports: Default::default(),
     };
     Fixture {
         state,

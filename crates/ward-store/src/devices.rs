@@ -55,6 +55,9 @@ pub struct DeviceRow {
     pub enrolled_at: i64,
     pub last_seen_at: i64,
     pub revoked_at: Option<i64>,
+    /// When the device's user session ends (ms since the epoch); `None` or
+    /// past: signed out, and gateways refuse the device.
+    pub session_expires_at: Option<i64>,
 }
 
 impl DeviceRow {
@@ -73,17 +76,23 @@ impl DeviceRow {
             enrolled_at: get(row, "enrolled_at")?,
             last_seen_at: get(row, "last_seen_at")?,
             revoked_at: get(row, "revoked_at")?,
+            session_expires_at: get(row, "session_expires_at")?,
         })
     }
 
     pub fn is_revoked(&self) -> bool {
         self.state == "revoked"
     }
+
+    /// Whether its user session is open at `now`.
+    pub fn signed_in(&self, now: i64) -> bool {
+        self.session_expires_at.is_some_and(|t| t > now)
+    }
 }
 
 const CODE_COLUMNS: &str = "id, tenant_id, user_id, created_by, created_at, expires_at, used_at, device_id";
 const DEVICE_COLUMNS: &str = "id, tenant_id, user_id, name, state, posture, compliant, cert_serial, cert_not_after, \
-                              enrolled_at, last_seen_at, revoked_at";
+                              enrolled_at, last_seen_at, revoked_at, session_expires_at";
 
 impl Store {
     pub async fn tenant_ca(&self, tenant_id: &str) -> Result<Option<TenantCaRow>> {
@@ -195,7 +204,7 @@ impl Store {
             return Ok(None);
         }
         sqlx::query(&format!(
-            "INSERT INTO devices ({DEVICE_COLUMNS}, token_hash) VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9, $9, NULL, $10)"
+            "INSERT INTO devices ({DEVICE_COLUMNS}, token_hash) VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9, $9, NULL, $11, $10)"
         ))
         .bind(&device.id)
         .bind(&device.tenant_id)
@@ -207,6 +216,7 @@ impl Store {
         .bind(device.cert_not_after)
         .bind(now)
         .bind(token_hash)
+        .bind(device.session_expires_at)
         .execute(&mut *tx)
         .await?;
         bump_epoch(&mut tx).await?;
@@ -281,6 +291,47 @@ impl Store {
         }
         tx.commit().await?;
         Ok(n == 1)
+    }
+
+    /// Starts, renews (`Some`) or ends (`None`) the user session of an
+    /// active device; moves the policy epoch. False when the device is
+    /// unknown or revoked.
+    pub async fn set_device_session(&self, tenant_id: &str, id: &str, expires_at: Option<i64>) -> Result<bool> {
+        let mut tx = self.pool().begin().await?;
+        let n = sqlx::query(
+            "UPDATE devices SET session_expires_at = $1 WHERE tenant_id = $2 AND id = $3 AND state = 'active'",
+        )
+        .bind(expires_at)
+        .bind(tenant_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 1 {
+            bump_epoch(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Signs every device of a user out; moves the policy epoch when one
+    /// was signed in. Returns how many were.
+    pub async fn end_user_device_sessions(&self, tenant_id: &str, user_id: &str) -> Result<u64> {
+        let mut tx = self.pool().begin().await?;
+        let n = sqlx::query(
+            "UPDATE devices SET session_expires_at = NULL \
+             WHERE tenant_id = $1 AND user_id = $2 AND session_expires_at IS NOT NULL",
+        )
+        .bind(tenant_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            bump_epoch(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// A new name for a device (its name is for people; gateways do not use it).

@@ -52,7 +52,7 @@ pub use lockouts::AddressLockout;
 pub use mfa::TotpRow;
 pub use page::{Page, PageRequest};
 pub use portal::{EnrollRequestRow, UserSessionRow};
-pub use tenants::TenantRow;
+pub use tenants::{TenantRow, DEFAULT_DEVICE_SESSION_HOURS};
 pub use web::WebCodeRow;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

@@ -30,10 +30,13 @@ pub struct EnrollRequestRow {
     pub user_id: Option<String>,
     pub sealed_code: Option<String>,
     pub decided_at: Option<i64>,
+    /// For a device renewing its session (`ward agent login`): the device;
+    /// only its own user may approve.
+    pub device_id: Option<String>,
 }
 
 const REQUEST_COLUMNS: &str = "id, user_code, device_name, source, state, created_at, expires_at, tenant_id, user_id, \
-                               sealed_code, decided_at";
+                               sealed_code, decided_at, device_id";
 
 impl EnrollRequestRow {
     fn from_row(row: &AnyRow) -> Result<Self> {
@@ -49,6 +52,7 @@ impl EnrollRequestRow {
             user_id: get(row, "user_id")?,
             sealed_code: get(row, "sealed_code")?,
             decided_at: get(row, "decided_at")?,
+            device_id: get(row, "device_id")?,
         })
     }
 }
@@ -177,6 +181,113 @@ impl Store {
             expires_at,
             ..Default::default()
         })
+    }
+
+    /// A new pending request by an enrolled device to renew its user
+    /// session: it names the device (and so its tenant and user) from the
+    /// start. A `user_code` already in use is a conflict.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_device_login_request(
+        &self,
+        secret_hash: &str,
+        user_code: &str,
+        device: &crate::DeviceRow,
+        source: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<EnrollRequestRow> {
+        let id = new_id("erq");
+        sqlx::query("DELETE FROM enroll_requests WHERE user_code = $1 AND (expires_at <= $2 OR state <> 'pending')")
+            .bind(user_code)
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+        sqlx::query(
+            "INSERT INTO enroll_requests (id, secret_hash, user_code, device_name, source, state, created_at, expires_at, \
+             tenant_id, user_id, device_id) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10)",
+        )
+        .bind(&id)
+        .bind(secret_hash)
+        .bind(user_code)
+        .bind(&device.name)
+        .bind(source)
+        .bind(now)
+        .bind(expires_at)
+        .bind(&device.tenant_id)
+        .bind(&device.user_id)
+        .bind(&device.id)
+        .execute(self.pool())
+        .await
+        .map_err(|e| crate::StoreError::from(e).conflict_as(format!("user code {user_code}")))?;
+        Ok(EnrollRequestRow {
+            id,
+            user_code: user_code.into(),
+            device_name: device.name.clone(),
+            source: source.into(),
+            state: "pending".into(),
+            created_at: now,
+            expires_at,
+            tenant_id: Some(device.tenant_id.clone()),
+            user_id: Some(device.user_id.clone()),
+            device_id: Some(device.id.clone()),
+            ..Default::default()
+        })
+    }
+
+    /// Approves a pending device sign-in request of this tenant's user and
+    /// renews the device's session until `session_expires_at`, in one
+    /// transaction that moves the policy epoch. False when the request was
+    /// decided or expired meanwhile, or its device is no longer active.
+    pub async fn approve_device_login_request(
+        &self,
+        id: &str,
+        tenant_id: &str,
+        user_id: &str,
+        session_expires_at: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query(
+            "SELECT device_id FROM enroll_requests WHERE id = $1 AND tenant_id = $2 AND user_id = $3 \
+             AND state = 'pending' AND expires_at > $4 AND device_id IS NOT NULL",
+        )
+        .bind(id)
+        .bind(tenant_id)
+        .bind(user_id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let device_id: String = get(&row, "device_id")?;
+        let renewed = sqlx::query(
+            "UPDATE devices SET session_expires_at = $1 WHERE tenant_id = $2 AND id = $3 AND user_id = $4 AND state = 'active'",
+        )
+        .bind(session_expires_at)
+        .bind(tenant_id)
+        .bind(&device_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if renewed != 1 {
+            return Ok(false);
+        }
+        let n = sqlx::query(
+            "UPDATE enroll_requests SET state = 'approved', decided_at = $1 WHERE id = $2 AND state = 'pending'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
+        crate::bump_epoch(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// How many requests from `source` are pending and unexpired.

@@ -14,7 +14,12 @@ pub struct TenantRow {
     pub created_at: i64,
     /// Every administrator account of the tenant must use MFA.
     pub require_admin_mfa: bool,
+    /// How long a device's user session lasts from enrolment or sign-in.
+    pub device_session_hours: i64,
 }
+
+/// A device's user session lasts a week unless the tenant says otherwise.
+pub const DEFAULT_DEVICE_SESSION_HOURS: i64 = 168;
 
 impl TenantRow {
     fn from_row(row: &AnyRow) -> Result<Self> {
@@ -25,6 +30,7 @@ impl TenantRow {
             state: parse_col(get(row, "state")?, "tenants.state")?,
             created_at: get(row, "created_at")?,
             require_admin_mfa: get::<i64>(row, "require_admin_mfa")? != 0,
+            device_session_hours: get(row, "device_session_hours")?,
         })
     }
 
@@ -33,7 +39,7 @@ impl TenantRow {
     }
 }
 
-const COLUMNS: &str = "id, name, region, state, created_at, require_admin_mfa";
+const COLUMNS: &str = "id, name, region, state, created_at, require_admin_mfa, device_session_hours";
 
 impl Store {
     /// On an empty store, create tenant `system` with owner `operator`, and
@@ -121,6 +127,7 @@ impl Store {
             state: TenantState::Active,
             created_at: now,
             require_admin_mfa: false,
+            device_session_hours: DEFAULT_DEVICE_SESSION_HOURS,
         })
     }
 
@@ -174,6 +181,17 @@ impl Store {
     pub async fn set_require_admin_mfa(&self, id: &str, on: bool, now: i64) -> Result<Option<TenantRow>> {
         sqlx::query("UPDATE tenants SET require_admin_mfa = $1, updated_at = $2 WHERE id = $3")
             .bind(i64::from(on))
+            .bind(now)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        self.tenant_by_id(id).await
+    }
+
+    /// How long devices' user sessions last, in hours.
+    pub async fn set_device_session_hours(&self, id: &str, hours: i64, now: i64) -> Result<Option<TenantRow>> {
+        sqlx::query("UPDATE tenants SET device_session_hours = $1, updated_at = $2 WHERE id = $3")
+            .bind(hours)
             .bind(now)
             .bind(id)
             .execute(self.pool())

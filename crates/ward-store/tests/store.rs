@@ -52,6 +52,7 @@ on_both_backends!(
     identity_sources_link_users_and_groups_and_logins_are_taken_once,
     ldap_sources_sync_attributes_conditions_and_vanished_users,
     published_hosts_are_unique_and_web_codes_work_once_for_their_host,
+    device_sessions_start_end_and_renew_moving_the_epoch,
 );
 
 const NOW: i64 = 1_795_000_000_000;
@@ -1202,6 +1203,125 @@ async fn identity_sources_link_users_and_groups_and_logins_are_taken_once(s: &St
     assert!(s.delete_identity_source(&a.id, &src.id).await.unwrap());
     assert_eq!(s.user_by_name(&a.id, "alice").await.unwrap().unwrap().source_id, None);
     assert!(s.group_by_name(&a.id, "ops").await.unwrap().is_some());
+}
+
+/// A device's user session: set at enrolment, ended alone or for all the
+/// user's devices, renewed by an approved sign-in request of its own user
+/// only; every change moves the policy epoch; another tenant's device is
+/// never touched. The tenant's session length is a setting.
+async fn device_sessions_start_end_and_renew_moving_the_epoch(s: &Store) {
+    let a = s.create_tenant("sess-a", "r", "admin", "h", None, NOW).await.unwrap();
+    let b = s.create_tenant("sess-b", "r", "admin", "h", None, NOW).await.unwrap();
+    assert_eq!(a.device_session_hours, 168);
+    let a = s.set_device_session_hours(&a.id, 12, NOW).await.unwrap().unwrap();
+    assert_eq!(a.device_session_hours, 12);
+    assert_eq!(s.tenant_by_id(&b.id).await.unwrap().unwrap().device_session_hours, 168);
+    let alice = s.create_user(&a.id, "alice", NOW).await.unwrap();
+    let bob = s.create_user(&a.id, "bob", NOW).await.unwrap();
+    let mut ids = Vec::new();
+    for (i, user) in [&alice, &alice, &bob].into_iter().enumerate() {
+        let code = s
+            .create_enroll_code(&a.id, &user.id, &format!("sess-code-{i}"), "admin", NOW, NOW + 1000)
+            .await
+            .unwrap();
+        let device = ward_store::DeviceRow {
+            id: format!("dev_s{i}"),
+            tenant_id: a.id.clone(),
+            user_id: user.id.clone(),
+            name: "laptop".into(),
+            posture: "{}".into(),
+            cert_serial: "01".into(),
+            cert_not_after: NOW + 86_400_000,
+            session_expires_at: Some(NOW + 3_600_000),
+            ..Default::default()
+        };
+        let d = s
+            .redeem_enroll_code(&code.id, &device, &format!("sess-tok-{i}"), NOW)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.session_expires_at, Some(NOW + 3_600_000));
+        ids.push(d.id);
+    }
+    let stored = s.device_by_id(&a.id, &ids[0]).await.unwrap().unwrap();
+    assert_eq!(stored.session_expires_at, Some(NOW + 3_600_000));
+    assert!(stored.signed_in(NOW) && !stored.signed_in(NOW + 3_600_000));
+
+    // Ending one session moves the epoch; another tenant cannot.
+    let e0 = s.policy_epoch().await.unwrap();
+    assert!(!s.set_device_session(&b.id, &ids[0], None).await.unwrap());
+    assert_eq!(s.policy_epoch().await.unwrap(), e0);
+    assert!(s.set_device_session(&a.id, &ids[0], None).await.unwrap());
+    assert!(s.policy_epoch().await.unwrap() > e0);
+    assert_eq!(
+        s.device_by_id(&a.id, &ids[0])
+            .await
+            .unwrap()
+            .unwrap()
+            .session_expires_at,
+        None
+    );
+
+    // All of alice's devices at once; bob's stays.
+    let e1 = s.policy_epoch().await.unwrap();
+    assert_eq!(s.end_user_device_sessions(&a.id, &alice.id).await.unwrap(), 1);
+    assert!(s.policy_epoch().await.unwrap() > e1);
+    assert_eq!(
+        s.device_by_id(&a.id, &ids[1])
+            .await
+            .unwrap()
+            .unwrap()
+            .session_expires_at,
+        None
+    );
+    assert!(s.device_by_id(&a.id, &ids[2]).await.unwrap().unwrap().signed_in(NOW));
+    let e2 = s.policy_epoch().await.unwrap();
+    assert_eq!(s.end_user_device_sessions(&a.id, &alice.id).await.unwrap(), 0);
+    assert_eq!(s.policy_epoch().await.unwrap(), e2, "nothing changed, nothing moved");
+
+    // A sign-in request of alice's device: bob cannot approve it, alice can, once.
+    let dev0 = s.device_by_id(&a.id, &ids[0]).await.unwrap().unwrap();
+    let r = s
+        .create_device_login_request("login-hash", "BCDF-LGNA", &dev0, "10.0.0.1", NOW, NOW + 600_000)
+        .await
+        .unwrap();
+    let found = s.pending_enroll_request("BCDF-LGNA", NOW).await.unwrap().unwrap();
+    assert_eq!(found.device_id.as_deref(), Some(ids[0].as_str()));
+    assert_eq!(found.user_id.as_deref(), Some(alice.id.as_str()));
+    assert!(!s
+        .approve_device_login_request(&r.id, &a.id, &bob.id, NOW + 7_200_000, NOW + 1)
+        .await
+        .unwrap());
+    assert!(!s
+        .approve_device_login_request(&r.id, &b.id, &alice.id, NOW + 7_200_000, NOW + 1)
+        .await
+        .unwrap());
+    let e3 = s.policy_epoch().await.unwrap();
+    assert!(s
+        .approve_device_login_request(&r.id, &a.id, &alice.id, NOW + 7_200_000, NOW + 1)
+        .await
+        .unwrap());
+    assert!(s.policy_epoch().await.unwrap() > e3);
+    assert_eq!(
+        s.device_by_id(&a.id, &ids[0])
+            .await
+            .unwrap()
+            .unwrap()
+            .session_expires_at,
+        Some(NOW + 7_200_000)
+    );
+    assert!(!s
+        .approve_device_login_request(&r.id, &a.id, &alice.id, NOW + 9_000_000, NOW + 2)
+        .await
+        .unwrap());
+    assert_eq!(
+        s.enroll_request_by_secret("login-hash").await.unwrap().unwrap().state,
+        "approved"
+    );
+
+    // A revoked device's session cannot be renewed.
+    assert!(s.revoke_device(&a.id, &ids[1], NOW).await.unwrap());
+    assert!(!s.set_device_session(&a.id, &ids[1], Some(NOW + 1)).await.unwrap());
 }
 
 /// LDAP sources keep their settings and last sync; users' attributes and

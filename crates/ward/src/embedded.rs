@@ -27,6 +27,11 @@ impl RecordSink for LocalRecords {
     async fn ship(&self, batch: Vec<AccessRecord>) -> anyhow::Result<()> {
         self.0.store_records(batch).await
     }
+
+    async fn report_status(&self, status: ward_api::GatewayStatusReport) -> anyhow::Result<()> {
+        self.0.report_status(status);
+        Ok(())
+    }
 }
 
 /// The embedded gateway's web listener: codes redeemed in the process, and

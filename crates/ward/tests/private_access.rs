@@ -617,6 +617,11 @@ fn standalone_gateway_killed_loses_no_record() {
     assert_eq!(killed[0]["end"], "gateway_restart");
     let out = op.run(&["gateway", "list", "-o", "json"], None);
     assert_eq!(out.json()[0]["name"], "edge-1");
+    // The standalone gateway reports what it has open.
+    wait_until("edge-1's status report", Duration::from_secs(30), || {
+        let g = op.run(&["gateway", "list", "-o", "json"], None).json()[0].clone();
+        g["last_report_at"].is_string() && g["tunnels_open"].is_u64() && g["connections_open"].is_u64()
+    });
 }
 
 /// The value of the first hidden `csrf` field of a page.
@@ -736,4 +741,296 @@ fn an_agent_enrols_through_the_portal() {
     let devices = ctl.run(&["device", "list", "-o", "json"], None);
     devices.ok();
     assert_eq!(devices.json().as_array().unwrap().len(), 1);
+}
+
+/// Signs `user` in to the portal with curl, keeping the cookies in `jar`.
+fn portal_sign_in(url: &str, jar: &str, user: &str, password: &str) {
+    let login = curl(&["-c", jar, "-b", jar, &format!("{url}/portal/login")]);
+    assert_eq!(login.code, 0);
+    let signed_in = curl(&[
+        "-c",
+        jar,
+        "-b",
+        jar,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--data-urlencode",
+        &format!("csrf={}", csrf_of(&login.stdout)),
+        "--data-urlencode",
+        "tenant=default",
+        "--data-urlencode",
+        &format!("username={user}"),
+        "--data-urlencode",
+        &format!("password={password}"),
+        &format!("{url}/portal/login"),
+    ]);
+    assert_eq!(signed_in.stdout, "303", "{user} signs in to the portal");
+}
+
+/// A portal form post with the page's CSRF token: the HTTP status and body.
+fn portal_post(url: &str, jar: &str, page: &str, action: &str, fields: &[&str]) -> (String, String) {
+    let html = curl(&["-c", jar, "-b", jar, &format!("{url}{page}")]).stdout;
+    let mut args = vec![
+        "-c".to_owned(),
+        jar.to_owned(),
+        "-b".to_owned(),
+        jar.to_owned(),
+        "-w".to_owned(),
+        "\n%{http_code}".to_owned(),
+        "--data-urlencode".to_owned(),
+        format!("csrf={}", csrf_of(&html)),
+    ];
+    for f in fields {
+        args.push("--data-urlencode".to_owned());
+        args.push((*f).to_owned());
+    }
+    args.push(format!("{url}{action}"));
+    let r = curl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (body, status) = r.stdout.rsplit_once('\n').unwrap();
+    (status.to_owned(), body.to_owned())
+}
+
+/// Starts a slow transfer through the agent; returns its thread (exit code of curl).
+fn slow_transfer(socks: &str, slow: u16) -> std::thread::JoinHandle<i32> {
+    let socks = socks.to_owned();
+    std::thread::spawn(move || {
+        curl(&[
+            "-o",
+            "/dev/null",
+            "--socks5-hostname",
+            &socks,
+            &format!("http://127.0.0.1:{slow}/"),
+        ])
+        .code
+    })
+}
+
+/// Device sessions end to end: alice signs her device out in the portal and
+/// its open transfer is cut and new connections are refused
+/// (`device_signed_out`); `ward agent login`, approved by alice in the
+/// portal (bob may not), opens it again; `ward agent logout` cuts it again.
+#[test]
+fn signing_a_device_out_cuts_it_and_agent_login_brings_it_back() {
+    if !have("curl") {
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let db = Db::sqlite();
+    let allowed = http_upstream("hello through ward");
+    let slow = slow_upstream();
+    let mut spec = ServerSpec::new(&db);
+    let server = spec.start();
+    let url = server.url().to_owned();
+    let ctl = admin(&url);
+    let code = set_up_policy(&ctl, allowed, free_port());
+    let slow_port = slow.to_string();
+    ctl.run(
+        &["app", "create", "slow", "--address", "127.0.0.1", "--ports", &slow_port],
+        None,
+    )
+    .ok();
+    ctl.run(
+        &[
+            "rule",
+            "create",
+            "--priority",
+            "20",
+            "--action",
+            "allow",
+            "--app",
+            "slow",
+        ],
+        None,
+    )
+    .ok();
+    for (user, password) in [("alice", "alice-password"), ("bob", "bob-password")] {
+        ctl.run(&["user", "create", user], None);
+        ctl.run(
+            &["user", "passwd", user, "--password-stdin"],
+            Some(&format!("{password}\n")),
+        )
+        .ok();
+    }
+    let settings = ctl.run(
+        &["tenant", "settings", "--device-session-hours", "12", "-o", "json"],
+        None,
+    );
+    settings.ok();
+    assert_eq!(settings.json()["device_session_hours"], 12);
+    let work = tempfile::tempdir().unwrap();
+    let agent = enrol_and_start_agent(&url, &code, work.path());
+    let state = agent.state.to_str().unwrap().to_owned();
+    let socks = format!("127.0.0.1:{}", agent.socks);
+    let proxy = format!("http://127.0.0.1:{}", agent.http);
+    let reach = || curl(&["--socks5-hostname", &socks, &format!("http://127.0.0.1:{allowed}/")]).code == 0;
+    wait_until("the gateway to know the device", Duration::from_secs(10), reach);
+    let device = ctl.run(&["device", "list", "-o", "json"], None).json()[0].clone();
+    let device_id = device["id"].as_str().unwrap().to_owned();
+    assert!(device["session_expires_at"].is_string(), "{device:#}");
+    let (code_, text) = run_agent(&["status", "--state-dir", &state]);
+    assert_eq!(code_, Some(0), "{text}");
+    assert!(text.contains("Session:      signed in until"), "{text}");
+
+    // Bob cannot sign alice's device out.
+    let bob_jar = work.path().join("bob-cookies");
+    let bob_jar = bob_jar.to_str().unwrap();
+    portal_sign_in(&url, bob_jar, "bob", "bob-password");
+    let (status, _) = portal_post(
+        &url,
+        bob_jar,
+        "/portal",
+        &format!("/portal/devices/{device_id}/signout"),
+        &[],
+    );
+    assert_eq!(status, "404");
+    assert!(reach(), "bob's attempt changed nothing");
+
+    // Alice signs it out in the portal: the live transfer is cut, new connections refused.
+    let jar = work.path().join("cookies");
+    let jar = jar.to_str().unwrap();
+    portal_sign_in(&url, jar, "alice", "alice-password");
+    let home = curl(&["-b", jar, &format!("{url}/portal")]).stdout;
+    assert!(home.contains(&format!("/portal/devices/{device_id}/signout")), "{home}");
+    let transfer = slow_transfer(&socks, slow);
+    // The open tunnel and transfer show in the gateway list and on the dashboard.
+    let op = Ctl::new();
+    op.login(&url, "op", "system", "operator", PASSWORD).ok();
+    wait_until(
+        "the gateway to report the open transfer",
+        Duration::from_secs(30),
+        || {
+            let out = op.run(&["gateway", "list", "-o", "json"], None);
+            out.json()
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["id"] == "embedded" && g["tunnels_open"] == 1 && g["connections_open"] == 1)
+        },
+    );
+    let console_jar = work.path().join("console-cookies");
+    let console_jar = console_jar.to_str().unwrap();
+    let form = curl(&["-c", console_jar, "-b", console_jar, &format!("{url}/login")]).stdout;
+    let signed_in = curl(&[
+        "-c",
+        console_jar,
+        "-b",
+        console_jar,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--data-urlencode",
+        &format!("csrf={}", csrf_of(&form)),
+        "--data-urlencode",
+        "tenant=default",
+        "--data-urlencode",
+        "username=admin",
+        "--data-urlencode",
+        &format!("password={PASSWORD}"),
+        &format!("{url}/login"),
+    ]);
+    assert_eq!(signed_in.stdout, "303");
+    let dashboard = curl(&["-b", console_jar, &format!("{url}/")]).stdout;
+    let tile = |label: &str| {
+        let at = dashboard
+            .find(label)
+            .unwrap_or_else(|| panic!("no {label} in {dashboard}"));
+        dashboard[..at]
+            .rsplit(|c: char| !c.is_ascii_digit())
+            .find(|s| !s.is_empty())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(tile("tunnels open now"), "1", "{dashboard}");
+    assert_eq!(tile("connections open now"), "1", "{dashboard}");
+    let (status, _) = portal_post(
+        &url,
+        jar,
+        "/portal",
+        &format!("/portal/devices/{device_id}/signout"),
+        &[],
+    );
+    assert_eq!(status, "303");
+    assert_ne!(transfer.join().unwrap(), 0, "the transfer was cut");
+    let r = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--proxy",
+        &proxy,
+        &format!("http://127.0.0.1:{allowed}/"),
+    ]);
+    assert_eq!(r.stdout, "403");
+    wait_until("the refusal's record", Duration::from_secs(15), || {
+        access_records(&ctl).iter().any(|r| r["reason"] == "device_signed_out")
+    });
+    let (_, text) = run_agent(&["status", "--state-dir", &state]);
+    assert!(text.contains("signed out; run `ward agent login`"), "{text}");
+
+    // `ward agent login`: bob may not approve it; alice does; it connects again.
+    let mut cmd = Command::new(ward());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("WARD_") {
+            cmd.env_remove(&key);
+        }
+    }
+    let mut login = cmd
+        .args(["agent", "login", "--state-dir", &state])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = login.stdout.take().unwrap();
+    let mut printed = String::new();
+    let user_code = loop {
+        let mut buf = [0u8; 256];
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "the agent ended before printing a code: {printed}");
+        printed.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if let Some(line) = printed.lines().find(|l| l.starts_with("Code: ") && l.len() >= 15) {
+            break line["Code: ".len()..].trim().to_owned();
+        }
+    };
+    let (status, body) = portal_post(
+        &url,
+        bob_jar,
+        "/portal",
+        "/portal/activate",
+        &[&format!("code={user_code}"), "decision=approve"],
+    );
+    assert_eq!(status, "403", "{body}");
+    let ask = curl(&["-b", jar, &format!("{url}/portal/activate?code={user_code}")]).stdout;
+    assert!(ask.contains("Sign your device in again?"), "{ask}");
+    let (status, body) = portal_post(
+        &url,
+        jar,
+        &format!("/portal/activate?code={user_code}"),
+        "/portal/activate",
+        &[&format!("code={user_code}"), "decision=approve"],
+    );
+    assert_eq!(status, "200", "{body}");
+    assert!(body.contains("signed in again"), "{body}");
+    let status = login.wait().unwrap();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert!(status.success(), "{printed}{rest}");
+    assert!(rest.contains("Signed in"), "{printed}{rest}");
+    wait_until("the device to connect again", Duration::from_secs(10), reach);
+    assert_eq!(
+        ctl.run(&["device", "list", "-o", "json"], None).json()[0]["id"],
+        device_id.as_str(),
+        "no new enrolment"
+    );
+
+    // `ward agent logout` cuts it again.
+    let transfer = slow_transfer(&socks, slow);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code_, text) = run_agent(&["logout", "--state-dir", &state]);
+    assert_eq!(code_, Some(0), "{text}");
+    assert_ne!(transfer.join().unwrap(), 0, "the transfer was cut");
+    assert!(!reach());
 }

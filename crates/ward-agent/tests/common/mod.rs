@@ -119,6 +119,7 @@ impl Pki {
             posture_reported_at: None,
             enrolled_at: None,
             renewed_at: None,
+            session_expires_at: None,
         };
         AgentState::create(
             dir,
@@ -485,6 +486,7 @@ where
                     gateway_ca_pem: pki.gateway_ca.cert_pem(),
                     device_token: DEVICE_TOKEN.into(),
                     compliant: true,
+                    session_expires_at: None,
                     gateway: gateway.to_owned(),
                 };
                 (201, serde_json::to_value(response).unwrap())

@@ -48,14 +48,25 @@ pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: TenantCommand) -> Result<()> {
             let tenant = client.update_tenant(&name, &UpdateTenant { state }).await?;
             output::show(ctx.out, ctx.output, &tenant)
         }
-        TenantCommand::Settings { require_admin_mfa } => {
-            let settings = match require_admin_mfa {
-                Some(require_admin_mfa) => {
+        TenantCommand::Settings {
+            require_admin_mfa,
+            device_session_hours,
+        } => {
+            let settings = match (require_admin_mfa, device_session_hours) {
+                (None, None) => client.tenant_settings().await?,
+                (require_admin_mfa, device_session_hours) => {
+                    // What is not given stays as it is.
+                    let require_admin_mfa = match require_admin_mfa {
+                        Some(on) => on,
+                        None => client.tenant_settings().await?.require_admin_mfa,
+                    };
                     client
-                        .set_tenant_settings(&TenantSettings { require_admin_mfa })
+                        .set_tenant_settings(&TenantSettings {
+                            require_admin_mfa,
+                            device_session_hours,
+                        })
                         .await?
                 }
-                None => client.tenant_settings().await?,
             };
             output::show(ctx.out, ctx.output, &settings)
         }

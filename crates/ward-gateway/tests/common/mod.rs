@@ -157,12 +157,14 @@ pub fn snapshot(version: i64, pki: &Pki) -> GatewaySnapshot {
                         user_id: "alice".into(),
                         compliant: true,
                         revoked: false,
+                        session_expires_ms: None,
                     },
                     SnapshotDevice {
                         id: "phone".into(),
                         user_id: "bob".into(),
                         compliant: true,
                         revoked: false,
+                        session_expires_ms: None,
                     },
                 ],
                 ..Default::default()

@@ -56,6 +56,7 @@ fn device_view(d: DeviceRow, user: String, req: &PostureRequirements) -> Device 
         enrolled_at: rfc3339(d.enrolled_at),
         last_seen_at: rfc3339(d.last_seen_at),
         revoked_at: opt_time(d.revoked_at),
+        session_expires_at: d.session_expires_at.filter(|t| *t > now_ms()).map(rfc3339),
         id: d.id,
         name: d.name,
         state: d.state,
@@ -183,6 +184,7 @@ pub async fn enroll(
         compliant,
         cert_serial: leaf.serial_hex.clone(),
         cert_not_after: leaf.not_after_unix * 1000,
+        session_expires_at: Some(session_end(&tenant, now)),
         ..Default::default()
     };
     let device = store
@@ -205,8 +207,44 @@ pub async fn enroll(
             device_token,
             compliant,
             gateway: state.config.gateway_advertise(),
+            session_expires_at: device.session_expires_at.map(rfc3339),
         }),
     ))
+}
+
+/// When a device session starting at `now` ends, by the tenant's setting.
+pub(crate) fn session_end(tenant: &TenantRow, now: i64) -> i64 {
+    now.saturating_add(tenant.device_session_hours.clamp(1, 8760).saturating_mul(3_600_000))
+}
+
+fn session_view(d: &DeviceRow) -> ward_api::DeviceSession {
+    let now = now_ms();
+    ward_api::DeviceSession {
+        signed_in: d.signed_in(now),
+        session_expires_at: d.session_expires_at.filter(|t| *t > now).map(rfc3339),
+    }
+}
+
+/// Sign the device out (`ward agent logout`): its user session ends, and
+/// gateways refuse it and close its connections until `ward agent login`.
+#[utoipa::path(post, path = "/api/v1/device/logout", tag = "devices",
+    responses((status = 200, body = ward_api::DeviceSession), (status = 401, body = ErrorBody)))]
+pub async fn logout(State(state): State<AppState>, caller: DeviceCaller) -> ApiResult<Json<ward_api::DeviceSession>> {
+    let DeviceCaller { device, tenant } = caller;
+    state.store.set_device_session(&tenant.id, &device.id, None).await?;
+    let device = state
+        .store
+        .device_by_id(&tenant.id, &device.id)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    Ok(Json(session_view(&device)))
+}
+
+/// The device's user session (for `ward agent status`).
+#[utoipa::path(get, path = "/api/v1/device/session", tag = "devices",
+    responses((status = 200, body = ward_api::DeviceSession), (status = 401, body = ErrorBody)))]
+pub async fn session(caller: DeviceCaller) -> ApiResult<Json<ward_api::DeviceSession>> {
+    Ok(Json(session_view(&caller.device)))
 }
 
 fn clean_name(name: &str) -> ApiResult<String> {

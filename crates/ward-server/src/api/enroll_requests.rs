@@ -102,18 +102,75 @@ pub async fn create(
         }
     }
     let row = created.ok_or_else(ApiError::internal)?;
-    let base = state.config.url();
-    let verify_url = format!("{base}/portal/activate");
     Ok((
         StatusCode::CREATED,
-        Json(EnrollRequestCreated {
-            request: format!("{REQUEST_PREFIX}{secret}"),
-            verify_url_complete: format!("{verify_url}?code={}", row.user_code),
-            user_code: row.user_code,
-            verify_url,
-            expires_at: rfc3339(expires_at),
-            interval_secs: POLL_INTERVAL_SECS,
-        }),
+        Json(created_view(&state, &secret, row, expires_at)),
+    ))
+}
+
+fn created_view(state: &AppState, secret: &str, row: EnrollRequestRow, expires_at: i64) -> EnrollRequestCreated {
+    let base = state.config.url();
+    let verify_url = format!("{base}/portal/activate");
+    EnrollRequestCreated {
+        request: format!("{REQUEST_PREFIX}{secret}"),
+        verify_url_complete: format!("{verify_url}?code={}", row.user_code),
+        user_code: row.user_code,
+        verify_url,
+        expires_at: rfc3339(expires_at),
+        interval_secs: POLL_INTERVAL_SECS,
+    }
+}
+
+/// An enrolled device asks to renew its user session (`ward agent login`):
+/// the same flow as an enrolment without a code, but only the device's own
+/// user may approve it, and approval renews the session (no new
+/// certificate). The agent polls `POST /enroll/requests/poll`.
+#[utoipa::path(post, path = "/api/v1/device/login", tag = "devices",
+    responses((status = 201, body = EnrollRequestCreated), (status = 401, body = ErrorBody),
+    (status = 429, description = "Too many pending requests from this address", body = ErrorBody)))]
+pub async fn device_login(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    anon: Anonymous,
+    caller: crate::api::devices::DeviceCaller,
+) -> ApiResult<(StatusCode, Json<EnrollRequestCreated>)> {
+    let store = &state.store;
+    let now = now_ms();
+    let source = anon.peer.to_string();
+    if store.pending_enroll_requests(Some(&source), now).await? >= MAX_PENDING_PER_SOURCE
+        || store.pending_enroll_requests(None, now).await? >= MAX_PENDING
+    {
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            "too many sign-in requests are waiting; approve or let them expire, then try again",
+        ));
+    }
+    let secret = token::new_api_key_secret();
+    let expires_at = now + REQUEST_TTL_MS;
+    let mut created = None;
+    for _ in 0..5 {
+        match store
+            .create_device_login_request(
+                &token::hash(&secret),
+                &new_user_code(),
+                &caller.device,
+                &source,
+                now,
+                expires_at,
+            )
+            .await
+        {
+            Ok(r) => {
+                created = Some(r);
+                break;
+            }
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let row = created.ok_or_else(ApiError::internal)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(created_view(&state, &secret, row, expires_at)),
     ))
 }
 
@@ -135,10 +192,23 @@ pub async fn poll(
         Json(EnrollRequestState {
             state: s.to_owned(),
             code: None,
+            session_expires_at: None,
         })
     };
     match row.state.as_str() {
         "pending" if row.expires_at <= now_ms() => Ok(answer("expired")),
+        // A device's sign-in: approving it renewed the session.
+        "approved" if row.device_id.is_some() => {
+            let (Some(tenant_id), Some(device_id)) = (&row.tenant_id, &row.device_id) else {
+                return Ok(answer("approved"));
+            };
+            let device = state.store.device_by_id(tenant_id, device_id).await?;
+            Ok(Json(EnrollRequestState {
+                state: "approved".into(),
+                code: None,
+                session_expires_at: device.and_then(|d| d.session_expires_at).map(rfc3339),
+            }))
+        }
         "approved" => {
             let Some(sealed) = state.store.collect_enroll_request(&row.id).await? else {
                 return Ok(answer("collected"));
@@ -151,6 +221,7 @@ pub async fn poll(
             Ok(Json(EnrollRequestState {
                 state: "approved".into(),
                 code: Some(code),
+                session_expires_at: None,
             }))
         }
         other => Ok(answer(other)),
@@ -177,6 +248,25 @@ pub async fn approve(
     if user.disabled {
         return Err(ApiError::new(ErrorCode::Forbidden, "the user is disabled"));
     }
+    if request.device_id.is_some() {
+        if !is_own_device_request(tenant, user, request) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "only the device's own user may sign it in",
+            ));
+        }
+        let now = now_ms();
+        return Ok(state
+            .store
+            .approve_device_login_request(
+                &request.id,
+                &tenant.id,
+                &user.id,
+                crate::api::devices::session_end(tenant, now),
+                now,
+            )
+            .await?);
+    }
     let (code, _) = crate::api::devices::issue_enroll_code(
         state,
         &tenant.id,
@@ -199,7 +289,21 @@ pub async fn approve(
         .await?)
 }
 
+/// Whether a device's sign-in request is for this user's own device (an
+/// enrolment request, which names no device, is not).
+pub fn is_own_device_request(tenant: &TenantRow, user: &UserRow, request: &EnrollRequestRow) -> bool {
+    request.device_id.is_some()
+        && request.tenant_id.as_deref() == Some(tenant.id.as_str())
+        && request.user_id.as_deref() == Some(user.id.as_str())
+}
+
 pub async fn deny(state: &AppState, tenant: &TenantRow, user: &UserRow, request: &EnrollRequestRow) -> ApiResult<bool> {
+    if request.device_id.is_some() && !is_own_device_request(tenant, user, request) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "only the device's own user may decide on its sign-in",
+        ));
+    }
     Ok(state
         .store
         .deny_enroll_request(&request.id, &tenant.id, &user.id, now_ms())

@@ -86,19 +86,55 @@ pub async fn list(ctx: Ctx) -> ApiResult<Json<Page<Gateway>>> {
         .list_gateways()
         .await?
         .into_iter()
-        .map(|g| Gateway {
-            id: g.id,
-            name: g.name,
-            addresses: g.addresses,
-            cert_expires_at: rfc3339(g.cert_not_after),
-            created_at: rfc3339(g.created_at),
-            last_seen_at: rfc3339(g.last_seen_at),
+        .map(|g| {
+            let report = ctx.state.gateway_reports.get(&g.id);
+            with_report(
+                Gateway {
+                    id: g.id,
+                    name: g.name,
+                    addresses: g.addresses,
+                    cert_expires_at: rfc3339(g.cert_not_after),
+                    created_at: rfc3339(g.created_at),
+                    last_seen_at: rfc3339(g.last_seen_at),
+                    last_report_at: None,
+                    tunnels_open: None,
+                    connections_open: None,
+                },
+                report,
+            )
         })
-        .collect();
+        .collect::<Vec<_>>();
+    // The embedded gateway is not a joined one; it is listed last once it reports.
+    let mut items = items;
+    if let Some((at, report)) = ctx.state.gateway_reports.get(crate::gateway_link::EMBEDDED_GATEWAY_ID) {
+        items.push(with_report(
+            Gateway {
+                id: crate::gateway_link::EMBEDDED_GATEWAY_ID.into(),
+                name: crate::gateway_link::EMBEDDED_GATEWAY_ID.into(),
+                addresses: vec![ctx.state.config.gateway_advertise()],
+                cert_expires_at: String::new(),
+                created_at: String::new(),
+                last_seen_at: rfc3339(at),
+                last_report_at: None,
+                tunnels_open: None,
+                connections_open: None,
+            },
+            Some((at, report)),
+        ));
+    }
     Ok(Json(Page {
         items,
         next_cursor: None,
     }))
+}
+
+fn with_report(mut g: Gateway, report: Option<(i64, ward_api::GatewayStatusReport)>) -> Gateway {
+    if let Some((at, r)) = report {
+        g.last_report_at = Some(rfc3339(at));
+        g.tunnels_open = Some(r.tenants.iter().map(|l| l.tunnels).sum());
+        g.connections_open = Some(r.tenants.iter().map(|l| l.connections).sum());
+    }
+    g
 }
 
 /// Join with a one-time code: the gateway sends a CSR and the addresses
@@ -208,6 +244,22 @@ pub async fn redeem_web_code(
     ApiJson(req): ApiJson<ward_api::RedeemWebCode>,
 ) -> ApiResult<Json<ward_api::WebSession>> {
     crate::web_access::redeem(&state, &req.host, &req.code).await.map(Json)
+}
+
+/// Report what the gateway has open now (tunnels and connections per
+/// tenant), about every 15 seconds; kept in memory for the dashboard.
+#[utoipa::path(post, path = "/api/v1/gateway/status", tag = "gateways", request_body = ward_api::GatewayStatusReport,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn report_status(
+    State(state): State<AppState>,
+    GatewayCaller(gw): GatewayCaller,
+    ApiJson(report): ApiJson<ward_api::GatewayStatusReport>,
+) -> ApiResult<StatusCode> {
+    if report.tenants.len() > 100_000 {
+        return Err(ApiError::invalid("too many tenants in one report"));
+    }
+    state.gateway_reports.put(&gw.id, report, now_ms());
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Store a batch from gateway `gateway_id` (the embedded gateway calls this directly).

@@ -101,6 +101,9 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(enroll_requests::poll))
         .routes(routes!(devices::renew))
         .routes(routes!(devices::report_posture))
+        .routes(routes!(devices::logout))
+        .routes(routes!(devices::session))
+        .routes(routes!(enroll_requests::device_login))
         .routes(routes!(devices::list))
         .routes(routes!(devices::show))
         .routes(routes!(devices::revoke))
@@ -111,6 +114,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(gateways::get_snapshot))
         .routes(routes!(gateways::ship_records))
         .routes(routes!(gateways::redeem_web_code))
+        .routes(routes!(gateways::report_status))
         .routes(routes!(gateways::list_records))
         .routes(routes!(identity_sources::list, identity_sources::create))
         .routes(routes!(identity_sources::show, identity_sources::delete))
@@ -188,6 +192,9 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         ("POST", "/api/v1/enroll/requests/poll") => "device.enroll_request_poll",
         ("POST", "/api/v1/device/renew") => "device.renew",
         ("POST", "/api/v1/device/posture") => "device.posture",
+        ("POST", "/api/v1/device/logout") => "device.logout",
+        ("GET", "/api/v1/device/session") => "device.session",
+        ("POST", "/api/v1/device/login") => "device.login_request",
         ("GET", "/api/v1/devices") => "device.list",
         ("GET", "/api/v1/devices/{id}") => "device.show",
         ("POST", "/api/v1/devices/{id}/revoke") => "device.revoke",
@@ -199,6 +206,7 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         ("GET", "/api/v1/gateway/snapshot") => "gateway.snapshot",
         ("POST", "/api/v1/gateway/records") => "gateway.records",
         ("POST", "/api/v1/gateway/web-sessions") => "gateway.web_session",
+        ("POST", "/api/v1/gateway/status") => "gateway.status",
         ("GET", "/api/v1/access-records") => "access.list",
         ("GET", "/api/v1/identity-sources") => "idp.list",
         ("POST", "/api/v1/identity-sources") => "idp.create",

@@ -114,6 +114,7 @@ pub async fn update(
 fn settings_view(t: &TenantRow) -> TenantSettings {
     TenantSettings {
         require_admin_mfa: t.require_admin_mfa,
+        device_session_hours: Some(u32::try_from(t.device_session_hours).unwrap_or(168)),
     }
 }
 
@@ -139,7 +140,19 @@ pub async fn set_settings(ctx: Ctx, ApiJson(req): ApiJson<TenantSettings>) -> Ap
         "require_admin_mfa {} -> {}",
         t.require_admin_mfa, req.require_admin_mfa
     ));
-    if req.require_admin_mfa && !ctx.principal.account.mfa_enabled {
+    if let Some(hours) = req.device_session_hours {
+        if !(1..=8760).contains(&hours) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidField,
+                "device_session_hours must be between 1 and 8760",
+            ));
+        }
+        ctx.detail(format!(
+            "require_admin_mfa {} -> {}, device_session_hours {} -> {hours}",
+            t.require_admin_mfa, req.require_admin_mfa, t.device_session_hours
+        ));
+    }
+    if req.require_admin_mfa && !ctx.principal.account.mfa_enabled && !t.require_admin_mfa {
         return Err(ApiError::new(
             ErrorCode::InvalidField,
             "turn MFA on for your own account before requiring it of every administrator",
@@ -151,5 +164,14 @@ pub async fn set_settings(ctx: Ctx, ApiJson(req): ApiJson<TenantSettings>) -> Ap
         .set_require_admin_mfa(&t.id, req.require_admin_mfa, now_ms())
         .await?
         .ok_or_else(|| ApiError::not_found("tenant"))?;
+    let t = match req.device_session_hours {
+        Some(hours) => ctx
+            .state
+            .store
+            .set_device_session_hours(&t.id, i64::from(hours), now_ms())
+            .await?
+            .ok_or_else(|| ApiError::not_found("tenant"))?,
+        None => t,
+    };
     Ok(Json(settings_view(&t)))
 }

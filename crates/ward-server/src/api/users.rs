@@ -155,6 +155,9 @@ pub async fn update(
         if disabled {
             // Signed out of the portal too (not only refused there while disabled).
             ctx.state.store.delete_user_sessions(ctx.tenant_id(), &u.id).await?;
+            // And signed out of every device: enabling the user again does not
+            // reopen them; each device's user runs `ward agent login`.
+            ctx.state.store.end_user_device_sessions(ctx.tenant_id(), &u.id).await?;
         }
         u.disabled = disabled;
     }

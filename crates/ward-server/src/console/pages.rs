@@ -294,6 +294,9 @@ pub async fn dashboard(c: Console) -> Response {
         let active: Vec<_> = devices.iter().filter(|d| d.state == "active").collect();
         let compliant = active.iter().filter(|d| d.compliant).count();
         let failing = active.len() - compliant;
+        let (tunnels, connections) = ctx.state.gateway_reports.open_now(ctx.tenant_id(), now_ms());
+        tiles.push((tunnels.to_string(), "tunnels open now"));
+        tiles.push((connections.to_string(), "connections open now"));
         tiles.push((active.len().to_string(), "devices enrolled"));
         tiles.push((failing.to_string(), "devices not compliant"));
         let total = active.len().max(1) as f64;
@@ -1126,7 +1129,7 @@ pub async fn audit(c: Console, Query(f): Query<AuditFilter>) -> Response {
     };
     let body = html! {
         form.filters method="get" action="/audit" {
-            label { "Account" input name="actor" value=(f.actor); }
+            label { "Account (or user:NAME)" input name="actor" value=(f.actor); }
             label { "Action" input name="action" value=(f.action) placeholder="rule.create"; }
             label { "Result" select name="result" {
                 option value="" selected[f.result.is_empty()] { "any" }

@@ -181,5 +181,6 @@ async fn sign_in(
         .map_err(|e| fail(&t, e.into()))?;
     state.metrics.login("success");
     tracing::info!(tenant = %tenant.name, user = %user.name, source = %source.name, "portal sign-in through LDAP");
+    audit.update(|n| n.user = Some((user.id.clone(), user.name.clone())));
     Ok(start_session(state, &tenant, &user, portal_next(f.next.as_deref())).await)
 }

@@ -38,6 +38,27 @@ mod oidc;
 
 const TOKEN_PREFIX: &str = "wu_";
 
+/// The route of the sign-in through an identity source's callback, a GET
+/// the audit trail records like the portal's POSTs.
+pub(crate) const OIDC_CALLBACK_ROUTE: &str = "/portal/oidc/callback";
+
+/// The audit trail's names for the portal's actions (the end user is the
+/// actor, `user:<name>`).
+pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
+    Some(match (method, route) {
+        ("POST", "/portal/login") => "portal.login",
+        ("GET", OIDC_CALLBACK_ROUTE) => "portal.login",
+        ("POST", "/portal/ldap/{id}/login") => "portal.login",
+        ("POST", "/portal/logout") => "portal.logout",
+        ("POST", "/portal/activate") => "portal.enroll_decide",
+        ("GET", "/portal/activate") => "portal.enroll_lookup",
+        ("POST", "/portal/devices/{id}/remove") => "portal.device_remove",
+        ("POST", "/portal/devices/{id}/rename") => "portal.device_rename",
+        ("POST", "/portal/devices/{id}/signout") => "portal.device_signout",
+        _ => return None,
+    })
+}
+
 pub(crate) fn https(state: &AppState) -> bool {
     state.config.url().starts_with("https://")
 }
@@ -64,12 +85,13 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/portal/login", get(login_form).post(login_submit))
         .route("/portal/logout", post(logout))
         .route("/portal/oidc/{id}/start", get(oidc::start))
-        .route("/portal/oidc/callback", get(oidc::callback))
+        .route(OIDC_CALLBACK_ROUTE, get(oidc::callback))
         .route("/portal/ldap/{id}/login", post(ldap::login))
         .route("/portal/activate", get(activate_form).post(activate_submit))
         .route("/portal/web/start", get(web_start))
         .route("/portal/devices/{id}/remove", post(remove_device))
         .route("/portal/devices/{id}/rename", post(rename_device))
+        .route("/portal/devices/{id}/signout", post(sign_out_device))
         .route_layer(from_fn_with_state(state, csrf_guard))
 }
 
@@ -80,6 +102,8 @@ pub struct Portal {
     user: UserRow,
     session_hash: String,
     csrf: String,
+    /// The request's audit note (the trail records the portal's posts).
+    audit: Option<crate::audit::AuditSlot>,
 }
 
 /// Where a portal page sends a browser that is not signed in.
@@ -118,12 +142,19 @@ impl FromRequestParts<AppState> for Portal {
         .await;
         match found {
             Ok(Some((tenant, user))) if !user.disabled && tenant.state == ward_core::TenantState::Active => {
+                if let Some(slot) = parts.extensions.get::<crate::audit::AuditSlot>() {
+                    slot.update(|n| {
+                        n.tenant_id = Some(tenant.id.clone());
+                        n.user = Some((user.id.clone(), user.name.clone()));
+                    });
+                }
                 Ok(Portal {
                     state: state.clone(),
                     tenant,
                     user,
                     session_hash: hash,
                     csrf,
+                    audit: parts.extensions.get::<crate::audit::AuditSlot>().cloned(),
                 })
             }
             Ok(_) => Err(to_login(&back)),
@@ -144,6 +175,8 @@ pub(crate) fn page(title: &str, who: Option<&Portal>, body: Markup) -> Response 
                 span { (p.user.name) " · " (p.tenant.name) }
                 form method="post" action="/portal/logout" {
                     (csrf_field(&p.csrf))
+                    label.inline { input type="checkbox" name="devices" value="yes"; " and my devices" }
+                    " "
                     button.link type="submit" { "Sign out" }
                 }
             }
@@ -441,8 +474,22 @@ async fn login_submit(State(state): State<AppState>, anon: Anonymous, Form(f): F
         crate::auth::user_login::user_login(&state, anon.peer, &anon.audit, &f.tenant, &f.username, &f.password).await;
     let (tenant, user) = match checked {
         Ok(ok) => ok,
-        Err(e) => return login_page(&state, f.next.as_deref(), Some(&e.message), e.status()),
+        Err(e) => {
+            // The trail names the user the attempt was for, when it exists.
+            let mut tenant_id = None;
+            anon.audit.update(|n| tenant_id = n.tenant_id.clone());
+            if let Some(tenant_id) = tenant_id {
+                if let Ok(Some(u)) = state.store.user_by_name(&tenant_id, f.username.trim()).await {
+                    anon.audit.update(|n| n.user = Some((u.id, u.name)));
+                }
+            }
+            return login_page(&state, f.next.as_deref(), Some(&e.message), e.status());
+        }
     };
+    anon.audit.update(|n| {
+        n.tenant_id = Some(tenant.id.clone());
+        n.user = Some((user.id.clone(), user.name.clone()));
+    });
     start_session(&state, &tenant, &user, portal_next(f.next.as_deref())).await
 }
 
@@ -475,7 +522,22 @@ pub(crate) async fn start_session(state: &AppState, tenant: &TenantRow, user: &U
     r
 }
 
-async fn logout(p: Portal) -> Response {
+#[derive(Debug, Default, Deserialize)]
+pub struct LogoutForm {
+    /// `yes`: sign every device of the user out too.
+    devices: Option<String>,
+}
+
+async fn logout(p: Portal, anon: Anonymous, Form(f): Form<LogoutForm>) -> Response {
+    anon.audit.update(|n| n.target = Some(format!("user:{}", p.user.name)));
+    if f.devices.as_deref() == Some("yes") {
+        anon.audit
+            .update(|n| n.detail = Some("and every device of the user".into()));
+        if let Err(e) = p.state.store.end_user_device_sessions(&p.tenant.id, &p.user.id).await {
+            let e = ApiError::from(e);
+            return layout::error_page(e.status(), &e.message);
+        }
+    }
     let _ = p.state.store.delete_user_session(&p.session_hash).await;
     let mut r = Redirect::to("/portal/login").into_response();
     r.headers_mut()
@@ -526,6 +588,9 @@ async fn home(p: Portal, Query(q): Query<Done>) -> Response {
     let message = match q.done.as_deref() {
         Some("removed") => Some("Device removed: it can no longer connect."),
         Some("renamed") => Some("Device renamed."),
+        Some("signedout") => {
+            Some("Device signed out: it can no longer connect until you run `ward agent login` on it.")
+        }
         _ => None,
     };
     home_page(&p, message, false, StatusCode::OK).await
@@ -543,6 +608,7 @@ async fn home_page(p: &Portal, message: Option<&str>, error: bool, status: Statu
             return layout::error_page(e.status(), &e.message);
         }
     };
+    let now = now_ms();
     let body = html! {
         (notice(message, error))
         section {
@@ -572,7 +638,7 @@ async fn home_page(p: &Portal, message: Option<&str>, error: bool, status: Statu
                 p.muted { "None yet. Run " code { "ward agent enroll --server " (p.state.config.url()) } " on your device, then approve it here." }
             } @else {
                 div.scroll { table {
-                    thead { tr { th { "Device" } th { "State" } th { "Compliant" } th { "Enrolled" } th { "Last seen" } th { "" } } }
+                    thead { tr { th { "Device" } th { "State" } th { "Signed in until" } th { "Compliant" } th { "Enrolled" } th { "Last seen" } th { "" } } }
                     tbody {
                         @for d in &devices {
                             tr {
@@ -586,10 +652,24 @@ async fn home_page(p: &Portal, message: Option<&str>, error: bool, status: Statu
                                     br; span.muted { (d.id) }
                                 }
                                 td { (d.state) }
+                                td {
+                                    @if d.state == "active" && d.signed_in(now) {
+                                        (ward_core::time::rfc3339(d.session_expires_at.unwrap_or_default()))
+                                    } @else if d.state == "active" {
+                                        span.deny { "signed out" } br; span.muted { "run " code { "ward agent login" } }
+                                    }
+                                }
                                 td { @if d.compliant { span.allow { "yes" } } @else { span.deny { "no" } } }
                                 td { (ward_core::time::rfc3339(d.enrolled_at)) }
                                 td { (ward_core::time::rfc3339(d.last_seen_at)) }
                                 td {
+                                    @if d.state == "active" && d.signed_in(now) {
+                                        form.inline method="post" action=(format!("/portal/devices/{}/signout", d.id)) {
+                                            (csrf_field(&p.csrf))
+                                            button.secondary type="submit" { "Sign out" }
+                                        }
+                                        " "
+                                    }
                                     @if d.state == "active" {
                                         form.inline method="post" action=(format!("/portal/devices/{}/remove", d.id)) {
                                             (csrf_field(&p.csrf))
@@ -610,6 +690,9 @@ async fn home_page(p: &Portal, message: Option<&str>, error: bool, status: Statu
 /// Whether `id` is one of the signed-in user's devices; `Err` is the page
 /// to answer with otherwise (another user's device and none look the same).
 async fn own_device(p: &Portal, id: &str) -> Result<(), Response> {
+    if let Some(slot) = &p.audit {
+        slot.update(|n| n.target = Some(format!("device:{id}")));
+    }
     match p.state.store.device_by_id(&p.tenant.id, id).await {
         Ok(Some(d)) if d.user_id == p.user.id => Ok(()),
         Ok(_) => Err(home_page(p, Some("No such device of yours."), true, StatusCode::NOT_FOUND).await),
@@ -655,6 +738,21 @@ async fn remove_device(p: Portal, Path(id): Path<String>) -> Response {
     }
     match store.revoke_device(&p.tenant.id, &id, now_ms()).await {
         Ok(_) => Redirect::to("/portal?done=removed").into_response(),
+        Err(e) => {
+            let e = ApiError::from(e);
+            layout::error_page(e.status(), &e.message)
+        }
+    }
+}
+
+/// Signs one of the user's devices out: gateways refuse it and close its
+/// connections until `ward agent login` on it is approved.
+async fn sign_out_device(p: Portal, Path(id): Path<String>) -> Response {
+    if let Err(r) = own_device(&p, &id).await {
+        return r;
+    }
+    match p.state.store.set_device_session(&p.tenant.id, &id, None).await {
+        Ok(_) => Redirect::to("/portal?done=signedout").into_response(),
         Err(e) => {
             let e = ApiError::from(e);
             layout::error_page(e.status(), &e.message)
@@ -727,9 +825,15 @@ async fn activate_page(
     };
     let body = html! {
         (notice(message, error))
-        @if let Some(r) = &found {
+        @if found.as_ref().is_some_and(|r| r.device_id.is_some() && !enroll_requests::is_own_device_request(&p.tenant, &p.user, r)) {
+            p.error role="alert" { "That code is a sign-in of another user's device: only its own user can approve it." }
+        } @else if let Some(r) = &found {
             section {
-                h2 { "Enrol this device as yours?" }
+                @if r.device_id.is_some() {
+                    h2 { "Sign your device in again?" }
+                } @else {
+                    h2 { "Enrol this device as yours?" }
+                }
                 table {
                     tbody {
                         tr { th { "Device name" } td { (r.device_name) } }
@@ -784,12 +888,35 @@ async fn activate_submit(p: Portal, anon: Anonymous, Form(f): Form<DecisionForm>
         Ok(None) => return activate_page(&p, Some(&f.code), None, false, StatusCode::NOT_FOUND).await,
         Err(e) => return layout::error_page(e.status(), &e.message),
     };
+    anon.audit.update(|n| {
+        n.target = Some(match &request.device_id {
+            Some(d) => format!("device:{d}"),
+            None => format!("enroll-request:{}", request.user_code),
+        });
+        n.action = Some(match (f.decision.as_str(), request.device_id.is_some()) {
+            ("approve", false) => "portal.enroll_approve",
+            ("approve", true) => "portal.device_login_approve",
+            (_, false) => "portal.enroll_deny",
+            (_, true) => "portal.device_login_deny",
+        });
+        n.detail = Some(format!(
+            "device name {:?}, asked from {}",
+            request.device_name, request.source
+        ));
+    });
     let result = match f.decision.as_str() {
         "approve" => enroll_requests::approve(&p.state, &p.tenant, &p.user, &request).await,
         "deny" => enroll_requests::deny(&p.state, &p.tenant, &p.user, &request).await,
         _ => return layout::error_page(StatusCode::BAD_REQUEST, "decision: approve or deny"),
     };
     match result {
+        Ok(true) if f.decision == "approve" && request.device_id.is_some() => {
+            let body = html! {
+                p.ok role="status" { "Approved. " (request.device_name) " is signed in again; " code { "ward agent login" } " finishes by itself in a few seconds." }
+                p { a href="/portal" { "My applications and devices" } }
+            };
+            page("Device signed in", Some(&p), body)
+        }
         Ok(true) if f.decision == "approve" => {
             let body = html! {
                 p.ok role="status" { "Approved. " (request.device_name) " finishes enrolling by itself in a few seconds; it then appears under My devices." }

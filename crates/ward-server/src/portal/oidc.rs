@@ -167,6 +167,7 @@ pub struct CallbackQuery {
 /// `GET /portal/oidc/callback`: back from the provider.
 pub(super) async fn callback(
     State(state): State<AppState>,
+    anon: crate::ctx::Anonymous,
     headers: axum::http::HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Response {
@@ -217,10 +218,15 @@ pub(super) async fn callback(
         Ok(None) => return refused(&state, StatusCode::BAD_REQUEST, "The identity source no longer exists."),
         Err(e) => return store_error(&state, e),
     };
+    anon.audit.update(|n| {
+        n.tenant_id = Some(source.tenant_id.clone());
+        n.target = Some(format!("idp:{}", source.name));
+    });
     let claims = match verified_claims(&state, &source, &login, code).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(source = %source.id, error = %e, "OIDC sign-in refused");
+            anon.audit.update(|n| n.detail = Some(e.to_string()));
             return refused(
                 &state,
                 StatusCode::UNAUTHORIZED,
@@ -231,12 +237,18 @@ pub(super) async fn callback(
     let (tenant, user) = match map_user(&state, &source, &claims).await {
         Ok(ok) => ok,
         Err((status, message)) => {
+            anon.audit.update(|n| n.detail = Some(message.clone()));
             tracing::warn!(source = %source.id, %message, "OIDC sign-in refused");
             return refused(&state, status, &message);
         }
     };
     tracing::info!(tenant = %tenant.name, user = %user.name, source = %source.name, "portal sign-in through OIDC");
     state.metrics.login("success");
+    anon.audit.update(|n| {
+        n.user = Some((user.id.clone(), user.name.clone()));
+        n.target = Some(format!("user:{}", user.name));
+        n.detail = Some(format!("through identity source {}", source.name));
+    });
     let mut r = start_session(&state, &tenant, &user, &login.next).await;
     r.headers_mut()
         .append(header::SET_COOKIE, lax_cookie(state_cookie(&state), "", 0));
