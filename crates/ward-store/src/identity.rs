@@ -257,7 +257,8 @@ impl Store {
 
     /// Disables the enabled users of the source whose subject is not in
     /// `present` (they vanished from the directory), marking them as
-    /// disabled by the source, and ends their portal sessions. One
+    /// disabled by the source, ends their portal sessions and signs their
+    /// devices out. One
     /// transaction, which moves the policy epoch when anyone was disabled,
     /// so gateways cut their live connections. Returns their names.
     pub async fn disable_vanished_users(
@@ -285,6 +286,13 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             sqlx::query("DELETE FROM user_sessions WHERE tenant_id = $1 AND user_id = $2")
+                .bind(tenant_id)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            // As when an administrator disables the user: the devices are
+            // signed out too, so being enabled again needs `ward agent login`.
+            sqlx::query("UPDATE devices SET session_expires_at = NULL WHERE tenant_id = $1 AND user_id = $2")
                 .bind(tenant_id)
                 .bind(&id)
                 .execute(&mut *tx)

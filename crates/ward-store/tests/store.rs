@@ -1415,9 +1415,30 @@ async fn ldap_sources_sync_attributes_conditions_and_vanished_users(s: &Store) {
         .conditions
         .is_empty());
 
-    // Bob vanishes: disabled by the source, signed out, the epoch moves.
+    // Bob vanishes: disabled by the source, signed out (portal and
+    // devices), the epoch moves.
     s.create_user_session("us-bob", &a.id, &bob.id, NOW, NOW + 10_000)
         .await
+        .unwrap();
+    let code = s
+        .create_enroll_code(&a.id, &bob.id, "ldap-bob-code", "admin", NOW, NOW + 1000)
+        .await
+        .unwrap();
+    let laptop = ward_store::DeviceRow {
+        id: "dev_ldapbob".into(),
+        tenant_id: a.id.clone(),
+        user_id: bob.id.clone(),
+        name: "laptop".into(),
+        posture: "{}".into(),
+        cert_serial: "01".into(),
+        cert_not_after: NOW + 86_400_000,
+        session_expires_at: Some(NOW + 3_600_000),
+        ..Default::default()
+    };
+    let laptop = s
+        .redeem_enroll_code(&code.id, &laptop, "ldap-bob-tok", NOW)
+        .await
+        .unwrap()
         .unwrap();
     let present: HashSet<String> = ["uuid-a".to_owned()].into();
     let e3 = s.policy_epoch().await.unwrap();
@@ -1435,6 +1456,11 @@ async fn ldap_sources_sync_attributes_conditions_and_vanished_users(s: &Store) {
     let b_row = s.user_by_id(&a.id, &bob.id).await.unwrap().unwrap();
     assert!(b_row.disabled && b_row.disabled_by_source);
     assert!(s.user_session("us-bob", NOW).await.unwrap().is_none());
+    let laptop = s.device_by_id(&a.id, &laptop.id).await.unwrap().unwrap();
+    assert_eq!(
+        laptop.session_expires_at, None,
+        "the vanished user's device is signed out"
+    );
     assert!(
         s.disable_vanished_users(&a.id, &src.id, &present)
             .await
