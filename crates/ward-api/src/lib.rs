@@ -359,6 +359,9 @@ pub struct User {
     /// The identity source the user came from; absent for a local user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// True when the user signs in to the portal in two steps (TOTP).
+    #[serde(default)]
+    pub mfa_enabled: bool,
 }
 
 /// An end user's new password (`PUT /api/v1/users/{name}/password`).

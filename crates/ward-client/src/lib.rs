@@ -413,6 +413,13 @@ impl Client {
             .await
     }
 
+    /// `POST /users/{name}/mfa/reset`: turn off an end user's two-step
+    /// sign-in to the portal; its portal sessions end.
+    pub async fn reset_user_mfa(&self, name: &str) -> Result<User> {
+        self.call(Method::POST, &["users", name, "mfa", "reset"], &[], None::<&()>)
+            .await
+    }
+
     /// `GET /groups` (one page holds them all).
     pub async fn list_groups(&self, page: PageQuery) -> Result<Page<Group>> {
         self.call(Method::GET, &["groups"], &page_params(&page), None::<&()>)

@@ -247,6 +247,9 @@ pub enum UserCommand {
     },
     /// Lift an end user's sign-in lock-out.
     Unlock { name: String },
+    /// Turn off an end user's two-step sign-in to the portal (for a lost
+    /// phone); its portal sessions end.
+    MfaReset { name: String },
     /// Set or remove an end user's attributes (dynamic groups match on them).
     Set {
         name: String,

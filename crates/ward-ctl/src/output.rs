@@ -296,6 +296,7 @@ impl Tabular for ward_api::User {
         "GROUPS",
         "DISABLED",
         "PASSWORD",
+        "MFA",
         "LOCKED UNTIL",
         "CREATED",
         "ATTRIBUTES",
@@ -306,6 +307,7 @@ impl Tabular for ward_api::User {
             dash_if_empty(self.groups.join(",")),
             if self.disabled { "yes" } else { "no" }.to_owned(),
             if self.has_password { "yes" } else { "no" }.to_owned(),
+            if self.mfa_enabled { "yes" } else { "no" }.to_owned(),
             opt_time(self.locked_until.as_deref()),
             time(&self.created_at),
             dash_if_empty(

@@ -836,13 +836,18 @@ fn parses_user_password_commands() {
         parse("user unlock alice").command,
         CtlCommand::User(UserCommand::Unlock { name }) if name == "alice"
     ));
+    assert!(matches!(
+        parse("user mfa-reset alice").command,
+        CtlCommand::User(UserCommand::MfaReset { name }) if name == "alice"
+    ));
+    parse_err("user mfa-reset");
 }
 
 fn user_json(has_password: bool) -> serde_json::Value {
     serde_json::json!({
         "id": "usr-1", "name": "alice", "disabled": false, "groups": ["eng"],
         "created_at": "2026-01-01T00:00:00.250Z", "has_password": has_password,
-        "locked_until": "2026-01-01T00:15:00.5Z"
+        "locked_until": "2026-01-01T00:15:00.5Z", "mfa_enabled": true
     })
 }
 
@@ -873,6 +878,11 @@ fn fake_ward_users(req: &Seen) -> (u16, String) {
         ("POST", "/api/v1/users/alice/unlock") => {
             let mut u = user_json(true);
             u.as_object_mut().unwrap().remove("locked_until");
+            (200, u.to_string())
+        }
+        ("POST", "/api/v1/users/alice/mfa/reset") => {
+            let mut u = user_json(true);
+            u["mfa_enabled"] = serde_json::json!(false);
             (200, u.to_string())
         }
         _ => (
@@ -941,17 +951,36 @@ async fn user_passwords_are_set_cleared_and_unlocked() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!((v["name"].as_str(), v.get("locked_until")), (Some("alice"), None));
 
-    // The list shows whether each user has a password, and its lock-out.
+    let r = ctl(&config, &format!("{flags} user mfa-reset alice -o json"), "").await;
+    r.result.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (v["name"].as_str(), v["mfa_enabled"].as_bool()),
+        (Some("alice"), Some(false))
+    );
+    let last = seen.lock().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last.method.as_str(), last.target.as_str()),
+        ("POST", "/api/v1/users/alice/mfa/reset")
+    );
+    let r = ctl(&config, &format!("{flags} user mfa-reset bob"), "").await;
+    assert_eq!(
+        error_message(&r.result.unwrap_err()),
+        "no such thing (not_found, HTTP 404)"
+    );
+
+    // The list shows whether each user has a password and two-step sign-in, and its lock-out.
     let r = ctl(&config, &format!("{flags} user list"), "").await;
     r.result.unwrap();
     let lines: Vec<_> = r.stdout.lines().collect();
     assert!(
-        lines[0].starts_with("NAME    GROUPS   DISABLED   PASSWORD   LOCKED UNTIL           CREATED"),
+        lines[0].starts_with("NAME    GROUPS   DISABLED   PASSWORD   MFA   LOCKED UNTIL           CREATED"),
         "{}",
         r.stdout
     );
     assert!(
-        lines[1].starts_with("alice   eng      no         yes        2026-01-01T00:15:00Z   2026-01-01T00:00:00Z"),
+        lines[1]
+            .starts_with("alice   eng      no         yes        yes   2026-01-01T00:15:00Z   2026-01-01T00:00:00Z"),
         "{}",
         r.stdout
     );

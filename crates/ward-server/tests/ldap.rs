@@ -828,3 +828,74 @@ async fn the_console_adds_and_syncs_a_directory() {
     let users = admin.get("/users").await;
     assert!(users.body.contains("department=Engineering"), "{}", users.body);
 }
+
+fn totp_now(secret: &str, offset: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let bytes = totp_rs::Secret::Encoded(secret.to_owned()).to_bytes().unwrap();
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes)
+        .unwrap()
+        .generate(now + offset)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_user_with_two_step_sign_in_gives_a_code_after_the_password() {
+    let Some(dir) = Slapd::start() else { return };
+    let server = Server::start().await;
+    let owner = server.token("default", "admin", PW).await;
+    let src = create_source(
+        &server,
+        &owner,
+        ldap_source("corp", &format!("ldaps://127.0.0.1:{}", dir.ldaps_port), &dir.ca_pem),
+    )
+    .await;
+    let id = src["id"].as_str().unwrap().to_owned();
+    let mut b = Browser::new(&server);
+    assert_eq!(
+        ldap_sign_in(&mut b, &id, "carol", "carol-password-1").await.status,
+        StatusCode::SEE_OTHER
+    );
+    // Carol sets up two-step sign-in.
+    let csrf = b.csrf_of("/portal/account").await;
+    let page = b.post("/portal/account/mfa", &[("csrf", &csrf)]).await;
+    let at = page.body.find("Secret: <code>").unwrap() + "Secret: <code>".len();
+    let secret = page.body[at..at + page.body[at..].find('<').unwrap()].to_owned();
+    let page = b
+        .post(
+            "/portal/account/mfa/confirm",
+            &[("csrf", &csrf), ("code", &totp_now(&secret, 0))],
+        )
+        .await;
+    assert!(page.body.contains("Two-step sign-in is on"), "{}", page.body);
+
+    // The directory's password alone starts no session.
+    let mut c = Browser::new(&server);
+    let form = ldap_sign_in(&mut c, &id, "carol", "carol-password-1").await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    assert!(form.body.contains("action=\"/portal/login/mfa\""), "{}", form.body);
+    assert!(!c.cookies.contains_key("ward_portal"));
+    assert_eq!(c.get("/portal").await.status, StatusCode::SEE_OTHER);
+    let at = form.body.find("name=\"pending\" value=\"").unwrap() + "name=\"pending\" value=\"".len();
+    let pending = form.body[at..at + form.body[at..].find('"').unwrap()].to_owned();
+    let page = c
+        .post(
+            "/portal/login/mfa",
+            &[
+                ("csrf", &form.csrf()),
+                ("pending", &pending),
+                ("code", &totp_now(&secret, 30)),
+            ],
+        )
+        .await;
+    assert_eq!(page.location(), Some("/portal"), "{}", page.body);
+    assert_eq!(c.get("/portal").await.status, StatusCode::OK);
+    let events = server.audit(&owner, "action=portal.login_code").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["result"] == "ok" && e["detail"].as_str().is_some_and(|d| d.contains("through corp"))),
+        "{events:?}"
+    );
+}

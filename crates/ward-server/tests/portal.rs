@@ -486,3 +486,256 @@ async fn guessing_codes_locks_the_address_out_like_guessing_passwords() {
     .await;
     assert_eq!(st["state"], "pending");
 }
+
+// ---- two-step sign-in (TOTP) of end users -------------------------------------
+
+fn totp_at(secret: &str, secs: u64) -> String {
+    let bytes = totp_rs::Secret::Encoded(secret.to_owned()).to_bytes().unwrap();
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes)
+        .unwrap()
+        .generate(secs)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Six digits that are no code of `secret` for any time step near now.
+fn wrong_code(secret: &str) -> String {
+    let now = unix_now();
+    let near: Vec<String> = (0..8).map(|i| totp_at(secret, now + i * 30 - 120)).collect();
+    (0..10u32)
+        .map(|d| format!("{d}{d}{d}{d}{d}{d}"))
+        .find(|c| !near.contains(c))
+        .unwrap()
+}
+
+/// The text between `start` and the next `end` in `body`.
+fn between<'a>(body: &'a str, start: &str, end: &str) -> &'a str {
+    let at = body.find(start).unwrap_or_else(|| panic!("no {start:?} in {body}")) + start.len();
+    let rest = &body[at..];
+    &rest[..rest.find(end).unwrap()]
+}
+
+/// Sets up two-step sign-in for the signed-in browser: the secret (base32),
+/// the time the confirming code was made for, and the recovery codes.
+async fn enrol(b: &mut Browser) -> (String, u64, Vec<String>) {
+    let page = b.get("/portal/account").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Set up two-step sign-in"), "{}", page.body);
+    let page = b.post("/portal/account/mfa", &[("csrf", &page.csrf())]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("data:image/svg+xml;base64,"), "{}", page.body);
+    let secret = between(&page.body, "Secret: <code>", "</code>").to_owned();
+    // A wrong first code turns nothing on.
+    let csrf = page.csrf();
+    let wrong = b
+        .post(
+            "/portal/account/mfa/confirm",
+            &[("csrf", &csrf), ("code", &wrong_code(&secret))],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST, "{}", wrong.body);
+    let now = unix_now();
+    let page = b
+        .post(
+            "/portal/account/mfa/confirm",
+            &[("csrf", &csrf), ("code", &totp_at(&secret, now))],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let codes: Vec<String> = page
+        .body
+        .split("<li><code>")
+        .skip(1)
+        .map(|s| s[..s.find('<').unwrap()].to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10, "{}", page.body);
+    let page = b.get("/portal/account").await;
+    assert!(page.body.contains("Turn off"), "{}", page.body);
+    (secret, now, codes)
+}
+
+/// The password step: the code's form, and no session yet.
+async fn password_step(b: &mut Browser, user: &str, password: &str) -> Page {
+    let page = portal_sign_in(b, user, password).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("action=\"/portal/login/mfa\""), "{}", page.body);
+    assert!(!b.cookies.contains_key("ward_portal"), "a session before the code");
+    assert_eq!(b.get("/portal").await.status, StatusCode::SEE_OTHER);
+    page
+}
+
+async fn code_step(b: &mut Browser, form: &Page, code: &str) -> Page {
+    let pending = between(&form.body, "name=\"pending\" value=\"", "\"").to_owned();
+    b.post(
+        "/portal/login/mfa",
+        &[("csrf", &form.csrf()), ("pending", &pending), ("code", code)],
+    )
+    .await
+}
+
+async fn sign_out(b: &mut Browser) {
+    let csrf = b.get("/portal").await.csrf();
+    b.post("/portal/logout", &[("csrf", &csrf)]).await;
+    assert!(!b.cookies.contains_key("ward_portal"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_users_sign_in_with_a_second_factor_once_they_set_it_up() {
+    let server = Server::start_with(|c| c.login.slow_after = 100).await;
+    let owner = set_up(&server).await;
+    let mut b = Browser::new(&server);
+    let page = portal_sign_in(&mut b, "alice", "alice-password").await;
+    assert_eq!(page.location(), Some("/portal"));
+    assert!(b.get("/portal").await.body.contains("href=\"/portal/account\""));
+    let (secret, confirmed_at, recovery) = enrol(&mut b).await;
+    let (_, v) = server.api(Method::GET, "/api/v1/users/alice", &owner, None).await;
+    assert_eq!(v["mfa_enabled"], true, "{v}");
+    let (_, v) = server.api(Method::GET, "/api/v1/users/bob", &owner, None).await;
+    assert_eq!(v["mfa_enabled"], false, "{v}");
+    sign_out(&mut b).await;
+
+    // A right password is not enough; a wrong code is refused.
+    let form = password_step(&mut b, "alice", "alice-password").await;
+    let page = code_step(&mut b, &form, &wrong_code(&secret)).await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{}", page.body);
+    assert!(page.body.contains("wrong or was already used"), "{}", page.body);
+    assert!(!b.cookies.contains_key("ward_portal"));
+    // The code that confirmed the set-up was used: it does not sign in again.
+    let page = code_step(&mut b, &form, &totp_at(&secret, confirmed_at)).await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{}", page.body);
+    assert!(!b.cookies.contains_key("ward_portal"));
+    // The pending sign-in is this browser's: another one cannot finish it.
+    let next_code = totp_at(&secret, confirmed_at + 30);
+    let mut thief = Browser::new(&server);
+    let stolen = code_step(&mut thief, &form, &next_code).await;
+    assert_eq!(stolen.status, StatusCode::FORBIDDEN, "{}", stolen.body);
+    assert!(!thief.cookies.contains_key("ward_portal"));
+    // The next time step's code signs in.
+    let page = code_step(&mut b, &form, &next_code).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(page.location(), Some("/portal"));
+    assert_eq!(b.get("/portal").await.status, StatusCode::OK);
+    sign_out(&mut b).await;
+    // ...once.
+    let form = password_step(&mut b, "alice", "alice-password").await;
+    let page = code_step(&mut b, &form, &next_code).await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{}", page.body);
+
+    // A recovery code signs in once, whatever its case and dashes.
+    let page = code_step(&mut b, &form, &recovery[0].to_uppercase().replace('-', " ")).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    sign_out(&mut b).await;
+    let form = password_step(&mut b, "alice", "alice-password").await;
+    let page = code_step(&mut b, &form, &recovery[0]).await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{}", page.body);
+    let page = code_step(&mut b, &form, &recovery[1]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+
+    // The trail names the steps.
+    let events = server.audit(&owner, "action=portal.login_code").await;
+    assert!(events.iter().any(|e| e["result"] != "ok"), "{events:?}");
+    assert!(
+        events.iter().any(|e| e["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("recovery code accepted"))),
+        "{events:?}"
+    );
+
+    // Turning it off needs a current code.
+    let csrf = b.get("/portal/account").await.csrf();
+    let page = b
+        .post(
+            "/portal/account/mfa/disable",
+            &[("csrf", &csrf), ("code", &wrong_code(&secret))],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+    let page = b
+        .post(
+            "/portal/account/mfa/disable",
+            &[("csrf", &csrf), ("code", &recovery[2])],
+        )
+        .await;
+    assert_eq!(page.location(), Some("/portal/account?done=mfa-off"), "{}", page.body);
+    sign_out(&mut b).await;
+    let page = portal_sign_in(&mut b, "alice", "alice-password").await;
+    assert_eq!(page.location(), Some("/portal"), "{}", page.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_resets_a_users_second_factor_in_its_own_tenant_only() {
+    let server = Server::start_with(|c| {
+        c.login.slow_after = 100;
+        c.login.lock_after = 3;
+    })
+    .await;
+    let owner = set_up(&server).await;
+    let mut b = Browser::new(&server);
+    portal_sign_in(&mut b, "alice", "alice-password").await;
+    let (secret, _, _) = enrol(&mut b).await;
+
+    // Wrong codes count like wrong passwords: three lock the user out.
+    let mut other = Browser::new(&server);
+    let form = password_step(&mut other, "alice", "alice-password").await;
+    for _ in 0..3 {
+        let page = code_step(&mut other, &form, &wrong_code(&secret)).await;
+        assert!(page.status.is_client_error(), "{}", page.body);
+    }
+    let (_, v) = server.api(Method::GET, "/api/v1/users/alice", &owner, None).await;
+    assert!(v["locked_until"].is_string(), "{v}");
+    let page = portal_sign_in(&mut other, "alice", "alice-password").await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.body);
+    let (s, _) = server
+        .api(Method::POST, "/api/v1/users/alice/unlock", &owner, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // An auditor may not reset it; another tenant's owner does not see alice.
+    server.create_account(&owner, "audrey", "auditor", PW).await;
+    let auditor = server.token("default", "audrey", PW).await;
+    let (s, v) = server
+        .api(Method::POST, "/api/v1/users/alice/mfa/reset", &auditor, None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let op = server.token("system", "operator", PW).await;
+    let (s, v) = server
+        .api(
+            Method::POST,
+            "/api/v1/tenants",
+            &op,
+            Some(json!({"name": "beta", "owner_password": "beta-owner-pw"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let beta = server.token("beta", "admin", "beta-owner-pw").await;
+    let (s, v) = server
+        .api(Method::POST, "/api/v1/users/alice/mfa/reset", &beta, None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (_, v) = server.api(Method::GET, "/api/v1/users/alice", &owner, None).await;
+    assert_eq!(v["mfa_enabled"], true, "{v}");
+
+    // The tenant's administrator resets it: her portal sessions end, and the
+    // password alone signs her in again.
+    assert_eq!(b.get("/portal").await.status, StatusCode::OK);
+    let (s, v) = server
+        .api(Method::POST, "/api/v1/users/alice/mfa/reset", &owner, None)
+        .await;
+    assert_eq!((s, v["mfa_enabled"].as_bool()), (StatusCode::OK, Some(false)), "{v}");
+    assert_eq!(b.get("/portal").await.status, StatusCode::SEE_OTHER);
+    let page = portal_sign_in(&mut b, "alice", "alice-password").await;
+    assert_eq!(page.location(), Some("/portal"), "{}", page.body);
+    let events = server.audit(&owner, "action=user.mfa_reset").await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["result"] == "ok" && e["target"] == "user:alice"),
+        "{events:?}"
+    );
+}

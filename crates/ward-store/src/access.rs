@@ -41,6 +41,9 @@ pub struct UserRow {
     /// True when a directory sync disabled the user (it vanished from the
     /// directory); a later sync that finds it enables it again.
     pub disabled_by_source: bool,
+    /// True when the user signs in to the portal with a second factor (a
+    /// confirmed TOTP secret, `user_totp`).
+    pub mfa_enabled: bool,
 }
 
 impl UserRow {
@@ -60,6 +63,7 @@ impl UserRow {
             source_id: get(row, "source_id")?,
             attributes: attributes_from_json(&get::<String>(row, "attributes")?),
             disabled_by_source: get::<i64>(row, "disabled_by_source")? != 0,
+            mfa_enabled: get::<i64>(row, "mfa_factors")? > 0,
         })
     }
 }
@@ -187,7 +191,8 @@ impl RuleRow {
 
 pub(crate) const USER_COLUMNS: &str = "id, tenant_id, name, disabled, created_at, \
      CAST(CASE WHEN password_hash IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_password, failed_logins, locked_until, \
-     last_login_at, source_id, attributes, disabled_by_source";
+     last_login_at, source_id, attributes, disabled_by_source, \
+     (SELECT COUNT(*) FROM user_totp m WHERE m.user_id = users.id AND m.enabled_at IS NOT NULL) AS mfa_factors";
 const GROUP_COLUMNS: &str = "id, tenant_id, name, created_at, conditions";
 pub(crate) const APP_COLUMNS: &str =
     "id, tenant_id, name, addresses, ports, protocol, tags, created_at, public_host, upstream_scheme";
@@ -246,6 +251,7 @@ impl Store {
             source_id: None,
             attributes: BTreeMap::new(),
             disabled_by_source: false,
+            mfa_enabled: false,
         })
     }
 

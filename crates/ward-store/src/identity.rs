@@ -359,6 +359,7 @@ impl Store {
             source_id: Some(source_id.into()),
             attributes: BTreeMap::new(),
             disabled_by_source: false,
+            mfa_enabled: false,
         })
     }
 

@@ -49,7 +49,7 @@ pub use error::{Result, StoreError};
 pub use gateways::{AccessFilter, AccessRecordRow, GatewayRow, ROWS_PER_INSERT};
 pub use identity::{IdentitySourceRow, NewIdentitySource, OidcLoginRow};
 pub use lockouts::AddressLockout;
-pub use mfa::TotpRow;
+pub use mfa::{Owner as MfaOwner, TotpRow};
 pub use page::{Page, PageRequest};
 pub use portal::{EnrollRequestRow, UserSessionRow};
 pub use tenants::{TenantRow, DEFAULT_DEVICE_SESSION_HOURS};

@@ -7,7 +7,8 @@
 use ward_core::{Role, TenantState};
 use ward_store::testing::TestStore;
 use ward_store::{
-    AuditFilter, NewAccount, NewApiKey, NewAuditEvent, NewIdentitySource, OidcLoginRow, PageRequest, Store, StoreError,
+    AuditFilter, MfaOwner, NewAccount, NewApiKey, NewAuditEvent, NewIdentitySource, OidcLoginRow, PageRequest, Store,
+    StoreError,
 };
 
 macro_rules! on_both_backends {
@@ -34,6 +35,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     bootstrap_once,
+    users_totp_factors_are_their_own_and_scoped_by_tenant,
     tenants_and_owner,
     accounts_are_scoped_by_tenant,
     pagination_walks_every_row,
@@ -1591,4 +1593,93 @@ async fn published_hosts_are_unique_and_web_codes_work_once_for_their_host(s: &S
         .await
         .unwrap();
     assert_eq!(page.items, vec![rec]);
+}
+
+async fn users_totp_factors_are_their_own_and_scoped_by_tenant(s: &Store) {
+    let u = MfaOwner::User;
+    let t = s.create_tenant("m", "r", "admin", "h", None, NOW).await.unwrap();
+    let other = s.create_tenant("o", "r", "admin", "h", None, NOW).await.unwrap();
+    let owner = s.tenant_owner(&t.id).await.unwrap().unwrap();
+    let alice = s.create_user(&t.id, "alice", NOW).await.unwrap();
+    assert!(!alice.mfa_enabled);
+    assert!(s.totp_of(u, &t.id, &alice.id).await.unwrap().is_none());
+    // Not through another tenant, nor for an id that is no user (an account's).
+    assert!(!s.start_totp_of(u, &other.id, &alice.id, "v1.x", NOW).await.unwrap());
+    assert!(!s.start_totp_of(u, &t.id, &owner.id, "v1.x", NOW).await.unwrap());
+    assert!(s.start_totp_of(u, &t.id, &alice.id, "v1.first", NOW).await.unwrap());
+    assert!(s
+        .start_totp_of(u, &t.id, &alice.id, "v1.second", NOW + 1)
+        .await
+        .unwrap());
+    let pending = s.totp_of(u, &t.id, &alice.id).await.unwrap().unwrap();
+    assert_eq!(
+        (pending.sealed_secret.as_str(), pending.enabled_at),
+        ("v1.second", None)
+    );
+    assert!(
+        !s.use_totp_step_of(u, &t.id, &alice.id, 10).await.unwrap(),
+        "pending is not enabled"
+    );
+    assert!(!s.user_by_id(&t.id, &alice.id).await.unwrap().unwrap().mfa_enabled);
+    // The user's factor is not the administrators' table.
+    assert!(s.totp(&t.id, &alice.id).await.unwrap().is_none());
+    let hashes = vec!["h1".to_owned(), "h2".to_owned()];
+    assert!(!s
+        .confirm_totp_of(u, &other.id, &alice.id, 5, &hashes, NOW)
+        .await
+        .unwrap());
+    assert!(s
+        .confirm_totp_of(u, &t.id, &alice.id, 5, &hashes, NOW + 2)
+        .await
+        .unwrap());
+    assert!(
+        !s.confirm_totp_of(u, &t.id, &alice.id, 6, &hashes, NOW + 3)
+            .await
+            .unwrap(),
+        "only once"
+    );
+    assert!(
+        !s.start_totp_of(u, &t.id, &alice.id, "v1.third", NOW).await.unwrap(),
+        "enabled stays"
+    );
+    assert!(s.user_by_id(&t.id, &alice.id).await.unwrap().unwrap().mfa_enabled);
+    assert!(s.user_by_name(&t.id, "alice").await.unwrap().unwrap().mfa_enabled);
+    assert!(s
+        .all_users(&t.id)
+        .await
+        .unwrap()
+        .iter()
+        .any(|x| x.name == "alice" && x.mfa_enabled));
+    // Each step once, never an earlier one, never from another tenant.
+    assert!(!s.use_totp_step_of(u, &t.id, &alice.id, 5).await.unwrap());
+    assert!(s.use_totp_step_of(u, &t.id, &alice.id, 6).await.unwrap());
+    assert!(!s.use_totp_step_of(u, &t.id, &alice.id, 6).await.unwrap());
+    assert!(!s.use_totp_step_of(u, &t.id, &alice.id, 4).await.unwrap());
+    assert!(!s.use_totp_step_of(u, &other.id, &alice.id, 7).await.unwrap());
+    // Recovery codes once each, in their own tenant.
+    assert_eq!(s.recovery_codes_left_of(u, &t.id, &alice.id).await.unwrap(), 2);
+    assert!(!s.use_recovery_code_of(u, &other.id, &alice.id, "h1").await.unwrap());
+    assert!(
+        !s.use_recovery_code(&t.id, &alice.id, "h1").await.unwrap(),
+        "not an account's code"
+    );
+    assert!(s.use_recovery_code_of(u, &t.id, &alice.id, "h1").await.unwrap());
+    assert!(!s.use_recovery_code_of(u, &t.id, &alice.id, "h1").await.unwrap());
+    assert_eq!(s.recovery_codes_left_of(u, &t.id, &alice.id).await.unwrap(), 1);
+    // Removing: not from another tenant; with the portal sessions when asked.
+    s.create_user_session("mfa-user-tok", &t.id, &alice.id, NOW, NOW + 100)
+        .await
+        .unwrap();
+    assert!(!s.remove_totp_of(u, &other.id, &alice.id, true).await.unwrap());
+    assert!(s.user_by_id(&t.id, &alice.id).await.unwrap().unwrap().mfa_enabled);
+    assert!(s.user_session("mfa-user-tok", NOW).await.unwrap().is_some());
+    assert!(s.remove_totp_of(u, &t.id, &alice.id, true).await.unwrap());
+    assert!(s.user_session("mfa-user-tok", NOW).await.unwrap().is_none());
+    assert!(!s.user_by_id(&t.id, &alice.id).await.unwrap().unwrap().mfa_enabled);
+    assert_eq!(s.recovery_codes_left_of(u, &t.id, &alice.id).await.unwrap(), 0);
+    assert!(!s.remove_totp_of(u, &t.id, &alice.id, false).await.unwrap());
+    assert!(s.start_totp_of(u, &t.id, &alice.id, "v1.again", NOW).await.unwrap());
+    // Deleting the user takes its factor along.
+    s.delete_user(&t.id, &alice.id).await.unwrap();
+    assert!(s.totp_of(u, &t.id, &alice.id).await.unwrap().is_none());
 }

@@ -85,6 +85,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::show, users::update, users::delete))
         .routes(routes!(users::set_password, users::clear_password))
         .routes(routes!(users::unlock))
+        .routes(routes!(users::mfa_reset))
         .routes(routes!(users::list_groups, users::create_group))
         .routes(routes!(users::update_group, users::delete_group))
         .routes(routes!(users::add_member))
@@ -171,6 +172,7 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         ("PUT", "/api/v1/users/{name}/password") => "user.set_password",
         ("DELETE", "/api/v1/users/{name}/password") => "user.clear_password",
         ("POST", "/api/v1/users/{name}/unlock") => "user.unlock",
+        ("POST", "/api/v1/users/{name}/mfa/reset") => "user.mfa_reset",
         ("GET", "/api/v1/groups") => "group.list",
         ("POST", "/api/v1/groups") => "group.create",
         ("DELETE", "/api/v1/groups/{name}") => "group.delete",

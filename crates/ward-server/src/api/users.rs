@@ -70,6 +70,7 @@ fn user_view(u: UserRow, groups: &HashMap<String, Vec<String>>) -> User {
         created_at: rfc3339(u.created_at),
         has_password: u.has_password,
         locked_until: opt_time(u.locked_until.filter(|t| *t > now)),
+        mfa_enabled: u.mfa_enabled,
     }
 }
 
@@ -235,6 +236,35 @@ pub async fn unlock(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<
         UserRow {
             failed_logins: 0,
             locked_until: None,
+            ..u
+        },
+        &by_user,
+    )))
+}
+
+/// Turn off an end user's two-step sign-in to the portal (for a lost
+/// phone): its TOTP secret and recovery codes are deleted and its portal
+/// sessions end; it signs in with its password alone and can set it up again.
+#[utoipa::path(post, path = "/api/v1/users/{name}/mfa/reset", tag = "users", params(("name" = String, Path)),
+    security(("bearer" = [])), responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn mfa_reset(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<User>> {
+    ctx.target(format!("user:{name}"));
+    ctx.authorize(Permission::UsersManage, ctx.tenant_target())?;
+    let u = find_user(&ctx, &name).await?;
+    let had = ctx
+        .state
+        .store
+        .remove_totp_of(ward_store::MfaOwner::User, ctx.tenant_id(), &u.id, true)
+        .await?;
+    ctx.detail(if had {
+        "two-step sign-in removed; portal sessions ended"
+    } else {
+        "the user had no two-step sign-in"
+    });
+    let (by_user, _) = memberships(&ctx).await?;
+    Ok(Json(user_view(
+        UserRow {
+            mfa_enabled: false,
             ..u
         },
         &by_user,

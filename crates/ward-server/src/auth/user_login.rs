@@ -11,7 +11,9 @@
 //! written to the audit trail.
 //!
 //! It issues nothing: what a signed-in user gets (a portal session) is the
-//! portal's business.
+//! portal's business. For a user with two-step sign-in on, a right password
+//! is not yet a success: the portal asks for the code (`portal/twostep.rs`),
+//! which records the success.
 
 use std::net::IpAddr;
 
@@ -111,6 +113,11 @@ pub async fn user_login(
         ));
     }
 
+    if user.mfa_enabled {
+        // The second step (the portal's) records the success once the code
+        // is right: until then the failures in a row are not forgotten.
+        return Ok((tenant, user));
+    }
     store.record_user_login_success(&tenant.id, &user.id, now).await?;
     state.metrics.login("success");
     Ok((

@@ -175,6 +175,19 @@ async fn sign_in(
         audit.update(|n| n.detail = Some("password right; user disabled".into()));
         return Err(fail(&t, r.err().unwrap_or_else(bad_credentials)));
     }
+    audit.update(|n| n.user = Some((user.id.clone(), user.name.clone())));
+    if user.mfa_enabled {
+        // The password was right; the session waits for the second factor.
+        let via = format!(" (through {})", source.name);
+        return Ok(super::twostep::ask(
+            state,
+            &tenant,
+            &user,
+            portal_next(f.next.as_deref()),
+            &via,
+            audit,
+        ));
+    }
     store
         .record_user_login_success(&tenant.id, &user.id, now)
         .await

@@ -33,8 +33,10 @@ use crate::ctx::Anonymous;
 use crate::error::ApiError;
 use crate::state::{now_ms, AppState};
 
+mod account;
 mod ldap;
 mod oidc;
+mod twostep;
 
 const TOKEN_PREFIX: &str = "wu_";
 
@@ -49,6 +51,10 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         ("POST", "/portal/login") => "portal.login",
         ("GET", OIDC_CALLBACK_ROUTE) => "portal.login",
         ("POST", "/portal/ldap/{id}/login") => "portal.login",
+        ("POST", "/portal/login/mfa") => "portal.login_code",
+        ("POST", "/portal/account/mfa") => "portal.mfa_enroll",
+        ("POST", "/portal/account/mfa/confirm") => "portal.mfa_confirm",
+        ("POST", "/portal/account/mfa/disable") => "portal.mfa_disable",
         ("POST", "/portal/logout") => "portal.logout",
         ("POST", "/portal/activate") => "portal.enroll_decide",
         ("GET", "/portal/activate") => "portal.enroll_lookup",
@@ -83,7 +89,12 @@ pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/portal", get(home))
         .route("/portal/login", get(login_form).post(login_submit))
+        .route("/portal/login/mfa", post(twostep::submit))
         .route("/portal/logout", post(logout))
+        .route("/portal/account", get(account::show))
+        .route("/portal/account/mfa", post(account::enroll))
+        .route("/portal/account/mfa/confirm", post(account::confirm))
+        .route("/portal/account/mfa/disable", post(account::disable))
         .route("/portal/oidc/{id}/start", get(oidc::start))
         .route(OIDC_CALLBACK_ROUTE, get(oidc::callback))
         .route("/portal/ldap/{id}/login", post(ldap::login))
@@ -170,6 +181,7 @@ pub(crate) fn page(title: &str, who: Option<&Portal>, body: Markup) -> Response 
             nav {
                 a href="/portal" { "My applications and devices" }
                 a href="/portal/activate" { "Approve a device" }
+                a href="/portal/account" { "My account" }
             }
             div.who {
                 span { (p.user.name) " · " (p.tenant.name) }
@@ -197,9 +209,12 @@ async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next) -> 
         return next.run(req).await;
     }
     let path = req.uri().path();
-    // The sign-in forms (password, and each LDAP source's) carry the
-    // double-submit token of the sign-in cookie: there is no session yet.
-    let login = path == "/portal/login" || (path.starts_with("/portal/ldap/") && path.ends_with("/login"));
+    // The sign-in forms (password, each LDAP source's, and the second
+    // step's code) carry the double-submit token of the sign-in cookie:
+    // there is no session yet.
+    let login = path == "/portal/login"
+        || path == "/portal/login/mfa"
+        || (path.starts_with("/portal/ldap/") && path.ends_with("/login"));
     let expected = if login {
         cookie(req.headers(), signin_cookie(&state)).map(str::to_owned)
     } else {
@@ -490,6 +505,10 @@ async fn login_submit(State(state): State<AppState>, anon: Anonymous, Form(f): F
         n.tenant_id = Some(tenant.id.clone());
         n.user = Some((user.id.clone(), user.name.clone()));
     });
+    if user.mfa_enabled {
+        // The password was right; the session waits for the second factor.
+        return twostep::ask(&state, &tenant, &user, portal_next(f.next.as_deref()), "", &anon.audit);
+    }
     start_session(&state, &tenant, &user, portal_next(f.next.as_deref())).await
 }
 
