@@ -1071,6 +1071,18 @@ pub struct GatewayTenantLoad {
     pub connections: u64,
 }
 
+/// The `return` target of a clientless sign-in (the gateway's redirect to
+/// the portal, and the portal's back to the published host): a path with
+/// its query on the same host, never another site. `None` when it is not one.
+pub fn safe_web_return(ret: &str) -> Option<&str> {
+    (ret.starts_with('/')
+        && !ret.starts_with("//")
+        && !ret.starts_with("/\\")
+        && ret.len() <= 2048
+        && ret.bytes().all(|b| b.is_ascii_graphic()))
+    .then_some(ret)
+}
+
 /// `POST /api/v1/gateway/web-sessions`: a gateway redeems the one-time code
 /// a browser brought back from the portal to a published host.
 #[derive(Clone, Serialize, Deserialize, ToSchema)]

@@ -30,16 +30,9 @@ pub fn parse_public_host(s: &str) -> Option<String> {
     crate::api::policy::parse_public_host(s)
 }
 
-/// Where a browser may be sent back to on a published host: a path (with
-/// its query), never another site. `None` when it is not one.
-pub fn safe_return(ret: &str) -> Option<&str> {
-    (ret.starts_with('/')
-        && !ret.starts_with("//")
-        && !ret.starts_with("/\\")
-        && ret.len() <= 2048
-        && ret.bytes().all(|b| b.is_ascii_graphic()))
-    .then_some(ret)
-}
+/// Where a browser may be sent back to on a published host (one definition
+/// for the portal and the gateway).
+pub use ward_api::safe_web_return as safe_return;
 
 /// Mints a one-time code for `user_id` of `tenant_id` on `host`; returns the code.
 pub async fn mint(state: &AppState, tenant_id: &str, user_id: &str, host: &str) -> ApiResult<String> {

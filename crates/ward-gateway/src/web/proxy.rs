@@ -66,16 +66,6 @@ fn redirect(location: &str, set_cookies: &[String]) -> Response<ResBody> {
     r
 }
 
-/// A return target on the same host: a path (and query), never another site.
-fn safe_return(ret: &str) -> Option<&str> {
-    (ret.starts_with('/')
-        && !ret.starts_with("//")
-        && !ret.starts_with("/\\")
-        && ret.len() <= 2048
-        && ret.bytes().all(|b| b.is_ascii_graphic()))
-    .then_some(ret)
-}
-
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     peer: SocketAddr,
@@ -173,7 +163,12 @@ async fn callback(
     else {
         return refused("The sign-in link is incomplete. Open the application's address again.");
     };
-    let ret = q.ret.as_deref().and_then(safe_return).unwrap_or("/").to_owned();
+    let ret = q
+        .ret
+        .as_deref()
+        .and_then(ward_api::safe_web_return)
+        .unwrap_or("/")
+        .to_owned();
     // The sign-in must have started in this browser: a code minted for
     // someone else's sign-in cannot sign this browser in.
     let same_browser = match (state_cookie, q.state.as_deref()) {
