@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 pub use ward_core::{Posture, PostureRequirements, Role, TenantState};
 
+mod internet;
+pub use internet::*;
+
 /// The prefix of every API path.
 pub const API_PREFIX: &str = "/api/v1";
 
@@ -840,6 +843,9 @@ pub struct TenantSnapshot {
     /// The tenant's applications published for clientless web access.
     #[serde(default)]
     pub web_apps: Vec<WebApp>,
+    /// The tenant's internet access control.
+    #[serde(default)]
+    pub internet: InternetSnapshot,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -904,7 +910,9 @@ pub struct AccessRecord {
     pub port: u16,
     /// `tcp`.
     pub protocol: String,
-    /// `allow` or `deny`.
+    /// Private access: `allow` or `deny`. Web: `allow`, `block`, `warn` (the
+    /// warning shown), `proceed` (clicked through), `monitor`. DNS: `allow`,
+    /// `block`, `monitor`.
     pub action: String,
     pub rule_id: Option<String>,
     /// Why: `rule_matched`, `no_application`, `no_rule_matched`, `device_revoked`,
@@ -927,6 +935,28 @@ pub struct AccessRecord {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// `private` (private access, clientless included; the default), `web`
+    /// (internet traffic through the filtering proxy: one record per plain
+    /// HTTP request, or per tunnel) or `dns` (one DNS query).
+    #[serde(default = "kind_private", skip_serializing_if = "is_private")]
+    pub kind: String,
+    /// Web: the URL of a plain-HTTP (or inspected) request, query string
+    /// included, at most 2,048 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Web: the request body of a plain-HTTP (or inspected) upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<Upload>,
+    /// Web: the TLS of the tunnel was inspected.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inspected: bool,
+    /// DNS: the query type (`A`, `AAAA`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qtype: Option<String>,
+    /// DNS: the answer's records as text (`A 192.0.2.1, A 192.0.2.2`), or the
+    /// response code (`NXDOMAIN`, `SERVFAIL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
 }
 
 /// A batch of records shipped by a gateway.
@@ -976,6 +1006,28 @@ pub struct AccessLogEntry {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// `private` (private access, clientless included; the default), `web`
+    /// (internet traffic through the filtering proxy: one record per plain
+    /// HTTP request, or per tunnel) or `dns` (one DNS query).
+    #[serde(default = "kind_private", skip_serializing_if = "is_private")]
+    pub kind: String,
+    /// Web: the URL of a plain-HTTP (or inspected) request, query string
+    /// included, at most 2,048 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Web: the request body of a plain-HTTP (or inspected) upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<Upload>,
+    /// Web: the TLS of the tunnel was inspected.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inspected: bool,
+    /// DNS: the query type (`A`, `AAAA`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qtype: Option<String>,
+    /// DNS: the answer's records as text (`A 192.0.2.1, A 192.0.2.2`), or the
+    /// response code (`NXDOMAIN`, `SERVFAIL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
 }
 
 /// `GET /api/v1/access-records` filters.
@@ -1296,4 +1348,12 @@ impl std::fmt::Debug for CreateIdentitySource {
             .field("client_secret", &"***")
             .finish_non_exhaustive()
     }
+}
+
+fn kind_private() -> String {
+    "private".to_owned()
+}
+
+fn is_private(kind: &String) -> bool {
+    kind.is_empty() || kind == "private"
 }

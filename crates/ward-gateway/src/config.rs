@@ -30,6 +30,17 @@ pub struct GatewayConfig {
     /// The HTTPS listener for published applications (clientless web
     /// access), if any.
     pub web: Option<crate::web::WebConfig>,
+    /// The explicit proxy port for devices without the agent (internet
+    /// access control; users authenticate with a proxy credential), if any.
+    pub proxy_listen: Option<SocketAddr>,
+    /// DNS resolvers the DNS filter forwards allowed queries to, and the
+    /// internet proxy resolves names through. Empty: the system's resolver
+    /// for the proxy, and the DNS filter answers SERVFAIL.
+    pub dns_upstreams: Vec<SocketAddr>,
+    /// Let internet traffic reach loopback, private and link-local
+    /// addresses (off by default: those are reached as private
+    /// applications, never through the internet proxy).
+    pub internet_allow_private: bool,
 }
 
 impl GatewayConfig {
@@ -52,6 +63,9 @@ impl GatewayConfig {
             recheck_interval: DEFAULT_RECHECK_INTERVAL,
             threads: 0,
             web: None,
+            proxy_listen: None,
+            dns_upstreams: Vec::new(),
+            internet_allow_private: false,
         }
     }
 }
@@ -66,6 +80,9 @@ impl std::fmt::Debug for GatewayConfig {
             .field("dial_timeout", &self.dial_timeout)
             .field("recheck_interval", &self.recheck_interval)
             .field("threads", &self.threads)
+            .field("proxy_listen", &self.proxy_listen)
+            .field("dns_upstreams", &self.dns_upstreams)
+            .field("internet_allow_private", &self.internet_allow_private)
             .finish_non_exhaustive()
     }
 }

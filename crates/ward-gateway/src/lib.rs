@@ -121,6 +121,8 @@ pub(crate) struct Gateway {
     pub(crate) web_hosts: web::HostTable,
     /// Tunnels open per tenant, for the status reports.
     pub(crate) tunnels: status::TunnelCounts,
+    /// Tenants' compiled internet policies, reused across snapshots.
+    pub(crate) internet_cache: state::InternetCache,
 }
 
 /// A gateway serving in the background.
@@ -184,6 +186,7 @@ pub async fn start(
         drain: drain::Drain::default(),
         web_hosts: web::HostTable::default(),
         tunnels: status::TunnelCounts::default(),
+        internet_cache: state::InternetCache::default(),
     });
     if let Some(saved) = state::load(&config.spool_dir) {
         tracing::info!(

@@ -181,6 +181,8 @@ impl ConnectionResult {
                 method: None,
                 path: None,
                 status: None,
+                kind: "private".to_owned(),
+                ..AccessRecord::default()
             },
             started: Instant::now(),
             emitter,
@@ -279,6 +281,7 @@ fn empty_record() -> AccessRecord {
         method: None,
         path: None,
         status: None,
+        ..AccessRecord::default()
     }
 }
 

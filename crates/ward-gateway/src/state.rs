@@ -3,12 +3,14 @@
 //! last one it saw even when the server is unreachable.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
-use ward_api::GatewaySnapshot;
+use ward_api::{DnsSettings, GatewaySnapshot, InternetSnapshot};
+use ward_inet::{CompiledInternetPolicy, InternetDecision, InternetRequest};
 use ward_pki::CertificateDer;
 use ward_policy::{CompiledPolicy, DeviceState, Host, Protocol, Reason, Request};
 
@@ -33,6 +35,111 @@ pub(crate) struct TenantPolicy {
     policy: CompiledPolicy,
     users: HashMap<String, UserState>,
     devices: HashMap<String, DeviceEntry>,
+    /// The tenant's internet access control; `None` when it is off.
+    internet: Option<InternetState>,
+}
+
+/// A tenant's internet access control, compiled: what the filtering proxy
+/// and the DNS filter decide with.
+pub(crate) struct InternetState {
+    /// Shared between snapshots while the tenant's rules and lists stay the
+    /// same (see [`InternetCache`]).
+    pub(crate) policy: Arc<CompiledInternetPolicy>,
+    pub(crate) dns: DnsSettings,
+    pub(crate) inspection: bool,
+    /// List ids never inspected.
+    pub(crate) do_not_inspect: Vec<String>,
+    pub(crate) inspection_ca: Option<ward_api::InspectionCa>,
+    /// Proxy credentials by id: (user id, SHA-256 of the whole password).
+    pub(crate) proxy_credentials: HashMap<String, (String, [u8; 32])>,
+    pub(crate) warn_minutes: u32,
+}
+
+/// Compiled internet policies of the last snapshot, by tenant, with a
+/// fingerprint of their input: a new snapshot (and the epoch moves for every
+/// enrolment or posture change) recompiles a tenant's lists, which can hold a
+/// million names, only when its rules or lists changed.
+pub(crate) struct InternetCache {
+    /// The hash seed of every compiled list set: random per process, so no
+    /// tenant can import names prepared to collide.
+    seed: u64,
+    entries: Mutex<HashMap<String, (u64, Arc<CompiledInternetPolicy>)>>,
+}
+
+impl Default for InternetCache {
+    fn default() -> InternetCache {
+        InternetCache {
+            seed: std::collections::hash_map::RandomState::new().hash_one(0x5741_5244u64),
+            entries: Mutex::default(),
+        }
+    }
+}
+
+impl InternetCache {
+    fn compile(&self, tenant_id: &str, input: &ward_inet::InternetPolicyInput) -> Arc<CompiledInternetPolicy> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        // serde_json of the input is stable for equal inputs (field order is
+        // the struct's, lists keep their canonical text).
+        match serde_json::to_vec(input) {
+            Ok(bytes) => bytes.hash(&mut hasher),
+            Err(_) => return Arc::new(CompiledInternetPolicy::compile_seeded(input.clone(), self.seed)),
+        }
+        let fingerprint = hasher.finish();
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, policy)) = entries.get(tenant_id) {
+            if *seen == fingerprint {
+                return policy.clone();
+            }
+        }
+        let policy = Arc::new(CompiledInternetPolicy::compile_seeded(input.clone(), self.seed));
+        entries.insert(tenant_id.to_owned(), (fingerprint, policy.clone()));
+        policy
+    }
+}
+
+fn compile_internet(cache: &InternetCache, tenant_id: &str, snapshot: &InternetSnapshot) -> Option<InternetState> {
+    if !snapshot.enabled {
+        return None;
+    }
+    let proxy_credentials = snapshot
+        .proxy_credentials
+        .iter()
+        .filter_map(|c| {
+            let mut hash = [0u8; 32];
+            let hex = c.secret_sha256.as_bytes();
+            if hex.len() != 64 {
+                return None;
+            }
+            for (i, pair) in hex.chunks(2).enumerate() {
+                let text = std::str::from_utf8(pair).ok()?;
+                hash[i] = u8::from_str_radix(text, 16).ok()?;
+            }
+            Some((c.id.clone(), (c.user_id.clone(), hash)))
+        })
+        .collect();
+    Some(InternetState {
+        policy: cache.compile(tenant_id, &snapshot.policy),
+        dns: snapshot.dns.clone(),
+        inspection: snapshot.inspection,
+        do_not_inspect: snapshot.do_not_inspect.clone(),
+        inspection_ca: snapshot.inspection_ca.clone(),
+        proxy_credentials,
+        warn_minutes: snapshot.warn_minutes.max(1),
+    })
+}
+
+/// What the gateway concluded about one request to the internet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum InternetVerdict {
+    /// Refused before the internet rules: `tenant_suspended`,
+    /// `device_revoked`, `user_disabled`, ... (as [`Verdict::reason`]), or
+    /// `internet_off` when the tenant has internet access control off.
+    Refused(&'static str),
+    /// The internet rules decided.
+    Decided {
+        user_id: String,
+        decision: InternetDecision,
+    },
 }
 
 struct UserState {
@@ -83,6 +190,12 @@ impl PolicyState {
     /// Compiles a snapshot. A tenant whose CA does not parse is left out
     /// (none of its devices can connect) and logged.
     pub(crate) fn compile(snapshot: &GatewaySnapshot) -> PolicyState {
+        PolicyState::compile_with(snapshot, &InternetCache::default())
+    }
+
+    /// Compiles a snapshot, reusing the internet policies in `cache` whose
+    /// input did not change.
+    pub(crate) fn compile_with(snapshot: &GatewaySnapshot, cache: &InternetCache) -> PolicyState {
         let mut tenants = HashMap::with_capacity(snapshot.tenants.len());
         for tenant in &snapshot.tenants {
             let cas = match ward_pki::certs_from_pem(&tenant.ca_pem) {
@@ -130,6 +243,7 @@ impl PolicyState {
                     policy: CompiledPolicy::compile(tenant.policy.clone()),
                     users,
                     devices,
+                    internet: compile_internet(cache, &tenant.id, &tenant.internet),
                 },
             );
         }
@@ -191,24 +305,10 @@ impl TenantPolicy {
     /// The gateway's checks (tenant active, device known, not revoked and
     /// signed in, user known and enabled), then the tenant's policy.
     pub(crate) fn decide(&self, device_id: &str, source: IpAddr, dest: Destination<'_>, now_ms: i64) -> Verdict {
-        if !self.active {
-            return Verdict::refuse("tenant_suspended");
-        }
-        let Some(device) = self.devices.get(device_id) else {
-            return Verdict::refuse("device_unknown");
+        let (device, user) = match self.check_device(device_id, now_ms) {
+            Ok(found) => found,
+            Err(reason) => return Verdict::refuse(reason),
         };
-        if device.revoked {
-            return Verdict::refuse("device_revoked");
-        }
-        if device.session_expires_ms.is_some_and(|end| now_ms >= end) {
-            return Verdict::refuse(ward_api::REASON_DEVICE_SIGNED_OUT);
-        }
-        let Some(user) = self.users.get(&device.user_id) else {
-            return Verdict::refuse("user_unknown");
-        };
-        if user.disabled {
-            return Verdict::refuse("user_disabled");
-        }
         let decision = self.policy.decide(&Request {
             user_id: &device.user_id,
             groups: &user.groups,
@@ -239,6 +339,97 @@ impl TenantPolicy {
 }
 
 impl TenantPolicy {
+    /// The checks before any rule: tenant active, device known, not revoked
+    /// and signed in, user known and enabled.
+    fn check_device(&self, device_id: &str, now_ms: i64) -> Result<(&DeviceEntry, &UserState), &'static str> {
+        if !self.active {
+            return Err("tenant_suspended");
+        }
+        let Some(device) = self.devices.get(device_id) else {
+            return Err("device_unknown");
+        };
+        if device.revoked {
+            return Err("device_revoked");
+        }
+        if device.session_expires_ms.is_some_and(|end| now_ms >= end) {
+            return Err(ward_api::REASON_DEVICE_SIGNED_OUT);
+        }
+        let Some(user) = self.users.get(&device.user_id) else {
+            return Err("user_unknown");
+        };
+        if user.disabled {
+            return Err("user_disabled");
+        }
+        Ok((device, user))
+    }
+
+    /// The tenant's internet access control, when it is on.
+    pub(crate) fn internet(&self) -> Option<&InternetState> {
+        self.internet.as_ref()
+    }
+
+    /// Decides one request of `device_id` to the internet (the agent's
+    /// tunnel): the device checks of [`TenantPolicy::decide`], then the
+    /// tenant's internet rules.
+    pub(crate) fn decide_internet(
+        &self,
+        device_id: &str,
+        host: &ward_inet::Host,
+        port: u16,
+        now_ms: i64,
+    ) -> InternetVerdict {
+        let (device, user) = match self.check_device(device_id, now_ms) {
+            Ok(found) => found,
+            Err(reason) => return InternetVerdict::Refused(reason),
+        };
+        self.decide_internet_for(&device.user_id, &user.groups, host, port, now_ms)
+    }
+
+    /// Decides one request of `user_id` to the internet without a device
+    /// (the explicit proxy port, authenticated by a proxy credential).
+    pub(crate) fn decide_internet_user(
+        &self,
+        user_id: &str,
+        host: &ward_inet::Host,
+        port: u16,
+        now_ms: i64,
+    ) -> InternetVerdict {
+        if !self.active {
+            return InternetVerdict::Refused("tenant_suspended");
+        }
+        let Some(user) = self.users.get(user_id) else {
+            return InternetVerdict::Refused("user_unknown");
+        };
+        if user.disabled {
+            return InternetVerdict::Refused("user_disabled");
+        }
+        self.decide_internet_for(user_id, &user.groups, host, port, now_ms)
+    }
+
+    fn decide_internet_for(
+        &self,
+        user_id: &str,
+        groups: &[String],
+        host: &ward_inet::Host,
+        port: u16,
+        now_ms: i64,
+    ) -> InternetVerdict {
+        let Some(internet) = &self.internet else {
+            return InternetVerdict::Refused("internet_off");
+        };
+        let decision = internet.policy.decide(&InternetRequest {
+            user_id,
+            groups,
+            host,
+            port,
+            now: now_ms,
+        });
+        InternetVerdict::Decided {
+            user_id: user_id.to_owned(),
+            decision,
+        }
+    }
+
     /// Decides one clientless request of `user_id` (a browser through the
     /// web listener: no agent, no device): the gateway's checks (tenant
     /// active, user known and enabled), then the tenant's policy with

@@ -37,9 +37,15 @@ pub(crate) async fn run<S: SnapshotSource>(mut source: S, gateway: Arc<Gateway>,
             }
             Ok(snapshot) => {
                 backoff = BACKOFF_MIN;
-                apply(&gateway, &snapshot);
                 let dir = spool_dir.clone();
-                match tokio::task::spawn_blocking(move || state::persist(&dir, &snapshot)).await {
+                let g = gateway.clone();
+                // Compiling a tenant's lists (up to millions of names) takes
+                // long enough to keep it off the runtime's threads.
+                let saved = tokio::task::spawn_blocking(move || {
+                    apply(&g, &snapshot);
+                    state::persist(&dir, &snapshot)
+                });
+                match saved.await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, "cannot save the policy snapshot; a restart would use an older one")
@@ -59,7 +65,7 @@ pub(crate) async fn run<S: SnapshotSource>(mut source: S, gateway: Arc<Gateway>,
 /// Makes a snapshot the one enforced: compile, update the TLS client roots,
 /// swap, and re-check live connections at once.
 pub(crate) fn apply(gateway: &Gateway, snapshot: &GatewaySnapshot) {
-    let compiled = PolicyState::compile(snapshot);
+    let compiled = PolicyState::compile_with(snapshot, &gateway.internet_cache);
     gateway.tls.update(compiled.client_roots());
     gateway.state.swap(Arc::new(compiled));
     gateway.web_hosts.apply(snapshot);

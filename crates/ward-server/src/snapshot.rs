@@ -89,6 +89,7 @@ pub async fn build(state: &AppState) -> ApiResult<GatewaySnapshot> {
                 devices,
                 groups,
                 web_apps,
+                internet: Default::default(),
             });
         }
         match page.next_cursor {

@@ -371,5 +371,11 @@ pub async fn list_records(ctx: Ctx, ApiQuery(q): ApiQuery<AccessQuery>) -> ApiRe
         method: r.method,
         path: r.path,
         status: r.status.and_then(|s| u16::try_from(s).ok()),
+        kind: "private".to_owned(),
+        url: None,
+        upload: None,
+        inspected: false,
+        qtype: None,
+        answer: None,
     })))
 }
