@@ -20,8 +20,10 @@
 
 pub mod cli;
 pub mod enroll;
+mod local;
 pub mod posture;
 pub mod proxy;
+pub mod routing;
 pub mod state;
 pub mod status;
 pub mod tunnel;

@@ -71,7 +71,7 @@ impl Decision {
     pub fn new<T>(via: &str, target: &Target, result: &Result<T, TunnelError>) -> Decision {
         let (outcome, rule, reason) = match result {
             Ok(_) => (Outcome::Allowed, None, None),
-            Err(TunnelError::Denied { rule, reason }) => (Outcome::Denied, rule.clone(), Some(reason.clone())),
+            Err(TunnelError::Denied { rule, reason, .. }) => (Outcome::Denied, rule.clone(), Some(reason.clone())),
             Err(e @ TunnelError::DialFailed(_)) => (Outcome::DialFailed, None, Some(e.to_string())),
             Err(e @ TunnelError::BadRequest) => (Outcome::BadRequest, None, Some(e.to_string())),
             Err(e @ TunnelError::Unavailable(_)) => (Outcome::Unavailable, None, Some(e.to_string())),
@@ -180,6 +180,7 @@ mod tests {
                 Err(TunnelError::Denied {
                     rule: Some(format!("rul_{i}")),
                     reason: "rule_matched".into(),
+                    proceed: None,
                 })
             };
             ring.record(Decision::new("socks", &target, &result));

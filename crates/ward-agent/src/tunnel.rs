@@ -135,8 +135,12 @@ pub enum TunnelError {
     Denied {
         /// The deciding rule's id; `None` for the default deny.
         rule: Option<String>,
-        /// Why (`rule_matched`, `no_application`, `device_revoked`, ...).
+        /// Why (`rule_matched`, `no_application`, `device_revoked`,
+        /// `internet_blocked`, `internet_warn`, ...).
         reason: String,
+        /// For `internet_warn`: the token that clicks the warning through
+        /// ([`Tunnel::proceed`]).
+        proceed: Option<String>,
     },
     /// `502`: allowed, but the gateway could not reach the destination.
     #[error("the gateway could not reach the destination: {0}")]
@@ -338,8 +342,56 @@ impl Tunnel {
     /// it with the stream otherwise. This saves a round trip to the gateway
     /// for protocols whose client speaks first (HTTP, TLS, PostgreSQL).
     pub async fn open_with(&self, target: &Target, early: Bytes) -> Result<TunnelStream, TunnelError> {
+        self.open_as(target, early, false).await
+    }
+
+    /// Like [`open_with`](Self::open_with), for a stream carrying plain
+    /// HTTP/1.1 requests (`ward-protocol: http`): for internet traffic the
+    /// gateway then reads and decides each request, and answers a refused
+    /// one with a block or warning page on the stream itself.
+    pub async fn open_http(&self, target: &Target, early: Bytes) -> Result<TunnelStream, TunnelError> {
+        self.open_as(target, early, true).await
+    }
+
+    /// Clicks an internet warning through: `POST /.ward/proceed` with the
+    /// token the refusal carried. The gateway records it and lets this
+    /// device's user reach that destination for a while.
+    pub async fn proceed(&self, token: &str) -> Result<(), TunnelError> {
+        let conn = self.connection().await?;
+        let request = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(ward_api::PATH_PROCEED)
+            .header(ward_api::HEADER_PROCEED, token)
+            .body(())
+            .map_err(|_| TunnelError::BadRequest)?;
+        let mut send = conn
+            .send
+            .clone()
+            .ready()
+            .await
+            .map_err(|e| TunnelError::Unavailable(e.to_string()))?;
+        let (response, _) = send
+            .send_request(request, true)
+            .map_err(|e| TunnelError::Unavailable(e.to_string()))?;
+        let response = tokio::time::timeout(self.inner.config.open_timeout, response)
+            .await
+            .map_err(|_| TunnelError::Unavailable("no answer from the gateway".to_owned()))?
+            .map_err(|e| TunnelError::Unavailable(e.to_string()))?;
+        match response.status().as_u16() {
+            200 | 204 => Ok(()),
+            403 => Err(TunnelError::Denied {
+                rule: None,
+                reason: "proceed_refused".to_owned(),
+                proceed: None,
+            }),
+            400 => Err(TunnelError::BadRequest),
+            other => Err(TunnelError::Unexpected(other)),
+        }
+    }
+
+    async fn open_as(&self, target: &Target, early: Bytes, http: bool) -> Result<TunnelStream, TunnelError> {
         debug_assert!(early.len() <= EARLY_DATA_MAX);
-        let result = self.open_inner(target, &early).await;
+        let result = self.open_inner(target, &early, http).await;
         let counter = match &result {
             Ok(_) => &self.inner.streams_opened,
             Err(_) => &self.inner.streams_refused,
@@ -348,13 +400,13 @@ impl Tunnel {
         result
     }
 
-    async fn open_inner(&self, target: &Target, early: &Bytes) -> Result<TunnelStream, TunnelError> {
+    async fn open_inner(&self, target: &Target, early: &Bytes, http: bool) -> Result<TunnelStream, TunnelError> {
         let mut retried = false;
         loop {
             let conn = self.connection().await?;
             // On a retry the early data goes again: the broken stream's copy
             // reached no destination.
-            match self.request(&conn, target, early.clone()).await {
+            match self.request(&conn, target, early.clone(), http).await {
                 Ok(stream) => return Ok(stream),
                 Err(RequestError::Answer(e)) => return Err(e),
                 Err(RequestError::Connection(why)) => {
@@ -490,10 +542,20 @@ impl Tunnel {
     }
 
     /// Sends `CONNECT target` (and `early`) on `conn` and waits for the answer.
-    async fn request(&self, conn: &Conn, target: &Target, early: Bytes) -> Result<TunnelStream, RequestError> {
-        let request = http::Request::builder()
+    async fn request(
+        &self,
+        conn: &Conn,
+        target: &Target,
+        early: Bytes,
+        http_mode: bool,
+    ) -> Result<TunnelStream, RequestError> {
+        let mut request = http::Request::builder()
             .method(http::Method::CONNECT)
-            .uri(target.authority())
+            .uri(target.authority());
+        if http_mode {
+            request = request.header(ward_api::HEADER_PROTOCOL, "http");
+        }
+        let request = request
             .body(())
             .map_err(|_| RequestError::Answer(TunnelError::BadRequest))?;
         let send = conn
@@ -540,6 +602,12 @@ impl Tunnel {
             403 => TunnelError::Denied {
                 rule: header(HEADER_RULE),
                 reason: header(HEADER_REASON).unwrap_or_else(|| "denied".to_owned()),
+                proceed: response
+                    .headers()
+                    .get(ward_api::HEADER_PROCEED)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| !v.is_empty() && v.len() <= 1024)
+                    .map(str::to_owned),
             },
             502 => TunnelError::DialFailed(
                 header(HEADER_ERROR).unwrap_or_else(|| "the destination could not be reached".to_owned()),
@@ -987,11 +1055,13 @@ mod tests {
         let denied = TunnelError::Denied {
             rule: Some("rul_1".into()),
             reason: "rule_matched".into(),
+            proceed: None,
         };
         assert_eq!(denied.to_string(), "denied by rule rul_1: rule_matched");
         let default = TunnelError::Denied {
             rule: None,
             reason: "no_rule_matched".into(),
+            proceed: None,
         };
         assert_eq!(default.to_string(), "denied by the gateway: no_rule_matched");
         assert_eq!(printable("a\u{7}b\tc é"), "abc");

@@ -17,9 +17,10 @@
 //! carried through [`Tunnel::open`], answered (success, or the failure in
 //! the protocol's terms) and relayed.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context as _};
@@ -33,6 +34,7 @@ use ward_client::{Client, ClientConfig};
 use crate::proxy::http::{self as http_proxy, ProxyRequest};
 use crate::proxy::socks5::{self, Reply};
 use crate::proxy::Target;
+use crate::routing::{Route, Routing};
 use crate::state::AgentState;
 use crate::status::{AgentStatus, Decision, Decisions, Outcome, STATUS_INTERVAL};
 use crate::tunnel::{relay, Tunnel, TunnelConfig, TunnelError, TunnelStream, EARLY_DATA_MAX};
@@ -43,6 +45,13 @@ pub const DEFAULT_SOCKS: &str = "127.0.0.1:1080";
 pub const DEFAULT_HTTP: &str = "127.0.0.1:3128";
 /// How often posture is reported.
 pub const POSTURE_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// How often the routing (private applications, bypass, internet on or
+/// off) is asked for again.
+pub const ROUTING_INTERVAL: Duration = Duration::from_secs(60);
+/// How long a direct (bypassed) connection may take to open.
+const DIRECT_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Internet warnings kept for the agent's page.
+const WARNINGS_KEPT: usize = 20;
 /// How long a local client may take over its proxy handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The lock file that serialises renewals between agents on one state
@@ -109,6 +118,21 @@ pub struct Agent {
     started_at: String,
     errors: Mutex<Errors>,
     listening: Mutex<Listening>,
+    routing: RwLock<Arc<Routing>>,
+    /// The last internet refusals with a warning, newest last.
+    warnings: Mutex<VecDeque<Warning>>,
+    /// Guards the agent page's forms against other sites posting to them.
+    page_token: String,
+}
+
+/// An internet destination a rule warns about, and the token that clicks
+/// the warning through.
+#[derive(Debug, Clone)]
+pub struct Warning {
+    pub host: String,
+    pub rule: Option<String>,
+    pub at: String,
+    pub(crate) token: String,
 }
 
 #[derive(Default)]
@@ -127,7 +151,11 @@ struct Listening {
 impl Agent {
     /// An agent for an enrolled state.
     pub fn new(state: AgentState, tunnel: Tunnel) -> Agent {
+        let routing = Routing::load(state.dir()).unwrap_or_default();
         Agent {
+            routing: RwLock::new(Arc::new(routing)),
+            warnings: Mutex::new(VecDeque::new()),
+            page_token: crate::local::new_page_token(),
             state: Mutex::new(state),
             tunnel,
             decisions: Decisions::default(),
@@ -158,6 +186,64 @@ impl Agent {
         self.state.lock().map(|s| s.dir().to_path_buf()).unwrap_or_default()
     }
 
+    /// Where a connection to `target` goes (see [`crate::routing`]).
+    pub fn route(&self, target: &Target) -> Route {
+        self.routing().route(target)
+    }
+
+    /// The routing as it is now.
+    pub fn routing(&self) -> Arc<Routing> {
+        self.routing.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Asks the server for the routing, uses it and saves it for the next
+    /// start.
+    pub async fn refresh_routing(&self) -> anyhow::Result<()> {
+        let routing = self.api_client()?.device_routing().await?;
+        let routing = Routing::from_api(&routing);
+        if let Err(e) = routing.save(&self.state_dir()) {
+            tracing::warn!(error = %e, "cannot save the routing");
+        }
+        if let Ok(mut current) = self.routing.write() {
+            *current = Arc::new(routing);
+        }
+        Ok(())
+    }
+
+    /// The internet warnings seen lately, newest last.
+    pub fn warnings(&self) -> Vec<Warning> {
+        self.warnings
+            .lock()
+            .map(|w| w.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Clicks the latest warning about `host` through (see
+    /// [`Tunnel::proceed`]).
+    pub async fn proceed(&self, host: &str) -> Result<(), TunnelError> {
+        let token = self
+            .warnings
+            .lock()
+            .ok()
+            .and_then(|w| w.iter().rev().find(|w| w.host == host).map(|w| w.token.clone()))
+            .ok_or(TunnelError::BadRequest)?;
+        self.tunnel.proceed(&token).await?;
+        if let Ok(mut warnings) = self.warnings.lock() {
+            warnings.retain(|w| w.host != host);
+        }
+        tracing::info!(%host, "internet warning clicked through");
+        Ok(())
+    }
+
+    /// Where the HTTP proxy listens (for the proxy auto-config file).
+    pub(crate) fn http_addr(&self) -> Option<SocketAddr> {
+        self.listening.lock().ok()?.http.as_deref()?.parse().ok()
+    }
+
+    pub(crate) fn page_token(&self) -> &str {
+        &self.page_token
+    }
+
     /// Opens a stream through the tunnel and records the decision.
     pub async fn open(&self, via: &str, target: &Target) -> Result<TunnelStream, TunnelError> {
         self.open_with(via, target, Bytes::new()).await
@@ -167,7 +253,47 @@ impl Agent {
     /// [`Tunnel::open_with`]).
     pub async fn open_with(&self, via: &str, target: &Target, early: Bytes) -> Result<TunnelStream, TunnelError> {
         let result = self.tunnel.open_with(target, early).await;
-        let decision = Decision::new(via, target, &result);
+        self.note(via, target, &result);
+        result
+    }
+
+    /// [`open_with`](Self::open_with) for a plain-HTTP request (see
+    /// [`Tunnel::open_http`]).
+    pub async fn open_http(&self, via: &str, target: &Target, early: Bytes) -> Result<TunnelStream, TunnelError> {
+        let result = self.tunnel.open_http(target, early).await;
+        self.note(via, target, &result);
+        result
+    }
+
+    fn note(&self, via: &str, target: &Target, result: &Result<TunnelStream, TunnelError>) {
+        if let Err(TunnelError::Denied {
+            rule,
+            reason,
+            proceed: Some(token),
+        }) = result
+        {
+            if reason == ward_api::REASON_INTERNET_WARN {
+                let host = target.host();
+                tracing::warn!(
+                    %host,
+                    rule = rule.as_deref().unwrap_or(""),
+                    "a rule warns about this site; open the agent's page (http://<HTTP proxy>/) to continue"
+                );
+                if let Ok(mut warnings) = self.warnings.lock() {
+                    warnings.retain(|w| w.host != host);
+                    warnings.push_back(Warning {
+                        host,
+                        rule: rule.clone(),
+                        at: crate::now_rfc3339(),
+                        token: token.clone(),
+                    });
+                    while warnings.len() > WARNINGS_KEPT {
+                        warnings.pop_front();
+                    }
+                }
+            }
+        }
+        let decision = Decision::new(via, target, result);
         match decision.outcome {
             Outcome::Allowed => tracing::debug!(%via, %target, "connection allowed"),
             outcome => tracing::info!(
@@ -183,7 +309,6 @@ impl Agent {
             tracing::warn!("this device is signed out (its session ended or expired): run `ward agent login`");
         }
         self.decisions.record(decision);
-        result
     }
 
     /// A client of the Ward server authenticated with the device token.
@@ -483,6 +608,7 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<RunningAgent> {
     }
 
     if opts.maintenance {
+        tasks.push(tokio::spawn(routing_loop(agent.clone())));
         tasks.push(tokio::spawn(renew_loop(agent.clone())));
         tasks.push(tokio::spawn(posture_loop(agent.clone(), opts.posture_interval)));
     }
@@ -595,6 +721,19 @@ async fn handle_socks(agent: &Agent, mut client: TcpStream) {
         }
         Err(_) => return,
     };
+    if agent.route(&target) == Route::Direct {
+        match dial_direct(&target).await {
+            Ok(mut upstream) => {
+                if socks5::reply(&mut client, Reply::Succeeded).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            }
+            Err(e) => {
+                let _ = socks5::reply(&mut client, Reply::for_io_error(&e)).await;
+            }
+        }
+        return;
+    }
     match agent.open("socks", &target).await {
         Ok(mut stream) => {
             if socks5::reply(&mut client, Reply::Succeeded).await.is_ok() {
@@ -626,7 +765,33 @@ async fn handle_http(agent: &Agent, client: TcpStream) {
     let (target, head) = match request {
         ProxyRequest::Connect { target } => (target, None),
         ProxyRequest::Forward { target, head } => (target, Some(head)),
+        ProxyRequest::Local {
+            method,
+            path,
+            content_length,
+        } => {
+            crate::local::serve(agent, &mut client, &method, &path, content_length).await;
+            return;
+        }
     };
+    if agent.route(&target) == Route::Direct {
+        match dial_direct(&target).await {
+            Ok(mut upstream) => {
+                let ready = match &head {
+                    None => http_proxy::connect_established(&mut client).await,
+                    Some(head) => upstream.write_all(head).await,
+                };
+                if ready.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            }
+            Err(e) => {
+                let body = format!("ward: {target}: cannot connect directly: {e}\n");
+                let _ = http_proxy::respond(&mut client, 502, http_proxy::reason_phrase(502), &body).await;
+            }
+        }
+        return;
+    }
     // A forwarded request's head is known already: it goes with the
     // CONNECT (the rest of a long one follows in the relay).
     let (early, rest) = match &head {
@@ -636,7 +801,11 @@ async fn handle_http(agent: &Agent, client: TcpStream) {
         }
         None => (Bytes::new(), &[][..]),
     };
-    match agent.open_with("http", &target, early).await {
+    let opened = match head {
+        Some(_) => agent.open_http("http", &target, early).await,
+        None => agent.open_with("http", &target, early).await,
+    };
+    match opened {
         Ok(mut stream) => {
             let ready = match &head {
                 None => http_proxy::connect_established(&mut client).await,
@@ -651,6 +820,22 @@ async fn handle_http(agent: &Agent, client: TcpStream) {
             let _ = http_proxy::respond(&mut client, status, http_proxy::reason_phrase(status), &body).await;
         }
     }
+}
+
+/// Connects straight to a bypassed destination, resolving its name here.
+async fn dial_direct(target: &Target) -> std::io::Result<TcpStream> {
+    let connect = async {
+        match target {
+            Target::Ip(addr) => TcpStream::connect(addr).await,
+            Target::Domain { host, port } => TcpStream::connect((host.trim_end_matches('.'), *port)).await,
+        }
+    };
+    let stream = tokio::time::timeout(DIRECT_DIAL_TIMEOUT, connect)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out"))??;
+    let _ = stream.set_nodelay(true);
+    tracing::debug!(%target, "direct connection (bypassed)");
+    Ok(stream)
 }
 
 async fn handle_forward(agent: &Agent, mut client: TcpStream, target: &Target) {
@@ -714,6 +899,17 @@ async fn renew_loop(agent: Arc<Agent>) {
     }
 }
 
+/// Asks for the routing at start and every [`ROUTING_INTERVAL`]; on
+/// failure, keeps using the last one.
+async fn routing_loop(agent: Arc<Agent>) {
+    loop {
+        if let Err(e) = agent.refresh_routing().await {
+            tracing::debug!(error = %crate::error_line(&e), "cannot refresh the routing; using the last one");
+        }
+        tokio::time::sleep(ROUTING_INTERVAL).await;
+    }
+}
+
 async fn posture_loop(agent: Arc<Agent>, every: Duration) {
     loop {
         match agent.report_posture().await {
@@ -756,6 +952,7 @@ mod tests {
         let denied = TunnelError::Denied {
             rule: Some("rul_7".into()),
             reason: "rule_matched".into(),
+            proceed: None,
         };
         assert_eq!(socks_reply(&denied), Reply::NotAllowed);
         assert_eq!(

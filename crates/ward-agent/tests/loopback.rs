@@ -183,7 +183,10 @@ async fn http_raw_client_forward_and_refusal() {
     })
     .await;
     let mut client = TcpStream::connect(addr).await.unwrap();
-    client.write_all(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n").await.unwrap();
+    client
+        .write_all(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .unwrap();
     let mut answer = String::new();
     client.read_to_string(&mut answer).await.unwrap();
     assert_eq!(server.await.unwrap(), 400);

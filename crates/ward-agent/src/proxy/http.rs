@@ -70,6 +70,16 @@ pub enum ProxyRequest {
         /// hop-by-hop headers removed, `Connection: close` added.
         head: Vec<u8>,
     },
+    /// An origin-form request (`GET /proxy.pac`): meant for the agent itself
+    /// (its proxy auto-config file and its page), not for a destination.
+    Local {
+        method: String,
+        /// The path and query as sent.
+        path: String,
+        /// The body's length (`Content-Length`; 0 when absent). A chunked
+        /// body is not accepted here.
+        content_length: u64,
+    },
 }
 
 /// Why a request was refused. [`status`](HttpProxyError::status) is the HTTP
@@ -104,7 +114,7 @@ pub enum HttpProxyError {
     /// `GET https://...`: TLS is the client's business, through CONNECT.
     #[error("use CONNECT for https")]
     HttpsAbsoluteForm,
-    /// `GET /path` or `OPTIONS *`: a request meant for an origin server.
+    /// `OPTIONS *`: a request meant for an origin server.
     #[error("this is a proxy: send an absolute URI or CONNECT")]
     OriginForm,
     /// An absolute URI with a scheme other than `http`.
@@ -295,6 +305,26 @@ fn parse_head(head: &[u8]) -> Result<ProxyRequest, HttpProxyError> {
         });
     }
 
+    if uri.starts_with('/') {
+        let mut content_length = 0;
+        for h in req.headers.iter() {
+            if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                return Err(HttpProxyError::UnsupportedTransferEncoding);
+            }
+            if h.name.eq_ignore_ascii_case("content-length") {
+                // check_framing made sure it is one decimal number.
+                content_length = std::str::from_utf8(trim_ows(h.value))
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or(HttpProxyError::InvalidContentLength)?;
+            }
+        }
+        return Ok(ProxyRequest::Local {
+            method: method.to_owned(),
+            path: uri.to_owned(),
+            content_length,
+        });
+    }
     let (target, path) = split_absolute_uri(uri)?;
     Ok(ProxyRequest::Forward {
         head: rewrite_head(method, path, version, &target, req.headers),
@@ -340,7 +370,7 @@ fn check_framing(headers: &[httparse::Header<'_>], version: u8) -> Result<(), Ht
 /// Splits an absolute-form `http://authority/path?query` into the target and
 /// the origin-form `/path?query` (fragment dropped).
 fn split_absolute_uri(uri: &str) -> Result<(Target, String), HttpProxyError> {
-    if uri.starts_with('/') || uri == "*" {
+    if uri == "*" {
         return Err(HttpProxyError::OriginForm);
     }
     let Some((scheme, rest)) = uri.split_once("://") else {
@@ -634,6 +664,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn origin_form_is_for_the_agent_itself() {
+        let mut input: &[u8] =
+            b"POST /proceed?x=1 HTTP/1.1\r\nHost: 127.0.0.1:3128\r\nContent-Length: 12\r\n\r\nhost=a.b&t=1";
+        let mut reader = tokio::io::BufReader::new(&mut input);
+        let request = read_request(&mut reader).await.unwrap();
+        assert_eq!(
+            request,
+            ProxyRequest::Local {
+                method: "POST".into(),
+                path: "/proceed?x=1".into(),
+                content_length: 12,
+            }
+        );
+        let mut input: &[u8] = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut reader = tokio::io::BufReader::new(&mut input);
+        assert_eq!(read_request(&mut reader).await.unwrap_err().status(), 501);
+    }
+
+    #[tokio::test]
     async fn forward_rewrites_to_origin_form() {
         let (target, head) = forward(
             "GET http://Example.COM/index.html?q=1#frag HTTP/1.1\r\n\
@@ -751,11 +800,6 @@ mod tests {
     async fn refusals_and_statuses() {
         let cases: &[(&[u8], u16, &str)] = &[
             (b"GET https://h/ HTTP/1.1\r\n\r\n", 400, "use CONNECT for https"),
-            (
-                b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n",
-                400,
-                "this is a proxy: send an absolute URI or CONNECT",
-            ),
             (
                 b"OPTIONS * HTTP/1.1\r\n\r\n",
                 400,
