@@ -1,0 +1,431 @@
+//! Internet access control end to end, with the real binary and real peers
+//! on loopback: nginx with several virtual hosts standing in for internet
+//! sites, dnsmasq serving their names (a local zone), a server whose
+//! embedded gateway filters, an enrolled agent, and curl and dig as the
+//! user's programs.
+//!
+//! Needs nginx, dnsmasq, dig and curl (`apt-get install nginx-light
+//! dnsmasq-base dnsutils curl`); runs when `WARD_TEST_INTERNET=1` (CI sets
+//! it, so a missing tool fails there instead of skipping).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, is_listening, ward, Ctl, Db, ServerSpec, PASSWORD};
+use serde_json::Value;
+
+fn enabled() -> bool {
+    if std::env::var("WARD_TEST_INTERNET").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!("skipped: set WARD_TEST_INTERNET=1 (needs nginx, dnsmasq, dig, curl)");
+    false
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Proc {
+    fn spawn(mut cmd: Command, log: &Path) -> Proc {
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("WARD_") {
+                cmd.env_remove(&key);
+            }
+        }
+        let out = std::fs::File::create(log).unwrap();
+        let err = out.try_clone().unwrap();
+        Proc(cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn().unwrap())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !f() {
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(program: &str, args: &[&str]) -> Run {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn curl(args: &[&str]) -> Run {
+    let mut all = vec!["-sS", "--max-time", "20"];
+    all.extend_from_slice(args);
+    run("curl", &all)
+}
+
+/// nginx with one virtual host per site name, each answering with its name.
+fn nginx(dir: &Path, port: u16, sites: &[&str]) -> Proc {
+    let mut servers = String::new();
+    for site in sites {
+        servers.push_str(&format!(
+            "  server {{ listen 127.0.0.1:{port}; server_name {site};\n\
+             \x20   location /upload {{ client_max_body_size 20m; return 200 \"stored by {site}\\n\"; }}\n\
+             \x20   location / {{ return 200 \"this is {site}\\n\"; }} }}\n"
+        ));
+    }
+    let conf = format!(
+        "worker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log;\n\
+         events {{ worker_connections 256; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n{servers}}}\n",
+        dir = dir.display()
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new("nginx");
+    cmd.arg("-e")
+        .arg(dir.join("nginx-error.log"))
+        .arg("-c")
+        .arg(&path)
+        .args(["-g", "daemon off;"]);
+    let proc = Proc::spawn(cmd, &dir.join("nginx.out"));
+    wait_until("nginx", Duration::from_secs(10), || is_listening(port));
+    proc
+}
+
+/// dnsmasq answering `name -> 127.0.0.1` for each of `names`, and nothing
+/// else (no upstream, no /etc/hosts).
+fn dnsmasq(dir: &Path, port: u16, names: &[&str]) -> Proc {
+    let mut cmd = Command::new("dnsmasq");
+    cmd.args([
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--no-poll",
+        "--bind-interfaces",
+        "--listen-address=127.0.0.1",
+        "--user=root",
+        "--pid-file",
+    ])
+    .arg(format!("--port={port}"));
+    for name in names {
+        cmd.arg(format!("--address=/{name}/127.0.0.1"));
+    }
+    let proc = Proc::spawn(cmd, &dir.join("dnsmasq.out"));
+    wait_until("dnsmasq", Duration::from_secs(10), || {
+        run(
+            "dig",
+            &[
+                "+short",
+                "+time=1",
+                "+tries=1",
+                "-p",
+                &port.to_string(),
+                "@127.0.0.1",
+                names[0],
+            ],
+        )
+        .stdout
+        .contains("127.0.0.1")
+    });
+    proc
+}
+
+fn agent(args: &[&str]) -> Run {
+    let mut cmd = Command::new(ward());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("WARD_") {
+            cmd.env_remove(&key);
+        }
+    }
+    let out = cmd.arg("agent").args(args).stdin(Stdio::null()).output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn records(ctl: &Ctl, kind: &str) -> Vec<Value> {
+    let out = ctl.run(&["logs", kind, "-o", "json", "--limit", "500"], None);
+    out.ok();
+    out.json().as_array().unwrap().clone()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn sites_through_the_filtering_proxy_and_the_dns_filter() {
+    if !enabled() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let (web_port, dns_port) = (free_port(), free_port());
+    let _nginx = nginx(dir, web_port, &["site-a.test", "ads.test", "news.test"]);
+    let _dns = dnsmasq(dir, dns_port, &["site-a.test", "ads.test", "news.test"]);
+
+    let proxy_port = free_port();
+    let mut spec = ServerSpec::new(&Db::sqlite())
+        .arg("--proxy-listen")
+        .arg(format!("127.0.0.1:{proxy_port}"))
+        .arg("--dns-upstream")
+        .arg(format!("127.0.0.1:{dns_port}"))
+        // The sites stand in for the internet on loopback.
+        .arg("--internet-allow-private");
+    let server = spec.start();
+    let ctl = Ctl::new();
+    ctl.login(server.url(), "default", "default", "admin", PASSWORD).ok();
+    ctl.run(&["user", "create", "alice"], None).ok();
+    ctl.run(&["domain-list", "create", "ads", "--domain", "ads.test"], None)
+        .ok();
+    ctl.run(&["domain-list", "create", "news", "--domain", "news.test"], None)
+        .ok();
+    ctl.run(
+        &[
+            "internet",
+            "rule",
+            "create",
+            "--priority",
+            "10",
+            "--action",
+            "block",
+            "--list",
+            "ads",
+        ],
+        None,
+    )
+    .ok();
+    ctl.run(
+        &[
+            "internet",
+            "rule",
+            "create",
+            "--priority",
+            "20",
+            "--action",
+            "warn",
+            "--list",
+            "news",
+        ],
+        None,
+    )
+    .ok();
+
+    // An enrolled agent with its proxies and its DNS listener.
+    let code = ctl.run(&["enroll", "create", "--user", "alice"], None);
+    code.ok();
+    let code = code.stdout.split_whitespace().last().unwrap().to_owned();
+    let state: PathBuf = dir.join("agent");
+    let enrolled = agent(&[
+        "enroll",
+        "--server",
+        server.url(),
+        "--code",
+        &code,
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(enrolled.code, 0, "{}{}", enrolled.stdout, enrolled.stderr);
+    let (socks, http, agent_dns) = (free_port(), free_port(), free_port());
+    let mut cmd = Command::new(ward());
+    cmd.arg("agent").arg("up").arg("--state-dir").arg(&state);
+    cmd.args(["--socks", &format!("127.0.0.1:{socks}")]);
+    cmd.args(["--http", &format!("127.0.0.1:{http}")]);
+    cmd.args(["--dns-listen", &format!("127.0.0.1:{agent_dns}")]);
+    let _agent = Proc::spawn(cmd, &dir.join("agent.out"));
+    wait_until("the agent", Duration::from_secs(20), || {
+        is_listening(socks) && is_listening(http)
+    });
+    let via_http = format!("http://127.0.0.1:{http}");
+    let via_socks = format!("socks5h://127.0.0.1:{socks}");
+    let site = |name: &str, path: &str| format!("http://{name}:{web_port}{path}");
+
+    // An allowed site, by name, resolved at the gateway through the zone.
+    wait_until("the gateway to know the device", Duration::from_secs(20), || {
+        curl(&["-x", &via_socks, &site("site-a.test", "/")]).stdout == "this is site-a.test\n"
+    });
+    let a = curl(&["-x", &via_http, &site("site-a.test", "/")]);
+    assert_eq!(a.stdout, "this is site-a.test\n", "{}", a.stderr);
+
+    // A blocked site: plain HTTP gets the block page; a tunnel is refused.
+    let blocked = curl(&["-x", &via_http, "-w", "\n%{http_code}", &site("ads.test", "/")]);
+    assert!(blocked.stdout.ends_with("\n403"), "{}", blocked.stdout);
+    assert!(blocked.stdout.contains("ads.test"), "{}", blocked.stdout);
+    let tunnel = curl(&["-x", &via_socks, &site("ads.test", "/")]);
+    assert_ne!(tunnel.code, 0, "the tunnel to a blocked site must be refused");
+    let tunnel = curl(&["-p", "-x", &via_http, &site("ads.test", "/")]);
+    assert_ne!(tunnel.code, 0, "a CONNECT to a blocked site must be refused");
+
+    // A warned site: the warning page, its Continue link, then the site.
+    let warned = curl(&["-x", &via_http, "-w", "\n%{http_code}", &site("news.test", "/")]);
+    assert!(warned.stdout.ends_with("\n403"), "{}", warned.stdout);
+    let link = warned
+        .stdout
+        .split('"')
+        .find(|s| s.contains("/.ward/proceed?"))
+        .unwrap_or_else(|| panic!("no Continue link in {}", warned.stdout))
+        .replace("&amp;", "&");
+    let link = if link.starts_with("http") {
+        link
+    } else {
+        site("news.test", &link)
+    };
+    let proceed = curl(&["-x", &via_http, "-L", &link]);
+    assert_eq!(proceed.stdout, "this is news.test\n", "{}", proceed.stderr);
+    let again = curl(&["-x", &via_http, &site("news.test", "/")]);
+    assert_eq!(again.stdout, "this is news.test\n");
+
+    // Uploads: the body's SHA-256 and size; a form's file name.
+    let file = dir.join("report.csv");
+    let content = b"quarter,revenue\nq3,1200\n".repeat(100);
+    std::fs::write(&file, &content).unwrap();
+    let up = curl(&[
+        "-x",
+        &via_http,
+        "--data-binary",
+        &format!("@{}", file.display()),
+        "-H",
+        "Content-Type: text/csv",
+        &site("site-a.test", "/upload"),
+    ]);
+    assert_eq!(up.stdout, "stored by site-a.test\n", "{}", up.stderr);
+    let form = curl(&[
+        "-x",
+        &via_http,
+        "-F",
+        &format!("file=@{}", file.display()),
+        &site("site-a.test", "/upload/form"),
+    ]);
+    assert_eq!(form.stdout, "stored by site-a.test\n", "{}", form.stderr);
+
+    // DNS through the agent: answered, blocked, recorded.
+    let dig = |name: &str| {
+        run(
+            "dig",
+            &["+time=3", "+tries=1", "-p", &agent_dns.to_string(), "@127.0.0.1", name],
+        )
+    };
+    let answer = dig("site-a.test");
+    assert!(answer.stdout.contains("status: NOERROR"), "{}", answer.stdout);
+    assert!(answer.stdout.contains("127.0.0.1"), "{}", answer.stdout);
+    let answer = dig("ads.test");
+    assert!(answer.stdout.contains("status: NXDOMAIN"), "{}", answer.stdout);
+
+    // The explicit proxy port, for a device without the agent.
+    let cred = ctl.run(&["user", "proxy-credential", "create", "alice", "-o", "json"], None);
+    cred.ok();
+    let cred = cred.json();
+    let (user, pass) = (cred["username"].as_str().unwrap(), cred["password"].as_str().unwrap());
+    let explicit = format!("http://127.0.0.1:{proxy_port}");
+    let ok = curl(&[
+        "-x",
+        &explicit,
+        "-U",
+        &format!("{user}:{pass}"),
+        &site("site-a.test", "/"),
+    ]);
+    assert_eq!(ok.stdout, "this is site-a.test\n", "{}", ok.stderr);
+    let refused = curl(&[
+        "-x",
+        &explicit,
+        "-w",
+        "%{http_code}",
+        "-o",
+        "/dev/null",
+        &site("site-a.test", "/"),
+    ]);
+    assert_eq!(refused.stdout, "407");
+    let wrong = curl(&[
+        "-x",
+        &explicit,
+        "-U",
+        &format!("{user}:wpx_nope.nope"),
+        "-w",
+        "%{http_code}",
+        "-o",
+        "/dev/null",
+        &site("site-a.test", "/"),
+    ]);
+    assert_eq!(wrong.stdout, "407");
+    let blocked = curl(&[
+        "-x",
+        &explicit,
+        "-U",
+        &format!("{user}:{pass}"),
+        "-w",
+        "%{http_code}",
+        "-o",
+        "/dev/null",
+        &site("ads.test", "/"),
+    ]);
+    assert_eq!(blocked.stdout, "403");
+
+    // The records: every request and query, with what the issue asks for.
+    let mut web = Vec::new();
+    wait_until("the web records", Duration::from_secs(20), || {
+        web = records(&ctl, "web");
+        web.iter().any(|r| r["upload"]["file_name"] == "report.csv")
+            && web.iter().any(|r| r["action"] == "proceed")
+            && web
+                .iter()
+                .filter(|r| r["dest_host"] == "site-a.test" && r["device_id"] == "")
+                .count()
+                >= 1
+    });
+    let find = |host: &str, action: &str| {
+        web.iter()
+            .find(|r| r["dest_host"] == host && r["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} record for {host} in {web:#?}"))
+    };
+    let a = find("site-a.test", "allow");
+    assert_eq!(a["user"], "alice");
+    assert_eq!(a["kind"], "web");
+    assert_eq!(a["port"], web_port);
+    let b = find("ads.test", "block");
+    assert!(b["rule_id"].as_str().is_some_and(|r| !r.is_empty()), "{b:#?}");
+    find("news.test", "warn");
+    find("news.test", "proceed");
+    let upload = web
+        .iter()
+        .find(|r| r["upload"]["content_type"] == "text/csv")
+        .unwrap_or_else(|| panic!("no upload record in {web:#?}"));
+    assert_eq!(upload["upload"]["sha256"], sha256_hex(&content));
+    assert_eq!(upload["upload"]["size"], content.len());
+    assert_eq!(upload["method"], "POST");
+    assert!(upload["url"].as_str().unwrap().ends_with("/upload"), "{upload:#?}");
+
+    let mut dns = Vec::new();
+    wait_until("the DNS records", Duration::from_secs(20), || {
+        dns = records(&ctl, "dns");
+        dns.iter().any(|r| r["dest_host"] == "ads.test") && dns.iter().any(|r| r["dest_host"] == "site-a.test")
+    });
+    let q = dns.iter().find(|r| r["dest_host"] == "ads.test").unwrap();
+    assert_eq!(q["action"], "block");
+    assert_eq!(q["qtype"], "A");
+    let q = dns.iter().find(|r| r["dest_host"] == "site-a.test").unwrap();
+    assert_eq!(q["action"], "allow");
+    assert!(q["answer"].as_str().unwrap().contains("127.0.0.1"), "{q:#?}");
+}
