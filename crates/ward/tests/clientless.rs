@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
+use common::browser::{page_text, screenshot, wait_for_text, Driver};
 use common::{free_port, Ctl, Db, ServerSpec, PASSWORD};
 use serde_json::Value;
 
@@ -763,15 +764,6 @@ fn greeting_upstream() -> u16 {
     port
 }
 
-struct Driver(std::process::Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The base64 SHA-256 of the web listener's certificate's public key, as
 /// served for `host` (checked against the service CA on the way).
 async fn leaf_spki(port: u16, ca_pem: &str, host: &str) -> String {
@@ -793,67 +785,14 @@ async fn leaf_spki(port: u16, ca_pem: &str, host: &str) -> String {
 /// from the test's service CA, which this throwaway profile does not have:
 /// it trusts exactly that certificate's key (`spki`).
 async fn chromium(hosts: &[&str], spki: &str) -> (Driver, fantoccini::Client) {
-    let chromedriver = std::env::var("WARD_TEST_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    let binary = std::env::var("WARD_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let port = free_port();
-    let child = Command::new(&chromedriver)
-        .arg(format!("--port={port}"))
-        .arg("--allowed-ips=127.0.0.1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {chromedriver}: {e} (apt-get install chromium chromium-driver)"));
-    let driver = Driver(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start listening");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let mut rules: Vec<String> = hosts.iter().map(|h| format!("MAP {h} 127.0.0.1")).collect();
     rules.push("MAP * ~NOTFOUND".into());
     rules.push("EXCLUDE 127.0.0.1".into());
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": binary,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1100,760", "--no-first-run", "--disable-extensions",
-                     format!("--host-resolver-rules={}", rules.join(" , ")),
-                     format!("--ignore-certificate-errors-spki-list={spki}"),
-                     "--disable-background-networking", "--disable-component-update",
-                     "--disable-sync", "--no-pings", "--disable-domain-reliability"],
-        }),
-    );
-    let client = fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .unwrap();
-    (driver, client)
-}
-
-async fn page_text(c: &fantoccini::Client) -> String {
-    match c.find(fantoccini::Locator::Css("body")).await {
-        Ok(b) => b.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
-async fn wait_for_text(c: &fantoccini::Client, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let now = page_text(c).await;
-        if now.contains(text) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the page never showed {text:?}; it shows:\n{now}\n(at {:?})",
-            c.current_url().await.ok()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::browser::chromium(&[
+        format!("--host-resolver-rules={}", rules.join(" , ")),
+        format!("--ignore-certificate-errors-spki-list={spki}"),
+    ])
+    .await
 }
 
 /// Opens `url` on a published host and signs in through the portal's form.
@@ -881,15 +820,6 @@ async fn browser_sign_in(c: &fantoccini::Client, url: &str, user: &str) {
         .click()
         .await
         .unwrap();
-}
-
-async fn screenshot(c: &fantoccini::Client, name: &str) {
-    let Some(dir) = std::env::var_os("WARD_SCREENSHOTS") else {
-        return;
-    };
-    let dir = PathBuf::from(dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(format!("{name}.png")), c.screenshot().await.unwrap()).unwrap();
 }
 
 /// An allowed user signs in from a browser and sees the application; another

@@ -176,16 +176,39 @@ fn sha256_hex(bytes: &[u8]) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[test]
-fn sites_through_the_filtering_proxy_and_the_dns_filter() {
-    if !enabled() {
-        return;
+/// Everything a scenario runs against, stopped when dropped.
+struct Env {
+    _nginx: Proc,
+    _dns: Proc,
+    _server: common::Server,
+    _agent: Proc,
+    _work: tempfile::TempDir,
+    ctl: Ctl,
+    web_port: u16,
+    proxy_port: u16,
+    socks: u16,
+    http: u16,
+    agent_dns: u16,
+}
+
+impl Env {
+    fn site(&self, name: &str, path: &str) -> String {
+        format!("http://{name}:{}{path}", self.web_port)
     }
+
+    fn dir(&self) -> &Path {
+        self._work.path()
+    }
+}
+
+/// Sites `site-a.test`, `ads.test` (blocked) and `news.test` (warned), a
+/// server filtering through its embedded gateway, and alice's agent.
+fn set_up() -> Env {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     let (web_port, dns_port) = (free_port(), free_port());
-    let _nginx = nginx(dir, web_port, &["site-a.test", "ads.test", "news.test"]);
-    let _dns = dnsmasq(dir, dns_port, &["site-a.test", "ads.test", "news.test"]);
+    let nginx = nginx(dir, web_port, &["site-a.test", "ads.test", "news.test"]);
+    let dns = dnsmasq(dir, dns_port, &["site-a.test", "ads.test", "news.test"]);
 
     let proxy_port = free_port();
     let mut spec = ServerSpec::new(&Db::sqlite())
@@ -255,18 +278,49 @@ fn sites_through_the_filtering_proxy_and_the_dns_filter() {
     cmd.args(["--socks", &format!("127.0.0.1:{socks}")]);
     cmd.args(["--http", &format!("127.0.0.1:{http}")]);
     cmd.args(["--dns-listen", &format!("127.0.0.1:{agent_dns}")]);
-    let _agent = Proc::spawn(cmd, &dir.join("agent.out"));
+    let agent = Proc::spawn(cmd, &dir.join("agent.out"));
     wait_until("the agent", Duration::from_secs(20), || {
         is_listening(socks) && is_listening(http)
     });
-    let via_http = format!("http://127.0.0.1:{http}");
+    let env = Env {
+        _nginx: nginx,
+        _dns: dns,
+        _server: server,
+        _agent: agent,
+        _work: work,
+        ctl,
+        web_port,
+        proxy_port,
+        socks,
+        http,
+        agent_dns,
+    };
+    // An allowed site, by name, resolved at the gateway through the zone,
+    // once the gateway knows the device and the rules (a moment).
     let via_socks = format!("socks5h://127.0.0.1:{socks}");
-    let site = |name: &str, path: &str| format!("http://{name}:{web_port}{path}");
+    wait_until(
+        "the gateway to know the device and the rules",
+        Duration::from_secs(20),
+        || {
+            curl(&["-x", &via_socks, &env.site("site-a.test", "/")]).stdout == "this is site-a.test\n"
+                && curl(&["-x", &via_socks, &env.site("ads.test", "/")]).code != 0
+        },
+    );
+    env
+}
 
-    // An allowed site, by name, resolved at the gateway through the zone.
-    wait_until("the gateway to know the device", Duration::from_secs(20), || {
-        curl(&["-x", &via_socks, &site("site-a.test", "/")]).stdout == "this is site-a.test\n"
-    });
+#[test]
+fn sites_through_the_filtering_proxy_and_the_dns_filter() {
+    if !enabled() {
+        return;
+    }
+    let env = set_up();
+    let (ctl, dir, web_port, proxy_port, agent_dns) =
+        (&env.ctl, env.dir(), env.web_port, env.proxy_port, env.agent_dns);
+    let via_http = format!("http://127.0.0.1:{}", env.http);
+    let via_socks = format!("socks5h://127.0.0.1:{}", env.socks);
+    let site = |name: &str, path: &str| env.site(name, path);
+
     let a = curl(&["-x", &via_http, &site("site-a.test", "/")]);
     assert_eq!(a.stdout, "this is site-a.test\n", "{}", a.stderr);
 
@@ -386,7 +440,7 @@ fn sites_through_the_filtering_proxy_and_the_dns_filter() {
     // The records: every request and query, with what the issue asks for.
     let mut web = Vec::new();
     wait_until("the web records", Duration::from_secs(20), || {
-        web = records(&ctl, "web");
+        web = records(ctl, "web");
         web.iter().any(|r| r["upload"]["file_name"] == "report.csv")
             && web.iter().any(|r| r["action"] == "proceed")
             && web
@@ -419,7 +473,7 @@ fn sites_through_the_filtering_proxy_and_the_dns_filter() {
 
     let mut dns = Vec::new();
     wait_until("the DNS records", Duration::from_secs(20), || {
-        dns = records(&ctl, "dns");
+        dns = records(ctl, "dns");
         dns.iter().any(|r| r["dest_host"] == "ads.test") && dns.iter().any(|r| r["dest_host"] == "site-a.test")
     });
     let q = dns.iter().find(|r| r["dest_host"] == "ads.test").unwrap();
@@ -428,4 +482,62 @@ fn sites_through_the_filtering_proxy_and_the_dns_filter() {
     let q = dns.iter().find(|r| r["dest_host"] == "site-a.test").unwrap();
     assert_eq!(q["action"], "allow");
     assert!(q["answer"].as_str().unwrap().contains("127.0.0.1"), "{q:#?}");
+}
+
+/// The same sites in Chromium, configured by the agent's proxy
+/// auto-config file: an allowed site, the block page, the warning page
+/// and its Continue button. Needs `WARD_TEST_BROWSER=1` too;
+/// `WARD_SCREENSHOTS=DIR` saves `internet-blocked.png` and
+/// `internet-warning.png`.
+#[test]
+fn sites_in_a_browser_through_the_pac_file() {
+    if !enabled() {
+        return;
+    }
+    if std::env::var("WARD_TEST_BROWSER").as_deref() != Ok("1") {
+        eprintln!("skipped: set WARD_TEST_BROWSER=1 too");
+        return;
+    }
+    let env = set_up();
+    let pac = format!("http://127.0.0.1:{}/proxy.pac", env.http);
+    let text = curl(&[&pac]).stdout;
+    assert!(text.contains("FindProxyForURL"), "{text}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use common::browser::{chromium, page_text, screenshot, wait_for_text};
+        use fantoccini::Locator;
+        // Names resolve to nothing in the browser: it must go through the
+        // proxy the PAC file names, which resolves them at the gateway.
+        let (_driver, c) = chromium(&[
+            format!("--proxy-pac-url={pac}"),
+            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1".to_owned(),
+        ])
+        .await;
+        c.goto(&env.site("site-a.test", "/")).await.unwrap();
+        wait_for_text(&c, "this is site-a.test").await;
+
+        c.goto(&env.site("ads.test", "/")).await.unwrap();
+        wait_for_text(&c, "ads.test").await;
+        let blocked = page_text(&c).await;
+        assert!(!blocked.contains("this is ads.test"), "{blocked}");
+        screenshot(&c, "internet-blocked").await;
+
+        c.goto(&env.site("news.test", "/")).await.unwrap();
+        wait_for_text(&c, "news.test").await;
+        assert!(!page_text(&c).await.contains("this is news.test"));
+        screenshot(&c, "internet-warning").await;
+        c.find(Locator::XPath(
+            "//a[contains(@href, '/.ward/proceed')] | //button[contains(., 'Continue')]",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+        wait_for_text(&c, "this is news.test").await;
+        let _ = c.close().await;
+    });
 }

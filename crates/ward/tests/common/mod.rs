@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use ward_store::testing::TestStore;
 
+pub mod browser;
+
 /// The bootstrap password every scenario's server starts with.
 pub const PASSWORD: &str = "Bootstrap-pass-word-1";
 
