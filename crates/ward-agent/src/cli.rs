@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! ward agent enroll --server URL --code CODE [--state-dir DIR] [--force]
-//! ward agent up [--state-dir DIR] [--socks ADDR] [--http ADDR]
+//! ward agent up [--state-dir DIR] [--socks ADDR] [--http ADDR] [--dns-listen ADDR]
 //! ward agent forward LOCAL_ADDR HOST:PORT [--state-dir DIR]
 //! ward agent status [--state-dir DIR] [-o text|json]
 //! ward agent login [--state-dir DIR]
@@ -97,6 +97,10 @@ pub struct UpArgs {
     /// Where the HTTP proxy listens.
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_HTTP, value_parser = parse_local_addr)]
     pub http: SocketAddr,
+    /// Serve DNS here (UDP and TCP), answered by the gateway's DNS filter
+    /// [default: none]; e.g. `127.0.0.1:53`.
+    #[arg(long, value_name = "ADDR", value_parser = parse_local_addr)]
+    pub dns_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -197,6 +201,7 @@ async fn dispatch(args: AgentArgs) -> anyhow::Result<()> {
             let opts = UpOptions {
                 socks: Some(a.socks),
                 http: Some(a.http),
+                dns: a.dns_listen,
                 ..UpOptions::new(dir)
             };
             serve_until_signal(opts).await
@@ -268,6 +273,13 @@ async fn serve_until_signal(opts: UpOptions) -> anyhow::Result<()> {
     }
     if let Some(addr) = running.http_addr() {
         println!("  HTTP proxy:    {addr}  (e.g. https_proxy=http://{addr})");
+    }
+    if let Some(addr) = running.dns_addr() {
+        println!(
+            "  DNS:           {addr}  (e.g. dig @{} -p {} example.com)",
+            addr.ip(),
+            addr.port()
+        );
     }
     if let Some(status) = running.agent().status(true).forwards.first() {
         println!("  forwarding:    {status}");
@@ -615,6 +627,10 @@ mod tests {
         }
         assert!(parse(&["forward", "127.0.0.1:1", "no-port"]).is_err());
         assert!(parse(&["up", "--socks", "nowhere"]).is_err());
+        match parse(&["up", "--dns-listen", "5353"]).unwrap() {
+            AgentCommand::Up(a) => assert_eq!(a.dns_listen.unwrap().to_string(), "127.0.0.1:5353"),
+            _ => panic!("not up"),
+        }
         assert!(parse(&["enroll"]).is_err(), "the server is required");
     }
 

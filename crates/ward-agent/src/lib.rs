@@ -10,6 +10,8 @@
 //!
 //! - [`cli`]: `ward agent enroll | up | forward | status`, as
 //!   [`cli::AgentArgs`] and [`cli::run`] for the `ward` binary.
+//! - [`dns`]: `--dns-listen`, a local DNS server whose queries go to the
+//!   gateway's DNS filter on the tunnel ([`tunnel::Tunnel::dns_query`]).
 //! - [`state`]: the state directory (identity, key, certificates, token).
 //! - [`status`]: what a running agent writes for `ward agent status`.
 //! - [`proxy`]: the protocol front ends of the local proxies: it turns what a
@@ -19,6 +21,7 @@
 //!   are passed on to be resolved at the gateway side.
 
 pub mod cli;
+pub mod dns;
 pub mod enroll;
 mod local;
 pub mod posture;

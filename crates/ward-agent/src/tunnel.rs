@@ -65,6 +65,12 @@ pub const RELAY_BUFFER: usize = 64 << 10;
 /// `CONNECT` request, before the gateway's answer (see [`Tunnel::open_with`]).
 pub const EARLY_DATA_MAX: usize = 16 << 10;
 
+/// How long the gateway may take to answer a DNS query (its own upstream
+/// resolvers have 2 s each).
+pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest DNS message.
+pub const DNS_MESSAGE_MAX: usize = 65535;
+
 /// How the tunnel connects and keeps its connection.
 #[derive(Debug, Clone)]
 pub struct TunnelConfig {
@@ -418,6 +424,86 @@ impl Tunnel {
                     retried = true;
                 }
             }
+        }
+    }
+
+    /// Sends one DNS message to the gateway's DNS filter (`POST /dns-query`
+    /// on the tunnel, [`ward_api::PATH_DNS_QUERY`]) and returns its answer,
+    /// one DNS message. Connects (or reconnects) as [`open`](Self::open)
+    /// does; a query lost with a broken connection is sent once more on a
+    /// new one. Waits at most [`DNS_TIMEOUT`] for the answer.
+    pub async fn dns_query(&self, query: Bytes) -> Result<Bytes, TunnelError> {
+        let mut retried = false;
+        loop {
+            let conn = self.connection().await?;
+            match self.dns_request(&conn, query.clone()).await {
+                Ok(answer) => return Ok(answer),
+                Err(RequestError::Answer(e)) => return Err(e),
+                Err(RequestError::Connection(why)) => {
+                    tracing::debug!(conn = conn.id, %why, "tunnel connection broken; retiring it");
+                    self.inner.retire(conn.id, Some(&why));
+                    if retried {
+                        return Err(TunnelError::Unavailable(why));
+                    }
+                    retried = true;
+                }
+            }
+        }
+    }
+
+    async fn dns_request(&self, conn: &Conn, query: Bytes) -> Result<Bytes, RequestError> {
+        let request = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(format!(
+                "https://{}{}",
+                self.inner.config.gateway,
+                ward_api::PATH_DNS_QUERY
+            ))
+            .header(http::header::CONTENT_TYPE, "application/dns-message")
+            .body(())
+            .map_err(|_| RequestError::Answer(TunnelError::BadRequest))?;
+        let mut send = conn
+            .send
+            .clone()
+            .ready()
+            .await
+            .map_err(|e| RequestError::Connection(e.to_string()))?;
+        let (response, mut stream) = send
+            .send_request(request, false)
+            .map_err(|e| RequestError::Connection(e.to_string()))?;
+        // A DNS message (at most 64 KiB) fits the stream's initial window.
+        stream
+            .send_data(query, true)
+            .map_err(|e| RequestError::Connection(e.to_string()))?;
+        let exchange = async {
+            let response = response.await.map_err(|e| classify_stream_error(&e))?;
+            let status = response.status().as_u16();
+            if status != 200 {
+                let err = match status {
+                    400 => TunnelError::BadRequest,
+                    503 => TunnelError::Unavailable("the gateway is not accepting queries".to_owned()),
+                    other => TunnelError::Unexpected(other),
+                };
+                return Err(RequestError::Answer(err));
+            }
+            let mut body = response.into_body();
+            let mut answer = BytesMut::new();
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.map_err(|e| classify_stream_error(&e))?;
+                let _ = body.flow_control().release_capacity(chunk.len());
+                if answer.len() + chunk.len() > DNS_MESSAGE_MAX {
+                    return Err(RequestError::Answer(TunnelError::Unexpected(status)));
+                }
+                answer.extend_from_slice(&chunk);
+            }
+            Ok(answer.freeze())
+        };
+        match tokio::time::timeout(DNS_TIMEOUT, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(RequestError::Answer(TunnelError::Unavailable(format!(
+                "no DNS answer from the gateway within {}s",
+                DNS_TIMEOUT.as_secs()
+            )))),
         }
     }
 

@@ -1,7 +1,7 @@
 //! `ward agent up` and `ward agent forward`: the running agent.
 //!
 //! [`start`] loads the state, builds the [`Tunnel`], binds the local
-//! listeners (SOCKS5, HTTP proxy, port forwards) and starts the background
+//! listeners (SOCKS5, HTTP proxy, port forwards, DNS) and starts the background
 //! work:
 //!
 //! - renewal of the device certificate at half its lifetime, with a new key
@@ -70,6 +70,8 @@ pub struct UpOptions {
     pub http: Option<SocketAddr>,
     /// Port forwards: local address, destination.
     pub forwards: Vec<(SocketAddr, Target)>,
+    /// The local DNS server's address (UDP and TCP), if one is served.
+    pub dns: Option<SocketAddr>,
     /// Write `status.json` (only `up` does, so a `forward` beside it does not
     /// overwrite it).
     pub write_status: bool,
@@ -89,6 +91,7 @@ impl UpOptions {
             socks: DEFAULT_SOCKS.parse().ok(),
             http: DEFAULT_HTTP.parse().ok(),
             forwards: Vec::new(),
+            dns: None,
             write_status: true,
             maintenance: true,
             status_interval: STATUS_INTERVAL,
@@ -520,6 +523,7 @@ pub struct RunningAgent {
     socks_addr: Option<SocketAddr>,
     http_addr: Option<SocketAddr>,
     forward_addrs: Vec<SocketAddr>,
+    dns_addr: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
     write_status: bool,
 }
@@ -541,6 +545,11 @@ impl RunningAgent {
     /// Where the HTTP proxy listens.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
+    }
+
+    /// Where the DNS server listens (UDP and TCP).
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns_addr
     }
 
     /// Where the forwards listen, in the order given.
@@ -601,6 +610,18 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<RunningAgent> {
         )));
         forward_addrs.push(local);
     }
+    let dns_addr = match opts.dns {
+        Some(addr) => {
+            let listener = crate::dns::DnsListener::bind(addr)
+                .await
+                .map_err(|e| anyhow!("cannot listen on {addr} for the DNS server: {e}"))?;
+            let local = listener.local_addr()?;
+            tracing::info!(addr = %local, "DNS server listening (UDP and TCP)");
+            tasks.push(tokio::spawn(listener.serve(agent.tunnel.clone())));
+            Some(local)
+        }
+        None => None,
+    };
     if let Ok(mut l) = agent.listening.lock() {
         l.socks = socks_addr.map(|a| a.to_string());
         l.http = http_addr.map(|a| a.to_string());
@@ -634,6 +655,7 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<RunningAgent> {
         socks_addr,
         http_addr,
         forward_addrs,
+        dns_addr,
         tasks,
         write_status: opts.write_status,
     })

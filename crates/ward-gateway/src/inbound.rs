@@ -272,6 +272,17 @@ pub(crate) async fn serve_stream(
     request: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
 ) {
+    if request.method() == Method::POST && request.uri().path() == ward_api::PATH_DNS_QUERY {
+        let client = crate::dns::Client {
+            gateway: tunnel.gateway.clone(),
+            tenant_id: tunnel.tenant_id.clone(),
+            device_id: tunnel.device_id.clone(),
+            peer: tunnel.peer,
+            cert_expires_ms: tunnel.cert_expires_ms,
+        };
+        // Boxed: the DNS path must not grow every CONNECT stream's future.
+        return Box::pin(crate::dns::serve(client, request, respond)).await;
+    }
     let gateway = &tunnel.gateway;
     let source = tunnel.peer.ip();
     let mut result = ConnectionResult::new(

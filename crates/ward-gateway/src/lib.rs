@@ -80,6 +80,7 @@
 //! by storing each record id once.
 
 mod config;
+mod dns;
 mod drain;
 mod inbound;
 mod journal;
@@ -123,6 +124,8 @@ pub(crate) struct Gateway {
     pub(crate) tunnels: status::TunnelCounts,
     /// Tenants' compiled internet policies, reused across snapshots.
     pub(crate) internet_cache: state::InternetCache,
+    /// The DNS filter: upstream resolvers, queries in flight per tunnel.
+    pub(crate) dns: dns::DnsFilter,
 }
 
 /// A gateway serving in the background.
@@ -187,6 +190,7 @@ pub async fn start(
         web_hosts: web::HostTable::default(),
         tunnels: status::TunnelCounts::default(),
         internet_cache: state::InternetCache::default(),
+        dns: dns::DnsFilter::new(config.dns_upstreams.clone()),
     });
     if let Some(saved) = state::load(&config.spool_dir) {
         tracing::info!(

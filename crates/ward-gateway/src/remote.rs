@@ -58,6 +58,15 @@ pub struct GatewayArgs {
     /// Private key (PEM) of the web listener's certificate.
     #[arg(long, env = "WARD_WEB_KEY", value_name = "FILE")]
     pub web_key: Option<PathBuf>,
+    /// DNS resolvers the DNS filter forwards allowed queries to, comma-separated
+    /// [default: none: the filter answers SERVFAIL].
+    #[arg(
+        long = "dns-upstream",
+        env = "WARD_DNS_UPSTREAM",
+        value_name = "IP:PORT[,IP:PORT...]",
+        value_delimiter = ','
+    )]
+    pub dns_upstreams: Vec<SocketAddr>,
     /// Log format: human or json.
     #[arg(long, env = "WARD_LOG_FORMAT", default_value = "human")]
     pub log_format: String,
@@ -115,6 +124,7 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
         args.state_dir.join("spool"),
     );
     config.threads = args.threads.unwrap_or(0);
+    config.dns_upstreams = args.dns_upstreams.clone();
     if let (Some(listen), Some(cert), Some(key)) = (args.web_listen, &args.web_cert, &args.web_key) {
         config.web = Some(crate::WebConfig {
             listen,

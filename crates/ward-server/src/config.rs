@@ -76,6 +76,15 @@ pub struct ServerArgs {
     /// Lifetime of device certificates; agents renew at half-life [default: 24h].
     #[arg(long, env = "WARD_DEVICE_CERT_TTL", value_name = "DURATION")]
     pub device_cert_ttl: Option<humantime::Duration>,
+    /// DNS resolvers the embedded gateway's DNS filter forwards allowed
+    /// queries to, comma-separated [default: none: the filter answers SERVFAIL].
+    #[arg(
+        long = "dns-upstream",
+        env = "WARD_DNS_UPSTREAM",
+        value_name = "IP:PORT[,IP:PORT...]",
+        value_delimiter = ','
+    )]
+    pub dns_upstreams: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -109,6 +118,8 @@ struct FileConfig {
     web_cert: Option<PathBuf>,
     web_key: Option<PathBuf>,
     web_public_port: Option<u16>,
+    /// `["192.0.2.53:53"]`.
+    dns_upstream: Option<Vec<SocketAddr>>,
     #[serde(default)]
     login: LoginFile,
 }
@@ -190,6 +201,8 @@ pub struct ServerConfig {
     pub web_cert: Option<(PathBuf, PathBuf)>,
     /// The port browsers reach published hosts on.
     pub web_public_port: u16,
+    /// The embedded gateway's upstream DNS resolvers.
+    pub dns_upstreams: Vec<SocketAddr>,
     /// Password for the bootstrap accounts, from `WARD_BOOTSTRAP_PASSWORD`
     /// (environment only, so it never shows in a process list or a file).
     pub bootstrap_password: Option<Secret>,
@@ -329,6 +342,11 @@ impl ServerConfig {
                 .or(file.web_public_port)
                 .or(args.web_listen.or(file.web_listen).map(|a| a.port()))
                 .unwrap_or(443),
+            dns_upstreams: if args.dns_upstreams.is_empty() {
+                file.dns_upstream.clone().unwrap_or_default()
+            } else {
+                args.dns_upstreams.clone()
+            },
             master_key_file,
             device_cert_ttl,
             data_dir,
@@ -424,6 +442,21 @@ mod tests {
         assert_eq!(c.url(), "http://127.0.0.1:7600");
         assert_eq!(c.regions, vec!["local"]);
         assert_eq!(format!("{:?}", Secret::new("hunter22")), "<redacted>");
+    }
+
+    #[test]
+    fn dns_upstreams_from_file_or_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ward.toml");
+        std::fs::write(&path, "dns_upstream = [\"127.0.0.1:5300\", \"[::1]:53\"]\n").unwrap();
+        let mut a = args();
+        a.config = Some(path);
+        let c = ServerConfig::load(&a).unwrap();
+        assert_eq!(c.dns_upstreams.len(), 2);
+        a.dns_upstreams = vec!["127.0.0.1:5301".parse().unwrap()];
+        let c = ServerConfig::load(&a).unwrap();
+        assert_eq!(c.dns_upstreams, a.dns_upstreams, "flag wins");
+        assert!(ServerConfig::load(&args()).unwrap().dns_upstreams.is_empty());
     }
 
     #[test]

@@ -93,6 +93,7 @@ fn server(args: ServerArgs) -> ExitCode {
             link.config().data_dir.join("gateway"),
         );
         gateway_config.threads = link.config().gateway_threads;
+        gateway_config.dns_upstreams = link.config().dns_upstreams.clone();
         if let Some(listen) = link.config().web_listen {
             gateway_config.web = Some(embedded::web_config(&link, listen, running.url.clone()).await?);
         }
