@@ -891,7 +891,7 @@ pub struct SnapshotDevice {
 
 /// One connection attempt through a gateway, allowed or denied, written once
 /// when the connection ends (denied ones at once).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AccessRecord {
     /// Made by the gateway (time-ordered, unique); the server stores each id once.
     pub id: String,
@@ -957,6 +957,42 @@ pub struct AccessRecord {
     /// response code (`NXDOMAIN`, `SERVFAIL`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
+}
+
+impl Default for AccessRecord {
+    /// An empty record of kind `private` (so that a record built from the
+    /// default keeps its kind through serialisation).
+    fn default() -> AccessRecord {
+        AccessRecord {
+            id: Default::default(),
+            started_ms: Default::default(),
+            tenant_id: Default::default(),
+            user_id: Default::default(),
+            device_id: Default::default(),
+            gateway_id: Default::default(),
+            source: Default::default(),
+            dest_host: Default::default(),
+            dest_addr: Default::default(),
+            port: Default::default(),
+            protocol: Default::default(),
+            action: Default::default(),
+            rule_id: Default::default(),
+            reason: Default::default(),
+            bytes_up: Default::default(),
+            bytes_down: Default::default(),
+            duration_ms: Default::default(),
+            end: Default::default(),
+            method: Default::default(),
+            path: Default::default(),
+            status: Default::default(),
+            url: Default::default(),
+            upload: Default::default(),
+            inspected: Default::default(),
+            qtype: Default::default(),
+            answer: Default::default(),
+            kind: kind_private(),
+        }
+    }
 }
 
 /// A batch of records shipped by a gateway.

@@ -185,6 +185,40 @@ pub fn stacked_bars(bars: &[(u64, u64)], labels: [&str; 3]) -> Markup {
     }
 }
 
+/// An inline SVG chart of labelled horizontal bars (largest first, as
+/// given), each bar with its count; `class` colours them (`allow`, `deny`);
+/// `empty` is said when there is nothing to draw.
+pub fn horizontal_bars(bars: &[(String, u64)], class: &str, empty: &str) -> Markup {
+    if bars.is_empty() {
+        return html! { p.muted { (empty) } };
+    }
+    const W: f64 = 520.0;
+    const LABEL: f64 = 200.0;
+    const ROW: f64 = 22.0;
+    let max = bars.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1) as f64;
+    let h = ROW * bars.len() as f64;
+    html! {
+        figure.chart {
+            svg viewBox=(format!("0 0 {W} {h}")) role="img" aria-label="Counts by name" {
+                @for (i, (label, n)) in bars.iter().enumerate() {
+                    @let y = i as f64 * ROW;
+                    @let w = (*n as f64 / max * (W - LABEL - 60.0)).max(1.0);
+                    @let shown: String = if label.chars().count() > 30 {
+                        label.chars().take(29).collect::<String>() + "…"
+                    } else {
+                        label.clone()
+                    };
+                    text x="0" y=(format!("{:.1}", y + 15.0)) { title { (label) } (shown) }
+                    rect class=(class) x=(LABEL) y=(format!("{:.1}", y + 4.0)) width=(format!("{w:.1}")) height="14" {
+                        title { (label) ": " (n) }
+                    }
+                    text x=(format!("{:.1}", LABEL + w + 6.0)) y=(format!("{:.1}", y + 15.0)) { (n) }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
