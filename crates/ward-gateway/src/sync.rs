@@ -41,9 +41,12 @@ pub(crate) async fn run<S: SnapshotSource>(mut source: S, gateway: Arc<Gateway>,
                 let g = gateway.clone();
                 // Compiling a tenant's lists (up to millions of names) takes
                 // long enough to keep it off the runtime's threads.
+                // Saved before it is enforced: a snapshot a gateway has
+                // shown as applied is the one a restart enforces.
                 let saved = tokio::task::spawn_blocking(move || {
+                    let saved = state::persist(&dir, &snapshot);
                     apply(&g, &snapshot);
-                    state::persist(&dir, &snapshot)
+                    saved
                 });
                 match saved.await {
                     Ok(Ok(())) => {}
