@@ -82,6 +82,7 @@
 mod config;
 mod drain;
 mod inbound;
+mod internet;
 mod journal;
 mod records;
 mod registry;
@@ -123,6 +124,8 @@ pub(crate) struct Gateway {
     pub(crate) tunnels: status::TunnelCounts,
     /// Tenants' compiled internet policies, reused across snapshots.
     pub(crate) internet_cache: state::InternetCache,
+    /// The filtering proxy's state: click-throughs, token key, upstream pool.
+    pub(crate) internet: internet::Internet,
 }
 
 /// A gateway serving in the background.
@@ -137,6 +140,7 @@ pub struct RunningGateway {
     gateway: Arc<Gateway>,
     tasks: drain::Tasks,
     web: Option<web::RunningWeb>,
+    proxy: Option<internet::proxy::RunningProxy>,
 }
 
 /// Starts a gateway: loads the last saved snapshot (if any), opens the
@@ -187,6 +191,7 @@ pub async fn start(
         web_hosts: web::HostTable::default(),
         tunnels: status::TunnelCounts::default(),
         internet_cache: state::InternetCache::default(),
+        internet: internet::Internet::new(config.internet_allow_private, config.dial_timeout),
     });
     if let Some(saved) = state::load(&config.spool_dir) {
         tracing::info!(
@@ -244,6 +249,10 @@ pub async fn start(
         Some(web) => Some(web::start(web, gateway.clone()).await?),
         None => None,
     };
+    let proxy = match config.proxy_listen {
+        Some(listen) => Some(internet::proxy::start(listen, gateway.clone()).await?),
+        None => None,
+    };
     tracing::info!(
         gateway = %config.gateway_id,
         listen = %local_addr,
@@ -256,6 +265,7 @@ pub async fn start(
         gateway,
         tasks,
         web,
+        proxy,
     })
 }
 
@@ -268,6 +278,11 @@ impl RunningGateway {
     /// The address of the web listener for published applications, if any.
     pub fn web_addr(&self) -> Option<SocketAddr> {
         self.web.as_ref().map(|w| w.local_addr)
+    }
+
+    /// The address of the internet proxy port, if any.
+    pub fn proxy_addr(&self) -> Option<SocketAddr> {
+        self.proxy.as_ref().map(|p| p.local_addr)
     }
 
     /// The version of the snapshot being enforced; `None` before the first.
@@ -286,6 +301,7 @@ impl RunningGateway {
     /// and the spool ships what it can for a few seconds more.
     pub async fn shutdown(mut self) {
         self.web.take();
+        self.proxy.take();
         drain::shutdown(&self.gateway, &mut self.tasks).await;
     }
 }
