@@ -58,6 +58,14 @@ pub struct GatewayArgs {
     /// Private key (PEM) of the web listener's certificate.
     #[arg(long, env = "WARD_WEB_KEY", value_name = "FILE")]
     pub web_key: Option<PathBuf>,
+    /// Internet proxy port for devices without the agent (users sign in
+    /// with a proxy credential) [default: none].
+    #[arg(long, env = "WARD_PROXY_LISTEN", value_name = "ADDR")]
+    pub proxy_listen: Option<SocketAddr>,
+    /// Let internet traffic reach loopback, private and link-local
+    /// addresses [default: refused].
+    #[arg(long, env = "WARD_INTERNET_ALLOW_PRIVATE")]
+    pub internet_allow_private: bool,
     /// Log format: human or json.
     #[arg(long, env = "WARD_LOG_FORMAT", default_value = "human")]
     pub log_format: String,
@@ -115,6 +123,8 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
         args.state_dir.join("spool"),
     );
     config.threads = args.threads.unwrap_or(0);
+    config.proxy_listen = args.proxy_listen;
+    config.internet_allow_private = args.internet_allow_private;
     if let (Some(listen), Some(cert), Some(key)) = (args.web_listen, &args.web_cert, &args.web_key) {
         config.web = Some(crate::WebConfig {
             listen,
@@ -135,6 +145,9 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
         gateway.local_addr(),
         joined.server
     );
+    if let Some(proxy) = gateway.proxy_addr() {
+        println!("Internet proxy port on {proxy}");
+    }
     shutdown.await;
     tracing::info!("shutting down");
     gateway.shutdown().await;

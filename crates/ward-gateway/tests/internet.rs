@@ -432,6 +432,15 @@ async fn plain_http_streams_block_warn_proceed_and_forward() {
     )
     .await;
     assert_eq!(bad.status, 400);
+    // Request smuggling ends the stream with 400; nothing reaches the origin.
+    let smuggled = h2_exchange(
+        &mut recv,
+        &mut send,
+        &mut buf,
+        format!("POST /smuggled HTTP/1.1\r\nHost: {origin}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(smuggled.status, 400);
 
     let allowed = h
         .server
@@ -452,6 +461,11 @@ async fn plain_http_streams_block_warn_proceed_and_forward() {
         .server
         .record("blocked request", |r| r.dest_host == "blocked.example")
         .await;
+    assert!(!h
+        .server
+        .stored()
+        .iter()
+        .any(|r| r.url.as_deref().is_some_and(|u| u.contains("smuggled"))));
     assert_eq!((blocked.action.as_str(), blocked.status), ("block", Some(403)));
     assert!(blocked.id.len() > 4 && ok.header("content-length").is_some());
 
@@ -700,6 +714,11 @@ async fn proxy_port_refuses_bad_input_cleanly() {
     });
 
     let cases: Vec<(&str, Vec<u8>, Option<u16>)> = vec![
+        (
+            "Content-Length and Transfer-Encoding",
+            format!("POST http://{site}/ HTTP/1.1\r\nHost: {site}\r\n{auth}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").into_bytes(),
+            Some(400),
+        ),
         (
             "different content lengths",
             format!("POST http://{site}/ HTTP/1.1\r\nHost: {site}\r\n{auth}Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd").into_bytes(),

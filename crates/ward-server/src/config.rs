@@ -73,6 +73,14 @@ pub struct ServerArgs {
     /// The port browsers reach published hosts on [default: the web listener's port].
     #[arg(long, env = "WARD_WEB_PUBLIC_PORT", value_name = "PORT")]
     pub web_public_port: Option<u16>,
+    /// Address of the embedded gateway's internet proxy port, for devices
+    /// without the agent (users sign in with a proxy credential) [default: none].
+    #[arg(long, env = "WARD_PROXY_LISTEN", value_name = "ADDR")]
+    pub proxy_listen: Option<SocketAddr>,
+    /// Let internet traffic through the embedded gateway reach loopback,
+    /// private and link-local addresses [default: refused].
+    #[arg(long, env = "WARD_INTERNET_ALLOW_PRIVATE")]
+    pub internet_allow_private: bool,
     /// Lifetime of device certificates; agents renew at half-life [default: 24h].
     #[arg(long, env = "WARD_DEVICE_CERT_TTL", value_name = "DURATION")]
     pub device_cert_ttl: Option<humantime::Duration>,
@@ -109,6 +117,8 @@ struct FileConfig {
     web_cert: Option<PathBuf>,
     web_key: Option<PathBuf>,
     web_public_port: Option<u16>,
+    proxy_listen: Option<SocketAddr>,
+    internet_allow_private: Option<bool>,
     #[serde(default)]
     login: LoginFile,
 }
@@ -190,6 +200,10 @@ pub struct ServerConfig {
     pub web_cert: Option<(PathBuf, PathBuf)>,
     /// The port browsers reach published hosts on.
     pub web_public_port: u16,
+    /// The embedded gateway's internet proxy port.
+    pub proxy_listen: Option<SocketAddr>,
+    /// Internet traffic may reach private addresses.
+    pub internet_allow_private: bool,
     /// Password for the bootstrap accounts, from `WARD_BOOTSTRAP_PASSWORD`
     /// (environment only, so it never shows in a process list or a file).
     pub bootstrap_password: Option<Secret>,
@@ -329,6 +343,8 @@ impl ServerConfig {
                 .or(file.web_public_port)
                 .or(args.web_listen.or(file.web_listen).map(|a| a.port()))
                 .unwrap_or(443),
+            proxy_listen: args.proxy_listen.or(file.proxy_listen),
+            internet_allow_private: args.internet_allow_private || file.internet_allow_private.unwrap_or(false),
             master_key_file,
             device_cert_ttl,
             data_dir,

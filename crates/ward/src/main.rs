@@ -93,6 +93,8 @@ fn server(args: ServerArgs) -> ExitCode {
             link.config().data_dir.join("gateway"),
         );
         gateway_config.threads = link.config().gateway_threads;
+        gateway_config.proxy_listen = link.config().proxy_listen;
+        gateway_config.internet_allow_private = link.config().internet_allow_private;
         if let Some(listen) = link.config().web_listen {
             gateway_config.web = Some(embedded::web_config(&link, listen, running.url.clone()).await?);
         }

@@ -678,7 +678,7 @@ pub(crate) async fn serve_agent_stream(
         let who = who.clone();
         async move { Ok::<_, Infallible>(handle(&gateway, &who, default_port, request).await) }
     });
-    let conn = server_builder().serve_connection(TokioIo::new(io), service);
+    let conn = server_builder().serve_connection(TokioIo::new(super::framing::Guarded::new(io)), service);
     tokio::select! {
         served = conn => if let Err(e) = served {
             tracing::debug!(error = %e, "plain-HTTP stream ended");

@@ -17,6 +17,7 @@
 //! grants that user that host for the tenant's `warn_minutes`, kept in
 //! memory here ([`Grants`]).
 
+pub(crate) mod framing;
 pub(crate) mod http;
 pub(crate) mod proxy;
 pub(crate) mod token;

@@ -90,7 +90,7 @@ async fn serve_connection(
         async move { Ok::<_, Infallible>(serve_request(&gateway, peer, request).await) }
     });
     let conn = server_builder()
-        .serve_connection(TokioIo::new(tcp), service)
+        .serve_connection(TokioIo::new(super::framing::Guarded::new(tcp)), service)
         .with_upgrades();
     tokio::select! {
         served = conn => if let Err(e) = served {
