@@ -138,6 +138,12 @@ async fn origin_server() -> SocketAddr {
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(|request: Request<hyper::body::Incoming>| async move {
                     let path = request.uri().path().to_owned();
+                    if path == "/host" {
+                        let host = request.headers().get("host").map(|h| h.to_str().unwrap().to_owned());
+                        return Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(
+                            host.unwrap_or_default(),
+                        ))));
+                    }
                     let body = request
                         .into_body()
                         .collect()
@@ -578,6 +584,20 @@ async fn proxy_port_authenticates_decides_and_forwards() {
         ("alice", "", "allow")
     );
 
+    // The Host header names the host decided (no fronting a blocked one).
+    let (code, body) = curl_async(vec![
+        "-x".into(),
+        alice.clone(),
+        "-H".into(),
+        "Host: blocked.example".into(),
+        format!("http://localhost:{}/host", net.origin.port()),
+    ])
+    .await;
+    assert_eq!(
+        (code.as_str(), body),
+        ("200", format!("localhost:{}", net.origin.port()))
+    );
+
     // CONNECT (curl -p tunnels even plain HTTP).
     let (code, body) = curl_async(vec!["-p".into(), "-x".into(), alice.clone(), site.clone()]).await;
     assert_eq!((code.as_str(), body.as_str()), ("200", "hello from /hello"));
@@ -776,4 +796,93 @@ async fn proxy_port_refuses_bad_input_cleanly() {
         took >= Duration::from_secs(8) && took < Duration::from_secs(25),
         "slow client cut after {took:?}"
     );
+}
+
+// ---- throughput (by hand) ---------------------------------------------------
+
+/// Requests per second through the proxy port with wrk (1 KiB GETs,
+/// keep-alive, 50 connections, a 1,000,000-name block list loaded), and
+/// straight to the origin for scale. Run by hand, in release:
+/// `cargo test --release -p ward-gateway --test internet -- --ignored --nocapture throughput`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test: needs wrk and a release build"]
+async fn throughput_of_the_proxy_port() {
+    let pki = Arc::new(Pki::new());
+    let dir = tempfile::tempdir().unwrap();
+    let (snapshots, source) = channel_source();
+    let mut config = config(&pki, &dir);
+    config.internet_allow_private = true;
+    config.proxy_listen = Some("127.0.0.1:0".parse().unwrap());
+    let server = Server::default();
+    let gateway = ward_gateway::start(config, source, server.clone()).await.unwrap();
+    let mut snapshot = internet_snapshot(1, &pki);
+    let names: Vec<String> = (0..1_000_000).map(|i| format!("blocked-{i}.example")).collect();
+    acme(&mut snapshot)
+        .internet
+        .policy
+        .lists
+        .push(list("big", &names.iter().map(String::as_str).collect::<Vec<_>>()));
+    acme(&mut snapshot)
+        .internet
+        .policy
+        .rules
+        .push(rule("block-big", 1, InternetAction::Block, &["big"], &[]));
+    let started = std::time::Instant::now();
+    snapshots.send(snapshot).unwrap();
+    eventually("snapshot applied", Duration::from_secs(120), || {
+        (gateway.snapshot_version() == Some(1)).then_some(())
+    })
+    .await;
+    println!("1,000,000-name list applied in {:?}", started.elapsed());
+
+    // A 1 KiB origin.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let body = Bytes::from(vec![b'x'; 1024]);
+        while let Ok((tcp, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_: Request<hyper::body::Incoming>| {
+                    let body = body.clone();
+                    async move { Ok::<_, Infallible>(http::Response::new(Full::new(body))) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("Alice:{PROXY_PASSWORD}"));
+    let script = dir.path().join("proxy.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.path = \"http://127.0.0.1:{}/1k\"\nwrk.headers[\"Proxy-Authorization\"] = \"Basic {auth}\"\n",
+            origin.port()
+        ),
+    )
+    .unwrap();
+    let proxy = gateway.proxy_addr().unwrap();
+    for (what, args) in [
+        ("origin directly", vec![format!("http://{origin}/1k")]),
+        (
+            "through the proxy port",
+            vec!["-s".into(), script.display().to_string(), format!("http://{proxy}")],
+        ),
+    ] {
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("wrk")
+                .args(["-t2", "-c50", "-d5s", "--latency"])
+                .args(&args)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        println!("--- {what}\n{text}");
+    }
+    println!("records stored: {}", server.stored().len());
 }

@@ -359,7 +359,9 @@ pub(crate) async fn handle(
         page(status, "Bad request", message, &[("Request id", &request_id)], None)
     };
 
-    if request.uri().to_string().len() > MAX_URI_LEN {
+    let uri_len = request.uri().path_and_query().map_or(0, |p| p.as_str().len())
+        + request.uri().authority().map_or(0, |a| a.as_str().len());
+    if uri_len > MAX_URI_LEN {
         return refuse_bad(result, StatusCode::URI_TOO_LONG, "The address is too long.");
     }
     if request.method() == Method::CONNECT {
@@ -494,10 +496,13 @@ pub(crate) async fn handle(
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
-    if !parts.headers.contains_key(header::HOST) {
-        if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
+    // The host decided is the host asked: an absolute-form request's Host
+    // header is replaced by its authority (no fronting another site).
+    match HeaderValue::from_str(authority.as_str()) {
+        Ok(value) => {
             parts.headers.insert(header::HOST, value);
         }
+        Err(_) => return refuse_bad(result, StatusCode::BAD_REQUEST, "The host name is not valid."),
     }
     let slot = Arc::new(UploadSlot::default());
     let upload = (!body.is_end_stream()).then(|| parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()));
