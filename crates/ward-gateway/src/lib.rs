@@ -191,7 +191,11 @@ pub async fn start(
         web_hosts: web::HostTable::default(),
         tunnels: status::TunnelCounts::default(),
         internet_cache: state::InternetCache::default(),
-        internet: internet::Internet::new(config.internet_allow_private, config.dial_timeout),
+        internet: internet::Internet::new(
+            config.internet_allow_private,
+            config.dial_timeout,
+            &config.dns_upstreams,
+        ),
     });
     if let Some(saved) = state::load(&config.spool_dir) {
         tracing::info!(

@@ -105,6 +105,10 @@ struct Net {
 }
 
 async fn start(allow_private: bool) -> Net {
+    start_with(allow_private, None).await
+}
+
+async fn start_with(allow_private: bool, dns: Option<SocketAddr>) -> Net {
     let pki = Arc::new(Pki::new());
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let server = Server::default();
@@ -112,6 +116,7 @@ async fn start(allow_private: bool) -> Net {
     let mut config = config(&pki, &dir);
     config.internet_allow_private = allow_private;
     config.proxy_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.dns_upstreams = dns.into_iter().collect();
     let gateway = ward_gateway::start(config, source, server.clone()).await.unwrap();
     let harness = Harness {
         pki: pki.clone(),
@@ -304,6 +309,52 @@ async fn a_new_block_rule_cuts_a_live_internet_tunnel() {
     // New attempts are refused.
     let (response, _) = connect(&laptop, &format!("localhost:{}", h.echo.port())).await.unwrap();
     assert_eq!(header(&response, "ward-rule"), Some("block-local"));
+}
+
+/// A DNS server on 127.0.0.1 answering every A query with 127.0.0.1 and
+/// every other query with no records; counts the queries.
+async fn dns_server() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let queries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = queries.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 512];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut answer = buf[..n].to_vec();
+            answer[2] |= 0x80;
+            if n > 16 && buf[n - 3] == 1 {
+                answer[7] = 1;
+                answer.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1]);
+            }
+            let _ = socket.send_to(&answer, from).await;
+        }
+    });
+    (addr, queries)
+}
+
+#[tokio::test]
+async fn names_resolve_through_the_dns_upstreams_when_given() {
+    let (dns, queries) = dns_server().await;
+    let net = start_with(true, Some(dns)).await;
+    let h = &net.harness;
+    let laptop = h.laptop().await;
+    let (response, mut send) = connect(&laptop, &format!("www.site.example:{}", h.echo.port()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    send_all(&mut send, Bytes::from_static(b"hi"), true).await.unwrap();
+    assert_eq!(read_body(&mut body, None).await.unwrap(), b"hi");
+    let record = h.server.record("resolved", |r| r.dest_host == "www.site.example").await;
+    assert_eq!(record.dest_addr.as_deref(), Some("127.0.0.1"));
+    assert!(queries.load(std::sync::atomic::Ordering::SeqCst) >= 2, "A and AAAA");
+    // Blocked names are never asked about.
+    let before = queries.load(std::sync::atomic::Ordering::SeqCst);
+    let (response, _) = connect(&laptop, "x.evil.example:443").await.unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(queries.load(std::sync::atomic::Ordering::SeqCst), before);
 }
 
 #[tokio::test]

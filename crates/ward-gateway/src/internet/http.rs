@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use ward_inet::Host;
 
+use super::resolve::Resolver;
 use super::upload::{UploadBody, UploadSlot};
 use super::{dial, judge, DialError, Outcome, Who};
 use crate::inbound::Tunnel;
@@ -53,12 +54,16 @@ pub(crate) type ReqBody = UploadBody<Incoming>;
 /// The pooled upstream client.
 pub(crate) type UpstreamClient = Client<Dialer, ReqBody>;
 
-pub(crate) fn upstream_client(allow_private: bool, timeout: Duration) -> UpstreamClient {
+pub(crate) fn upstream_client(resolver: Resolver, allow_private: bool, timeout: Duration) -> UpstreamClient {
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE)
         .pool_max_idle_per_host(POOL_PER_HOST)
         .pool_timer(TokioTimer::new())
-        .build(Dialer { allow_private, timeout })
+        .build(Dialer {
+            resolver,
+            allow_private,
+            timeout,
+        })
 }
 
 /// The HTTP/1.1 server settings of both front ends.
@@ -79,6 +84,7 @@ pub(crate) fn server_builder() -> hyper::server::conn::http1::Builder {
 /// allowed), dial.
 #[derive(Clone)]
 pub(crate) struct Dialer {
+    resolver: Resolver,
     allow_private: bool,
     timeout: Duration,
 }
@@ -140,12 +146,12 @@ impl tower::Service<Uri> for Dialer {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let (allow_private, timeout) = (self.allow_private, self.timeout);
+        let (allow_private, timeout, resolver) = (self.allow_private, self.timeout, self.resolver.clone());
         Box::pin(async move {
             let host = uri.host().unwrap_or_default();
             let host = Host::parse(host).map_err(|e| DialError::Failed(format!("bad host {host}: {e}")))?;
             let port = uri.port_u16().unwrap_or(80);
-            let (tcp, addr) = dial(&host, port, allow_private, timeout).await?;
+            let (tcp, addr) = dial(&resolver, &host, port, allow_private, timeout).await?;
             Ok(Dialed {
                 io: TokioIo::new(tcp),
                 addr,

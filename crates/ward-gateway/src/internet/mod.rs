@@ -20,6 +20,7 @@
 pub(crate) mod framing;
 pub(crate) mod http;
 pub(crate) mod proxy;
+pub(crate) mod resolve;
 pub(crate) mod token;
 pub(crate) mod tunnel;
 pub(crate) mod upload;
@@ -40,6 +41,8 @@ const TOKEN_LIFETIME_MS: i64 = 10 * 60 * 1000;
 pub(crate) struct Internet {
     /// Let internet traffic reach private addresses (`--internet-allow-private`).
     pub(crate) allow_private: bool,
+    /// The system's resolver, or the gateway's DNS upstreams.
+    pub(crate) resolver: resolve::Resolver,
     pub(crate) grants: Grants,
     pub(crate) tokens: token::TokenKey,
     /// Plain HTTP requests go out through this (pooled connections).
@@ -47,12 +50,14 @@ pub(crate) struct Internet {
 }
 
 impl Internet {
-    pub(crate) fn new(allow_private: bool, dial_timeout: Duration) -> Internet {
+    pub(crate) fn new(allow_private: bool, dial_timeout: Duration, dns_upstreams: &[SocketAddr]) -> Internet {
+        let resolver = resolve::Resolver::new(dns_upstreams);
         Internet {
             allow_private,
+            resolver: resolver.clone(),
             grants: Grants::default(),
             tokens: token::TokenKey::generate(),
-            client: http::upstream_client(allow_private, dial_timeout),
+            client: http::upstream_client(resolver, allow_private, dial_timeout),
         }
     }
 }
@@ -296,6 +301,7 @@ impl std::error::Error for DialError {}
 /// addresses unless `allow_private`, and connects to the first address that
 /// answers, within `timeout`.
 pub(crate) async fn dial(
+    resolver: &resolve::Resolver,
     host: &Host,
     port: u16,
     allow_private: bool,
@@ -304,13 +310,11 @@ pub(crate) async fn dial(
     let deadline = tokio::time::Instant::now() + timeout;
     let addrs: Vec<SocketAddr> = match host {
         Host::Ip(ip) => vec![SocketAddr::new(*ip, port)],
-        Host::Name(name) => {
-            match tokio::time::timeout_at(deadline, tokio::net::lookup_host((name.as_str(), port))).await {
-                Ok(Ok(addrs)) => addrs.collect(),
-                Ok(Err(e)) => return Err(DialError::Failed(format!("resolve {name}: {e}"))),
-                Err(_) => return Err(DialError::Failed(format!("resolve {name}: timed out"))),
-            }
-        }
+        Host::Name(name) => match tokio::time::timeout_at(deadline, resolver.lookup(name.as_str(), port)).await {
+            Ok(Ok(addrs)) => addrs,
+            Ok(Err(e)) => return Err(DialError::Failed(e)),
+            Err(_) => return Err(DialError::Failed(format!("resolve {name}: timed out"))),
+        },
     };
     if addrs.is_empty() {
         return Err(DialError::Failed(format!("resolve {host}: no address")));

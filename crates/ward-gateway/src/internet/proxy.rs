@@ -231,7 +231,15 @@ async fn connect(gateway: &Arc<Gateway>, who: Principal, mut request: Request<In
     drop(policy);
     let on_upgrade = hyper::upgrade::on(&mut request);
     // Dial before answering: a 200 means connected.
-    let (tcp, addr) = match dial(&host, target.port, gateway.internet.allow_private, gateway.dial_timeout).await {
+    let (tcp, addr) = match dial(
+        &gateway.internet.resolver,
+        &host,
+        target.port,
+        gateway.internet.allow_private,
+        gateway.dial_timeout,
+    )
+    .await
+    {
         Ok(dialled) => dialled,
         Err(DialError::Private(ip)) => {
             result.record_mut().action = "block".to_owned();

@@ -111,7 +111,15 @@ pub(crate) async fn serve_connect(
         return;
     }
 
-    let (tcp, addr) = match dial(&host, target.port, gateway.internet.allow_private, gateway.dial_timeout).await {
+    let (tcp, addr) = match dial(
+        &gateway.internet.resolver,
+        &host,
+        target.port,
+        gateway.internet.allow_private,
+        gateway.dial_timeout,
+    )
+    .await
+    {
         Ok(dialled) => dialled,
         Err(DialError::Private(ip)) => {
             let record = result.record_mut();
