@@ -23,6 +23,14 @@
 //! shutdown: drain.rs (GOAWAY, grace period, flush the spool)
 //! ```
 //!
+//! Internet access control (internet/): a stream to a destination that is no
+//! private application of a tenant with internet access control on is
+//! decided with the tenant's internet rules instead (`ward_inet`): relayed,
+//! refused (`internet_blocked`, `internet_warn` with a click-through token),
+//! or, for `ward-protocol: http` streams, served request by request with
+//! block and warning pages. The same handler serves the explicit proxy port
+//! (`GatewayConfig::proxy_listen`) for devices without the agent.
+//!
 //! The `ward` binary embeds it: `ward server` runs it in-process with a
 //! [`SnapshotSource`] and [`RecordSink`] over its own store; `ward gateway`
 //! runs it alone with both over the server's API. [`start`] returns a
