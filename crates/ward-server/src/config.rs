@@ -463,6 +463,30 @@ mod tests {
     }
 
     #[test]
+    fn internet_proxy_flags() {
+        let c = ServerConfig::load(&args()).unwrap();
+        assert_eq!((c.proxy_listen, c.internet_allow_private), (None, false));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ward.toml");
+        std::fs::write(
+            &path,
+            "proxy_listen = \"127.0.0.1:3128\"\ninternet_allow_private = true\n",
+        )
+        .unwrap();
+        let mut a = args();
+        a.config = Some(path);
+        let c = ServerConfig::load(&a).unwrap();
+        assert_eq!(c.proxy_listen, Some("127.0.0.1:3128".parse().unwrap()));
+        assert!(c.internet_allow_private);
+        a.proxy_listen = Some("127.0.0.1:3129".parse().unwrap());
+        assert_eq!(
+            ServerConfig::load(&a).unwrap().proxy_listen.map(|p| p.port()),
+            Some(3129),
+            "flag wins"
+        );
+    }
+
+    #[test]
     fn non_loopback_needs_tls() {
         let mut a = args();
         a.listen = Some("0.0.0.0:7600".parse().unwrap());
