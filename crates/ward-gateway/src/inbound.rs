@@ -33,13 +33,13 @@ pub(crate) const MAX_STREAM_FUTURE_BYTES: usize = 8 * 1024;
 
 /// One authenticated tunnel: which device of which tenant, from where.
 pub(crate) struct Tunnel {
-    gateway: Arc<Gateway>,
-    tenant_id: Arc<str>,
-    device_id: Arc<str>,
-    peer: SocketAddr,
+    pub(crate) gateway: Arc<Gateway>,
+    pub(crate) tenant_id: Arc<str>,
+    pub(crate) device_id: Arc<str>,
+    pub(crate) peer: SocketAddr,
     /// When its device certificate expires (ms since epoch): its live
     /// connections are cut then, and new streams refused.
-    cert_expires_ms: i64,
+    pub(crate) cert_expires_ms: i64,
 }
 
 /// Accepts agents until the gateway drains, handing each to a worker
@@ -284,6 +284,11 @@ pub(crate) async fn serve_stream(
         return Box::pin(crate::dns::serve(client, request, respond)).await;
     }
     let gateway = &tunnel.gateway;
+    // Internet access control: an agent clicking through a warning.
+    if request.method() == Method::POST && request.uri().path() == ward_api::PATH_PROCEED {
+        crate::internet::tunnel::serve_proceed(&tunnel, &request, respond);
+        return;
+    }
     let source = tunnel.peer.ip();
     let mut result = ConnectionResult::new(
         gateway.records.clone(),
@@ -346,6 +351,14 @@ pub(crate) async fn serve_stream(
         now,
     );
     if !verdict.allowed {
+        // Internet access control: no private application is internet traffic.
+        if verdict.reason == "no_application"
+            && policy.tenant(&tunnel.tenant_id).is_some_and(|t| t.internet().is_some())
+        {
+            let task = crate::internet::tunnel::serve_connect(tunnel.clone(), request, respond, result, policy, target);
+            Box::pin(task).await;
+            return;
+        }
         refuse(&mut respond, result, &verdict);
         return;
     }
@@ -528,7 +541,7 @@ fn refuse(respond: &mut SendResponse<Bytes>, mut result: ConnectionResult, verdi
 }
 
 /// A final answer without a body.
-fn answer(respond: &mut SendResponse<Bytes>, status: StatusCode, headers: &[(&'static str, &str)]) {
+pub(crate) fn answer(respond: &mut SendResponse<Bytes>, status: StatusCode, headers: &[(&'static str, &str)]) {
     let mut response = Response::new(());
     *response.status_mut() = status;
     for (name, value) in headers {

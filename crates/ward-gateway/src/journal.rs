@@ -580,6 +580,8 @@ mod tests {
             bytes_down: 0,
             duration_ms: 0,
             end: String::new(),
+            // As the gateway makes them (the default is empty; the wire form "private").
+            kind: "private".into(),
             ..Default::default()
         }
     }

@@ -23,6 +23,14 @@
 //! shutdown: drain.rs (GOAWAY, grace period, flush the spool)
 //! ```
 //!
+//! Internet access control (internet/): a stream to a destination that is no
+//! private application of a tenant with internet access control on is
+//! decided with the tenant's internet rules instead (`ward_inet`): relayed,
+//! refused (`internet_blocked`, `internet_warn` with a click-through token),
+//! or, for `ward-protocol: http` streams, served request by request with
+//! block and warning pages. The same handler serves the explicit proxy port
+//! (`GatewayConfig::proxy_listen`) for devices without the agent.
+//!
 //! The `ward` binary embeds it: `ward server` runs it in-process with a
 //! [`SnapshotSource`] and [`RecordSink`] over its own store; `ward gateway`
 //! runs it alone with both over the server's API. [`start`] returns a
@@ -83,6 +91,7 @@ mod config;
 mod dns;
 mod drain;
 mod inbound;
+mod internet;
 mod journal;
 mod records;
 mod registry;
@@ -126,6 +135,8 @@ pub(crate) struct Gateway {
     pub(crate) internet_cache: state::InternetCache,
     /// The DNS filter: upstream resolvers, queries in flight per tunnel.
     pub(crate) dns: dns::DnsFilter,
+    /// The filtering proxy's state: click-throughs, token key, upstream pool.
+    pub(crate) internet: internet::Internet,
 }
 
 /// A gateway serving in the background.
@@ -140,6 +151,7 @@ pub struct RunningGateway {
     gateway: Arc<Gateway>,
     tasks: drain::Tasks,
     web: Option<web::RunningWeb>,
+    proxy: Option<internet::proxy::RunningProxy>,
 }
 
 /// Starts a gateway: loads the last saved snapshot (if any), opens the
@@ -191,6 +203,11 @@ pub async fn start(
         tunnels: status::TunnelCounts::default(),
         internet_cache: state::InternetCache::default(),
         dns: dns::DnsFilter::new(config.dns_upstreams.clone()),
+        internet: internet::Internet::new(
+            config.internet_allow_private,
+            config.dial_timeout,
+            &config.dns_upstreams,
+        ),
     });
     if let Some(saved) = state::load(&config.spool_dir) {
         tracing::info!(
@@ -248,6 +265,10 @@ pub async fn start(
         Some(web) => Some(web::start(web, gateway.clone()).await?),
         None => None,
     };
+    let proxy = match config.proxy_listen {
+        Some(listen) => Some(internet::proxy::start(listen, gateway.clone()).await?),
+        None => None,
+    };
     tracing::info!(
         gateway = %config.gateway_id,
         listen = %local_addr,
@@ -260,6 +281,7 @@ pub async fn start(
         gateway,
         tasks,
         web,
+        proxy,
     })
 }
 
@@ -272,6 +294,11 @@ impl RunningGateway {
     /// The address of the web listener for published applications, if any.
     pub fn web_addr(&self) -> Option<SocketAddr> {
         self.web.as_ref().map(|w| w.local_addr)
+    }
+
+    /// The address of the internet proxy port, if any.
+    pub fn proxy_addr(&self) -> Option<SocketAddr> {
+        self.proxy.as_ref().map(|p| p.local_addr)
     }
 
     /// The version of the snapshot being enforced; `None` before the first.
@@ -290,6 +317,7 @@ impl RunningGateway {
     /// and the spool ships what it can for a few seconds more.
     pub async fn shutdown(mut self) {
         self.web.take();
+        self.proxy.take();
         drain::shutdown(&self.gateway, &mut self.tasks).await;
     }
 }

@@ -196,6 +196,18 @@ impl ConnectionResult {
         &self.record
     }
 
+    /// The record, for the fields only some kinds of traffic have (web:
+    /// kind, action, url, upload...).
+    pub(crate) fn record_mut(&mut self) -> &mut AccessRecord {
+        &mut self.record
+    }
+
+    /// Drops the result without a record: for a stream whose requests each
+    /// leave their own (the internet proxy's plain-HTTP streams).
+    pub(crate) fn discard(mut self) {
+        self.emitted = true;
+    }
+
     /// The connection is being journaled as open: its record will journal it
     /// closed. Set before the attempt, so that even a failed attempt that
     /// reached the disk gets closed.

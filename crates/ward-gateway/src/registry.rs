@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::internet::{Internet, Who};
 use crate::records::{now_ms, End};
 use crate::state::{Destination, SharedState};
 
@@ -26,9 +27,17 @@ pub(crate) struct LiveConn {
     pub(crate) port: u16,
     /// When the device certificate of its tunnel expires (ms since epoch).
     pub(crate) cert_expires_ms: i64,
+    /// Internet traffic: re-decided with the tenant's internet rules.
+    pub(crate) internet: Option<InternetLive>,
     cancel: CancellationToken,
     /// 0 while live; otherwise the `End` a canceller chose (first one wins).
     end: AtomicU8,
+}
+
+/// What the re-check of an internet connection needs.
+pub(crate) struct InternetLive {
+    /// Set for the proxy port (decided by user); `None`: by device.
+    pub(crate) user_id: Option<Arc<str>>,
 }
 
 const END_POLICY_CHANGED: u8 = 1;
@@ -53,9 +62,18 @@ impl LiveConn {
             resolved,
             port,
             cert_expires_ms,
+            internet: None,
             cancel: CancellationToken::new(),
             end: AtomicU8::new(0),
         }
+    }
+
+    /// Marks the connection as internet traffic (decided with the internet
+    /// rules): of the device's user, or of `user_id` (the proxy port, no
+    /// device).
+    pub(crate) fn internet(mut self, user_id: Option<Arc<str>>) -> LiveConn {
+        self.internet = Some(InternetLive { user_id });
+        self
     }
 
     /// Cuts the connection; the record will say `end`.
@@ -149,7 +167,7 @@ impl Registry {
 
     /// Decides every live connection again; cancels the ones now denied and
     /// returns how many.
-    pub(crate) fn recheck(&self, state: &SharedState) -> usize {
+    pub(crate) fn recheck(&self, state: &SharedState, internet: &Internet) -> usize {
         let Some(policy) = state.current() else { return 0 };
         let now = now_ms();
         let mut cut = 0;
@@ -169,14 +187,37 @@ impl Registry {
                 cut += 1;
                 continue;
             }
-            let verdict = policy.decide(&conn.tenant_id, &conn.device_id, conn.source, conn.destination(), now);
-            if !verdict.allowed {
+            let (allowed, reason) = match &conn.internet {
+                None => {
+                    let verdict = policy.decide(&conn.tenant_id, &conn.device_id, conn.source, conn.destination(), now);
+                    (verdict.allowed, verdict.reason)
+                }
+                Some(web) => {
+                    let who = match &web.user_id {
+                        Some(user) => Who::User(user),
+                        None => Who::Device(&conn.device_id),
+                    };
+                    let allowed = policy.tenant(&conn.tenant_id).is_some_and(|tenant| {
+                        crate::internet::still_allowed(
+                            internet,
+                            &conn.tenant_id,
+                            tenant,
+                            who,
+                            &conn.host,
+                            conn.port,
+                            now,
+                        )
+                    });
+                    (allowed, "internet_rules")
+                }
+            };
+            if !allowed {
                 tracing::info!(
                     tenant = %conn.tenant_id,
                     device = %conn.device_id,
                     host = %conn.host,
                     port = conn.port,
-                    reason = verdict.reason,
+                    reason,
                     "live connection no longer allowed; closing it"
                 );
                 conn.cancel(End::PolicyChanged);
@@ -203,6 +244,6 @@ pub(crate) async fn recheck_loop(gateway: Arc<crate::Gateway>, interval: Duratio
             _ = gateway.registry.changed.notified() => {}
             _ = tick.tick() => {}
         }
-        gateway.registry.recheck(&gateway.state);
+        gateway.registry.recheck(&gateway.state, &gateway.internet);
     }
 }

@@ -67,6 +67,14 @@ pub struct GatewayArgs {
         value_delimiter = ','
     )]
     pub dns_upstreams: Vec<SocketAddr>,
+    /// Internet proxy port for devices without the agent (users sign in
+    /// with a proxy credential) [default: none].
+    #[arg(long, env = "WARD_PROXY_LISTEN", value_name = "ADDR")]
+    pub proxy_listen: Option<SocketAddr>,
+    /// Let internet traffic reach loopback, private and link-local
+    /// addresses [default: refused].
+    #[arg(long, env = "WARD_INTERNET_ALLOW_PRIVATE")]
+    pub internet_allow_private: bool,
     /// Log format: human or json.
     #[arg(long, env = "WARD_LOG_FORMAT", default_value = "human")]
     pub log_format: String,
@@ -125,6 +133,8 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
     );
     config.threads = args.threads.unwrap_or(0);
     config.dns_upstreams = args.dns_upstreams.clone();
+    config.proxy_listen = args.proxy_listen;
+    config.internet_allow_private = args.internet_allow_private;
     if let (Some(listen), Some(cert), Some(key)) = (args.web_listen, &args.web_cert, &args.web_key) {
         config.web = Some(crate::WebConfig {
             listen,
@@ -145,6 +155,9 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
         gateway.local_addr(),
         joined.server
     );
+    if let Some(proxy) = gateway.proxy_addr() {
+        println!("Internet proxy port on {proxy}");
+    }
     shutdown.await;
     tracing::info!("shutting down");
     gateway.shutdown().await;

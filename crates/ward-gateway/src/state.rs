@@ -24,6 +24,8 @@ pub(crate) struct PolicyState {
     /// Every tenant's CA, sorted and without duplicates: the client roots of
     /// the TLS listener.
     client_roots: Vec<CertificateDer<'static>>,
+    /// Proxy credential id -> tenant id, for the proxy port.
+    proxy_credentials: HashMap<String, String>,
 }
 
 /// One tenant's part of a snapshot.
@@ -41,6 +43,7 @@ pub(crate) struct TenantPolicy {
 
 /// A tenant's internet access control, compiled: what the filtering proxy
 /// and the DNS filter decide with.
+#[allow(dead_code)] // `dns` is the DNS filter's, the inspection fields TLS inspection's
 pub(crate) struct InternetState {
     /// Shared between snapshots while the tenant's rules and lists stay the
     /// same (see [`InternetCache`]).
@@ -143,6 +146,8 @@ pub(crate) enum InternetVerdict {
 }
 
 struct UserState {
+    /// The user's name: the proxy port's user name.
+    name: String,
     disabled: bool,
     groups: Vec<String>,
 }
@@ -189,6 +194,7 @@ pub(crate) struct Destination<'a> {
 impl PolicyState {
     /// Compiles a snapshot. A tenant whose CA does not parse is left out
     /// (none of its devices can connect) and logged.
+    #[allow(dead_code)]
     pub(crate) fn compile(snapshot: &GatewaySnapshot) -> PolicyState {
         PolicyState::compile_with(snapshot, &InternetCache::default())
     }
@@ -214,6 +220,7 @@ impl PolicyState {
                     (
                         u.id.clone(),
                         UserState {
+                            name: u.name.clone(),
                             disabled: u.disabled,
                             groups: u.groups.clone(),
                         },
@@ -251,15 +258,29 @@ impl PolicyState {
             tenants.values().flat_map(|t| t.cas.iter().cloned()).collect();
         client_roots.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
         client_roots.dedup();
+        let mut proxy_credentials = HashMap::new();
+        for (tenant_id, tenant) in &tenants {
+            for id in tenant.internet.iter().flat_map(|i| i.proxy_credentials.keys()) {
+                proxy_credentials.insert(id.clone(), tenant_id.clone());
+            }
+        }
         PolicyState {
             version: snapshot.version,
             tenants,
             client_roots,
+            proxy_credentials,
         }
     }
 
     pub(crate) fn tenant(&self, tenant_id: &str) -> Option<&TenantPolicy> {
         self.tenants.get(tenant_id)
+    }
+
+    /// The tenant, user and expected SHA-256 of a proxy credential, by id.
+    pub(crate) fn proxy_credential(&self, id: &str) -> Option<(&str, &TenantPolicy, &str, &[u8; 32])> {
+        let (tenant_id, tenant) = self.tenants.get_key_value(self.proxy_credentials.get(id)?)?;
+        let (user_id, hash) = tenant.internet()?.proxy_credentials.get(id)?;
+        Some((tenant_id, tenant, user_id, hash))
     }
 
     pub(crate) fn client_roots(&self) -> &[CertificateDer<'static>] {
@@ -468,6 +489,11 @@ impl TenantPolicy {
             rule_id: decision.rule.map(|r| r.id),
             reason,
         }
+    }
+
+    /// The name of a known user.
+    pub(crate) fn user_name(&self, user_id: &str) -> Option<&str> {
+        self.users.get(user_id).map(|u| u.name.as_str())
     }
 
     /// The groups (ids) of a known user.

@@ -73,6 +73,14 @@ pub struct ServerArgs {
     /// The port browsers reach published hosts on [default: the web listener's port].
     #[arg(long, env = "WARD_WEB_PUBLIC_PORT", value_name = "PORT")]
     pub web_public_port: Option<u16>,
+    /// Address of the embedded gateway's internet proxy port, for devices
+    /// without the agent (users sign in with a proxy credential) [default: none].
+    #[arg(long, env = "WARD_PROXY_LISTEN", value_name = "ADDR")]
+    pub proxy_listen: Option<SocketAddr>,
+    /// Let internet traffic through the embedded gateway reach loopback,
+    /// private and link-local addresses [default: refused].
+    #[arg(long, env = "WARD_INTERNET_ALLOW_PRIVATE")]
+    pub internet_allow_private: bool,
     /// Lifetime of device certificates; agents renew at half-life [default: 24h].
     #[arg(long, env = "WARD_DEVICE_CERT_TTL", value_name = "DURATION")]
     pub device_cert_ttl: Option<humantime::Duration>,
@@ -120,6 +128,8 @@ struct FileConfig {
     web_public_port: Option<u16>,
     /// `["192.0.2.53:53"]`.
     dns_upstream: Option<Vec<SocketAddr>>,
+    proxy_listen: Option<SocketAddr>,
+    internet_allow_private: Option<bool>,
     #[serde(default)]
     login: LoginFile,
 }
@@ -203,6 +213,10 @@ pub struct ServerConfig {
     pub web_public_port: u16,
     /// The embedded gateway's upstream DNS resolvers.
     pub dns_upstreams: Vec<SocketAddr>,
+    /// The embedded gateway's internet proxy port.
+    pub proxy_listen: Option<SocketAddr>,
+    /// Internet traffic may reach private addresses.
+    pub internet_allow_private: bool,
     /// Password for the bootstrap accounts, from `WARD_BOOTSTRAP_PASSWORD`
     /// (environment only, so it never shows in a process list or a file).
     pub bootstrap_password: Option<Secret>,
@@ -347,6 +361,8 @@ impl ServerConfig {
             } else {
                 args.dns_upstreams.clone()
             },
+            proxy_listen: args.proxy_listen.or(file.proxy_listen),
+            internet_allow_private: args.internet_allow_private || file.internet_allow_private.unwrap_or(false),
             master_key_file,
             device_cert_ttl,
             data_dir,
@@ -477,6 +493,30 @@ mod tests {
         assert_eq!(c.session_ttl, Duration::from_secs(7200));
         assert_eq!(c.regions[0], "eu-1");
         assert_eq!(c.login.lock_after, 5);
+    }
+
+    #[test]
+    fn internet_proxy_flags() {
+        let c = ServerConfig::load(&args()).unwrap();
+        assert_eq!((c.proxy_listen, c.internet_allow_private), (None, false));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ward.toml");
+        std::fs::write(
+            &path,
+            "proxy_listen = \"127.0.0.1:3128\"\ninternet_allow_private = true\n",
+        )
+        .unwrap();
+        let mut a = args();
+        a.config = Some(path);
+        let c = ServerConfig::load(&a).unwrap();
+        assert_eq!(c.proxy_listen, Some("127.0.0.1:3128".parse().unwrap()));
+        assert!(c.internet_allow_private);
+        a.proxy_listen = Some("127.0.0.1:3129".parse().unwrap());
+        assert_eq!(
+            ServerConfig::load(&a).unwrap().proxy_listen.map(|p| p.port()),
+            Some(3129),
+            "flag wins"
+        );
     }
 
     #[test]

@@ -371,6 +371,9 @@ pub fn print_banner(r: &Running, gateway: Option<SocketAddr>) {
             r.gateway_link.config().gateway_advertise()
         );
     }
+    if let Some(addr) = r.gateway_link.config().proxy_listen {
+        println!("  Internet proxy:   {addr} (HTTP proxy; users sign in with a proxy credential)");
+    }
     match &r.bootstrapped {
         Some(b) => {
             println!();

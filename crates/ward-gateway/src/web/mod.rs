@@ -27,7 +27,7 @@
 mod assertion;
 mod hosts;
 mod listener;
-mod pages;
+pub(crate) mod pages;
 mod proxy;
 mod session;
 

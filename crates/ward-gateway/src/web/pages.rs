@@ -51,6 +51,15 @@ fn csp() -> &'static str {
 
 /// The page as an HTTP response.
 pub(crate) fn render(page: &Page<'_>) -> Response<Full<Bytes>> {
+    render_with_link(page, None)
+}
+
+/// The page with one link under the message (`(label, href)`): the
+/// "Continue" of an internet warning.
+pub(crate) fn render_with_link(page: &Page<'_>, link: Option<(&str, &str)>) -> Response<Full<Bytes>> {
+    let link = link
+        .map(|(label, href)| format!("<p><a href=\"{}\">{}</a></p>", escape(href), escape(label)))
+        .unwrap_or_default();
     let mut facts = String::new();
     for (label, value) in page.facts {
         facts.push_str(&format!("<dt>{}</dt><dd>{}</dd>", escape(label), escape(value)));
@@ -59,7 +68,7 @@ pub(crate) fn render(page: &Page<'_>) -> Response<Full<Bytes>> {
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title} · Ward</title><style>{STYLE}</style></head><body><main>\
-         <div class=\"brand\">WARD</div><h1>{title}</h1><p>{message}</p><dl>{facts}</dl>\
+         <div class=\"brand\">WARD</div><h1>{title}</h1><p>{message}</p>{link}<dl>{facts}</dl>\
          <p class=\"muted\">If you think you should have access, ask your administrator and give them the request id.</p>\
          </main></body></html>",
         title = escape(page.title),
