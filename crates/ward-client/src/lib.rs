@@ -742,6 +742,25 @@ impl Client {
         self.send_json(rb).await
     }
 
+    /// `PUT /domain-lists/{name}/entries?url=URL`: the server downloads the
+    /// list from `url` (and keeps the URL for a refresh), making the list
+    /// if it is missing.
+    pub async fn import_domain_list_url(
+        &self,
+        name: &str,
+        format: Option<&str>,
+        url: &str,
+    ) -> Result<ward_api::DomainListImport> {
+        let mut params: Vec<(&str, String)> = vec![("url", url.to_owned())];
+        if let Some(f) = format {
+            params.push(("format", f.to_owned()));
+        }
+        let rb = self
+            .request(Method::PUT, &["domain-lists", name, "entries"], &params, None::<&()>)?
+            .header(reqwest::header::CONTENT_TYPE, "text/plain");
+        self.send_json(rb).await
+    }
+
     /// `GET /domain-lists/{name}/entries`: entries containing `contains`, at most `limit`.
     pub async fn domain_list_entries(
         &self,
@@ -834,7 +853,7 @@ impl Client {
     pub async fn list_internet_logs(
         &self,
         kind: &str,
-        q: &ward_api::WebLogQuery,
+        q: ward_api::WebLogQuery,
     ) -> Result<Page<ward_api::AccessLogEntry>> {
         let mut params: Vec<(&str, String)> = Vec::new();
         for (k, v) in [

@@ -646,6 +646,17 @@ async fn a_million_line_hosts_file_imports_and_lists_download_from_a_url(store: 
     );
     let (s, v) = h.post("/api/v1/domain-lists/remote/refresh", &owner, json!({})).await;
     assert_eq!((s, &v["list"]["entries"]), (StatusCode::OK, &json!(2)), "{v}");
+    // An existing list imported from a URL by `PUT .../entries?url=`.
+    let (s, v) = h
+        .raw(
+            Method::PUT,
+            &format!("/api/v1/domain-lists/big/entries?url={base}/hosts.txt"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!((s, &v["list"]["entries"]), (StatusCode::OK, &json!(2)), "{v}");
+    assert_eq!(v["list"]["source_url"], json!(format!("{base}/hosts.txt")));
     for url in [
         format!("{base}/missing"),
         "ftp://127.0.0.1/x".into(),

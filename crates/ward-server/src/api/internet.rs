@@ -681,6 +681,9 @@ pub async fn delete_list(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<
 pub struct EntriesQuery {
     /// Import: `hosts`, `adblock` or `plain` (detected when absent).
     pub format: Option<String>,
+    /// Import: download the list from this http(s) URL instead of reading
+    /// the body (the URL is kept for a refresh).
+    pub url: Option<String>,
     /// Read: only entries containing this text.
     pub contains: Option<String>,
     /// Read: at most this many (default 100, at most 10000).
@@ -720,7 +723,16 @@ pub async fn import_entries(
             format!("cannot read the body: {}", r.body_text()),
         ),
     })?;
-    let (status, import) = import_bytes(&ctx, &name, body.to_vec(), format, None, "").await?;
+    let (status, import) = match &q.url {
+        Some(url) => {
+            if !body.is_empty() {
+                return Err(ApiError::invalid("give a url or a body, not both"));
+            }
+            let fetched = fetch(url).await?;
+            import_bytes(&ctx, &name, fetched, format, Some(url), "").await?
+        }
+        None => import_bytes(&ctx, &name, body.to_vec(), format, None, "").await?,
+    };
     Ok((status, Json(import)))
 }
 
