@@ -548,6 +548,14 @@ pub async fn create_list(
         let (_, import) = import_bytes(&ctx, &name, body, None, Some(url), &req.description).await?;
         return Ok((StatusCode::CREATED, Json(import)));
     }
+    // Typed names must all be right: nothing is made otherwise.
+    if let Err(e) = DomainList::from_entries(req.domains.iter().map(String::as_str)) {
+        return Err(ApiError::invalid(format!(
+            "invalid domain {:?}: {}",
+            req.domains.get(e.line - 1).cloned().unwrap_or_default(),
+            e.error
+        )));
+    }
     let text = req.domains.join("\n");
     let (_, mut import) = import_bytes(
         &ctx,
@@ -558,23 +566,6 @@ pub async fn create_list(
         &req.description,
     )
     .await?;
-    if import.report.invalid > 0 {
-        // Typed names must all be right: undo and say which.
-        let first = import.report.first_invalid.first().cloned();
-        if let Some(l) = store.domain_list_by_name(ctx.tenant_id(), &name).await? {
-            store.delete_domain_list(ctx.tenant_id(), &l.id).await?;
-        }
-        let detail = first
-            .map(|i| {
-                format!(
-                    "{:?}: {}",
-                    req.domains.get(i.line - 1).cloned().unwrap_or_default(),
-                    i.reason
-                )
-            })
-            .unwrap_or_default();
-        return Err(ApiError::invalid(format!("invalid domain {detail}")));
-    }
     import.report.first_ignored.clear();
     Ok((StatusCode::CREATED, Json(import)))
 }
