@@ -592,6 +592,34 @@ async fn a_million_line_hosts_file_imports_and_lists_download_from_a_url(store: 
         .get("/api/v1/domain-lists/big/entries?contains=host-99999.&limit=5", &owner)
         .await;
     assert_eq!((s, &v["total"]), (StatusCode::OK, &json!(1)), "{v}");
+    // A rule naming it puts it in the gateways' snapshot.
+    let (s, v) = h
+        .post(
+            "/api/v1/internet/rules",
+            &owner,
+            json!({"priority": 1, "action": "block", "lists": ["big"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let gw = h.gateway(&h.login("system", "operator", PW).await).await;
+    let started = Instant::now();
+    let (s, snap) = h.get("/api/v1/gateway/snapshot", &gw).await;
+    eprintln!(
+        "a snapshot with a 1,000,000-name list built and read in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(s, StatusCode::OK);
+    let t = snap["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "default")
+        .unwrap();
+    assert!(t["internet"]["policy"]["lists"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["domains"].as_str().unwrap().len() > 20_000_000));
     // Importing again replaces the content (200, not 201).
     let (s, v) = h
         .raw(
