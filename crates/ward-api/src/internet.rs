@@ -282,6 +282,32 @@ pub struct CreateInternetRule {
     pub description: String,
 }
 
+/// `PATCH /api/v1/internet/rules/{id}`: absent fields are unchanged; a
+/// given list (users, groups, lists) replaces the rule's.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateInternetRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub action: Option<ward_inet::InternetAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_allow: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lists: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inspect: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
 /// `POST /api/v1/internet/rules/test`: what would happen to user U asking
 /// for host H.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]

@@ -686,6 +686,216 @@ impl Client {
         self.call(Method::GET, &["access-records"], &params, None::<&()>).await
     }
 
+    // ---- internet access control ------------------------------------------
+
+    /// `GET /internet/settings`.
+    pub async fn internet_settings(&self) -> Result<ward_api::InternetSettings> {
+        self.call(Method::GET, &["internet", "settings"], &[], None::<&()>)
+            .await
+    }
+
+    /// `PUT /internet/settings`: absent fields stay as they are.
+    pub async fn set_internet_settings(
+        &self,
+        req: &ward_api::UpdateInternetSettings,
+    ) -> Result<ward_api::InternetSettings> {
+        self.call(Method::PUT, &["internet", "settings"], &[], Some(req)).await
+    }
+
+    /// `GET /domain-lists` (one page holds them all).
+    pub async fn list_domain_lists(&self) -> Result<Page<ward_api::DomainListInfo>> {
+        self.call(Method::GET, &["domain-lists"], &[], None::<&()>).await
+    }
+
+    /// `POST /domain-lists`: from names, from a URL, or empty.
+    pub async fn create_domain_list(&self, req: &ward_api::CreateDomainList) -> Result<ward_api::DomainListImport> {
+        self.call(Method::POST, &["domain-lists"], &[], Some(req)).await
+    }
+
+    /// `GET /domain-lists/{name}`.
+    pub async fn get_domain_list(&self, name: &str) -> Result<ward_api::DomainListInfo> {
+        self.call(Method::GET, &["domain-lists", name], &[], None::<&()>).await
+    }
+
+    /// `PATCH /domain-lists/{name}`: add or remove entries, change the description.
+    pub async fn update_domain_list(
+        &self,
+        name: &str,
+        req: &ward_api::UpdateDomainList,
+    ) -> Result<ward_api::DomainListInfo> {
+        self.call(Method::PATCH, &["domain-lists", name], &[], Some(req)).await
+    }
+
+    /// `DELETE /domain-lists/{name}`.
+    pub async fn delete_domain_list(&self, name: &str) -> Result<()> {
+        self.empty(Method::DELETE, &["domain-lists", name], None::<&()>).await
+    }
+
+    /// `PUT /domain-lists/{name}/entries`: replace the entries with a file
+    /// (`format` hosts, adblock or plain; detected when None), making the
+    /// list if it is missing.
+    pub async fn import_domain_list(
+        &self,
+        name: &str,
+        format: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<ward_api::DomainListImport> {
+        let params: Vec<(&str, String)> = format.map(|f| ("format", f.to_owned())).into_iter().collect();
+        let rb = self
+            .request(Method::PUT, &["domain-lists", name, "entries"], &params, None::<&()>)?
+            .header(reqwest::header::CONTENT_TYPE, "text/plain")
+            .body(body);
+        self.send_json(rb).await
+    }
+
+    /// `PUT /domain-lists/{name}/entries?url=URL`: the server downloads the
+    /// list from `url` (and keeps the URL for a refresh), making the list
+    /// if it is missing.
+    pub async fn import_domain_list_url(
+        &self,
+        name: &str,
+        format: Option<&str>,
+        url: &str,
+    ) -> Result<ward_api::DomainListImport> {
+        let mut params: Vec<(&str, String)> = vec![("url", url.to_owned())];
+        if let Some(f) = format {
+            params.push(("format", f.to_owned()));
+        }
+        let rb = self
+            .request(Method::PUT, &["domain-lists", name, "entries"], &params, None::<&()>)?
+            .header(reqwest::header::CONTENT_TYPE, "text/plain");
+        self.send_json(rb).await
+    }
+
+    /// `GET /domain-lists/{name}/entries`: entries containing `contains`, at most `limit`.
+    pub async fn domain_list_entries(
+        &self,
+        name: &str,
+        contains: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<ward_api::DomainListEntries> {
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if let Some(c) = contains {
+            params.push(("contains", c.to_owned()));
+        }
+        if let Some(l) = limit {
+            params.push(("limit", l.to_string()));
+        }
+        self.call(Method::GET, &["domain-lists", name, "entries"], &params, None::<&()>)
+            .await
+    }
+
+    /// `POST /domain-lists/{name}/refresh`: import again from its URL.
+    pub async fn refresh_domain_list(&self, name: &str) -> Result<ward_api::DomainListImport> {
+        self.call(Method::POST, &["domain-lists", name, "refresh"], &[], None::<&()>)
+            .await
+    }
+
+    /// `GET /internet/rules`.
+    pub async fn list_internet_rules(&self) -> Result<Page<ward_api::InternetRuleInfo>> {
+        self.call(Method::GET, &["internet", "rules"], &[], None::<&()>).await
+    }
+
+    /// `POST /internet/rules`.
+    pub async fn create_internet_rule(&self, req: &ward_api::CreateInternetRule) -> Result<ward_api::InternetRuleInfo> {
+        self.call(Method::POST, &["internet", "rules"], &[], Some(req)).await
+    }
+
+    /// `GET /internet/rules/{id}`.
+    pub async fn get_internet_rule(&self, id: &str) -> Result<ward_api::InternetRuleInfo> {
+        self.call(Method::GET, &["internet", "rules", id], &[], None::<&()>)
+            .await
+    }
+
+    /// `PATCH /internet/rules/{id}`.
+    pub async fn update_internet_rule(
+        &self,
+        id: &str,
+        req: &ward_api::UpdateInternetRule,
+    ) -> Result<ward_api::InternetRuleInfo> {
+        self.call(Method::PATCH, &["internet", "rules", id], &[], Some(req))
+            .await
+    }
+
+    /// `DELETE /internet/rules/{id}`.
+    pub async fn delete_internet_rule(&self, id: &str) -> Result<()> {
+        self.empty(Method::DELETE, &["internet", "rules", id], None::<&()>)
+            .await
+    }
+
+    /// `POST /internet/rules/test`: the what-if; sends no traffic.
+    pub async fn test_internet_rules(
+        &self,
+        req: &ward_api::InternetRuleTest,
+    ) -> Result<ward_api::InternetRuleTestResult> {
+        self.call(Method::POST, &["internet", "rules", "test"], &[], Some(req))
+            .await
+    }
+
+    /// `GET /users/{name}/proxy-credentials`.
+    pub async fn list_proxy_credentials(&self, user: &str) -> Result<Vec<ward_api::ProxyCredential>> {
+        self.call(Method::GET, &["users", user, "proxy-credentials"], &[], None::<&()>)
+            .await
+    }
+
+    /// `POST /users/{name}/proxy-credentials`: the password is in this answer only.
+    pub async fn create_proxy_credential(&self, user: &str) -> Result<ward_api::NewProxyCredential> {
+        self.call(Method::POST, &["users", user, "proxy-credentials"], &[], None::<&()>)
+            .await
+    }
+
+    /// `DELETE /users/{name}/proxy-credentials/{id}`.
+    pub async fn delete_proxy_credential(&self, user: &str, id: &str) -> Result<()> {
+        self.empty(Method::DELETE, &["users", user, "proxy-credentials", id], None::<&()>)
+            .await
+    }
+
+    /// `GET /device/routing` (device token): where the agent sends what.
+    pub async fn device_routing(&self) -> Result<ward_api::DeviceRouting> {
+        self.call(Method::GET, &["device", "routing"], &[], None::<&()>).await
+    }
+
+    /// `GET /logs/web` (`kind` `web`) or `GET /logs/dns` (`dns`): one page, newest first.
+    pub async fn list_internet_logs(
+        &self,
+        kind: &str,
+        q: ward_api::WebLogQuery,
+    ) -> Result<Page<ward_api::AccessLogEntry>> {
+        let mut params: Vec<(&str, String)> = Vec::new();
+        for (k, v) in [
+            ("user", &q.user),
+            ("device", &q.device),
+            ("action", &q.action),
+            ("domain", &q.domain),
+            ("since", &q.since),
+            ("cursor", &q.cursor),
+        ] {
+            if let Some(v) = v {
+                params.push((k, v.clone()));
+            }
+        }
+        if let Some(l) = q.limit {
+            params.push(("limit", l.to_string()));
+        }
+        self.call(Method::GET, &["logs", kind], &params, None::<&()>).await
+    }
+
+    /// `GET /logs/web/top`: the most frequent domains or users.
+    pub async fn web_top(&self, q: &ward_api::TopQuery) -> Result<Vec<ward_api::TopEntry>> {
+        let mut params: Vec<(&str, String)> = vec![("by", q.by.clone())];
+        if let Some(a) = &q.action {
+            params.push(("action", a.clone()));
+        }
+        if let Some(s) = &q.since {
+            params.push(("since", s.clone()));
+        }
+        if let Some(l) = q.limit {
+            params.push(("limit", l.to_string()));
+        }
+        self.call(Method::GET, &["logs", "web", "top"], &params, None::<&()>)
+            .await
+    }
+
     // ---- API keys ---------------------------------------------------------
 
     /// `GET /apikeys`: one page of the caller's own keys.

@@ -555,3 +555,55 @@ async fn https_with_a_pin_trusts_only_the_pinned_ca() {
     assert!(matches!(err, ClientError::Config(_)), "{err:?}");
     assert!(err.to_string().starts_with("cannot use the CA pin"), "{err}");
 }
+
+#[tokio::test]
+async fn imports_a_list_as_a_raw_body_and_sends_log_filters() {
+    let (url, seen) = serve(Arc::new(|req: &Seen| {
+        let list = serde_json::json!({"id": "dl_1", "name": "ads", "entries": 1, "sha256": "ab",
+                                      "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"});
+        match (req.method.as_str(), req.target.as_str()) {
+            ("PUT", t) if t.starts_with("/api/v1/domain-lists/ads/entries") => (
+                200,
+                JSON,
+                serde_json::json!({"list": list, "report": {"format": "hosts", "lines": 1, "comments": 0,
+                    "accepted": 1, "ignored": 0, "invalid": 0, "entries": 1, "first_invalid": [], "first_ignored": []}})
+                .to_string(),
+            ),
+            ("GET", t) if t.starts_with("/api/v1/logs/") => (200, JSON, r#"{"items": []}"#.into()),
+            _ => (500, "text/plain", "boom".into()),
+        }
+    }))
+    .await;
+    let c = client(&url);
+    let import = c
+        .import_domain_list("ads", Some("hosts"), b"0.0.0.0 ads.example\n".to_vec())
+        .await
+        .unwrap();
+    assert_eq!((import.list.entries, import.report.accepted), (1, 1));
+    let req = seen.lock().unwrap().last().unwrap().clone();
+    assert_eq!(req.target, "/api/v1/domain-lists/ads/entries?format=hosts");
+    assert_eq!(req.header("content-type"), Some("text/plain"));
+    assert_eq!(req.body, "0.0.0.0 ads.example\n");
+    c.import_domain_list_url("ads", None, "https://lists.example/a b")
+        .await
+        .unwrap();
+    let req = seen.lock().unwrap().last().unwrap().clone();
+    assert_eq!(
+        req.target,
+        "/api/v1/domain-lists/ads/entries?url=https%3A%2F%2Flists.example%2Fa+b"
+    );
+    assert!(req.body.is_empty());
+    c.list_internet_logs(
+        "dns",
+        ward_api::WebLogQuery {
+            domain: Some("ads.example".into()),
+            since: Some("1h".into()),
+            limit: Some(5),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let req = seen.lock().unwrap().last().unwrap().clone();
+    assert_eq!(req.target, "/api/v1/logs/dns?domain=ads.example&since=1h&limit=5");
+}

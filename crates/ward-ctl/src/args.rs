@@ -104,9 +104,15 @@ pub enum CtlCommand {
     /// What the tenant requires of devices to count them compliant.
     #[command(subcommand)]
     Posture(PostureCommand),
-    /// Read access records.
+    /// Read access records, web and DNS records.
     #[command(subcommand)]
     Logs(LogsCommand),
+    /// Manage domain lists (what internet rules match).
+    #[command(subcommand)]
+    DomainList(DomainListCommand),
+    /// Internet access control: rules and settings.
+    #[command(subcommand)]
+    Internet(InternetCommand),
     /// Gateways (operators).
     #[command(subcommand)]
     Gateway(GatewayCommand),
@@ -155,6 +161,187 @@ pub enum LogsCommand {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         limit: Option<u32>,
     },
+    /// Web records (internet traffic through the gateways), newest first.
+    Web(InternetLogArgs),
+    /// DNS records (queries through the gateways' DNS filter), newest first.
+    Dns(InternetLogArgs),
+}
+
+/// Filters of `logs web` and `logs dns`.
+#[derive(Debug, Clone, Args)]
+pub struct InternetLogArgs {
+    /// Only records of this last while (1h, 30m, 7d) or since an RFC 3339 time.
+    #[arg(long, value_name = "SINCE")]
+    pub since: Option<String>,
+    /// Only this end user's.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Only this device's.
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
+    /// Only records with this action (allow, block, warn, proceed, monitor).
+    #[arg(long, value_name = "ACTION")]
+    pub action: Option<String>,
+    /// Only this domain and the names below it.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// At most this many records (or top entries) [default: 100; 10 with --top].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
+    /// The most frequent domains or users instead of the records (web only).
+    #[arg(long, value_name = "BY", value_parser = ["domain", "user"])]
+    pub top: Option<String>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DomainListCommand {
+    /// List the tenant's domain lists.
+    List,
+    /// Show a list and its entries (the first 100, or those containing --contains).
+    Show {
+        name: String,
+        /// Only entries containing this text.
+        #[arg(long, value_name = "TEXT")]
+        contains: Option<String>,
+        /// At most this many entries [default: 100].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
+    },
+    /// Create a list from domains, or from a URL.
+    Create {
+        name: String,
+        /// Exact names and *.wildcards (repeatable, or comma-separated).
+        #[arg(long = "domain", value_name = "D[,D...]", value_delimiter = ',')]
+        domains: Vec<String>,
+        /// Import from this http(s) URL (hosts, adblock or plain); `refresh` imports it again.
+        #[arg(long, value_name = "URL", conflicts_with = "domains")]
+        url: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Replace a list's entries with a file or an http(s) URL (the list is made if missing).
+    Import {
+        name: String,
+        /// A file, `-` for standard input, or an http(s) URL the server downloads.
+        file: String,
+        /// The file's format [default: detected].
+        #[arg(long, value_parser = ["hosts", "adblock", "plain"])]
+        format: Option<String>,
+    },
+    /// Add entries to a list.
+    Add {
+        name: String,
+        #[arg(required = true)]
+        domains: Vec<String>,
+    },
+    /// Remove entries from a list.
+    Remove {
+        name: String,
+        #[arg(required = true)]
+        domains: Vec<String>,
+    },
+    /// Delete a list no rule names.
+    Delete { name: String },
+    /// Import a list again from its URL.
+    Refresh { name: String },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum InternetCommand {
+    /// Manage internet rules.
+    #[command(subcommand)]
+    Rule(InternetRuleCommand),
+    /// Show the tenant's internet settings; with flags, change them.
+    Settings(InternetSettingsArgs),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum InternetRuleCommand {
+    /// List internet rules, by priority.
+    List,
+    /// Show one rule.
+    Show { id: String },
+    /// Create a rule.
+    Create {
+        /// 1 is evaluated first within its stage.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        priority: u32,
+        #[arg(long, value_parser = ["allow", "block", "warn", "monitor"])]
+        action: String,
+        /// Domain lists (repeatable, or comma-separated); none: every destination.
+        #[arg(long = "list", value_name = "NAME[,NAME...]", value_delimiter = ',')]
+        lists: Vec<String>,
+        /// End users (repeatable, or comma-separated); no users and no groups: everyone.
+        #[arg(long = "user", value_name = "USER[,USER...]", value_delimiter = ',')]
+        users: Vec<String>,
+        /// Groups (repeatable, or comma-separated).
+        #[arg(long = "group", value_name = "GROUP[,GROUP...]", value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Put the rule in the global allow-list (evaluated before any block rule).
+        #[arg(long)]
+        global_allow: bool,
+        /// Inspect the TLS of matching traffic (when the tenant has inspection on).
+        #[arg(long)]
+        inspect: bool,
+        /// Create the rule disabled.
+        #[arg(long)]
+        disabled: bool,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Delete a rule.
+    Delete { id: String },
+    /// Enable a rule.
+    Enable { id: String },
+    /// Disable a rule.
+    Disable { id: String },
+    /// What would happen to this user asking for this host now, and why.
+    Test {
+        #[arg(long)]
+        user: String,
+        host: String,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InternetSettingsArgs {
+    /// Send users' internet traffic through the gateways.
+    #[arg(long, value_name = "BOOL")]
+    pub enabled: Option<bool>,
+    /// What happens when no rule matches.
+    #[arg(long, value_parser = ["allow", "block"])]
+    pub default_action: Option<String>,
+    /// How the DNS filter answers a blocked name.
+    #[arg(long, value_parser = ["nxdomain", "address"])]
+    pub dns_block: Option<String>,
+    /// The IPv4 address of blocked names (with --dns-block address).
+    #[arg(long, value_name = "IP")]
+    pub dns_block_ipv4: Option<String>,
+    /// The IPv6 address of blocked names (with --dns-block address).
+    #[arg(long, value_name = "IP")]
+    pub dns_block_ipv6: Option<String>,
+    /// TLS inspection.
+    #[arg(long, value_parser = ["on", "off"])]
+    pub inspection: Option<String>,
+    /// Lists never inspected (replaces the current ones; "" for none).
+    #[arg(long, value_name = "L[,L...]", value_delimiter = ',')]
+    pub do_not_inspect: Option<Vec<String>>,
+    /// Destinations agents send directly (domains, *.wildcards, CIDRs; replaces; "" for none).
+    #[arg(long, value_name = "D[,D...]", value_delimiter = ',')]
+    pub bypass: Option<Vec<String>>,
+    /// How long a click-through of a warning lasts, in minutes (1 to 1440).
+    #[arg(long, value_name = "N")]
+    pub warn_minutes: Option<u32>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ProxyCredentialCommand {
+    /// Make a credential of the explicit proxy port; the password is printed once.
+    Create { name: String },
+    /// List the user's credentials.
+    List { name: String },
+    /// Delete one of the user's credentials.
+    Delete { name: String, id: String },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -247,6 +434,9 @@ pub enum UserCommand {
     },
     /// Lift an end user's sign-in lock-out.
     Unlock { name: String },
+    /// Credentials of the explicit proxy port (devices without the agent).
+    #[command(subcommand)]
+    ProxyCredential(ProxyCredentialCommand),
     /// Turn off an end user's two-step sign-in to the portal (for a lost
     /// phone); its portal sessions end.
     MfaReset { name: String },

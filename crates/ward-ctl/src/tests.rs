@@ -1163,3 +1163,367 @@ async fn ldap_sources_dynamic_groups_and_attributes() {
         serde_json::json!({"attributes": {"department": "Sales", "email": "alice@corp.example"}})
     );
 }
+
+// ---- internet access control -----------------------------------------------
+
+#[test]
+fn parses_internet_commands() {
+    let a = parse("domain-list import ads ./ads.txt --format hosts");
+    let CtlCommand::DomainList(DomainListCommand::Import { name, file, format }) = a.command else {
+        panic!("not import")
+    };
+    assert_eq!(
+        (name.as_str(), file.as_str(), format.as_deref()),
+        ("ads", "./ads.txt", Some("hosts"))
+    );
+    parse_err("domain-list import ads f --format csv");
+    let a = parse("domain-list create ads --domain a.example,*.b.example --domain c.example --description x");
+    let CtlCommand::DomainList(DomainListCommand::Create { domains, url, .. }) = a.command else {
+        panic!("not create")
+    };
+    assert_eq!(
+        (domains, url),
+        (vec!["a.example".into(), "*.b.example".into(), "c.example".into()], None)
+    );
+    parse_err("domain-list create ads --domain a.example --url http://127.0.0.1/x");
+    for line in [
+        "domain-list list",
+        "domain-list show ads --contains ex",
+        "domain-list add ads a.example b.example",
+        "domain-list remove ads a.example",
+        "domain-list delete ads",
+        "domain-list refresh ads",
+        "internet rule list",
+        "internet rule show irl_1",
+        "internet rule delete irl_1",
+        "internet rule enable irl_1",
+        "internet rule disable irl_1",
+        "internet rule test --user alice ads.example",
+        "internet settings",
+        "user proxy-credential create alice",
+        "user proxy-credential list alice",
+        "user proxy-credential delete alice wpx_1",
+        "logs access --since 1h",
+        "logs web --top domain",
+        "logs dns --since 30m --user alice --device d --action block --domain ads.example --limit 5 -o json",
+    ] {
+        parse(line);
+    }
+    parse_err("domain-list add ads");
+    parse_err("logs web --top device");
+    let a = parse("internet rule create --priority 10 --action block --list ads,trackers --list more --user alice --group eng --global-allow --inspect --disabled");
+    let CtlCommand::Internet(InternetCommand::Rule(InternetRuleCommand::Create {
+        priority,
+        action,
+        lists,
+        users,
+        groups,
+        global_allow,
+        inspect,
+        disabled,
+        ..
+    })) = a.command
+    else {
+        panic!("not rule create")
+    };
+    assert_eq!((priority, action.as_str()), (10, "block"));
+    assert_eq!(lists, ["ads", "trackers", "more"]);
+    assert_eq!((users, groups), (vec!["alice".to_owned()], vec!["eng".to_owned()]));
+    assert!(global_allow && inspect && disabled);
+    parse_err("internet rule create --priority 0 --action block");
+    parse_err("internet rule create --priority 1 --action deny");
+    let a = parse("internet settings --enabled false --default-action block --dns-block address --dns-block-ipv4 0.0.0.0 --inspection on --do-not-inspect banking,health --bypass *.corp.example,10.0.0.0/8 --warn-minutes 30");
+    let CtlCommand::Internet(InternetCommand::Settings(s)) = a.command else {
+        panic!("not settings")
+    };
+    assert_eq!(
+        (s.enabled, s.inspection.as_deref(), s.warn_minutes),
+        (Some(false), Some("on"), Some(30))
+    );
+    assert_eq!(s.bypass.unwrap(), ["*.corp.example", "10.0.0.0/8"]);
+    parse_err("internet settings --inspection maybe");
+    parse_err("internet settings --default-action warn");
+}
+
+fn list_json() -> serde_json::Value {
+    serde_json::json!({"id": "dl_1", "name": "ads", "description": "", "entries": 2, "sha256": "ab",
+                       "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"})
+}
+
+fn rule_json(enabled: bool) -> serde_json::Value {
+    serde_json::json!({"id": "irl_1", "priority": 10, "action": "block", "global_allow": false, "users": ["alice"],
+                       "groups": [], "lists": ["ads"], "inspect": false, "enabled": enabled,
+                       "created_at": "2026-01-01T00:00:00Z"})
+}
+
+fn settings_json() -> serde_json::Value {
+    serde_json::json!({"enabled": true, "default_action": "allow", "dns": {"block_mode": "nxdomain"},
+                       "inspection": false, "do_not_inspect": ["banking", "health"], "bypass": [], "warn_minutes": 60})
+}
+
+fn fake_ward_internet(req: &Seen) -> (u16, String) {
+    if req.authorization.as_deref() != Some("Bearer sess-1") {
+        return (
+            401,
+            r#"{"error":{"code":"unauthenticated","message":"sign in first"}}"#.into(),
+        );
+    }
+    let import = serde_json::json!({"list": list_json(), "report": {"format": "hosts", "lines": 4, "comments": 1,
+        "accepted": 2, "ignored": 0, "invalid": 1, "entries": 2,
+        "first_invalid": [{"line": 4, "reason": "not a domain name"}], "first_ignored": []}});
+    let record = serde_json::json!({"id": "acr_1", "time": "2026-01-01T00:00:00.5Z", "user": "alice", "device_id": "dev_1",
+        "source": "127.0.0.1", "dest_host": "ads.example", "port": 443, "protocol": "tcp", "action": "block",
+        "reason": "rule_matched", "bytes_up": 0, "bytes_down": 0, "duration_ms": 0, "end": "denied", "gateway_id": "gw",
+        "kind": "web", "url": "http://ads.example/x"});
+    let t = req.target.as_str();
+    match (req.method.as_str(), t) {
+        ("PUT", t) if t.starts_with("/api/v1/domain-lists/ads/entries") => (200, import.to_string()),
+        ("POST", "/api/v1/domain-lists") => (201, import.to_string()),
+        ("GET", "/api/v1/domain-lists") => (200, serde_json::json!({"items": [list_json()]}).to_string()),
+        ("GET", "/api/v1/domain-lists/ads") => (200, list_json().to_string()),
+        ("GET", t) if t.starts_with("/api/v1/domain-lists/ads/entries") => (
+            200,
+            serde_json::json!({"entries": ["ads.example", "*.ads.example"], "total": 5}).to_string(),
+        ),
+        ("PATCH", "/api/v1/domain-lists/ads") => (200, list_json().to_string()),
+        ("DELETE", "/api/v1/domain-lists/ads") => (
+            409,
+            r#"{"error":{"code":"conflict","message":"domain list ads is in use by an internet rule"}}"#.into(),
+        ),
+        ("POST", "/api/v1/internet/rules") => (201, rule_json(true).to_string()),
+        ("GET", "/api/v1/internet/rules") => (200, serde_json::json!({"items": [rule_json(true)]}).to_string()),
+        ("PATCH", "/api/v1/internet/rules/irl_1") => (200, rule_json(false).to_string()),
+        ("POST", "/api/v1/internet/rules/test") => (
+            200,
+            serde_json::json!({"host": "ads.example", "action": "block", "rule_id": "irl_1", "stage": "block",
+                               "list": "ads", "explanation": {}})
+            .to_string(),
+        ),
+        ("GET", "/api/v1/internet/settings") => (200, settings_json().to_string()),
+        ("PUT", "/api/v1/internet/settings") => (200, settings_json().to_string()),
+        ("POST", "/api/v1/users/alice/proxy-credentials") => (
+            201,
+            serde_json::json!({"id": "wpx_1", "username": "alice", "password": "wpx_1.s3cret"}).to_string(),
+        ),
+        ("GET", "/api/v1/users/alice/proxy-credentials") => (
+            200,
+            serde_json::json!([{"id": "wpx_1", "user": "alice", "created_at": "2026-01-01T00:00:00Z"}]).to_string(),
+        ),
+        ("DELETE", "/api/v1/users/alice/proxy-credentials/wpx_1") => (204, String::new()),
+        ("GET", t) if t.starts_with("/api/v1/logs/web/top") => (
+            200,
+            serde_json::json!([{"key": "ads.example", "count": 10}, {"key": "news.example", "count": 5}]).to_string(),
+        ),
+        ("GET", t) if t.starts_with("/api/v1/logs/web") || t.starts_with("/api/v1/logs/dns") => {
+            (200, serde_json::json!({"items": [record]}).to_string())
+        }
+        _ => (
+            404,
+            r#"{"error":{"code":"not_found","message":"no such thing"}}"#.into(),
+        ),
+    }
+}
+
+#[tokio::test]
+async fn internet_commands_send_what_they_say_and_print_clearly() {
+    let (url, seen) = serve(Arc::new(fake_ward_internet)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let flags = format!("--server {url} --token sess-1");
+    let last = || seen.lock().unwrap().last().unwrap().clone();
+
+    // Import a file: the raw body, the format, and the report printed.
+    let file = dir.path().join("ads.txt");
+    std::fs::write(&file, "# ads\n0.0.0.0 ads.example\n0.0.0.0 b.example\n0.0.0.0 bad..x\n").unwrap();
+    let r = ctl(
+        &config,
+        &format!("{flags} domain-list import ads {} --format hosts", file.display()),
+        "",
+    )
+    .await;
+    r.result.unwrap();
+    let req = last();
+    assert_eq!(
+        (req.method.as_str(), req.target.as_str()),
+        ("PUT", "/api/v1/domain-lists/ads/entries?format=hosts")
+    );
+    assert!(req.body.contains("0.0.0.0 b.example"));
+    assert!(r.stdout.contains("2 accepted, 0 ignored, 1 invalid"), "{}", r.stdout);
+    assert!(r.stdout.contains("invalid line 4: not a domain name"), "{}", r.stdout);
+    // From a URL: the server downloads it.
+    let r = ctl(
+        &config,
+        &format!("{flags} domain-list import ads http://127.0.0.1:9/ads.txt"),
+        "",
+    )
+    .await;
+    r.result.unwrap();
+    assert_eq!(
+        last().target,
+        "/api/v1/domain-lists/ads/entries?url=http%3A%2F%2F127.0.0.1%3A9%2Fads.txt"
+    );
+    // A missing file is one clear line, nothing sent.
+    let n = seen.lock().unwrap().len();
+    let r = ctl(
+        &config,
+        &format!("{flags} domain-list import ads /nonexistent/x.txt"),
+        "",
+    )
+    .await;
+    assert!(error_message(&r.result.unwrap_err()).contains("cannot open /nonexistent/x.txt"));
+    assert_eq!(seen.lock().unwrap().len(), n);
+
+    let r = ctl(
+        &config,
+        &format!("{flags} domain-list create ads --domain a.example,*.b.example"),
+        "",
+    )
+    .await;
+    r.result.unwrap();
+    let body: serde_json::Value = serde_json::from_str(&last().body).unwrap();
+    assert_eq!(body["domains"], serde_json::json!(["a.example", "*.b.example"]));
+    let r = ctl(&config, &format!("{flags} domain-list show ads --contains ads"), "").await;
+    r.result.unwrap();
+    assert!(
+        r.stdout.contains("*.ads.example") && r.stdout.contains("2 of 5 entries shown"),
+        "{}",
+        r.stdout
+    );
+    ctl(&config, &format!("{flags} domain-list add ads c.example"), "")
+        .await
+        .result
+        .unwrap();
+    assert_eq!(last().body, r#"{"add":["c.example"],"remove":[]}"#);
+    let r = ctl(&config, &format!("{flags} domain-list delete ads"), "").await;
+    assert!(error_message(&r.result.unwrap_err()).contains("in use by an internet rule"));
+    let r = ctl(&config, &format!("{flags} domain-list list"), "").await;
+    r.result.unwrap();
+    assert!(r.stdout.starts_with("NAME") && r.stdout.contains("ads"), "{}", r.stdout);
+
+    // Rules.
+    let r = ctl(
+        &config,
+        &format!("{flags} internet rule create --priority 10 --action block --list ads --user alice"),
+        "",
+    )
+    .await;
+    r.result.unwrap();
+    let body: serde_json::Value = serde_json::from_str(&last().body).unwrap();
+    assert_eq!(
+        (
+            &body["priority"],
+            &body["action"],
+            &body["lists"],
+            &body["users"],
+            &body["enabled"]
+        ),
+        (
+            &serde_json::json!(10),
+            &serde_json::json!("block"),
+            &serde_json::json!(["ads"]),
+            &serde_json::json!(["alice"]),
+            &serde_json::json!(true)
+        )
+    );
+    assert!(r.stdout.contains("irl_1"));
+    let r = ctl(&config, &format!("{flags} internet rule disable irl_1"), "").await;
+    r.result.unwrap();
+    assert_eq!(last().body, r#"{"enabled":false}"#);
+    assert!(r.stdout.contains("disabled"), "{}", r.stdout);
+    let r = ctl(
+        &config,
+        &format!("{flags} internet rule test --user alice ADS.example"),
+        "",
+    )
+    .await;
+    r.result.unwrap();
+    assert_eq!(r.stdout, "ads.example: block (stage block, rule irl_1, list ads)\n");
+
+    // Settings: shown; flags change only what they name.
+    let r = ctl(&config, &format!("{flags} internet settings"), "").await;
+    r.result.unwrap();
+    assert!(
+        r.stdout.contains("do not inspect") && r.stdout.contains("banking,health"),
+        "{}",
+        r.stdout
+    );
+    ctl(
+        &config,
+        &format!("{flags} internet settings --inspection on --bypass *.corp.example,10.0.0.0/8"),
+        "",
+    )
+    .await
+    .result
+    .unwrap();
+    let body: serde_json::Value = serde_json::from_str(&last().body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"inspection": true, "bypass": ["*.corp.example", "10.0.0.0/8"]})
+    );
+    ctl(
+        &config,
+        &format!("{flags} internet settings --dns-block address --dns-block-ipv4 0.0.0.0"),
+        "",
+    )
+    .await
+    .result
+    .unwrap();
+    let body: serde_json::Value = serde_json::from_str(&last().body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"dns": {"block_mode": "address", "block_ipv4": "0.0.0.0"}})
+    );
+
+    // Proxy credentials: the password printed once.
+    let r = ctl(&config, &format!("{flags} user proxy-credential create alice"), "").await;
+    r.result.unwrap();
+    assert!(
+        r.stdout.contains("username: alice\npassword: wpx_1.s3cret\n"),
+        "{}",
+        r.stdout
+    );
+    let r = ctl(&config, &format!("{flags} user proxy-credential list alice"), "").await;
+    r.result.unwrap();
+    assert!(r.stdout.contains("wpx_1") && !r.stdout.contains("s3cret"));
+    ctl(
+        &config,
+        &format!("{flags} user proxy-credential delete alice wpx_1"),
+        "",
+    )
+    .await
+    .result
+    .unwrap();
+    assert_eq!(last().method, "DELETE");
+
+    // Logs: filters in the query, a table or JSON, and the top chart.
+    let r = ctl(
+        &config,
+        &format!("{flags} logs web --since 1h --user alice --action block --domain ads.example --limit 5 -o json"),
+        "",
+    )
+    .await;
+    r.result.unwrap();
+    assert_eq!(
+        last().target,
+        "/api/v1/logs/web?user=alice&action=block&domain=ads.example&since=1h&limit=5"
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v[0]["url"], "http://ads.example/x");
+    let r = ctl(&config, &format!("{flags} logs dns"), "").await;
+    r.result.unwrap();
+    assert!(
+        r.stdout.starts_with("TIME") && r.stdout.contains("ads.example"),
+        "{}",
+        r.stdout
+    );
+    assert!(last().target.starts_with("/api/v1/logs/dns"));
+    let r = ctl(&config, &format!("{flags} logs web --top domain"), "").await;
+    r.result.unwrap();
+    assert_eq!(last().target, "/api/v1/logs/web/top?by=domain");
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(lines[0].starts_with("DOMAIN"), "{}", r.stdout);
+    assert_eq!(lines[1].matches('█').count(), 40, "{}", r.stdout);
+    assert_eq!(lines[2].matches('█').count(), 20, "{}", r.stdout);
+    let r = ctl(&config, &format!("{flags} logs dns --top user"), "").await;
+    assert!(error_message(&r.result.unwrap_err()).contains("--top is only for logs web"));
+}

@@ -3,10 +3,14 @@
 
 use std::time::{Duration, Instant};
 
-use ward_api::{GatewaySnapshot, SnapshotDevice, SnapshotGroup, SnapshotUser, TenantSnapshot, WebApp};
+use ward_api::{
+    DnsSettings, GatewaySnapshot, InspectionCa, InternetSnapshot, SnapshotDevice, SnapshotGroup,
+    SnapshotProxyCredential, SnapshotUser, TenantSnapshot, WebApp,
+};
 use ward_core::TenantState;
 use ward_store::PageRequest;
 
+use crate::api::internet;
 use crate::error::ApiResult;
 use crate::policy;
 use crate::state::AppState;
@@ -32,11 +36,15 @@ pub async fn build(state: &AppState) -> ApiResult<GatewaySnapshot> {
             // A tenant without a CA has no devices yet: nothing to enforce
             // for agents. It is in the snapshot only when it publishes
             // applications for browsers (clientless web access), with no CA.
+            // Nor for internet access control, unless the tenant configured
+            // it (a proxy credential works without any device).
             let ca_pem = match store.tenant_ca(&t.id).await? {
                 Some(ca) => ca.cert_pem,
                 None if store.all_apps(&t.id).await?.iter().any(|a| a.public_host.is_some()) => String::new(),
+                None if store.has_internet_config(&t.id).await? => String::new(),
                 None => continue,
             };
+            let internet = internet_part(state, &t.id).await?;
             let (input, groups_of) = policy::load_input(store, &t.id).await?;
             let users = store
                 .all_users(&t.id)
@@ -89,7 +97,7 @@ pub async fn build(state: &AppState) -> ApiResult<GatewaySnapshot> {
                 devices,
                 groups,
                 web_apps,
-                internet: Default::default(),
+                internet,
             });
         }
         match page.next_cursor {
@@ -98,6 +106,47 @@ pub async fn build(state: &AppState) -> ApiResult<GatewaySnapshot> {
         }
     }
     Ok(GatewaySnapshot { version, tenants })
+}
+
+/// The tenant's internet access control as gateways enforce it: rules by
+/// id, only the lists rules or the do-not-inspect setting name, and the
+/// inspection CA (unsealed) only while inspection is on.
+async fn internet_part(state: &AppState, tenant_id: &str) -> ApiResult<InternetSnapshot> {
+    let store = &state.store;
+    let s = store
+        .internet_settings(tenant_id)
+        .await?
+        .unwrap_or_else(internet::default_settings);
+    let policy = internet::load_policy(store, tenant_id, &s.default_action, &s.do_not_inspect).await?;
+    let inspection_ca = match (&s.inspection, &s.inspection_ca) {
+        (true, Some(row)) => internet::open_inspection_ca(state, tenant_id, row)
+            .map(|(cert_pem, key_pem)| InspectionCa { cert_pem, key_pem }),
+        _ => None,
+    };
+    let proxy_credentials = store
+        .proxy_credentials(tenant_id, None)
+        .await?
+        .into_iter()
+        .map(|c| SnapshotProxyCredential {
+            id: c.id,
+            user_id: c.user_id,
+            secret_sha256: c.secret_sha256,
+        })
+        .collect();
+    Ok(InternetSnapshot {
+        enabled: s.enabled,
+        policy,
+        dns: DnsSettings {
+            block_mode: s.dns_block_mode,
+            block_ipv4: s.dns_block_ipv4,
+            block_ipv6: s.dns_block_ipv6,
+        },
+        inspection: s.inspection && inspection_ca.is_some(),
+        do_not_inspect: s.do_not_inspect,
+        inspection_ca,
+        proxy_credentials,
+        warn_minutes: u32::try_from(s.warn_minutes).unwrap_or(60),
+    })
 }
 
 /// Wait until the policy epoch passes `after` (or `wait` elapses), then

@@ -59,6 +59,20 @@ pub struct AccessRecordRow {
     pub method: Option<String>,
     pub path: Option<String>,
     pub status: Option<i64>,
+    /// `private`, `web` or `dns` (empty: stored as `private`).
+    pub kind: String,
+    /// Web: the URL of a plain-HTTP (or inspected) request.
+    pub url: Option<String>,
+    /// Web: an upload's size, content type, file name and SHA-256.
+    pub upload_size: Option<i64>,
+    pub upload_content_type: Option<String>,
+    pub upload_file_name: Option<String>,
+    pub upload_sha256: Option<String>,
+    /// Web: the tunnel's TLS was inspected.
+    pub inspected: bool,
+    /// DNS: the query type and the answer as text.
+    pub qtype: Option<String>,
+    pub answer: Option<String>,
 }
 
 impl AccessRecordRow {
@@ -85,6 +99,15 @@ impl AccessRecordRow {
             method: get(row, "method")?,
             path: get(row, "path")?,
             status: get(row, "status")?,
+            kind: get(row, "kind")?,
+            url: get(row, "url")?,
+            upload_size: get(row, "upload_size")?,
+            upload_content_type: get(row, "upload_content_type")?,
+            upload_file_name: get(row, "upload_file_name")?,
+            upload_sha256: get(row, "upload_sha256")?,
+            inspected: get::<i64>(row, "inspected")? != 0,
+            qtype: get(row, "qtype")?,
+            answer: get(row, "answer")?,
         })
     }
 }
@@ -97,13 +120,18 @@ pub struct AccessFilter {
     pub action: Option<String>,
     /// Started at or after (ms).
     pub since: Option<i64>,
+    /// `private`, `web` or `dns`; None: every kind.
+    pub kind: Option<String>,
+    /// Only this destination name and the names below it.
+    pub domain: Option<String>,
 }
 
 const GATEWAY_COLUMNS: &str = "id, name, addresses, cert_not_after, created_at, last_seen_at";
 const RECORD_COLUMNS: &str =
     "id, tenant_id, started_ms, user_id, device_id, gateway_id, source, dest_host, dest_addr, \
                               port, protocol, action, rule_id, reason, bytes_up, bytes_down, duration_ms, end_reason, \
-                              method, path, status";
+                              method, path, status, kind, url, upload_size, upload_content_type, upload_file_name, \
+                              upload_sha256, inspected, qtype, answer";
 
 impl Store {
     pub async fn create_gateway_join_code(
@@ -235,6 +263,15 @@ impl Store {
                     .bind(&r.method)
                     .bind(&r.path)
                     .bind(r.status)
+                    .bind(if r.kind.is_empty() { "private" } else { r.kind.as_str() })
+                    .bind(&r.url)
+                    .bind(r.upload_size)
+                    .bind(&r.upload_content_type)
+                    .bind(&r.upload_file_name)
+                    .bind(&r.upload_sha256)
+                    .bind(i64::from(r.inspected))
+                    .bind(&r.qtype)
+                    .bind(&r.answer)
                     .bind(now);
             }
             stored += query.execute(&mut *tx).await?.rows_affected();
@@ -250,6 +287,8 @@ impl Store {
         filter: &AccessFilter,
         page: &PageRequest,
     ) -> Result<Page<AccessRecordRow>> {
+        // `.name` ends with `.domain`: the domain itself and every name below it.
+        let below = filter.domain.as_ref().map(|d| format!("%.{d}"));
         let rows = crate::newest_first(
             self,
             &format!("SELECT {RECORD_COLUMNS} FROM access_records WHERE tenant_id = $1"),
@@ -258,6 +297,8 @@ impl Store {
                 ("user_id =", filter.user_id.as_deref()),
                 ("device_id =", filter.device_id.as_deref()),
                 ("action =", filter.action.as_deref()),
+                ("kind =", filter.kind.as_deref()),
+                ("('.' || dest_host) LIKE", below.as_deref()),
             ],
             filter.since.map(|ms| ("started_ms", ms)),
             page,
@@ -277,7 +318,7 @@ impl Store {
             "SELECT (started_ms / $3) * $3 AS bucket, \
                     SUM(CASE WHEN action = 'allow' THEN 1 ELSE 0 END) AS allowed, \
                     SUM(CASE WHEN action = 'allow' THEN 0 ELSE 1 END) AS denied \
-             FROM access_records WHERE tenant_id = $1 AND started_ms >= $2 \
+             FROM access_records WHERE tenant_id = $1 AND started_ms >= $2 AND kind = 'private' \
              GROUP BY bucket ORDER BY bucket",
         )
         .bind(tenant_id)
@@ -296,8 +337,39 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The most frequent destinations (`by_user` false) or users of the
+    /// tenant's records of `kind`, started at or after `since` and with
+    /// `action` when given: `(key, count)`, most first, ties by key.
+    pub async fn top_access_records(
+        &self,
+        tenant_id: &str,
+        kind: &str,
+        by_user: bool,
+        action: Option<&str>,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, i64)>> {
+        let column = if by_user { "user_id" } else { "dest_host" };
+        let action_cond = if action.is_some() { " AND action = $5" } else { "" };
+        let sql = format!(
+            "SELECT {column} AS k, COUNT(*) AS n FROM access_records \
+             WHERE tenant_id = $1 AND kind = $2 AND started_ms >= $3{action_cond} \
+             GROUP BY {column} ORDER BY n DESC, k LIMIT $4"
+        );
+        let mut q = sqlx::query(&sql).bind(tenant_id).bind(kind).bind(since).bind(limit);
+        if let Some(a) = action {
+            q = q.bind(a);
+        }
+        let rows = q.fetch_all(self.pool()).await?;
+        rows.iter()
+            .map(|row| Ok((get::<String>(row, "k")?, get::<i64>(row, "n")?)))
+            .collect()
+    }
+}
+
 /// Columns bound per access record (the record's, then `received_at`).
-const RECORD_PARAMS: usize = 22;
+const RECORD_PARAMS: usize = 31;
 /// Rows per `INSERT`, largest first: a batch is stored as greedy chunks of
 /// these sizes.
 pub const ROWS_PER_INSERT: [usize; 3] = [16, 4, 1];

@@ -25,6 +25,7 @@ mod devices;
 mod error;
 mod gateways;
 mod identity;
+mod internet;
 mod lockouts;
 mod mfa;
 mod page;
@@ -48,6 +49,9 @@ pub use devices::{DeviceRow, EnrollCodeRow, TenantCaRow};
 pub use error::{Result, StoreError};
 pub use gateways::{AccessFilter, AccessRecordRow, GatewayRow, ROWS_PER_INSERT};
 pub use identity::{IdentitySourceRow, NewIdentitySource, OidcLoginRow};
+pub use internet::{
+    DefaultList, DomainListRow, InternetRuleRow, InternetSettingsRow, ListContent, ListDeletion, ProxyCredentialRow,
+};
 pub use lockouts::AddressLockout;
 pub use mfa::{Owner as MfaOwner, TotpRow};
 pub use page::{Page, PageRequest};

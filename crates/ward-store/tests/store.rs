@@ -1582,6 +1582,7 @@ async fn published_hosts_are_unique_and_web_codes_work_once_for_their_host(s: &S
         method: Some("GET".into()),
         path: Some("/a".into()),
         status: Some(200),
+        kind: "private".into(),
         ..Default::default()
     };
     assert_eq!(

@@ -69,6 +69,7 @@ pub(super) async fn user(ctx: &mut Ctx<'_>, cmd: UserCommand) -> Result<()> {
             let v = client.unlock_user(&name).await?;
             output::show(ctx.out, ctx.output, &v)
         }
+        UserCommand::ProxyCredential(c) => super::internet::proxy_credential(ctx, c).await,
         UserCommand::MfaReset { name } => {
             let v = client.reset_user_mfa(&name).await?;
             output::show(ctx.out, ctx.output, &v)

@@ -82,7 +82,10 @@ pub(super) async fn logs(ctx: &mut Ctx<'_>, cmd: LogsCommand) -> Result<()> {
         device,
         action,
         limit,
-    } = cmd;
+    } = cmd
+    else {
+        anyhow::bail!("web and DNS records are read by their own command");
+    };
     let since = since.map(|d| {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

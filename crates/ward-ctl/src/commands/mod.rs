@@ -6,6 +6,7 @@ mod account;
 mod apikey;
 mod audit;
 mod devices;
+mod internet;
 mod mfa;
 mod session;
 mod tenant;
@@ -87,7 +88,6 @@ pub(crate) async fn execute(
         }
         CtlCommand::Apikey(c) => apikey::run(&mut ctx, c).await,
         CtlCommand::Audit(c) => audit::run(&mut ctx, c).await,
-        CtlCommand::User(c) => access::user(&mut ctx, c).await,
         CtlCommand::Group(c) => access::group(&mut ctx, c).await,
         CtlCommand::Idp(c) => access::idp(&mut ctx, c).await,
         CtlCommand::App(c) => access::app(&mut ctx, c).await,
@@ -95,7 +95,12 @@ pub(crate) async fn execute(
         CtlCommand::Enroll(c) => devices::enroll(&mut ctx, c).await,
         CtlCommand::Device(c) => devices::device(&mut ctx, c).await,
         CtlCommand::Posture(c) => devices::posture(&mut ctx, c).await,
+        CtlCommand::Logs(crate::args::LogsCommand::Web(a)) => internet::logs(&mut ctx, "web", a).await,
+        CtlCommand::Logs(crate::args::LogsCommand::Dns(a)) => internet::logs(&mut ctx, "dns", a).await,
         CtlCommand::Logs(c) => devices::logs(&mut ctx, c).await,
+        CtlCommand::DomainList(c) => internet::domain_list(&mut ctx, c).await,
+        CtlCommand::Internet(c) => internet::internet(&mut ctx, c).await,
+        CtlCommand::User(c) => access::user(&mut ctx, c).await,
         CtlCommand::Gateway(c) => devices::gateway(&mut ctx, c).await,
         CtlCommand::Mfa(c) => mfa::run(&mut ctx, c).await,
     }

@@ -297,6 +297,15 @@ pub async fn store_records(
             method: r.method,
             path: r.path,
             status: r.status.map(i64::from),
+            kind: r.kind,
+            url: r.url,
+            upload_size: r.upload.as_ref().map(|u| i64::try_from(u.size).unwrap_or(i64::MAX)),
+            upload_content_type: r.upload.as_ref().and_then(|u| u.content_type.clone()),
+            upload_file_name: r.upload.as_ref().and_then(|u| u.file_name.clone()),
+            upload_sha256: r.upload.map(|u| u.sha256),
+            inspected: r.inspected,
+            qtype: r.qtype,
+            answer: r.answer,
         })
         .collect();
     let total = u32::try_from(rows.len()).unwrap_or(u32::MAX);
@@ -346,11 +355,27 @@ pub async fn list_records(ctx: Ctx, ApiQuery(q): ApiQuery<AccessQuery>) -> ApiRe
         device_id: q.device,
         action: q.action,
         since,
+        kind: Some("private".into()),
+        domain: None,
     };
     let p = store
         .list_access_records(ctx.tenant_id(), &filter, &PageRequest::new(q.cursor, q.limit))
         .await?;
-    Ok(Json(page(p, |r| AccessLogEntry {
+    Ok(Json(page(p, |r| log_entry(r, &users))))
+}
+
+/// A stored record as administrators read it (`users`: id to name).
+pub(crate) fn log_entry(r: AccessRecordRow, users: &HashMap<String, String>) -> AccessLogEntry {
+    let upload = match (r.upload_size, r.upload_sha256) {
+        (Some(size), Some(sha256)) => Some(ward_api::Upload {
+            size: u64::try_from(size).unwrap_or(0),
+            content_type: r.upload_content_type,
+            file_name: r.upload_file_name,
+            sha256,
+        }),
+        _ => None,
+    };
+    AccessLogEntry {
         user: users.get(&r.user_id).cloned().unwrap_or_else(|| r.user_id.clone()),
         id: r.id,
         time: rfc3339(r.started_ms),
@@ -371,11 +396,11 @@ pub async fn list_records(ctx: Ctx, ApiQuery(q): ApiQuery<AccessQuery>) -> ApiRe
         method: r.method,
         path: r.path,
         status: r.status.and_then(|s| u16::try_from(s).ok()),
-        kind: "private".to_owned(),
-        url: None,
-        upload: None,
-        inspected: false,
-        qtype: None,
-        answer: None,
-    })))
+        kind: r.kind,
+        url: r.url,
+        upload,
+        inspected: r.inspected,
+        qtype: r.qtype,
+        answer: r.answer,
+    }
 }

@@ -12,12 +12,14 @@ pub mod devices;
 pub(crate) mod enroll_requests;
 pub mod gateways;
 pub(crate) mod identity_sources;
+pub(crate) mod internet;
 mod lockouts;
 pub(crate) mod mfa;
 pub(crate) mod policy;
 mod tenants;
 pub(crate) mod users;
 
+use axum::extract::DefaultBodyLimit;
 use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -42,6 +44,7 @@ use crate::state::AppState;
                 (name = "policy", description = "Applications and access rules"),
                 (name = "devices", description = "Devices, enrolment, posture"),
         (name = "gateways", description = "Gateways, policy snapshots and access records"),
+        (name = "internet", description = "Internet access control: settings, domain lists, internet rules, proxy credentials, web and DNS logs"),
         (name = "identity-sources", description = "OpenID Connect providers and LDAP directories end users sign in to the portal with"),
     )
 )]
@@ -120,6 +123,33 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(identity_sources::list, identity_sources::create))
         .routes(routes!(identity_sources::show, identity_sources::delete))
         .routes(routes!(identity_sources::sync))
+        .routes(routes!(internet::get_settings, internet::set_settings))
+        .routes(routes!(internet::list_lists, internet::create_list))
+        .routes(routes!(
+            internet::show_list,
+            internet::update_list,
+            internet::delete_list
+        ))
+        .routes(routes!(internet::refresh_list))
+        .merge(
+            // A list file may be far larger than any other body.
+            OpenApiRouter::new()
+                .routes(routes!(internet::import_entries, internet::list_entries))
+                .layer(DefaultBodyLimit::max(internet::MAX_LIST_BYTES)),
+        )
+        .routes(routes!(internet::list_rules, internet::create_rule))
+        .routes(routes!(
+            internet::show_rule,
+            internet::update_rule,
+            internet::delete_rule
+        ))
+        .routes(routes!(internet::test_rules))
+        .routes(routes!(internet::list_credentials, internet::create_credential))
+        .routes(routes!(internet::delete_credential))
+        .routes(routes!(internet::routing))
+        .routes(routes!(internet::web_logs))
+        .routes(routes!(internet::dns_logs))
+        .routes(routes!(internet::web_top))
         .split_for_parts()
 }
 
@@ -215,6 +245,29 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         ("DELETE", "/api/v1/identity-sources/{name}") => "idp.delete",
         ("GET", "/api/v1/identity-sources/{name}") => "idp.show",
         ("POST", "/api/v1/identity-sources/{name}/sync") => "idp.sync",
+        ("GET", "/api/v1/internet/settings") => "internet.show_settings",
+        ("PUT", "/api/v1/internet/settings") => "internet.settings",
+        ("GET", "/api/v1/domain-lists") => "domain_list.list",
+        ("POST", "/api/v1/domain-lists") => "domain_list.create",
+        ("GET", "/api/v1/domain-lists/{name}") => "domain_list.show",
+        ("PATCH", "/api/v1/domain-lists/{name}") => "domain_list.update",
+        ("DELETE", "/api/v1/domain-lists/{name}") => "domain_list.delete",
+        ("PUT", "/api/v1/domain-lists/{name}/entries") => "domain_list.import",
+        ("GET", "/api/v1/domain-lists/{name}/entries") => "domain_list.entries",
+        ("POST", "/api/v1/domain-lists/{name}/refresh") => "domain_list.refresh",
+        ("GET", "/api/v1/internet/rules") => "internet_rule.list",
+        ("POST", "/api/v1/internet/rules") => "internet_rule.create",
+        ("GET", "/api/v1/internet/rules/{id}") => "internet_rule.show",
+        ("PATCH", "/api/v1/internet/rules/{id}") => "internet_rule.update",
+        ("DELETE", "/api/v1/internet/rules/{id}") => "internet_rule.delete",
+        ("POST", "/api/v1/internet/rules/test") => "internet_rule.test",
+        ("GET", "/api/v1/users/{name}/proxy-credentials") => "proxy_credential.list",
+        ("POST", "/api/v1/users/{name}/proxy-credentials") => "proxy_credential.create",
+        ("DELETE", "/api/v1/users/{name}/proxy-credentials/{id}") => "proxy_credential.delete",
+        ("GET", "/api/v1/device/routing") => "device.routing",
+        ("GET", "/api/v1/logs/web") => "logs.web",
+        ("GET", "/api/v1/logs/dns") => "logs.dns",
+        ("GET", "/api/v1/logs/web/top") => "logs.web_top",
         _ => return None,
     })
 }
