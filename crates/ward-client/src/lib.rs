@@ -570,12 +570,6 @@ impl Client {
         self.call(Method::POST, &["device", "logout"], &[], None::<&()>).await
     }
 
-    /// `GET /device/routing`: what this device sends through the gateway
-    /// and what directly (device token).
-    pub async fn device_routing(&self) -> Result<ward_api::DeviceRouting> {
-        self.call(Method::GET, &["device", "routing"], &[], None::<&()>).await
-    }
-
     /// `GET /device/session`: this device's user session (device token).
     pub async fn device_session(&self) -> Result<ward_api::DeviceSession> {
         self.call(Method::GET, &["device", "session"], &[], None::<&()>).await

@@ -21,6 +21,7 @@ pub const SECTIONS: &[(&str, &str)] = &[
     ("/apps", "Applications"),
     ("/rules", "Rules"),
     ("/records", "Access records"),
+    ("/internet", "Internet"),
     ("/audit", "Audit trail"),
     ("/identity-sources", "Identity sources"),
     ("/accounts", "Accounts"),

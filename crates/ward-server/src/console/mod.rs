@@ -47,6 +47,22 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/rules/{id}/delete", post(pages::delete_rule))
         .route("/rules/{id}/move", post(pages::move_rule))
         .route("/records", get(pages::records))
+        .route("/internet", get(pages::internet::overview))
+        .route("/internet/settings", post(pages::internet::save_settings))
+        .route(
+            "/internet/rules",
+            get(pages::internet::rules).post(pages::internet::create_rule),
+        )
+        .route("/internet/rules/test", post(pages::internet::test_rules))
+        .route("/internet/rules/{id}/state", post(pages::internet::set_rule_state))
+        .route("/internet/rules/{id}/delete", post(pages::internet::delete_rule))
+        .route(
+            "/internet/lists",
+            get(pages::internet::lists).post(pages::internet::create_list),
+        )
+        .route("/internet/lists/{name}/add", post(pages::internet::add_to_list))
+        .route("/internet/lists/{name}/delete", post(pages::internet::delete_list))
+        .route("/internet/records", get(pages::internet::records))
         .route("/audit", get(pages::audit))
         .route("/accounts", get(pages::accounts).post(pages::create_account))
         .route("/accounts/{name}/delete", post(pages::delete_account))
@@ -130,6 +146,14 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         "/rules/{id}/state" => "rule.update",
         "/rules/{id}/delete" => "rule.delete",
         "/rules/{id}/move" => "rule.reorder",
+        "/internet/settings" => "internet.settings",
+        "/internet/rules" => "internet_rule.create",
+        "/internet/rules/test" => "internet_rule.test",
+        "/internet/rules/{id}/state" => "internet_rule.update",
+        "/internet/rules/{id}/delete" => "internet_rule.delete",
+        "/internet/lists" => "domain_list.create",
+        "/internet/lists/{name}/add" => "domain_list.update",
+        "/internet/lists/{name}/delete" => "domain_list.delete",
         _ => return None,
     })
 }

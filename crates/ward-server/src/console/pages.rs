@@ -28,6 +28,8 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::{now_ms, AppState};
 
+pub mod internet;
+
 /// A signed-in console request: the API context of its account, and the
 /// CSRF token its forms carry. Without a valid session cookie the browser
 /// is sent to the sign-in page, and comes back here afterwards.
