@@ -235,6 +235,11 @@ async fn an_auditor_reads_every_page_but_changes_nothing() {
         "/identity-sources",
         "/accounts",
         "/apikeys",
+        "/internet",
+        "/internet/rules",
+        "/internet/lists",
+        "/internet/records",
+        "/internet/records?kind=dns",
     ] {
         let page = b.get(path).await;
         assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
@@ -242,6 +247,8 @@ async fn an_auditor_reads_every_page_but_changes_nothing() {
             "Create user",
             "Create application",
             "Create rule",
+            "Create list",
+            "Save settings",
             "Add provider",
             "Revoke",
             "Delete",
@@ -840,4 +847,112 @@ async fn an_identity_source_whose_issuer_does_not_answer_is_refused() {
         .await
         .body
         .contains("None: end users sign in with passwords."));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internet_rules_and_lists_are_set_up_in_the_console() {
+    let server = Server::start().await;
+    let owner = server.token("default", "admin", PW).await;
+    let mut b = Browser::new(&server);
+    assert_eq!(b.sign_in("default", "admin", PW).await.status, StatusCode::SEE_OTHER);
+    server
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/users",
+            &owner,
+            Some(json!({"name": "alice"})),
+        )
+        .await;
+
+    let csrf = b.csrf_of("/internet/lists").await;
+    let page = b
+        .post(
+            "/internet/lists",
+            &[
+                ("csrf", &csrf),
+                ("name", "ads"),
+                ("description", "ad servers"),
+                ("domains", "ads.example\n*.tracker.example"),
+                ("url", ""),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let page = b.get("/internet/lists").await;
+    assert!(page.body.contains("ad servers"), "{}", page.body);
+
+    let page = b
+        .post(
+            "/internet/rules",
+            &[
+                ("csrf", &csrf),
+                ("priority", "10"),
+                ("action", "block"),
+                ("lists", "ads"),
+                ("users", ""),
+                ("groups", ""),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let (_, rules) = server
+        .api(reqwest::Method::GET, "/api/v1/internet/rules", &owner, None)
+        .await;
+    assert_eq!(rules["items"][0]["action"], "block");
+    assert_eq!(rules["items"][0]["lists"], json!(["ads"]));
+
+    // The what-if: a name below the wildcard is blocked by that rule.
+    let page = b
+        .post(
+            "/internet/rules/test",
+            &[("csrf", &csrf), ("user", "alice"), ("host", "x.Tracker.example")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("x.tracker.example"), "{}", page.body);
+    assert!(page.body.contains(">block<"), "{}", page.body);
+
+    // A bad rule is refused with the API's message, and nothing is created.
+    let page = b
+        .post(
+            "/internet/rules",
+            &[
+                ("csrf", &csrf),
+                ("priority", "11"),
+                ("action", "block"),
+                ("lists", "nope"),
+            ],
+        )
+        .await;
+    assert!(page.status.is_client_error(), "{}", page.body);
+    assert!(page.body.contains("role=\"alert\""), "{}", page.body);
+
+    // Settings: default action and a bypass entry.
+    let page = b
+        .post(
+            "/internet/settings",
+            &[
+                ("csrf", &csrf),
+                ("enabled", "on"),
+                ("default_action", "block"),
+                ("dns_block_mode", "nxdomain"),
+                ("dns_block_ipv4", ""),
+                ("warn_minutes", "30"),
+                ("bypass", "update.example.com\n10.9.0.0/16"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let (_, settings) = server
+        .api(reqwest::Method::GET, "/api/v1/internet/settings", &owner, None)
+        .await;
+    assert_eq!(settings["default_action"], "block");
+    assert_eq!(settings["warn_minutes"], 30);
+    assert_eq!(settings["bypass"], json!(["update.example.com", "10.9.0.0/16"]));
+
+    let page = b.get("/internet").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Top blocked sites"), "{}", page.body);
+    let trail = server.audit(&owner, "action=internet_rule.create").await;
+    assert_eq!(trail.len(), 2, "{trail:#?}");
 }
