@@ -439,24 +439,23 @@ fn sites_through_the_filtering_proxy_and_the_dns_filter() {
     assert_eq!(blocked.stdout, "403");
 
     // The records: every request and query, with what the issue asks for.
-    let mut web = Vec::new();
     let started = Instant::now();
-    loop {
-        web = records(ctl, "web");
+    let web = loop {
+        let web = records(ctl, "web");
         let complete = web.iter().any(|r| r["upload"]["file_name"] == "report.csv")
             && web.iter().any(|r| r["action"] == "proceed")
             && web
                 .iter()
                 .any(|r| r["dest_host"] == "site-a.test" && r["device_id"] == "");
         if complete {
-            break;
+            break web;
         }
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "records incomplete: {web:#?}"
         );
         std::thread::sleep(Duration::from_millis(200));
-    }
+    };
     let find = |host: &str, action: &str| {
         web.iter()
             .find(|r| r["dest_host"] == host && r["action"] == action)
