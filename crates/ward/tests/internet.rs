@@ -19,6 +19,11 @@ use std::time::{Duration, Instant};
 use common::{free_port, is_listening, ward, Ctl, Db, ServerSpec, PASSWORD};
 use serde_json::Value;
 
+/// The scenarios run one at a time: each starts nginx, dnsmasq, a server
+/// and an agent on ports picked free a moment before, and two at once
+/// could pick the same one.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn enabled() -> bool {
     if std::env::var("WARD_TEST_INTERNET").as_deref() == Ok("1") {
         return true;
@@ -318,6 +323,7 @@ fn sites_through_the_filtering_proxy_and_the_dns_filter() {
     if !enabled() {
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = set_up();
     let (ctl, dir, web_port, proxy_port, agent_dns) =
         (&env.ctl, env.dir(), env.web_port, env.proxy_port, env.agent_dns);
@@ -505,6 +511,7 @@ fn sites_in_a_browser_through_the_pac_file() {
         eprintln!("skipped: set WARD_TEST_BROWSER=1 too");
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = set_up();
     let pac = format!("http://127.0.0.1:{}/proxy.pac", env.http);
     let text = curl(&[&pac]).stdout;
