@@ -43,16 +43,11 @@ pub(crate) struct TenantPolicy {
 
 /// A tenant's internet access control, compiled: what the filtering proxy
 /// and the DNS filter decide with.
-#[allow(dead_code)] // `dns` is the DNS filter's, the inspection fields TLS inspection's
 pub(crate) struct InternetState {
     /// Shared between snapshots while the tenant's rules and lists stay the
     /// same (see [`InternetCache`]).
     pub(crate) policy: Arc<CompiledInternetPolicy>,
     pub(crate) dns: DnsSettings,
-    pub(crate) inspection: bool,
-    /// List ids never inspected.
-    pub(crate) do_not_inspect: Vec<String>,
-    pub(crate) inspection_ca: Option<ward_api::InspectionCa>,
     /// Proxy credentials by id: (user id, SHA-256 of the whole password).
     pub(crate) proxy_credentials: HashMap<String, (String, [u8; 32])>,
     pub(crate) warn_minutes: u32,
@@ -123,9 +118,6 @@ fn compile_internet(cache: &InternetCache, tenant_id: &str, snapshot: &InternetS
     Some(InternetState {
         policy: cache.compile(tenant_id, &snapshot.policy),
         dns: snapshot.dns.clone(),
-        inspection: snapshot.inspection,
-        do_not_inspect: snapshot.do_not_inspect.clone(),
-        inspection_ca: snapshot.inspection_ca.clone(),
         proxy_credentials,
         warn_minutes: snapshot.warn_minutes.max(1),
     })
@@ -192,15 +184,9 @@ pub(crate) struct Destination<'a> {
 }
 
 impl PolicyState {
-    /// Compiles a snapshot. A tenant whose CA does not parse is left out
-    /// (none of its devices can connect) and logged.
-    #[allow(dead_code)]
-    pub(crate) fn compile(snapshot: &GatewaySnapshot) -> PolicyState {
-        PolicyState::compile_with(snapshot, &InternetCache::default())
-    }
-
     /// Compiles a snapshot, reusing the internet policies in `cache` whose
-    /// input did not change.
+    /// input did not change. A tenant whose CA does not parse is left out
+    /// (none of its devices can connect) and logged.
     pub(crate) fn compile_with(snapshot: &GatewaySnapshot, cache: &InternetCache) -> PolicyState {
         let mut tenants = HashMap::with_capacity(snapshot.tenants.len());
         for tenant in &snapshot.tenants {
