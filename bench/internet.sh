@@ -182,7 +182,7 @@ for i in $(seq 1 120); do
   sleep 0.5
 done
 {
-  echo "== blocked name through ward: $(curl -s -o /dev/null -w '%{http_code}' -x "$PX" http://ads-0999999.tracker0.example/)"
+  echo "== blocked name through ward: $(curl -s -o /dev/null -w '%{http_code}' -x "$PX" http://ads-$(printf %07d $((LIST_N - 1))).tracker$(((LIST_N - 1) % 997)).example/)"
   echo "== without a credential:      $(curl -s -o /dev/null -w '%{http_code}' -x "http://127.0.0.1:$P_WPROXY" "http://$ORIGIN/1k.bin")"
   echo "== allowed through ward:      $(curl -s -o /dev/null -w '%{http_code} %{size_download}' -x "$PX" "http://$ORIGIN/1k.bin")"
   echo "== squid:                     $(curl -s -o /dev/null -w '%{http_code} %{size_download}' -x "http://127.0.0.1:$P_SQUID" "http://$ORIGIN/1k.bin")"
@@ -194,6 +194,9 @@ done
 wrk_run(){ # label port path auth pids...
   local label=$1 port=$2 path=$3 auth=$4; shift 4
   local c0 c1 f="$R/wrk-$label-$round.txt"; c0=$(cpu_ticks "$@")
+  if [ "${PERF:-0}" = 1 ] && [ "$label" = ward ]; then   # PERF=1: a profile of Ward's server during its run
+    perf record -F 499 -g -o "$R/perf-ward-$round.data" -p "$1" -- sleep $((DUR - 1)) >/dev/null 2>&1 &
+  fi
   WRK_PATH=$path WRK_HOST=$ORIGIN WRK_AUTH=$auth \
     wrk -t"$WRK_T" -c"$WRK_C" -d"${DUR}s" --timeout 5s -s "$C/req.lua" "http://127.0.0.1:$port" >"$f" 2>&1
   c1=$(cpu_ticks "$@")
