@@ -388,7 +388,11 @@ fn insert_records_sql(backend: Backend, rows: usize) -> &'static str {
     let all = SQL.get_or_init(|| {
         [Backend::Sqlite, Backend::Postgres]
             .into_iter()
-            .flat_map(|b| ROWS_PER_INSERT.iter().map(move |&n| (b, n, build_insert_records_sql(b, n))))
+            .flat_map(|b| {
+                ROWS_PER_INSERT
+                    .iter()
+                    .map(move |&n| (b, n, build_insert_records_sql(b, n)))
+            })
             .collect()
     });
     match all.iter().find(|(b, n, _)| *b == backend && *n == rows) {
