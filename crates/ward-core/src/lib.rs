@@ -11,6 +11,7 @@ pub mod attrs;
 pub mod authz;
 pub mod error;
 pub mod name;
+pub mod net;
 pub mod posture;
 pub mod role;
 pub mod tenant;

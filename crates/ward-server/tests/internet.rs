@@ -26,6 +26,12 @@ struct Harness {
 
 impl Harness {
     async fn start(store: TestStore) -> Harness {
+        Harness::start_with(store, false).await
+    }
+
+    /// `internet_allow_private`: the operator lets internet traffic (list
+    /// downloads included) reach internal addresses, as on this loopback.
+    async fn start_with(store: TestStore, internet_allow_private: bool) -> Harness {
         let data = tempfile::tempdir().unwrap();
         let args = ServerArgs {
             data_dir: Some(data.path().to_owned()),
@@ -35,6 +41,7 @@ impl Harness {
         };
         let mut c = ServerConfig::load(&args).unwrap();
         c.bootstrap_password = Some(Secret::new(PW));
+        c.internet_allow_private = internet_allow_private;
         let running = ward_server::start(c).await.unwrap();
         let url = running.url.clone();
         Harness {
@@ -560,7 +567,8 @@ async fn settings_lists_rules_and_credentials_work_and_refuse_bad_input(store: T
 }
 
 async fn a_million_line_hosts_file_imports_and_lists_download_from_a_url(store: TestStore) {
-    let h = Harness::start(store).await;
+    // The "internet" of this test is a server on loopback.
+    let h = Harness::start_with(store, true).await;
     let owner = h.login("default", "admin", PW).await;
     let mut file = String::with_capacity(40_000_000);
     file.push_str("# a big hosts file\n");
@@ -700,6 +708,26 @@ async fn a_million_line_hosts_file_imports_and_lists_download_from_a_url(store: 
 async fn the_snapshot_routing_and_logs_carry_the_internet_part(store: TestStore) {
     let h = Harness::start(store).await;
     let owner = h.login("default", "admin", PW).await;
+    // Without --internet-allow-private, a list is never downloaded from the
+    // server's own network: not by address, not by a name resolving there,
+    // not through a redirect (a file server on loopback answers, unasked).
+    let base = file_server(b"0.0.0.0 one.example\n".to_vec()).await;
+    let port = base.rsplit(':').next().unwrap().to_owned();
+    for url in [
+        format!("{base}/hosts.txt"),
+        format!("http://localhost:{port}/hosts.txt"),
+        format!("http://[::ffff:127.0.0.1]:{port}/hosts.txt"),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+    ] {
+        let (s, v) = h
+            .post("/api/v1/domain-lists", &owner, json!({"name": "inside", "url": url}))
+            .await;
+        assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_field"), "{url}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("internal"),
+            "{url}: {v}"
+        );
+    }
     let op = h.login("system", "operator", PW).await;
     let gw = h.gateway(&op).await;
     let (_, alice) = h.post("/api/v1/users", &owner, json!({"name": "alice"})).await;

@@ -453,13 +453,66 @@ async fn import_bytes(
 }
 
 /// Download a list file: http or https, 30 s, at most 64 MiB.
-async fn fetch(url: &str) -> ApiResult<Vec<u8>> {
+/// Resolves names for list downloads and keeps only public addresses: a
+/// tenant's admin must not make the server fetch from the server's own
+/// network (its loopback services, a cloud's metadata address).
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<std::net::SocketAddr> = found
+                .into_iter()
+                .filter(|a| !ward_core::net::is_internal(a.ip()))
+                .collect();
+            if public.is_empty() {
+                return Err(format!("{host} has no public address (internal addresses are refused)").into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(public.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// An internal address written in a URL (a name is checked when resolved).
+fn internal_literal(u: &reqwest::Url) -> bool {
+    let host = u.host_str().unwrap_or_default();
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    bare.parse::<std::net::IpAddr>().is_ok_and(ward_core::net::is_internal)
+}
+
+/// Downloads a list. Unless the operator lets internet traffic reach
+/// internal addresses (`--internet-allow-private`), a URL, a redirect or a
+/// name resolving to a loopback, private or link-local address is refused.
+async fn fetch(url: &str, allow_internal: bool) -> ApiResult<Vec<u8>> {
     let u = reqwest::Url::parse(url).map_err(|e| ApiError::invalid(format!("url {url:?}: {e}")))?;
     if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none_or(str::is_empty) {
         return Err(ApiError::invalid("url must be an http:// or https:// URL with a host"));
     }
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::limited(5))
+    if !allow_internal && internal_literal(&u) {
+        return Err(ApiError::invalid(format!(
+            "url {url:?} points at an internal address; lists are downloaded from the internet"
+        )));
+    }
+    let mut builder = reqwest::Client::builder();
+    builder = if allow_internal {
+        builder.redirect(reqwest::redirect::Policy::limited(5))
+    } else {
+        builder
+            .dns_resolver(PublicOnly)
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                if attempt.previous().len() >= 5 {
+                    attempt.error("too many redirects")
+                } else if internal_literal(attempt.url()) {
+                    attempt.error("redirected to an internal address")
+                } else {
+                    attempt.follow()
+                }
+            }))
+    };
+    let client = builder
         .connect_timeout(Duration::from_secs(10))
         .timeout(FETCH_TIMEOUT)
         .build()
@@ -499,7 +552,18 @@ fn short(e: &reqwest::Error) -> String {
         return "timed out".into();
     }
     if e.is_connect() {
-        return "cannot connect".into();
+        // The innermost cause says why (refused, no such name, an internal
+        // address refused by `PublicOnly`).
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+        let mut last = None;
+        while let Some(inner) = cause {
+            last = Some(inner.to_string());
+            cause = inner.source();
+        }
+        return match last {
+            Some(why) => format!("cannot connect: {why}"),
+            None => "cannot connect".into(),
+        };
     }
     let mut s = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -544,7 +608,7 @@ pub async fn create_list(
         if !req.domains.is_empty() {
             return Err(ApiError::invalid("give domains or a url, not both"));
         }
-        let body = fetch(url).await?;
+        let body = fetch(url, ctx.state.config.internet_allow_private).await?;
         let (_, import) = import_bytes(&ctx, &name, body, None, Some(url), &req.description).await?;
         return Ok((StatusCode::CREATED, Json(import)));
     }
@@ -719,7 +783,7 @@ pub async fn import_entries(
             if !body.is_empty() {
                 return Err(ApiError::invalid("give a url or a body, not both"));
             }
-            let fetched = fetch(url).await?;
+            let fetched = fetch(url, ctx.state.config.internet_allow_private).await?;
             import_bytes(&ctx, &name, fetched, format, Some(url), "").await?
         }
         None => import_bytes(&ctx, &name, body.to_vec(), format, None, "").await?,
@@ -771,7 +835,7 @@ pub async fn refresh_list(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult
     let url = list
         .source_url
         .ok_or_else(|| ApiError::invalid(format!("domain list {name} was not imported from a URL")))?;
-    let body = fetch(&url).await?;
+    let body = fetch(&url, ctx.state.config.internet_allow_private).await?;
     let (_, import) = import_bytes(&ctx, &name, body, None, Some(&url), "").await?;
     Ok(Json(import))
 }
