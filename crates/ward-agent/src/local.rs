@@ -9,6 +9,10 @@
 //!   token is the page's own, random per run, so another site cannot post
 //!   the form for the user (it cannot read the page).
 //!
+//! Only under a loopback address or `localhost`: another `Host` gets `421`,
+//! so a site that makes its own name resolve to 127.0.0.1 (DNS rebinding)
+//! cannot read the page and its token.
+//!
 //! A browser cannot show a proxy's answer to a refused `CONNECT`, so for an
 //! HTTPS site this page is where a user learns why it did not open, and how
 //! to continue when the rule only warns.
@@ -30,11 +34,21 @@ pub(crate) fn new_page_token() -> String {
 }
 
 /// Answers one request for the agent itself, then the connection closes.
-pub(crate) async fn serve<S>(agent: &Agent, client: &mut S, method: &str, path: &str, content_length: u64)
+pub(crate) async fn serve<S>(agent: &Agent, client: &mut S, method: &str, path: &str, content_length: u64, host: &str)
 where
     S: tokio::io::AsyncRead + AsyncWrite + Unpin,
 {
     let path_only = path.split('?').next().unwrap_or(path);
+    // A page reached under another name is a site that resolved its name to
+    // this address (DNS rebinding) to read the page and post its form.
+    if !is_local_host(host) {
+        let answer = Answer::text(
+            421,
+            "this is Ward's agent: open it as http://127.0.0.1:PORT/ or http://localhost:PORT/",
+        );
+        let _ = answer.write(client, method == "HEAD").await;
+        return;
+    }
     let answer = match (method, path_only) {
         ("GET" | "HEAD", "/proxy.pac" | "/wpad.dat") => {
             let proxy = agent
@@ -62,6 +76,22 @@ where
         ),
     };
     let _ = answer.write(client, method == "HEAD").await;
+}
+
+/// `Host` names a loopback address or `localhost` (with any port), or is
+/// absent (HTTP/1.0).
+fn is_local_host(host: &str) -> bool {
+    if host.is_empty() {
+        return true;
+    }
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(
+            host,
+            |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host },
+        ),
+    };
+    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
@@ -199,6 +229,7 @@ impl Answer {
     async fn write<S: AsyncWrite + Unpin>(&self, out: &mut S, head_only: bool) -> std::io::Result<()> {
         let reason = match self.status {
             303 => "See Other",
+            421 => "Misdirected Request",
             413 => "Content Too Large",
             _ => crate::proxy::http::reason_phrase(self.status),
         };
@@ -280,6 +311,29 @@ fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_local_names_reach_the_page() {
+        for ok in [
+            "127.0.0.1:3128",
+            "localhost:3128",
+            "localhost",
+            "[::1]:3128",
+            "127.0.0.2",
+            "",
+        ] {
+            assert!(is_local_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:3128",
+            "evil.example",
+            "10.0.0.1:3128",
+            "[2001:db8::1]:80",
+            "localhost.evil.example",
+        ] {
+            assert!(!is_local_host(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn forms_decode() {

@@ -791,8 +791,9 @@ async fn handle_http(agent: &Agent, client: TcpStream) {
             method,
             path,
             content_length,
+            host,
         } => {
-            crate::local::serve(agent, &mut client, &method, &path, content_length).await;
+            crate::local::serve(agent, &mut client, &method, &path, content_length, &host).await;
             return;
         }
     };

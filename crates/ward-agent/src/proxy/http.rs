@@ -79,6 +79,8 @@ pub enum ProxyRequest {
         /// The body's length (`Content-Length`; 0 when absent). A chunked
         /// body is not accepted here.
         content_length: u64,
+        /// The `Host` header, lowercased (empty when absent).
+        host: String,
     },
 }
 
@@ -307,7 +309,11 @@ fn parse_head(head: &[u8]) -> Result<ProxyRequest, HttpProxyError> {
 
     if uri.starts_with('/') {
         let mut content_length = 0;
+        let mut host = String::new();
         for h in req.headers.iter() {
+            if h.name.eq_ignore_ascii_case("host") {
+                host = String::from_utf8_lossy(trim_ows(h.value)).to_ascii_lowercase();
+            }
             if h.name.eq_ignore_ascii_case("transfer-encoding") {
                 return Err(HttpProxyError::UnsupportedTransferEncoding);
             }
@@ -323,6 +329,7 @@ fn parse_head(head: &[u8]) -> Result<ProxyRequest, HttpProxyError> {
             method: method.to_owned(),
             path: uri.to_owned(),
             content_length,
+            host,
         });
     }
     let (target, path) = split_absolute_uri(uri)?;
@@ -675,6 +682,7 @@ mod tests {
                 method: "POST".into(),
                 path: "/proceed?x=1".into(),
                 content_length: 12,
+                host: "127.0.0.1:3128".into(),
             }
         );
         let mut input: &[u8] = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
