@@ -216,8 +216,9 @@ fn set_up() -> Env {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     let (web_port, dns_port) = (free_port(), free_port());
-    let nginx = nginx(dir, web_port, &["site-a.test", "ads.test", "news.test"]);
-    let dns = dnsmasq(dir, dns_port, &["site-a.test", "ads.test", "news.test"]);
+    let sites = ["site-a.test", "ads.test", "news.test", "blog.test"];
+    let nginx = nginx(dir, web_port, &sites);
+    let dns = dnsmasq(dir, dns_port, &sites);
 
     let proxy_port = free_port();
     let mut spec = ServerSpec::new(&Db::sqlite())
@@ -233,8 +234,11 @@ fn set_up() -> Env {
     ctl.run(&["user", "create", "alice"], None).ok();
     ctl.run(&["domain-list", "create", "ads", "--domain", "ads.test"], None)
         .ok();
-    ctl.run(&["domain-list", "create", "news", "--domain", "news.test"], None)
-        .ok();
+    ctl.run(
+        &["domain-list", "create", "news", "--domain", "news.test,blog.test"],
+        None,
+    )
+    .ok();
     ctl.run(
         &[
             "internet",
@@ -362,6 +366,53 @@ fn sites_through_the_filtering_proxy_and_the_dns_filter() {
     let again = curl(&["-x", &via_http, &site("news.test", "/")]);
     assert_eq!(again.stdout, "this is news.test\n");
 
+    // A warned site through a tunnel (as HTTPS would go): refused, listed on
+    // the agent's page, continued there, then open.
+    let tunnel = curl(&["-p", "-x", &via_http, &site("blog.test", "/")]);
+    assert_ne!(tunnel.code, 0, "a CONNECT to a warned site is refused until continued");
+    let agent_page = format!("http://127.0.0.1:{}/", env.http);
+    let page = curl(&[&agent_page]).stdout;
+    assert!(page.contains("Continue to blog.test"), "{page}");
+    let token = page
+        .split("name=\"token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no token in {page}"))
+        .to_owned();
+    // Another site's form (no token) is refused; so is the page under another name.
+    let forged = curl(&[
+        "-w",
+        "%{http_code}",
+        "-o",
+        "/dev/null",
+        "-d",
+        "host=blog.test",
+        &format!("{agent_page}proceed"),
+    ]);
+    assert_eq!(forged.stdout, "403");
+    let rebound = curl(&[
+        "-w",
+        "%{http_code}",
+        "-o",
+        "/dev/null",
+        "-H",
+        "Host: evil.example",
+        &agent_page,
+    ]);
+    assert_eq!(rebound.stdout, "421");
+    let continued = curl(&[
+        "-w",
+        "%{http_code}",
+        "-o",
+        "/dev/null",
+        "-d",
+        &format!("host=blog.test&token={token}"),
+        &format!("{agent_page}proceed"),
+    ]);
+    assert_eq!(continued.stdout, "303");
+    let open = curl(&["-p", "-x", &via_http, &site("blog.test", "/")]);
+    assert_eq!(open.stdout, "this is blog.test\n", "{}", open.stderr);
+
     // Uploads: the body's SHA-256 and size; a form's file name.
     let file = dir.join("report.csv");
     let content = b"quarter,revenue\nq3,1200\n".repeat(100);
@@ -449,7 +500,9 @@ fn sites_through_the_filtering_proxy_and_the_dns_filter() {
     let web = loop {
         let web = records(ctl, "web");
         let complete = web.iter().any(|r| r["upload"]["file_name"] == "report.csv")
-            && web.iter().any(|r| r["action"] == "proceed")
+            && web
+                .iter()
+                .any(|r| r["action"] == "proceed" && r["dest_host"] == "blog.test")
             && web
                 .iter()
                 .any(|r| r["dest_host"] == "site-a.test" && r["device_id"] == "");
