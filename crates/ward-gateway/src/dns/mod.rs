@@ -15,7 +15,7 @@
 //! A tunnel has at most [`MAX_QUERIES_PER_TUNNEL`] queries in flight; more
 //! are answered `SERVFAIL` at once (the client retries).
 
-mod upstream;
+pub(crate) mod upstream;
 pub(crate) mod wire;
 
 use std::collections::HashMap;

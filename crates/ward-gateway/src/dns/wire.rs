@@ -236,6 +236,38 @@ pub(crate) fn matches(response: &[u8], id: u16, question: &Query) -> Option<Mess
     }
 }
 
+/// A recursive query of our own for `name` (the internet proxy resolving a
+/// destination through the upstream resolvers), ready for
+/// [`super::upstream::forward`]. `None` for a name DNS cannot carry.
+pub(crate) fn question_for(name: &str, rtype: RecordType) -> Option<Question> {
+    let name = hickory_proto::rr::Name::from_ascii(name).ok()?;
+    let mut message = Message::new();
+    message
+        .set_message_type(MessageType::Query)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(true)
+        .add_query(Query::query(name, rtype));
+    match parse_query(&message.to_vec().ok()?) {
+        Parsed::Query(question) => Some(*question),
+        _ => None,
+    }
+}
+
+/// The response code of an answer and the A and AAAA addresses in it.
+pub(crate) fn addresses(bytes: &[u8]) -> Option<(ResponseCode, Vec<std::net::IpAddr>)> {
+    let message = Message::from_vec(bytes).ok()?;
+    let ips = message
+        .answers()
+        .iter()
+        .filter_map(|record| match record.data() {
+            RData::A(a) => Some(std::net::IpAddr::V4(a.0)),
+            RData::AAAA(aaaa) => Some(std::net::IpAddr::V6(aaaa.0)),
+            _ => None,
+        })
+        .collect();
+    Some((message.response_code(), ips))
+}
+
 /// `bytes` with the id set to `id` (the first two bytes).
 pub(crate) fn with_id(mut bytes: Vec<u8>, id: u16) -> Vec<u8> {
     if bytes.len() >= 2 {
