@@ -41,6 +41,9 @@ pub struct GatewayConfig {
     /// addresses (off by default: those are reached as private
     /// applications, never through the internet proxy).
     pub internet_allow_private: bool,
+    /// CA certificates (PEM) an inspected site's certificate may chain to,
+    /// besides the system's trust store (`--inspection-extra-roots`).
+    pub inspection_roots_pem: Option<String>,
 }
 
 impl GatewayConfig {
@@ -66,6 +69,7 @@ impl GatewayConfig {
             proxy_listen: None,
             dns_upstreams: Vec::new(),
             internet_allow_private: false,
+            inspection_roots_pem: None,
         }
     }
 }
@@ -83,6 +87,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("proxy_listen", &self.proxy_listen)
             .field("dns_upstreams", &self.dns_upstreams)
             .field("internet_allow_private", &self.internet_allow_private)
+            .field("inspection_roots", &self.inspection_roots_pem.is_some())
             .finish_non_exhaustive()
     }
 }

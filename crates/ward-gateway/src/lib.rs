@@ -207,6 +207,7 @@ pub async fn start(
             config.internet_allow_private,
             config.dial_timeout,
             &config.dns_upstreams,
+            config.inspection_roots_pem.as_deref(),
         ),
     });
     if let Some(saved) = state::load(&config.spool_dir) {

@@ -75,6 +75,10 @@ pub struct GatewayArgs {
     /// addresses [default: refused].
     #[arg(long, env = "WARD_INTERNET_ALLOW_PRIVATE")]
     pub internet_allow_private: bool,
+    /// CA certificates (PEM file) that sites this gateway inspects may be
+    /// signed by, besides the system's trust store [default: none].
+    #[arg(long, env = "WARD_INSPECTION_EXTRA_ROOTS", value_name = "FILE")]
+    pub inspection_extra_roots: Option<PathBuf>,
     /// Log format: human or json.
     #[arg(long, env = "WARD_LOG_FORMAT", default_value = "human")]
     pub log_format: String,
@@ -135,6 +139,17 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
     config.dns_upstreams = args.dns_upstreams.clone();
     config.proxy_listen = args.proxy_listen;
     config.internet_allow_private = args.internet_allow_private;
+    if let Some(path) = &args.inspection_extra_roots {
+        let pem =
+            std::fs::read_to_string(path).with_context(|| format!("--inspection-extra-roots {}", path.display()))?;
+        if ward_pki::certs_from_pem(&pem).map_or(true, |c| c.is_empty()) {
+            bail!(
+                "--inspection-extra-roots {}: no PEM certificate in the file",
+                path.display()
+            );
+        }
+        config.inspection_roots_pem = Some(pem);
+    }
     if let (Some(listen), Some(cert), Some(key)) = (args.web_listen, &args.web_cert, &args.web_key) {
         config.web = Some(crate::WebConfig {
             listen,

@@ -51,6 +51,27 @@ pub(crate) struct InternetState {
     /// Proxy credentials by id: (user id, SHA-256 of the whole password).
     pub(crate) proxy_credentials: HashMap<String, (String, [u8; 32])>,
     pub(crate) warn_minutes: u32,
+    /// TLS inspection, when the tenant has it on (rules still have to ask).
+    pub(crate) inspection: Option<Arc<Inspection>>,
+}
+
+/// A tenant's TLS inspection: the certificates minted from its inspection
+/// CA, and the names never inspected.
+pub(crate) struct Inspection {
+    pub(crate) minter: ward_pki::Minter,
+    /// The do-not-inspect lists (banking and health by default).
+    do_not_inspect: ward_inet::DomainSet,
+}
+
+impl Inspection {
+    /// Whether traffic to `host` may be inspected: never for a name on a
+    /// do-not-inspect list. An address literal is on no list.
+    pub(crate) fn applies_to(&self, host: &ward_inet::Host) -> bool {
+        match host.as_name() {
+            Some(name) => !self.do_not_inspect.contains(name),
+            None => true,
+        }
+    }
 }
 
 /// Compiled internet policies of the last snapshot, by tenant, with a
@@ -62,6 +83,9 @@ pub(crate) struct InternetCache {
     /// tenant can import names prepared to collide.
     seed: u64,
     entries: Mutex<HashMap<String, (u64, Arc<CompiledInternetPolicy>)>>,
+    /// Inspection by tenant, with a fingerprint of the CA and the
+    /// do-not-inspect lists: the minted certificates outlive snapshots.
+    inspections: Mutex<HashMap<String, (u64, Arc<Inspection>)>>,
 }
 
 impl Default for InternetCache {
@@ -69,6 +93,7 @@ impl Default for InternetCache {
         InternetCache {
             seed: std::collections::hash_map::RandomState::new().hash_one(0x5741_5244u64),
             entries: Mutex::default(),
+            inspections: Mutex::default(),
         }
     }
 }
@@ -92,6 +117,44 @@ impl InternetCache {
         let policy = Arc::new(CompiledInternetPolicy::compile_seeded(input.clone(), self.seed));
         entries.insert(tenant_id.to_owned(), (fingerprint, policy.clone()));
         policy
+    }
+
+    /// The tenant's inspection, when it is on and its CA parses.
+    fn inspection(&self, tenant_id: &str, snapshot: &InternetSnapshot) -> Option<Arc<Inspection>> {
+        let ca = snapshot.inspection_ca.as_ref().filter(|_| snapshot.inspection)?;
+        let lists: Vec<&ward_inet::DomainList> = snapshot
+            .policy
+            .lists
+            .iter()
+            .filter(|l| snapshot.do_not_inspect.contains(&l.id))
+            .map(|l| &l.domains)
+            .collect();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        ca.cert_pem.hash(&mut hasher);
+        ca.key_pem.hash(&mut hasher);
+        for list in &lists {
+            list.as_text().hash(&mut hasher);
+        }
+        let fingerprint = hasher.finish();
+        let mut inspections = self.inspections.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, inspection)) = inspections.get(tenant_id) {
+            if *seen == fingerprint {
+                return Some(inspection.clone());
+            }
+        }
+        let minter = match ward_pki::Minter::from_pem(&ca.cert_pem, &ca.key_pem) {
+            Ok(minter) => minter,
+            Err(e) => {
+                tracing::error!(tenant = %tenant_id, error = %e, "the inspection CA in the snapshot does not load; nothing of this tenant is inspected");
+                return None;
+            }
+        };
+        let inspection = Arc::new(Inspection {
+            minter,
+            do_not_inspect: ward_inet::DomainSet::build_seeded(&lists, self.seed),
+        });
+        inspections.insert(tenant_id.to_owned(), (fingerprint, inspection.clone()));
+        Some(inspection)
     }
 }
 
@@ -120,6 +183,7 @@ fn compile_internet(cache: &InternetCache, tenant_id: &str, snapshot: &InternetS
         dns: snapshot.dns.clone(),
         proxy_credentials,
         warn_minutes: snapshot.warn_minutes.max(1),
+        inspection: cache.inspection(tenant_id, snapshot),
     })
 }
 

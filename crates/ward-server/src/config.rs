@@ -81,6 +81,10 @@ pub struct ServerArgs {
     /// private and link-local addresses [default: refused].
     #[arg(long, env = "WARD_INTERNET_ALLOW_PRIVATE")]
     pub internet_allow_private: bool,
+    /// CA certificates (PEM file) that sites the embedded gateway inspects
+    /// may be signed by, besides the system's trust store [default: none].
+    #[arg(long, env = "WARD_INSPECTION_EXTRA_ROOTS", value_name = "FILE")]
+    pub inspection_extra_roots: Option<PathBuf>,
     /// Lifetime of device certificates; agents renew at half-life [default: 24h].
     #[arg(long, env = "WARD_DEVICE_CERT_TTL", value_name = "DURATION")]
     pub device_cert_ttl: Option<humantime::Duration>,
@@ -130,6 +134,7 @@ struct FileConfig {
     dns_upstream: Option<Vec<SocketAddr>>,
     proxy_listen: Option<SocketAddr>,
     internet_allow_private: Option<bool>,
+    inspection_extra_roots: Option<PathBuf>,
     #[serde(default)]
     login: LoginFile,
 }
@@ -217,6 +222,8 @@ pub struct ServerConfig {
     pub proxy_listen: Option<SocketAddr>,
     /// Internet traffic may reach private addresses.
     pub internet_allow_private: bool,
+    /// Extra CA certificates (PEM) for the sites the embedded gateway inspects.
+    pub inspection_roots_pem: Option<String>,
     /// Password for the bootstrap accounts, from `WARD_BOOTSTRAP_PASSWORD`
     /// (environment only, so it never shows in a process list or a file).
     pub bootstrap_password: Option<Secret>,
@@ -363,6 +370,14 @@ impl ServerConfig {
             },
             proxy_listen: args.proxy_listen.or(file.proxy_listen),
             internet_allow_private: args.internet_allow_private || file.internet_allow_private.unwrap_or(false),
+            inspection_roots_pem: match args
+                .inspection_extra_roots
+                .as_ref()
+                .or(file.inspection_extra_roots.as_ref())
+            {
+                Some(path) => Some(read_roots(path)?),
+                None => None,
+            },
             master_key_file,
             device_cert_ttl,
             data_dir,
@@ -438,6 +453,19 @@ fn sqlite_url(path: &Path) -> Result<String, ConfigError> {
         .to_str()
         .ok_or_else(|| ConfigError::Invalid("the data directory path must be valid UTF-8".into()))?;
     Ok(format!("sqlite://{p}?mode=rwc"))
+}
+
+/// Reads a PEM file of CA certificates; an error unless it holds at least one.
+fn read_roots(path: &std::path::Path) -> Result<String, ConfigError> {
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Invalid(format!("inspection_extra_roots {}: {e}", path.display())))?;
+    match ward_pki::certs_from_pem(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(pem),
+        _ => Err(ConfigError::Invalid(format!(
+            "inspection_extra_roots {}: no PEM certificate in the file",
+            path.display()
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -546,5 +574,30 @@ mod tests {
         std::fs::write(&path, "session_ttl = \"soon\"\n").unwrap();
         a.config = Some(path);
         assert!(ServerConfig::load(&a).unwrap_err().to_string().contains("session_ttl"));
+    }
+
+    #[test]
+    fn inspection_extra_roots_must_hold_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = args();
+        assert!(ServerConfig::load(&a).unwrap().inspection_roots_pem.is_none());
+        let bad = dir.path().join("roots.pem");
+        std::fs::write(&bad, "not a certificate\n").unwrap();
+        a.inspection_extra_roots = Some(bad);
+        let err = ServerConfig::load(&a).unwrap_err().to_string();
+        assert!(err.contains("no PEM certificate"), "{err}");
+        a.inspection_extra_roots = Some(dir.path().join("missing.pem"));
+        assert!(ServerConfig::load(&a)
+            .unwrap_err()
+            .to_string()
+            .contains("inspection_extra_roots"));
+        let good = dir.path().join("ca.pem");
+        let ca = ward_pki::CertificateAuthority::generate("Sites CA").unwrap();
+        std::fs::write(&good, ca.cert_pem()).unwrap();
+        a.inspection_extra_roots = Some(good);
+        assert_eq!(
+            ServerConfig::load(&a).unwrap().inspection_roots_pem,
+            Some(ca.cert_pem())
+        );
     }
 }

@@ -96,6 +96,7 @@ fn server(args: ServerArgs) -> ExitCode {
         gateway_config.dns_upstreams = link.config().dns_upstreams.clone();
         gateway_config.proxy_listen = link.config().proxy_listen;
         gateway_config.internet_allow_private = link.config().internet_allow_private;
+        gateway_config.inspection_roots_pem = link.config().inspection_roots_pem.clone();
         if let Some(listen) = link.config().web_listen {
             gateway_config.web = Some(embedded::web_config(&link, listen, running.url.clone()).await?);
         }

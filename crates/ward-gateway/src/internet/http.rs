@@ -1,9 +1,10 @@
-//! Plain HTTP through the filtering proxy, one request at a time: the
-//! agent's `ward-protocol: http` streams and the proxy port's absolute-form
-//! requests. Each request is decided on its host and leaves one record
-//! (method, URL, status, bytes, upload); blocked and warned requests get a
-//! page, allowed ones go out through a pooled HTTP/1.1 client whose
-//! connector refuses private addresses.
+//! HTTP through the filtering proxy, one request at a time: the agent's
+//! `ward-protocol: http` streams, the proxy port's absolute-form requests,
+//! and the requests inside an inspected TLS connection (inspect.rs). Each
+//! request is decided on its host and leaves one record (method, URL,
+//! status, bytes, upload); blocked and warned requests get a page, allowed
+//! ones go out through a pooled HTTP/1.1 client whose connector refuses
+//! private addresses and, for `https`, checks the site's certificate.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -36,6 +37,10 @@ use crate::state::PolicyState;
 use crate::web::pages::{render_with_link, Page};
 use crate::Gateway;
 
+/// The record's reason when an inspected site's certificate fails the
+/// gateway's check (or its TLS breaks).
+pub(crate) const REASON_UPSTREAM_TLS: &str = "upstream_tls_failed";
+
 /// Longest request target accepted (longer: `414`).
 pub(crate) const MAX_URI_LEN: usize = 8 * 1024;
 /// Longest URL written into a record.
@@ -54,7 +59,14 @@ pub(crate) type ReqBody = UploadBody<Incoming>;
 /// The pooled upstream client.
 pub(crate) type UpstreamClient = Client<Dialer, ReqBody>;
 
-pub(crate) fn upstream_client(resolver: Resolver, allow_private: bool, timeout: Duration) -> UpstreamClient {
+/// The upstream client; `tls` connects `https` requests (inspected
+/// connections), which fail without it.
+pub(crate) fn upstream_client(
+    resolver: Resolver,
+    allow_private: bool,
+    timeout: Duration,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+) -> UpstreamClient {
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE)
         .pool_max_idle_per_host(POOL_PER_HOST)
@@ -63,6 +75,7 @@ pub(crate) fn upstream_client(resolver: Resolver, allow_private: bool, timeout: 
             resolver,
             allow_private,
             timeout,
+            tls: tls.map(tokio_rustls::TlsConnector::from),
         })
 }
 
@@ -81,12 +94,65 @@ pub(crate) fn server_builder() -> hyper::server::conn::http1::Builder {
 // ---- upstream connections ---------------------------------------------------
 
 /// Connects the upstream client: resolve, refuse private addresses (unless
-/// allowed), dial.
+/// allowed), dial, and for `https` the gateway's own TLS to the site.
 #[derive(Clone)]
 pub(crate) struct Dialer {
     resolver: Resolver,
     allow_private: bool,
     timeout: Duration,
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+/// An upstream connection: plain TCP, or TLS over it.
+pub(crate) enum UpstreamIo {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for UpstreamIo {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            UpstreamIo::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for UpstreamIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            UpstreamIo::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            UpstreamIo::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            UpstreamIo::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            UpstreamIo::Plain(tcp) => tcp.is_write_vectored(),
+            UpstreamIo::Tls(tls) => tls.is_write_vectored(),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
+            UpstreamIo::Tls(tls) => Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
 }
 
 /// The address an upstream connection went to (in the response's extensions).
@@ -94,7 +160,7 @@ pub(crate) struct Dialer {
 pub(crate) struct DialedAddr(pub(crate) SocketAddr);
 
 pub(crate) struct Dialed {
-    io: TokioIo<TcpStream>,
+    io: TokioIo<UpstreamIo>,
     addr: SocketAddr,
 }
 
@@ -147,15 +213,40 @@ impl tower::Service<Uri> for Dialer {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let (allow_private, timeout, resolver) = (self.allow_private, self.timeout, self.resolver.clone());
+        let tls = self.tls.clone();
         Box::pin(async move {
+            let https = uri.scheme_str() == Some("https");
             let host = uri.host().unwrap_or_default();
+            let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
             let host = Host::parse(host).map_err(|e| DialError::Failed(format!("bad host {host}: {e}")))?;
-            let port = uri.port_u16().unwrap_or(80);
+            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+            let started = tokio::time::Instant::now();
             let (tcp, addr) = dial(&resolver, &host, port, allow_private, timeout).await?;
-            Ok(Dialed {
-                io: TokioIo::new(tcp),
-                addr,
-            })
+            if !https {
+                return Ok(Dialed {
+                    io: TokioIo::new(UpstreamIo::Plain(tcp)),
+                    addr,
+                });
+            }
+            let Some(tls) = tls else {
+                return Err(DialError::Tls(
+                    "this gateway has no trust store for inspected sites".to_owned(),
+                ));
+            };
+            let name = match &host {
+                Host::Ip(ip) => rustls_pki_types::ServerName::IpAddress((*ip).into()),
+                Host::Name(name) => rustls_pki_types::ServerName::try_from(name.as_str().to_owned())
+                    .map_err(|e| DialError::Tls(format!("{host}: {e}")))?,
+            };
+            let left = timeout.saturating_sub(started.elapsed());
+            match tokio::time::timeout(left, tls.connect(name, tcp)).await {
+                Ok(Ok(stream)) => Ok(Dialed {
+                    io: TokioIo::new(UpstreamIo::Tls(Box::new(stream))),
+                    addr,
+                }),
+                Ok(Err(e)) => Err(DialError::Tls(format!("TLS to {host}: {e}"))),
+                Err(_) => Err(DialError::Tls(format!("TLS to {host}: timed out"))),
+            }
         })
     }
 }
@@ -266,6 +357,32 @@ impl Principal {
     }
 }
 
+/// Where requests come in.
+pub(crate) enum Front {
+    /// Plain HTTP: the host is the request's (absolute form or `Host`),
+    /// on this port when it names none.
+    Plain { default_port: u16 },
+    /// Inside an inspected TLS connection to `host:port` (a `CONNECT`):
+    /// every request must be for that host (`421` otherwise).
+    Inspected { host: Host, port: u16 },
+}
+
+impl Front {
+    fn scheme(&self) -> &'static str {
+        match self {
+            Front::Plain { .. } => "http",
+            Front::Inspected { .. } => "https",
+        }
+    }
+
+    fn default_port(&self) -> u16 {
+        match self {
+            Front::Plain { default_port } => *default_port,
+            Front::Inspected { port, .. } => *port,
+        }
+    }
+}
+
 /// Hop-by-hop headers, never forwarded.
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
@@ -313,11 +430,12 @@ fn page(
     render_with_link(&page, link).map(ProxyBody::Page)
 }
 
-fn record_url(host: &str, port: u16, path_and_query: &str) -> String {
-    let mut url = if port == 80 {
-        format!("http://{host}{path_and_query}")
+fn record_url(scheme: &str, host: &str, port: u16, path_and_query: &str) -> String {
+    let default = if scheme == "https" { 443 } else { 80 };
+    let mut url = if port == default {
+        format!("{scheme}://{host}{path_and_query}")
     } else {
-        format!("http://{host}:{port}{path_and_query}")
+        format!("{scheme}://{host}:{port}{path_and_query}")
     };
     if url.len() > MAX_RECORD_URL {
         let mut cut = MAX_RECORD_URL;
@@ -338,13 +456,15 @@ fn safe_return(path: &str) -> &str {
     }
 }
 
-/// Handles one plain-HTTP request of `who`: decide, answer a page or forward.
+/// Handles one HTTP request of `who` that came in at `front`: decide,
+/// answer a page or forward.
 pub(crate) async fn handle(
     gateway: &Arc<Gateway>,
     who: &Principal,
-    default_port: u16,
+    front: &Front,
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    let scheme = front.scheme();
     let mut result = ConnectionResult::new(
         gateway.records.clone(),
         &gateway.gateway_id,
@@ -356,6 +476,7 @@ pub(crate) async fn handle(
         let record = result.record_mut();
         record.kind = "web".to_owned();
         record.method = Some(request.method().as_str().to_owned());
+        record.inspected = matches!(front, Front::Inspected { .. });
     }
     let request_id = result.record().id.clone();
     let refuse_bad = |mut result: ConnectionResult, status: StatusCode, message: &str| {
@@ -379,13 +500,10 @@ pub(crate) async fn handle(
             if request
                 .uri()
                 .scheme_str()
-                .is_some_and(|s| !s.eq_ignore_ascii_case("http"))
+                .is_some_and(|s| !s.eq_ignore_ascii_case(scheme))
             {
-                return refuse_bad(
-                    result,
-                    StatusCode::BAD_REQUEST,
-                    "Only http:// addresses are served here.",
-                );
+                let message = format!("Only {scheme}:// addresses are served here.");
+                return refuse_bad(result, StatusCode::BAD_REQUEST, &message);
             }
             Some(authority.clone())
         }
@@ -398,14 +516,32 @@ pub(crate) async fn handle(
     let Some(authority) = authority else {
         return refuse_bad(result, StatusCode::BAD_REQUEST, "The request names no host.");
     };
-    let port = authority.port_u16().unwrap_or(default_port);
-    let host = match (port, Host::parse(authority.host())) {
+    let port = authority.port_u16().unwrap_or(front.default_port());
+    let bare = authority.host();
+    let bare = bare.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(bare);
+    let host = match (port, Host::parse(bare)) {
         (1.., Ok(host)) => host,
         _ => {
             result.set_destination(&authority.as_str().chars().take(255).collect::<String>(), port);
             return refuse_bad(result, StatusCode::BAD_REQUEST, "The host name is not valid.");
         }
     };
+    if let Front::Inspected {
+        host: tunnel_host,
+        port: tunnel_port,
+    } = front
+    {
+        // The TLS was decided for, and its certificate names, that host:
+        // no other site through this connection.
+        if host != *tunnel_host || port != *tunnel_port {
+            result.set_destination(&host.to_string(), port);
+            return refuse_bad(
+                result,
+                StatusCode::MISDIRECTED_REQUEST,
+                "This connection is for another site.",
+            );
+        }
+    }
     let host_text = host.to_string();
     let host_url = match host {
         Host::Ip(IpAddr::V6(v6)) => format!("[{v6}]"),
@@ -413,7 +549,7 @@ pub(crate) async fn handle(
     };
     result.set_destination(&host_text, port);
     let path_and_query = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    result.record_mut().url = Some(record_url(&host_url, port, path_and_query));
+    result.record_mut().url = Some(record_url(scheme, &host_url, port, path_and_query));
 
     let Some(policy) = gateway.state.current() else {
         result.set_reason("gateway_draining");
@@ -466,7 +602,7 @@ pub(crate) async fn handle(
             result.record_mut().status = Some(403);
             result.finish(End::Denied);
             let back = format!(
-                "http://{}{}?{}",
+                "{scheme}://{}{}?{}",
                 authority.as_str(),
                 ward_api::PATH_PROCEED,
                 serde_urlencoded::to_string([("t", token.as_str()), ("return", safe_return(path_and_query))])
@@ -492,7 +628,7 @@ pub(crate) async fn handle(
     // original Host, no hop-by-hop headers.
     let (mut parts, body) = request.into_parts();
     let uri = Uri::builder()
-        .scheme("http")
+        .scheme(scheme)
         .authority(format!("{host_url}:{port}"))
         .path_and_query(parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
         .build();
@@ -532,8 +668,9 @@ pub(crate) async fn handle(
         Err(error) => {
             let private = dial_error(&error).and_then(|e| match e {
                 DialError::Private(ip) => Some(*ip),
-                DialError::Failed(_) => None,
+                DialError::Failed(_) | DialError::Tls(_) => None,
             });
+            let tls_failed = matches!(dial_error(&error), Some(DialError::Tls(_)));
             let mut record = RequestRecord {
                 result: Some(result),
                 upload: uploads.then_some(slot),
@@ -547,6 +684,9 @@ pub(crate) async fn handle(
                     r.record_mut().status = Some(403);
                 } else {
                     r.record_mut().status = Some(502);
+                    if tls_failed {
+                        r.set_reason(REASON_UPSTREAM_TLS);
+                    }
                 }
             }
             if let Some(ip) = private {
@@ -562,6 +702,15 @@ pub(crate) async fn handle(
             }
             tracing::debug!(error = %error, host = %host_text, "upstream request failed");
             record.finish(End::DialFailed);
+            if tls_failed {
+                return page(
+                    StatusCode::BAD_GATEWAY,
+                    "Site not trusted",
+                    "The gateway could not verify this site's certificate, so it did not open the site.",
+                    &[("Site", &host_text), ("Request id", &request_id)],
+                    None,
+                );
+            }
             page(
                 StatusCode::BAD_GATEWAY,
                 "Site unreachable",
@@ -670,13 +819,16 @@ pub(crate) async fn serve_agent_stream(
             return;
         }
     };
-    let io = H2Io {
-        recv: request.into_body(),
-        send,
-        pending: Bytes::new(),
-        eof: false,
-        shut: false,
-    };
+    let io = H2Io::new(request.into_body(), send);
+    serve_streams(&tunnel, io, Front::Plain { default_port }).await;
+}
+
+/// Serves the HTTP/1.1 requests of the agent's device on `io` until either
+/// side closes it or the gateway stops.
+pub(crate) async fn serve_streams<I>(tunnel: &Tunnel, io: I, front: Front)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let gateway = tunnel.gateway.clone();
     let who = Arc::new(Principal {
         tenant_id: tunnel.tenant_id.clone(),
@@ -684,27 +836,42 @@ pub(crate) async fn serve_agent_stream(
         user_id: None,
         source: tunnel.peer.ip(),
     });
+    let front = Arc::new(front);
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let gateway = gateway.clone();
         let who = who.clone();
-        async move { Ok::<_, Infallible>(handle(&gateway, &who, default_port, request).await) }
+        let front = front.clone();
+        async move { Ok::<_, Infallible>(handle(&gateway, &who, &front, request).await) }
     });
     let conn = server_builder().serve_connection(TokioIo::new(super::framing::Guarded::new(io)), service);
     tokio::select! {
         served = conn => if let Err(e) = served {
-            tracing::debug!(error = %e, "plain-HTTP stream ended");
+            tracing::debug!(error = %e, "HTTP stream ended");
         },
         _ = tunnel.gateway.drain.stop_now().cancelled() => {}
     }
 }
 
-/// An HTTP/2 stream as a byte stream, for the HTTP/1.1 server.
-struct H2Io {
+/// An HTTP/2 stream as a byte stream, for the HTTP/1.1 server (and the
+/// TLS of an inspected connection).
+pub(crate) struct H2Io {
     recv: RecvStream,
     send: SendStream<Bytes>,
     pending: Bytes,
     eof: bool,
     shut: bool,
+}
+
+impl H2Io {
+    pub(crate) fn new(recv: RecvStream, send: SendStream<Bytes>) -> H2Io {
+        H2Io {
+            recv,
+            send,
+            pending: Bytes::new(),
+            eof: false,
+            shut: false,
+        }
+    }
 }
 
 impl AsyncRead for H2Io {
@@ -782,10 +949,12 @@ mod tests {
 
     #[test]
     fn record_urls_are_capped() {
-        assert_eq!(record_url("a.example", 80, "/x?y=1"), "http://a.example/x?y=1");
-        assert_eq!(record_url("a.example", 8080, "/"), "http://a.example:8080/");
+        assert_eq!(record_url("http", "a.example", 80, "/x?y=1"), "http://a.example/x?y=1");
+        assert_eq!(record_url("http", "a.example", 8080, "/"), "http://a.example:8080/");
+        assert_eq!(record_url("https", "a.example", 443, "/"), "https://a.example/");
+        assert_eq!(record_url("https", "a.example", 80, "/"), "https://a.example:80/");
         let long = format!("/{}", "é".repeat(3000));
-        assert!(record_url("a.example", 80, &long).len() <= MAX_RECORD_URL);
+        assert!(record_url("http", "a.example", 80, &long).len() <= MAX_RECORD_URL);
     }
 
     #[test]

@@ -19,6 +19,7 @@
 
 pub(crate) mod framing;
 pub(crate) mod http;
+pub(crate) mod inspect;
 pub(crate) mod proxy;
 pub(crate) mod resolve;
 pub(crate) mod token;
@@ -50,14 +51,28 @@ pub(crate) struct Internet {
 }
 
 impl Internet {
-    pub(crate) fn new(allow_private: bool, dial_timeout: Duration, dns_upstreams: &[SocketAddr]) -> Internet {
+    /// `inspection_roots_pem`: CA certificates inspected sites may also be
+    /// signed by, besides the system's trust store.
+    pub(crate) fn new(
+        allow_private: bool,
+        dial_timeout: Duration,
+        dns_upstreams: &[SocketAddr],
+        inspection_roots_pem: Option<&str>,
+    ) -> Internet {
         let resolver = resolve::Resolver::new(dns_upstreams);
+        let tls = match ward_pki::inspection_upstream_config(inspection_roots_pem) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                tracing::error!(error = %e, "no trust store for inspected sites; inspected HTTPS requests will fail");
+                None
+            }
+        };
         Internet {
             allow_private,
             resolver: resolver.clone(),
             grants: Grants::default(),
             tokens: token::TokenKey::generate(),
-            client: http::upstream_client(resolver, allow_private, dial_timeout),
+            client: http::upstream_client(resolver, allow_private, dial_timeout, tls),
         }
     }
 }
@@ -125,6 +140,8 @@ pub(crate) struct Judgement {
     pub(crate) rule_id: Option<Arc<str>>,
     /// `rule_matched`, `no_rule_matched`, or the refusal's reason.
     pub(crate) reason: &'static str,
+    /// The deciding rule asks for TLS inspection.
+    pub(crate) inspect: bool,
 }
 
 impl Judgement {
@@ -175,12 +192,17 @@ pub(crate) fn judge(
                 },
                 rule_id: None,
                 reason,
+                inspect: false,
             }
         }
         InternetVerdict::Decided { user_id, decision } => (user_id, decision),
     };
     let InternetDecision {
-        action, rule, reason, ..
+        action,
+        rule,
+        reason,
+        inspect,
+        ..
     } = decision;
     let reason = match reason {
         ward_inet::Reason::RuleMatched => "rule_matched",
@@ -212,6 +234,7 @@ pub(crate) fn judge(
         user_id: Some(user_id),
         rule_id,
         reason,
+        inspect,
     }
 }
 
@@ -263,13 +286,16 @@ pub(crate) enum DialError {
     Private(IpAddr),
     /// Resolution or connection failed.
     Failed(String),
+    /// The site's TLS failed (an inspected connection's own TLS to the
+    /// site): its certificate is not trusted, or the handshake broke.
+    Tls(String),
 }
 
 impl std::fmt::Display for DialError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DialError::Private(ip) => write!(f, "{ip} is a private address"),
-            DialError::Failed(e) => f.write_str(e),
+            DialError::Failed(e) | DialError::Tls(e) => f.write_str(e),
         }
     }
 }

@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use ward_inet::Host;
 
-use super::http::{handle, server_builder, Principal, ProxyBody};
+use super::http::{handle, server_builder, Front, Principal, ProxyBody};
 use super::{dial, judge, DialError, Outcome, Who};
 use crate::inbound::Target;
 use crate::records::{now_ms, ConnectionResult, End};
@@ -144,7 +144,7 @@ async fn serve_request(gateway: &Arc<Gateway>, peer: SocketAddr, request: Reques
             "a proxy request needs an absolute URL (http://host/path)\n".into(),
         );
     }
-    handle(gateway, &who, 80, request).await
+    handle(gateway, &who, &Front::Plain { default_port: 80 }, request).await
 }
 
 /// The tenant and user of a valid `Proxy-Authorization`.
@@ -248,7 +248,7 @@ async fn connect(gateway: &Arc<Gateway>, who: Principal, mut request: Request<In
             result.finish(End::Denied);
             return text(StatusCode::FORBIDDEN, format!("{host}: a private address ({ip})\n"));
         }
-        Err(DialError::Failed(e)) => {
+        Err(DialError::Failed(e) | DialError::Tls(e)) => {
             result.finish(End::DialFailed);
             return text(StatusCode::BAD_GATEWAY, format!("{e}\n"));
         }

@@ -105,6 +105,18 @@ pub(crate) async fn serve_connect(
         now_ms(),
     );
     set_judgement(&mut result, &judgement);
+    // Inspected (allowed, blocked or warned: the browser then shows the
+    // page) when the rule asks, the tenant has it on, and the host is on no
+    // do-not-inspect list.
+    let inspection = tenant
+        .internet()
+        .and_then(|i| i.inspection.as_ref())
+        .filter(|inspection| judgement.inspect && inspection.applies_to(&host))
+        .cloned();
+    if let Some(inspection) = inspection {
+        super::inspect::serve(tunnel, request, respond, result, inspection, host, target.port).await;
+        return;
+    }
     if !judgement.lets_through() {
         answer(&mut respond, StatusCode::FORBIDDEN, &refusal_headers(&judgement));
         result.finish(End::Denied);
@@ -134,7 +146,7 @@ pub(crate) async fn serve_connect(
             result.finish(End::Denied);
             return;
         }
-        Err(DialError::Failed(error)) => {
+        Err(DialError::Failed(error) | DialError::Tls(error)) => {
             answer(
                 &mut respond,
                 StatusCode::BAD_GATEWAY,

@@ -4,6 +4,7 @@
 //! include it too (`#[path]`).
 //!
 //! - `site-a.test A 127.0.0.1`, `www.site-b.test A 127.0.0.2`,
+//!   `shop.test`, `bank.test` and `news.test A 127.0.0.1`,
 //!   `ads.test A 127.0.0.3`, `x.tracker.test A 127.0.0.4`, `tracker.test A 127.0.0.6`, `site-a.test AAAA ::1`;
 //! - `big.test`: 40 TXT records, too many for UDP: the UDP answer is
 //!   truncated (TC) and the full one comes over TCP;
@@ -155,6 +156,7 @@ fn respond(query: &Message) -> Message {
         ("x.tracker.test.", RecordType::A) => Some(vec![a(4)]),
         ("tracker.test.", RecordType::A) => Some(vec![a(6)]),
         ("spoof.test.", RecordType::A) => Some(vec![a(5)]),
+        ("shop.test." | "bank.test." | "news.test.", RecordType::A) => Some(vec![a(1)]),
         ("big.test.", RecordType::TXT) => Some(
             (0..40)
                 .map(|i| {
@@ -168,7 +170,7 @@ fn respond(query: &Message) -> Message {
         ),
         (
             "site-a.test." | "www.site-b.test." | "ads.test." | "x.tracker.test." | "tracker.test." | "spoof.test."
-            | "big.test.",
+            | "big.test." | "shop.test." | "bank.test." | "news.test.",
             _,
         ) => Some(Vec::new()),
         _ => None,

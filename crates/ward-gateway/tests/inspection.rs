@@ -1,0 +1,462 @@
+//! TLS inspection: a rule asking for it, a tenant with it on, and the
+//! gateway ends the device's TLS with a certificate minted from the
+//! tenant's inspection CA, forwards over its own TLS to the real site (an
+//! in-process HTTPS server on 127.0.0.1 with a certificate from a "public"
+//! CA the gateway is told to trust), and records each request with its URL
+//! and upload. Names resolve through a zone server on loopback.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+#[path = "common/zone.rs"]
+mod zone;
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use common::*;
+use h2::client::SendRequest;
+use h2::{RecvStream, SendStream};
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use ward_api::{GatewaySnapshot, InspectionCa, InternetSnapshot};
+use ward_inet::{DomainList, InternetAction, InternetPolicyInput, InternetRule, NamedDomainList};
+use ward_pki::CertificateAuthority;
+use zone::Zone;
+
+fn rule(id: &str, priority: u32, action: InternetAction, lists: &[&str], inspect: bool) -> InternetRule {
+    InternetRule {
+        id: id.into(),
+        priority,
+        action,
+        global_allow: false,
+        users: vec![],
+        groups: vec![],
+        lists: lists.iter().map(|s| s.to_string()).collect(),
+        inspect,
+        valid_from: None,
+        valid_until: None,
+        enabled: true,
+    }
+}
+
+fn list(id: &str, names: &[&str]) -> NamedDomainList {
+    NamedDomainList {
+        id: id.into(),
+        domains: DomainList::from_entries(names.iter().copied()).unwrap(),
+    }
+}
+
+/// Acme with inspection on: `shop.test` and `bank.test` allowed and
+/// inspected (but `bank.test` is on the do-not-inspect list `banking`),
+/// `news.test` warned and inspected, `tracker.test` blocked and inspected,
+/// `site-a.test` allowed without inspection.
+fn inspecting(version: i64, pki: &Pki, ca: &CertificateAuthority, on: bool) -> GatewaySnapshot {
+    let mut snapshot = snapshot(version, pki);
+    let acme = acme(&mut snapshot);
+    acme.policy = ward_policy::PolicyInput::default();
+    acme.internet = InternetSnapshot {
+        enabled: true,
+        policy: InternetPolicyInput {
+            default_action: InternetAction::Allow,
+            rules: vec![
+                rule("block-trackers", 10, InternetAction::Block, &["trackers"], true),
+                rule("warn-news", 20, InternetAction::Warn, &["news"], true),
+                rule("inspect-shops", 30, InternetAction::Allow, &["shops", "banking"], true),
+            ],
+            lists: vec![
+                list("trackers", &["tracker.test"]),
+                list("news", &["news.test"]),
+                list("shops", &["shop.test"]),
+                list("banking", &["bank.test"]),
+            ],
+        },
+        inspection: on,
+        do_not_inspect: vec!["banking".into()],
+        inspection_ca: on.then(|| InspectionCa {
+            cert_pem: ca.cert_pem(),
+            key_pem: ca.key_pem(),
+        }),
+        warn_minutes: 60,
+        ..Default::default()
+    };
+    snapshot
+}
+
+/// An HTTPS site on 127.0.0.1 for `names`, its certificate from `ca`:
+/// `GET /host` answers the Host header, other `GET`s `hello from PATH`, a
+/// request with a body `got N bytes`.
+async fn https_site(ca: &CertificateAuthority, names: &[&str]) -> SocketAddr {
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let issued = ca.issue_server(&names, &[], DAY).unwrap();
+    let config = ward_pki::server_config(
+        issued.chain_der().unwrap(),
+        issued.private_key_der().unwrap(),
+        &[b"http/1.1"],
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let service = hyper::service::service_fn(|request: Request<hyper::body::Incoming>| async move {
+                    let path = request.uri().path().to_owned();
+                    let host = request.headers().get("host").map(|h| h.to_str().unwrap().to_owned());
+                    let body = request
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let text = match (path.as_str(), body.is_empty()) {
+                        ("/host", _) => host.unwrap_or_default(),
+                        (_, true) => format!("hello from {path}"),
+                        (_, false) => format!("got {} bytes", body.len()),
+                    };
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(text))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A `CONNECT` stream as a byte stream, for the device's own TLS.
+struct Stream {
+    recv: RecvStream,
+    send: SendStream<Bytes>,
+    pending: Bytes,
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if !this.pending.is_empty() {
+                let n = this.pending.len().min(buf.remaining());
+                buf.put_slice(&this.pending.split_to(n));
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(this.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = this.recv.flow_control().release_capacity(data.len());
+                    this.pending = data;
+                }
+                Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        this.send.reserve_capacity(buf.len());
+        loop {
+            let capacity = this.send.capacity();
+            if capacity > 0 {
+                let n = capacity.min(buf.len());
+                this.send
+                    .send_data(Bytes::copy_from_slice(&buf[..n]), false)
+                    .map_err(io::Error::other)?;
+                return Poll::Ready(Ok(n));
+            }
+            match ready!(this.send.poll_capacity(cx)) {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
+                None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+            }
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let _ = self.send.send_data(Bytes::new(), true);
+        Poll::Ready(Ok(()))
+    }
+}
+
+type Https = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// `CONNECT host:port`, then the device's TLS to `host` trusting only
+/// `roots_pem`, then HTTP/1.1: the request sender, or why the TLS failed.
+async fn https(tunnel: &SendRequest<Bytes>, host: &str, port: u16, roots_pem: &str) -> Result<Https, String> {
+    let (response, send) = connect(tunnel, &format!("{host}:{port}")).await.unwrap();
+    assert_eq!(response.status(), 200, "{host}: {:?}", response.headers());
+    let stream = Stream {
+        recv: response.into_body(),
+        send,
+        pending: Bytes::new(),
+    };
+    let config = ward_pki::client_config_from_pem(roots_pem, &[b"http/1.1"]).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from(host.to_owned()).unwrap(), stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+async fn get(sender: &mut Https, host: &str, path: &str) -> (u16, String) {
+    send(
+        sender,
+        Request::get(path).header("host", host).body(Full::default()).unwrap(),
+    )
+    .await
+}
+
+async fn send(sender: &mut Https, request: Request<Full<Bytes>>) -> (u16, String) {
+    sender.ready().await.unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+struct Setup {
+    harness: Harness,
+    inspection_ca: CertificateAuthority,
+    /// The CA of the "public" sites.
+    public_ca: CertificateAuthority,
+    site: SocketAddr,
+    _zone: Zone,
+}
+
+async fn set_up() -> Setup {
+    let zone = Zone::start().await;
+    let public_ca = CertificateAuthority::generate("Public sites CA").unwrap();
+    let site = https_site(&public_ca, &["shop.test", "bank.test", "news.test", "tracker.test"]).await;
+    let pki = Arc::new(Pki::new());
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let server = Server::default();
+    let (snapshots, source) = channel_source();
+    let mut config = config(&pki, &dir);
+    config.internet_allow_private = true;
+    config.dns_upstreams = vec![zone.addr];
+    config.inspection_roots_pem = Some(public_ca.cert_pem());
+    let gateway = ward_gateway::start(config, source, server.clone()).await.unwrap();
+    let harness = Harness {
+        pki: pki.clone(),
+        dir,
+        server,
+        snapshots,
+        gateway: Some(gateway),
+        echo: echo_server().await,
+    };
+    let inspection_ca = CertificateAuthority::generate("Acme inspection CA").unwrap();
+    harness.push(inspecting(1, &pki, &inspection_ca, true)).await;
+    Setup {
+        harness,
+        inspection_ca,
+        public_ca,
+        site,
+        _zone: zone,
+    }
+}
+
+#[tokio::test]
+async fn inspected_requests_are_decided_forwarded_and_recorded_by_url() {
+    let s = set_up().await;
+    let h = &s.harness;
+    let laptop = h.laptop().await;
+    let port = s.site.port();
+    let ca = s.inspection_ca.cert_pem();
+    let shop = format!("shop.test:{port}");
+
+    // The device trusts the inspection CA: the gateway's certificate for
+    // shop.test passes, and the requests reach the real site over the
+    // gateway's own TLS.
+    let mut tls = https(&laptop, "shop.test", port, &ca).await.unwrap();
+    assert_eq!(
+        get(&mut tls, &shop, "/cart?item=7").await,
+        (200, "hello from /cart".to_owned())
+    );
+    assert_eq!(get(&mut tls, &shop, "/host").await, (200, shop.clone()));
+    let record = h
+        .server
+        .record("inspected GET", |r| {
+            r.url.as_deref().is_some_and(|u| u.ends_with("/cart?item=7"))
+        })
+        .await;
+    assert_eq!(
+        record.url.as_deref(),
+        Some(format!("https://shop.test:{port}/cart?item=7").as_str())
+    );
+    assert!(record.inspected);
+    assert_eq!(
+        (
+            record.kind.as_str(),
+            record.action.as_str(),
+            record.method.as_deref(),
+            record.status
+        ),
+        ("web", "allow", Some("GET"), Some(200))
+    );
+    assert_eq!(record.rule_id.as_deref(), Some("inspect-shops"));
+    assert_eq!(record.user_id, "alice");
+    assert_eq!(record.dest_addr.as_deref(), Some("127.0.0.1"));
+    assert_eq!(record.bytes_down, "hello from /cart".len() as u64);
+
+    // An upload over HTTPS: size, type, file name and SHA-256, not the content.
+    let data = pattern(300_000);
+    let mut multipart = Vec::new();
+    multipart.extend_from_slice(
+        b"--b0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"plans.pdf\"\r\n\
+          Content-Type: application/pdf\r\n\r\n",
+    );
+    multipart.extend_from_slice(&data);
+    multipart.extend_from_slice(b"\r\n--b0undary--\r\n");
+    let upload = Request::post("/upload")
+        .header("host", &shop)
+        .header("content-type", "multipart/form-data; boundary=b0undary")
+        .body(Full::new(Bytes::from(multipart.clone())))
+        .unwrap();
+    assert_eq!(
+        send(&mut tls, upload).await,
+        (200, format!("got {} bytes", multipart.len()))
+    );
+    let record = h.server.record("inspected upload", |r| r.upload.is_some()).await;
+    let upload = record.upload.unwrap();
+    assert_eq!(upload.file_name.as_deref(), Some("plans.pdf"));
+    assert_eq!(upload.size, multipart.len() as u64);
+    assert_eq!(upload.sha256, sha256_hex(&multipart));
+    assert!(record.inspected);
+    assert_eq!(record.method.as_deref(), Some("POST"));
+
+    // Another site through this connection: refused, recorded.
+    let (status, _) = get(&mut tls, "bank.test", "/").await;
+    assert_eq!(status, 421);
+    h.server
+        .record("misdirected", |r| r.status == Some(421) && r.dest_host == "bank.test")
+        .await;
+
+    // A do-not-inspect destination is relayed untouched: the device sees the
+    // site's own certificate, never one of the inspection CA.
+    let err = https(&laptop, "bank.test", port, &ca).await.err();
+    assert!(err.is_some(), "bank.test must not be inspected");
+    let mut bank = https(&laptop, "bank.test", port, &s.public_ca.cert_pem())
+        .await
+        .unwrap();
+    assert_eq!(get(&mut bank, "bank.test", "/account").await.0, 200);
+    drop(bank);
+    let record = h
+        .server
+        .record("bank tunnel", |r| {
+            r.dest_host == "bank.test" && r.end == "closed" && r.bytes_down > 0
+        })
+        .await;
+    assert!(!record.inspected);
+    assert_eq!(record.url, None);
+
+    // A blocked site with inspection: the browser gets the block page.
+    let mut tracker = https(&laptop, "tracker.test", port, &ca).await.unwrap();
+    let (status, page) = get(&mut tracker, &format!("tracker.test:{port}"), "/pixel.gif").await;
+    assert_eq!(status, 403);
+    assert!(page.contains("Site blocked"), "{page}");
+    let record = h
+        .server
+        .record("inspected block", |r| {
+            r.action == "block" && r.dest_host == "tracker.test"
+        })
+        .await;
+    assert!(record.inspected);
+    assert_eq!(record.rule_id.as_deref(), Some("block-trackers"));
+    assert_eq!(
+        record.url.as_deref(),
+        Some(format!("https://tracker.test:{port}/pixel.gif").as_str())
+    );
+
+    // A warned site with inspection: the warning page, its Continue link
+    // over HTTPS, then the site.
+    let news = format!("news.test:{port}");
+    let mut warned = https(&laptop, "news.test", port, &ca).await.unwrap();
+    let (status, page) = get(&mut warned, &news, "/today").await;
+    assert_eq!(status, 403);
+    let start = page.find("https://news.test").expect("an https Continue link");
+    let link = &page[start..];
+    let link = &link[..link.find('"').unwrap()].replace("&amp;", "&");
+    let path = &link[link.find("/.ward/").unwrap()..];
+    let (status, _) = get(&mut warned, &news, path).await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        get(&mut warned, &news, "/today").await,
+        (200, "hello from /today".to_owned())
+    );
+    h.server
+        .record("inspected proceed", |r| r.action == "proceed" && r.inspected)
+        .await;
+}
+
+#[tokio::test]
+async fn inspection_failures_are_clear_and_recorded() {
+    let s = set_up().await;
+    let h = &s.harness;
+    let laptop = h.laptop().await;
+    let port = s.site.port();
+
+    // A device that does not trust the inspection CA fails its own check;
+    // the gateway records why.
+    let err = https(&laptop, "shop.test", port, &s.public_ca.cert_pem()).await.err();
+    assert!(err.is_some());
+    let record = h
+        .server
+        .record("handshake failure", |r| r.reason == "inspection_handshake_failed")
+        .await;
+    assert!(record.inspected);
+    assert_eq!(record.dest_host, "shop.test");
+
+    // A site whose certificate the gateway cannot verify: a page saying so,
+    // never the site.
+    let rogue_ca = CertificateAuthority::generate("Unknown CA").unwrap();
+    let rogue = https_site(&rogue_ca, &["shop.test"]).await;
+    let mut tls = https(&laptop, "shop.test", rogue.port(), &s.inspection_ca.cert_pem())
+        .await
+        .unwrap();
+    let (status, page) = get(&mut tls, &format!("shop.test:{}", rogue.port()), "/").await;
+    assert_eq!(status, 502);
+    assert!(page.contains("Site not trusted"), "{page}");
+    let record = h
+        .server
+        .record("untrusted site", |r| r.reason == "upstream_tls_failed")
+        .await;
+    assert!(record.inspected);
+    assert_eq!(record.status, Some(502));
+
+    // Inspection turned off for the tenant: the same rule relays untouched.
+    h.push(inspecting(2, &h.pki, &s.inspection_ca, false)).await;
+    assert!(https(&laptop, "shop.test", port, &s.inspection_ca.cert_pem())
+        .await
+        .is_err());
+    let mut plain = https(&laptop, "shop.test", port, &s.public_ca.cert_pem())
+        .await
+        .unwrap();
+    assert_eq!(get(&mut plain, "shop.test", "/").await.0, 200);
+}
