@@ -27,7 +27,7 @@ use http_body_util::{BodyExt, Full};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use ward_api::{GatewaySnapshot, InspectionCa, InternetSnapshot};
+use ward_api::{GatewaySnapshot, InspectionCa, InternetSnapshot, SnapshotProxyCredential};
 use ward_inet::{DomainList, InternetAction, InternetPolicyInput, InternetRule, NamedDomainList};
 use ward_pki::CertificateAuthority;
 use zone::Zone;
@@ -85,11 +85,18 @@ fn inspecting(version: i64, pki: &Pki, ca: &CertificateAuthority, on: bool) -> G
             cert_pem: ca.cert_pem(),
             key_pem: ca.key_pem(),
         }),
+        proxy_credentials: vec![SnapshotProxyCredential {
+            id: "wpx_alice1".into(),
+            user_id: "alice".into(),
+            secret_sha256: sha256_hex(PROXY_PASSWORD.as_bytes()),
+        }],
         warn_minutes: 60,
         ..Default::default()
     };
     snapshot
 }
+
+const PROXY_PASSWORD: &str = "wpx_alice1.s3cret-value";
 
 /// An HTTPS site on 127.0.0.1 for `names`, its certificate from `ca`:
 /// `GET /host` answers the Host header, other `GET`s `hello from PATH`, a
@@ -262,6 +269,7 @@ async fn set_up() -> Setup {
     config.internet_allow_private = true;
     config.dns_upstreams = vec![zone.addr];
     config.inspection_roots_pem = Some(public_ca.cert_pem());
+    config.proxy_listen = Some("127.0.0.1:0".parse().unwrap());
     let gateway = ward_gateway::start(config, source, server.clone()).await.unwrap();
     let harness = Harness {
         pki: pki.clone(),
@@ -459,4 +467,75 @@ async fn inspection_failures_are_clear_and_recorded() {
         .await
         .unwrap();
     assert_eq!(get(&mut plain, "shop.test", "/").await.0, 200);
+}
+
+/// curl through the proxy port: `(status, body)`.
+async fn curl(args: Vec<String>) -> (String, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new("curl")
+            .env_clear()
+            .args(["-s", "-S", "--max-time", "10", "-w", "\n%{http_code}"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.to_owned(), body.to_owned())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_proxy_port_inspects_too() {
+    let s = set_up().await;
+    let h = &s.harness;
+    let proxy = format!("http://Alice:{PROXY_PASSWORD}@{}", h.gateway().proxy_addr().unwrap());
+    let port = s.site.port();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("inspection-ca.pem");
+    std::fs::write(&ca, s.inspection_ca.cert_pem()).unwrap();
+    let ca = ca.to_str().unwrap().to_owned();
+
+    // curl trusting the inspection CA reaches the site through the proxy;
+    // the request is recorded with its URL, for the proxy's user.
+    let url = format!("https://shop.test:{port}/basket");
+    let (code, body) = curl(vec![
+        "-x".into(),
+        proxy.clone(),
+        "--cacert".into(),
+        ca.clone(),
+        url.clone(),
+    ])
+    .await;
+    assert_eq!((code.as_str(), body.as_str()), ("200", "hello from /basket"));
+    let record = h
+        .server
+        .record("proxy inspected", |r| r.url.as_deref() == Some(url.as_str()))
+        .await;
+    assert!(record.inspected);
+    assert_eq!((record.user_id.as_str(), record.device_id.as_str()), ("alice", ""));
+
+    // A warned site: the warning page in the browser, not a bare refusal.
+    let (code, body) = curl(vec![
+        "-x".into(),
+        proxy.clone(),
+        "--cacert".into(),
+        ca.clone(),
+        format!("https://news.test:{port}/"),
+    ])
+    .await;
+    assert_eq!(code, "403");
+    assert!(body.contains("Continue to the site"), "{body}");
+
+    // A do-not-inspect site keeps its own certificate.
+    let (code, _) = curl(vec![
+        "-x".into(),
+        proxy.clone(),
+        "--cacert".into(),
+        ca,
+        format!("https://bank.test:{port}/"),
+    ])
+    .await;
+    assert_eq!(code, "000", "the inspection CA does not sign bank.test");
 }

@@ -349,6 +349,16 @@ pub(crate) struct Principal {
 }
 
 impl Principal {
+    /// The device at the other end of an agent's tunnel.
+    pub(crate) fn of_tunnel(tunnel: &Tunnel) -> Principal {
+        Principal {
+            tenant_id: tunnel.tenant_id.clone(),
+            device_id: tunnel.device_id.clone(),
+            user_id: None,
+            source: tunnel.peer.ip(),
+        }
+    }
+
     fn who(&self) -> Who<'_> {
         match &self.user_id {
             Some(user) => Who::User(user),
@@ -820,22 +830,18 @@ pub(crate) async fn serve_agent_stream(
         }
     };
     let io = H2Io::new(request.into_body(), send);
-    serve_streams(&tunnel, io, Front::Plain { default_port }).await;
+    let who = Principal::of_tunnel(&tunnel);
+    serve_streams(tunnel.gateway.clone(), who, io, Front::Plain { default_port }).await;
 }
 
-/// Serves the HTTP/1.1 requests of the agent's device on `io` until either
-/// side closes it or the gateway stops.
-pub(crate) async fn serve_streams<I>(tunnel: &Tunnel, io: I, front: Front)
+/// Serves the HTTP/1.1 requests of `who` on `io` until either side closes
+/// it or the gateway stops.
+pub(crate) async fn serve_streams<I>(gateway: Arc<Gateway>, who: Principal, io: I, front: Front)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let gateway = tunnel.gateway.clone();
-    let who = Arc::new(Principal {
-        tenant_id: tunnel.tenant_id.clone(),
-        device_id: tunnel.device_id.clone(),
-        user_id: None,
-        source: tunnel.peer.ip(),
-    });
+    let stop = gateway.drain.stop_now().clone();
+    let who = Arc::new(who);
     let front = Arc::new(front);
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let gateway = gateway.clone();
@@ -848,7 +854,7 @@ where
         served = conn => if let Err(e) = served {
             tracing::debug!(error = %e, "HTTP stream ended");
         },
-        _ = tunnel.gateway.drain.stop_now().cancelled() => {}
+        _ = stop.cancelled() => {}
     }
 }
 

@@ -216,6 +216,29 @@ async fn connect(gateway: &Arc<Gateway>, who: Principal, mut request: Request<In
         now_ms(),
     );
     super::tunnel::set_judgement(&mut result, &judgement);
+    if let Some(inspection) = super::inspect::applies(tenant, &judgement, &host) {
+        // Inspected: the block page or the warning (with its Continue)
+        // shows in the browser, and allowed requests are recorded by URL.
+        drop(policy);
+        let Some((config, result)) = super::inspect::mint(&inspection, &host, result) else {
+            return text(
+                StatusCode::BAD_GATEWAY,
+                format!("{host}: the gateway cannot inspect this site\n"),
+            );
+        };
+        let on_upgrade = hyper::upgrade::on(&mut request);
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let io = TokioIo::new(upgraded);
+                    super::inspect::serve_tls(gateway, who, io, config, result, host, target.port).await;
+                }
+                Err(_) => result.finish(End::Closed),
+            }
+        });
+        return Response::new(ProxyBody::Page(Full::new(Bytes::new())));
+    }
     if !judgement.lets_through() {
         result.finish(End::Denied);
         let rule = judgement.rule_id.as_deref().unwrap_or("default");

@@ -108,13 +108,8 @@ pub(crate) async fn serve_connect(
     // Inspected (allowed, blocked or warned: the browser then shows the
     // page) when the rule asks, the tenant has it on, and the host is on no
     // do-not-inspect list.
-    let inspection = tenant
-        .internet()
-        .and_then(|i| i.inspection.as_ref())
-        .filter(|inspection| judgement.inspect && inspection.applies_to(&host))
-        .cloned();
-    if let Some(inspection) = inspection {
-        super::inspect::serve(tunnel, request, respond, result, inspection, host, target.port).await;
+    if let Some(inspection) = super::inspect::applies(tenant, &judgement, &host) {
+        super::inspect::serve_connect(tunnel, request, respond, result, inspection, host, target.port).await;
         return;
     }
     if !judgement.lets_through() {
