@@ -928,6 +928,12 @@ async fn the_snapshot_routing_and_logs_carry_the_internet_part(store: TestStore)
     );
     let (_, v) = h.get("/api/v1/logs/web?domain=news.example&limit=10", &owner).await;
     assert_eq!(v["items"].as_array().unwrap().len(), 3, "not badnews.example: {v}");
+    let (s, v) = h.get("/api/v1/logs/web?domain=news_example", &owner).await;
+    assert_eq!(
+        (s, v["items"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(0)),
+        "`_` is a character of the name, not a wildcard matching the dot: {v}"
+    );
     let (_, v) = h
         .get(
             "/api/v1/logs/web?since=2000-01-01T00:00:00Z&device=dev&action=warn",
