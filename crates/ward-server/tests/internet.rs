@@ -405,6 +405,64 @@ async fn settings_lists_rules_and_credentials_work_and_refuse_bad_input(store: T
     );
     let (_, v) = test("ads.example", "alice").await;
     assert_eq!(v["stage"], "default", "a disabled rule does not decide");
+    // The validity window: set, checked like on create, and removed with
+    // an empty string or null.
+    let rule_path = format!("/api/v1/internet/rules/{id}");
+    let patch = |body: Value| h.call(Method::PATCH, &rule_path, &owner, Some(body));
+    let (s, v) = patch(json!({"valid_from": "2030-01-01T00:00:00Z", "valid_until": "2030-02-01T01:00:00+01:00"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v["valid_from"], &v["valid_until"]),
+        (&json!("2030-01-01T00:00:00Z"), &json!("2030-02-01T00:00:00Z"))
+    );
+    let (_, stored) = h.get(&rule_path, &owner).await;
+    assert_eq!(
+        (&stored["valid_from"], &stored["valid_until"]),
+        (&v["valid_from"], &v["valid_until"])
+    );
+    for (bad, status, c) in [
+        (
+            json!({"valid_until": "2029-12-31T00:00:00Z"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            json!({"valid_from": "2030-02-01T00:00:00Z"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            json!({"valid_from": "next tuesday"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            json!({"valid_until": 1_900_000_000}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+    ] {
+        let (s, v) = patch(bad.clone()).await;
+        assert_eq!((s, code(&v)), (status, c), "{bad}: {v}");
+    }
+    let (_, unchanged) = h.get(&rule_path, &owner).await;
+    assert_eq!(unchanged, stored, "a refused change changes nothing");
+    let (s, v) = patch(json!({"valid_until": ""})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["valid_until"].is_null(), "{v}");
+    assert_eq!(v["valid_from"], "2030-01-01T00:00:00Z");
+    let (s, v) = patch(json!({"valid_from": null})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["valid_from"].is_null() && v["valid_until"].is_null(), "{v}");
+    assert!(h.get(&rule_path, &owner).await.1["valid_from"].is_null());
+    // An expired rule does not decide; without the bound it does again.
+    let (s, v) = patch(json!({"enabled": true, "valid_until": "2020-01-01T00:00:00Z"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(test("ads.example", "alice").await.1["stage"], "default");
+    patch(json!({"valid_until": ""})).await;
+    let (_, v) = test("ads.example", "alice").await;
+    assert_eq!(v["rule_id"], json!(id), "{v}");
+    patch(json!({"enabled": false})).await;
     let (s, v) = h
         .call(
             Method::PATCH,
