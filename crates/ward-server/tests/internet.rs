@@ -162,6 +162,7 @@ on_both_backends!(
     settings_lists_rules_and_credentials_work_and_refuse_bad_input,
     a_million_line_hosts_file_imports_and_lists_download_from_a_url,
     the_snapshot_routing_and_logs_carry_the_internet_part,
+    the_inspection_ca_downloads_for_its_tenant_only,
 );
 
 /// Serve `body` once per connection on 127.0.0.1 (for list downloads).
@@ -1042,4 +1043,155 @@ async fn the_snapshot_routing_and_logs_carry_the_internet_part(store: TestStore)
     assert_eq!(h.get("/api/v1/logs/web", &beta).await.1["items"], json!([]));
     assert_eq!(h.get("/api/v1/logs/dns", &beta).await.1["items"], json!([]));
     assert_eq!(h.get("/api/v1/logs/web/top?by=domain", &beta).await.1, json!([]));
+}
+
+/// `GET /api/v1/internet/inspection-ca`: status, content type, disposition, body.
+async fn inspection_ca(h: &Harness, token: Option<&str>) -> (StatusCode, String, String, String) {
+    let mut req = h.http.get(format!("{}/api/v1/internet/inspection-ca", h.url));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let (ctype, disposition) = (header("content-type"), header("content-disposition"));
+    (resp.status(), ctype, disposition, resp.text().await.unwrap())
+}
+
+fn error_code_of(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    code(&v).to_owned()
+}
+
+async fn the_inspection_ca_downloads_for_its_tenant_only(store: TestStore) {
+    let h = Harness::start(store).await;
+    let owner = h.login("default", "admin", PW).await;
+    let op = h.login("system", "operator", PW).await;
+
+    // Never turned on: no CA, whether the settings exist yet or not.
+    let (s, _, _, body) = inspection_ca(&h, Some(&owner)).await;
+    assert_eq!(
+        (s, error_code_of(&body).as_str()),
+        (StatusCode::NOT_FOUND, "inspection_ca_missing"),
+        "{body}"
+    );
+    assert_eq!(h.get("/api/v1/internet/settings", &owner).await.0, StatusCode::OK);
+    let (s, _, _, body) = inspection_ca(&h, Some(&owner)).await;
+    assert_eq!(
+        (s, error_code_of(&body).as_str()),
+        (StatusCode::NOT_FOUND, "inspection_ca_missing"),
+        "{body}"
+    );
+    let (s, _, _, body) = inspection_ca(&h, None).await;
+    assert_eq!(
+        (s, error_code_of(&body).as_str()),
+        (StatusCode::UNAUTHORIZED, "unauthenticated"),
+        "{body}"
+    );
+
+    // Turned on: the certificate the gateways inspect with, as a file.
+    async fn put(h: &Harness, token: &str, on: bool) -> (StatusCode, Value) {
+        h.call(
+            Method::PUT,
+            "/api/v1/internet/settings",
+            token,
+            Some(json!({ "inspection": on })),
+        )
+        .await
+    }
+    assert_eq!(put(&h, &owner, true).await.0, StatusCode::OK);
+    let (s, ctype, disposition, pem) = inspection_ca(&h, Some(&owner)).await;
+    assert_eq!(s, StatusCode::OK, "{pem}");
+    assert_eq!(ctype, "application/x-pem-file");
+    assert_eq!(disposition, "attachment; filename=\"ward-inspection-ca.pem\"");
+    assert!(
+        pem.starts_with("-----BEGIN CERTIFICATE-----") && pem.trim_end().ends_with("-----END CERTIFICATE-----"),
+        "{pem}"
+    );
+    assert!(!pem.contains("PRIVATE KEY"), "never the key");
+    let gw = h.gateway(&op).await;
+    let (_, snap) = h.get("/api/v1/gateway/snapshot", &gw).await;
+    let tenant = snap["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "default")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        tenant["internet"]["inspection_ca"]["cert_pem"].as_str(),
+        Some(pem.as_str()),
+        "the CA the gateways sign with"
+    );
+    // Off again: the CA stays (endpoints keep trusting it), the same one.
+    assert_eq!(put(&h, &owner, false).await.0, StatusCode::OK);
+    let (s, _, _, again) = inspection_ca(&h, Some(&owner)).await;
+    assert_eq!((s, &again), (StatusCode::OK, &pem));
+    assert_eq!(put(&h, &owner, true).await.0, StatusCode::OK);
+    assert_eq!(
+        inspection_ca(&h, Some(&owner)).await.3,
+        pem,
+        "turned on again: the same CA"
+    );
+
+    // Reading settings is enough (an auditor); a helpdesk account cannot.
+    h.post(
+        "/api/v1/accounts",
+        &owner,
+        json!({"name": "aud", "role": "auditor", "password": "aud-password"}),
+    )
+    .await;
+    h.post(
+        "/api/v1/accounts",
+        &owner,
+        json!({"name": "desk", "role": "helpdesk", "password": "desk-password"}),
+    )
+    .await;
+    let aud = h.login("default", "aud", "aud-password").await;
+    let desk = h.login("default", "desk", "desk-password").await;
+    let (s, _, _, body) = inspection_ca(&h, Some(&aud)).await;
+    assert_eq!((s, &body), (StatusCode::OK, &pem));
+    let (s, _, _, body) = inspection_ca(&h, Some(&desk)).await;
+    assert_eq!(
+        (s, error_code_of(&body).as_str()),
+        (StatusCode::FORBIDDEN, "forbidden"),
+        "{body}"
+    );
+    assert!(!body.contains("BEGIN CERTIFICATE"));
+
+    // Another tenant: none until it turns inspection on, then its own.
+    let (s, v) = h
+        .post(
+            "/api/v1/tenants",
+            &op,
+            json!({"name": "beta", "owner_password": "beta-owner-pw"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let beta = h.login("beta", "admin", "beta-owner-pw").await;
+    let (s, _, _, body) = inspection_ca(&h, Some(&beta)).await;
+    assert_eq!(
+        (s, error_code_of(&body).as_str()),
+        (StatusCode::NOT_FOUND, "inspection_ca_missing"),
+        "{body}"
+    );
+    assert_eq!(put(&h, &beta, true).await.0, StatusCode::OK);
+    let (s, _, _, beta_pem) = inspection_ca(&h, Some(&beta)).await;
+    assert_eq!(s, StatusCode::OK, "{beta_pem}");
+    assert!(beta_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_ne!(beta_pem, pem, "each tenant its own CA");
+    assert_eq!(inspection_ca(&h, Some(&owner)).await.3, pem);
+
+    // The route is in the OpenAPI document.
+    let (s, doc) = h.get("/api/v1/openapi.json", &owner).await;
+    assert_eq!(s, StatusCode::OK);
+    let op_doc = &doc["paths"]["/api/v1/internet/inspection-ca"]["get"];
+    assert!(
+        op_doc["responses"]["200"]["content"]["application/x-pem-file"].is_object(),
+        "{op_doc}"
+    );
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::Json;
 use rand::RngCore;
 use serde::Deserialize;
@@ -385,6 +385,35 @@ pub async fn set_settings(
     store.update_internet_settings(t, &s, now_ms()).await?;
     let names = Names::load(store, t).await?;
     Ok(Json(settings_view(&s, &names)))
+}
+
+/// How a downloaded inspection CA certificate is saved.
+const INSPECTION_CA_DISPOSITION: &str = "attachment; filename=\"ward-inspection-ca.pem\"";
+
+/// The tenant's TLS-inspection CA certificate (PEM), for admins to install
+/// as trusted on the endpoints whose traffic is inspected. Made the first
+/// time inspection is turned on; `inspection_ca_missing` until then.
+#[utoipa::path(get, path = "/api/v1/internet/inspection-ca", tag = "internet", security(("bearer" = [])),
+    responses((status = 200, description = "The CA certificate, as `ward-inspection-ca.pem`", content_type = "application/x-pem-file", body = String),
+    (status = 403, body = ErrorBody),
+    (status = 404, description = "The tenant never turned inspection on (`inspection_ca_missing`)", body = ErrorBody)))]
+pub async fn inspection_ca(ctx: Ctx) -> ApiResult<([(header::HeaderName, &'static str); 2], String)> {
+    ctx.target("internet-inspection-ca");
+    ctx.authorize(Permission::PolicyRead, ctx.tenant_target())?;
+    let settings = ctx.state.store.internet_settings(ctx.tenant_id()).await?;
+    let Some(ca) = settings.and_then(|s| s.inspection_ca) else {
+        return Err(ApiError::new(
+            ErrorCode::InspectionCaMissing,
+            "this tenant has no inspection CA: it is made when TLS inspection is first turned on",
+        ));
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-pem-file"),
+            (header::CONTENT_DISPOSITION, INSPECTION_CA_DISPOSITION),
+        ],
+        ca.cert_pem,
+    ))
 }
 
 // ---- domain lists -----------------------------------------------------------------
