@@ -283,7 +283,8 @@ pub struct CreateInternetRule {
 }
 
 /// `PATCH /api/v1/internet/rules/{id}`: absent fields are unchanged; a
-/// given list (users, groups, lists) replaces the rule's.
+/// given list (users, groups, lists) replaces the rule's; an empty string
+/// (or `null`) as `valid_from` or `valid_until` removes that bound.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateInternetRule {
@@ -306,6 +307,18 @@ pub struct UpdateInternetRule {
     pub inspect: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// RFC 3339 time from which the rule applies; `""` or `null`: no lower bound.
+    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Option::is_none")]
+    pub valid_from: Option<String>,
+    /// RFC 3339 time from which the rule no longer applies; `""` or `null`: no upper bound.
+    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<String>,
+}
+
+/// A field given as `null` reads as given empty (`Some("")`), unlike a
+/// field left out (`None`): `{"valid_until": null}` removes the bound.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Some(Option::<String>::deserialize(d)?.unwrap_or_default()))
 }
 
 /// `POST /api/v1/internet/rules/test`: what would happen to user U asking

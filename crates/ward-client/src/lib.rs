@@ -688,6 +688,14 @@ impl Client {
             .await
     }
 
+    /// `GET /internet/inspection-ca`: the tenant's TLS-inspection CA
+    /// certificate (PEM); `inspection_ca_missing` when inspection was never on.
+    pub async fn inspection_ca(&self) -> Result<String> {
+        let rb = self.request(Method::GET, &["internet", "inspection-ca"], &[], None::<&()>)?;
+        let body = self.send(rb).await?;
+        String::from_utf8(body).map_err(|e| ClientError::Decode(format!("the certificate is not text: {e}")))
+    }
+
     /// `PUT /internet/settings`: absent fields stay as they are.
     pub async fn set_internet_settings(
         &self,

@@ -33,6 +33,8 @@ pub enum ErrorCode {
     Forbidden,
     /// Nothing by that name or id (or not visible to the caller).
     NotFound,
+    /// The tenant has no TLS-inspection CA: inspection was never turned on.
+    InspectionCaMissing,
     /// A name already taken.
     Conflict,
     /// The method is not supported on this path.
@@ -58,6 +60,7 @@ impl ErrorCode {
             ErrorCode::TenantSuspended => "tenant_suspended",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::InspectionCaMissing => "inspection_ca_missing",
             ErrorCode::Conflict => "conflict",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Unavailable => "unavailable",
@@ -73,7 +76,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials | ErrorCode::MfaRequired => 401,
             ErrorCode::LockedOut | ErrorCode::RateLimited => 429,
             ErrorCode::TenantSuspended | ErrorCode::Forbidden | ErrorCode::MfaEnrollmentRequired => 403,
-            ErrorCode::NotFound => 404,
+            ErrorCode::NotFound | ErrorCode::InspectionCaMissing => 404,
             ErrorCode::Conflict => 409,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Unavailable => 503,

@@ -253,6 +253,13 @@ pub enum InternetCommand {
     Rule(InternetRuleCommand),
     /// Show the tenant's internet settings; with flags, change them.
     Settings(InternetSettingsArgs),
+    /// The tenant's TLS-inspection CA certificate (PEM), to install as a
+    /// trusted root on endpoints. It exists once inspection has been turned on.
+    InspectionCa {
+        /// Write the certificate to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -286,9 +293,17 @@ pub enum InternetRuleCommand {
         /// Create the rule disabled.
         #[arg(long)]
         disabled: bool,
+        /// RFC 3339 time from which the rule applies.
+        #[arg(long, value_name = "TIME")]
+        valid_from: Option<String>,
+        /// RFC 3339 time from which the rule no longer applies.
+        #[arg(long, value_name = "TIME")]
+        valid_until: Option<String>,
         #[arg(long, default_value = "")]
         description: String,
     },
+    /// Change a rule: only what the flags name changes.
+    Update(InternetRuleUpdateArgs),
     /// Delete a rule.
     Delete { id: String },
     /// Enable a rule.
@@ -301,6 +316,45 @@ pub enum InternetRuleCommand {
         user: String,
         host: String,
     },
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("change").required(true).multiple(true)
+    .args(["priority", "action", "lists", "users", "groups", "global_allow", "inspect", "enabled",
+           "valid_from", "valid_until", "description"])))]
+pub struct InternetRuleUpdateArgs {
+    pub id: String,
+    /// 1 is evaluated first within its stage.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub priority: Option<u32>,
+    #[arg(long, value_parser = ["allow", "block", "warn", "monitor"])]
+    pub action: Option<String>,
+    /// Replace the rule's domain lists ("" for none: every destination).
+    #[arg(long = "list", value_name = "NAME[,NAME...]", value_delimiter = ',')]
+    pub lists: Option<Vec<String>>,
+    /// Replace the rule's end users ("" for none).
+    #[arg(long = "user", value_name = "USER[,USER...]", value_delimiter = ',')]
+    pub users: Option<Vec<String>>,
+    /// Replace the rule's groups ("" for none).
+    #[arg(long = "group", value_name = "GROUP[,GROUP...]", value_delimiter = ',')]
+    pub groups: Option<Vec<String>>,
+    /// Put the rule in the global allow-list, or take it out.
+    #[arg(long, value_name = "BOOL")]
+    pub global_allow: Option<bool>,
+    /// Inspect the TLS of matching traffic, or not.
+    #[arg(long, value_name = "BOOL")]
+    pub inspect: Option<bool>,
+    /// Enable or disable the rule.
+    #[arg(long, value_name = "BOOL")]
+    pub enabled: Option<bool>,
+    /// RFC 3339 time from which the rule applies ("" to remove the bound).
+    #[arg(long, value_name = "TIME")]
+    pub valid_from: Option<String>,
+    /// RFC 3339 time from which the rule no longer applies ("" to remove the bound).
+    #[arg(long, value_name = "TIME")]
+    pub valid_until: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1200,6 +1200,8 @@ fn parses_internet_commands() {
         "internet rule disable irl_1",
         "internet rule test --user alice ads.example",
         "internet settings",
+        "internet inspection-ca",
+        "internet inspection-ca --out ca.pem -o json",
         "user proxy-credential create alice",
         "user proxy-credential list alice",
         "user proxy-credential delete alice wpx_1",
@@ -1232,6 +1234,36 @@ fn parses_internet_commands() {
     assert!(global_allow && inspect && disabled);
     parse_err("internet rule create --priority 0 --action block");
     parse_err("internet rule create --priority 1 --action deny");
+    let a = parse("internet rule create --priority 1 --action warn --valid-from 2030-01-01T00:00:00Z --valid-until 2030-02-01T00:00:00Z");
+    let CtlCommand::Internet(InternetCommand::Rule(InternetRuleCommand::Create {
+        valid_from,
+        valid_until,
+        ..
+    })) = a.command
+    else {
+        panic!("not rule create")
+    };
+    assert_eq!(
+        (valid_from.as_deref(), valid_until.as_deref()),
+        (Some("2030-01-01T00:00:00Z"), Some("2030-02-01T00:00:00Z"))
+    );
+    let a = parse("internet rule update irl_1 --valid-until 2030-02-01T00:00:00Z --valid-from= --list ads,more --enabled false --action monitor");
+    let CtlCommand::Internet(InternetCommand::Rule(InternetRuleCommand::Update(u))) = a.command else {
+        panic!("not rule update")
+    };
+    assert_eq!(u.id, "irl_1");
+    assert_eq!(
+        (u.valid_from.as_deref(), u.valid_until.as_deref()),
+        (Some(""), Some("2030-02-01T00:00:00Z"))
+    );
+    assert_eq!(u.lists.unwrap(), ["ads", "more"]);
+    assert_eq!(
+        (u.enabled, u.action.as_deref(), u.users),
+        (Some(false), Some("monitor"), None)
+    );
+    parse_err("internet rule update irl_1");
+    parse_err("internet rule update --enabled true");
+    parse_err("internet rule update irl_1 --priority 0");
     let a = parse("internet settings --enabled false --default-action block --dns-block address --dns-block-ipv4 0.0.0.0 --inspection on --do-not-inspect banking,health --bypass *.corp.example,10.0.0.0/8 --warn-minutes 30");
     let CtlCommand::Internet(InternetCommand::Settings(s)) = a.command else {
         panic!("not settings")
@@ -1261,7 +1293,15 @@ fn settings_json() -> serde_json::Value {
                        "inspection": false, "do_not_inspect": ["banking", "health"], "bypass": [], "warn_minutes": 60})
 }
 
+const CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
 fn fake_ward_internet(req: &Seen) -> (u16, String) {
+    if req.authorization.as_deref() == Some("Bearer sess-new") && req.target == "/api/v1/internet/inspection-ca" {
+        return (
+            404,
+            r#"{"error":{"code":"inspection_ca_missing","message":"this tenant has no inspection CA"}}"#.into(),
+        );
+    }
     if req.authorization.as_deref() != Some("Bearer sess-1") {
         return (
             401,
@@ -1300,6 +1340,7 @@ fn fake_ward_internet(req: &Seen) -> (u16, String) {
             .to_string(),
         ),
         ("GET", "/api/v1/internet/settings") => (200, settings_json().to_string()),
+        ("GET", "/api/v1/internet/inspection-ca") => (200, CA_PEM.into()),
         ("PUT", "/api/v1/internet/settings") => (200, settings_json().to_string()),
         ("POST", "/api/v1/users/alice/proxy-credentials") => (
             201,
@@ -1438,6 +1479,81 @@ async fn internet_commands_send_what_they_say_and_print_clearly() {
     .await;
     r.result.unwrap();
     assert_eq!(r.stdout, "ads.example: block (stage block, rule irl_1, list ads)\n");
+    // Update: only what the flags name; "" removes a bound or empties a list.
+    let r = ctl(
+        &config,
+        &format!("{flags} internet rule update irl_1 --valid-from 2030-01-01T00:00:00Z --valid-until= --user= --inspect true"),
+        "",
+    )
+    .await;
+    r.result.unwrap();
+    let req = last();
+    assert_eq!(
+        (req.method.as_str(), req.target.as_str()),
+        ("PATCH", "/api/v1/internet/rules/irl_1")
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&req.body).unwrap(),
+        serde_json::json!({"users": [], "inspect": true, "valid_from": "2030-01-01T00:00:00Z", "valid_until": ""})
+    );
+    assert!(r.stdout.contains("irl_1"), "{}", r.stdout);
+    let r = ctl(
+        &config,
+        &format!("{flags} internet rule create --priority 3 --action block --valid-until 2030-01-01T00:00:00Z"),
+        "",
+    )
+    .await;
+    r.result.unwrap();
+    let body: serde_json::Value = serde_json::from_str(&last().body).unwrap();
+    assert_eq!(body["valid_until"], "2030-01-01T00:00:00Z");
+    assert!(body.get("valid_from").is_none(), "{body}");
+
+    // The inspection CA: to standard output as it came, or to a file.
+    let r = ctl(&config, &format!("{flags} internet inspection-ca"), "").await;
+    r.result.unwrap();
+    assert_eq!(last().target, "/api/v1/internet/inspection-ca");
+    assert_eq!(r.stdout, CA_PEM);
+    let pem_file = dir.path().join("ward-inspection-ca.pem");
+    let r = ctl(
+        &config,
+        &format!("{flags} internet inspection-ca --out {}", pem_file.display()),
+        "",
+    )
+    .await;
+    r.result.unwrap();
+    assert_eq!(std::fs::read_to_string(&pem_file).unwrap(), CA_PEM);
+    assert_eq!(
+        r.stdout,
+        format!("Wrote the inspection CA certificate to {}.\n", pem_file.display())
+    );
+    let r = ctl(&config, &format!("{flags} internet inspection-ca -o json"), "").await;
+    r.result.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["certificate_pem"], CA_PEM);
+    let r = ctl(
+        &config,
+        &format!("{flags} internet inspection-ca --out /nonexistent/dir/ca.pem"),
+        "",
+    )
+    .await;
+    assert!(error_message(&r.result.unwrap_err()).contains("cannot write /nonexistent/dir/ca.pem"));
+    // None yet: one line that says how to get one, and no file.
+    let missing = dir.path().join("missing.pem");
+    let r = ctl(
+        &config,
+        &format!(
+            "--server {url} --token sess-new internet inspection-ca --out {}",
+            missing.display()
+        ),
+        "",
+    )
+    .await;
+    let err = error_message(&r.result.unwrap_err());
+    assert!(
+        err.contains("no inspection CA yet") && err.contains("--inspection on") && !err.contains('\n'),
+        "{err}"
+    );
+    assert!(!missing.exists());
 
     // Settings: shown; flags change only what they name.
     let r = ctl(&config, &format!("{flags} internet settings"), "").await;

@@ -956,3 +956,78 @@ async fn internet_rules_and_lists_are_set_up_in_the_console() {
     let trail = server.audit(&owner, "action=internet_rule.create").await;
     assert_eq!(trail.len(), 2, "{trail:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inspection_ca_downloads_from_the_internet_overview() {
+    let server = Server::start().await;
+    let owner = server.token("default", "admin", PW).await;
+    let mut b = Browser::new(&server);
+
+    // Not signed in: sign in first.
+    let page = b.get("/internet/inspection-ca").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), Some("/login?next=%2Finternet%2Finspection-ca"));
+    assert_eq!(b.sign_in("default", "admin", PW).await.status, StatusCode::SEE_OTHER);
+
+    // Inspection off (never on): no link, and no CA to download.
+    let page = b.get("/internet").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("/internet/inspection-ca"), "{}", page.body);
+    let page = b.get("/internet/inspection-ca").await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(page.body.contains("no inspection CA"), "{}", page.body);
+
+    // Turned on in the console: the overview links the certificate.
+    let csrf = b.csrf_of("/internet").await;
+    let page = b
+        .post(
+            "/internet/settings",
+            &[
+                ("csrf", &csrf),
+                ("enabled", "on"),
+                ("default_action", "allow"),
+                ("dns_block_mode", "nxdomain"),
+                ("dns_block_ipv4", ""),
+                ("warn_minutes", "60"),
+                ("bypass", ""),
+                ("inspection", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let page = b.get("/internet").await;
+    assert!(
+        page.body.contains("href=\"/internet/inspection-ca\"") && page.body.contains("Download the inspection CA"),
+        "{}",
+        page.body
+    );
+    let file = b.get("/internet/inspection-ca").await;
+    assert_eq!(file.status, StatusCode::OK, "{}", file.body);
+    assert_eq!(file.headers["content-type"], "application/x-pem-file");
+    assert_eq!(
+        file.headers["content-disposition"],
+        "attachment; filename=\"ward-inspection-ca.pem\""
+    );
+    assert!(file.body.starts_with("-----BEGIN CERTIFICATE-----"), "{}", file.body);
+    let from_api = reqwest::Client::new()
+        .get(format!("{}/api/v1/internet/inspection-ca", server.url))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(file.body, from_api, "the same certificate as the API's");
+
+    // An account that may not read the internet settings gets neither.
+    server.create_account(&owner, "desk", "helpdesk", "desk-password").await;
+    let mut desk = Browser::new(&server);
+    assert_eq!(
+        desk.sign_in("default", "desk", "desk-password").await.status,
+        StatusCode::SEE_OTHER
+    );
+    let page = desk.get("/internet/inspection-ca").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(!page.body.contains("BEGIN CERTIFICATE"));
+}

@@ -162,6 +162,7 @@ on_both_backends!(
     settings_lists_rules_and_credentials_work_and_refuse_bad_input,
     a_million_line_hosts_file_imports_and_lists_download_from_a_url,
     the_snapshot_routing_and_logs_carry_the_internet_part,
+    the_inspection_ca_downloads_for_its_tenant_only,
 );
 
 /// Serve `body` once per connection on 127.0.0.1 (for list downloads).
@@ -405,6 +406,64 @@ async fn settings_lists_rules_and_credentials_work_and_refuse_bad_input(store: T
     );
     let (_, v) = test("ads.example", "alice").await;
     assert_eq!(v["stage"], "default", "a disabled rule does not decide");
+    // The validity window: set, checked like on create, and removed with
+    // an empty string or null.
+    let rule_path = format!("/api/v1/internet/rules/{id}");
+    let patch = |body: Value| h.call(Method::PATCH, &rule_path, &owner, Some(body));
+    let (s, v) = patch(json!({"valid_from": "2030-01-01T00:00:00Z", "valid_until": "2030-02-01T01:00:00+01:00"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v["valid_from"], &v["valid_until"]),
+        (&json!("2030-01-01T00:00:00Z"), &json!("2030-02-01T00:00:00Z"))
+    );
+    let (_, stored) = h.get(&rule_path, &owner).await;
+    assert_eq!(
+        (&stored["valid_from"], &stored["valid_until"]),
+        (&v["valid_from"], &v["valid_until"])
+    );
+    for (bad, status, c) in [
+        (
+            json!({"valid_until": "2029-12-31T00:00:00Z"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            json!({"valid_from": "2030-02-01T00:00:00Z"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            json!({"valid_from": "next tuesday"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            json!({"valid_until": 1_900_000_000}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+    ] {
+        let (s, v) = patch(bad.clone()).await;
+        assert_eq!((s, code(&v)), (status, c), "{bad}: {v}");
+    }
+    let (_, unchanged) = h.get(&rule_path, &owner).await;
+    assert_eq!(unchanged, stored, "a refused change changes nothing");
+    let (s, v) = patch(json!({"valid_until": ""})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["valid_until"].is_null(), "{v}");
+    assert_eq!(v["valid_from"], "2030-01-01T00:00:00Z");
+    let (s, v) = patch(json!({"valid_from": null})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["valid_from"].is_null() && v["valid_until"].is_null(), "{v}");
+    assert!(h.get(&rule_path, &owner).await.1["valid_from"].is_null());
+    // An expired rule does not decide; without the bound it does again.
+    let (s, v) = patch(json!({"enabled": true, "valid_until": "2020-01-01T00:00:00Z"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(test("ads.example", "alice").await.1["stage"], "default");
+    patch(json!({"valid_until": ""})).await;
+    let (_, v) = test("ads.example", "alice").await;
+    assert_eq!(v["rule_id"], json!(id), "{v}");
+    patch(json!({"enabled": false})).await;
     let (s, v) = h
         .call(
             Method::PATCH,
@@ -928,6 +987,12 @@ async fn the_snapshot_routing_and_logs_carry_the_internet_part(store: TestStore)
     );
     let (_, v) = h.get("/api/v1/logs/web?domain=news.example&limit=10", &owner).await;
     assert_eq!(v["items"].as_array().unwrap().len(), 3, "not badnews.example: {v}");
+    let (s, v) = h.get("/api/v1/logs/web?domain=news_example", &owner).await;
+    assert_eq!(
+        (s, v["items"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(0)),
+        "`_` is a character of the name, not a wildcard matching the dot: {v}"
+    );
     let (_, v) = h
         .get(
             "/api/v1/logs/web?since=2000-01-01T00:00:00Z&device=dev&action=warn",
@@ -978,4 +1043,155 @@ async fn the_snapshot_routing_and_logs_carry_the_internet_part(store: TestStore)
     assert_eq!(h.get("/api/v1/logs/web", &beta).await.1["items"], json!([]));
     assert_eq!(h.get("/api/v1/logs/dns", &beta).await.1["items"], json!([]));
     assert_eq!(h.get("/api/v1/logs/web/top?by=domain", &beta).await.1, json!([]));
+}
+
+/// `GET /api/v1/internet/inspection-ca`: status, content type, disposition, body.
+async fn inspection_ca(h: &Harness, token: Option<&str>) -> (StatusCode, String, String, String) {
+    let mut req = h.http.get(format!("{}/api/v1/internet/inspection-ca", h.url));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let (ctype, disposition) = (header("content-type"), header("content-disposition"));
+    (resp.status(), ctype, disposition, resp.text().await.unwrap())
+}
+
+fn error_code_of(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    code(&v).to_owned()
+}
+
+async fn the_inspection_ca_downloads_for_its_tenant_only(store: TestStore) {
+    let h = Harness::start(store).await;
+    let owner = h.login("default", "admin", PW).await;
+    let op = h.login("system", "operator", PW).await;
+
+    // Never turned on: no CA, whether the settings exist yet or not.
+    let (s, _, _, body) = inspection_ca(&h, Some(&owner)).await;
+    assert_eq!(
+        (s, error_code_of(&body).as_str()),
+        (StatusCode::NOT_FOUND, "inspection_ca_missing"),
+        "{body}"
+    );
+    assert_eq!(h.get("/api/v1/internet/settings", &owner).await.0, StatusCode::OK);
+    let (s, _, _, body) = inspection_ca(&h, Some(&owner)).await;
+    assert_eq!(
+        (s, error_code_of(&body).as_str()),
+        (StatusCode::NOT_FOUND, "inspection_ca_missing"),
+        "{body}"
+    );
+    let (s, _, _, body) = inspection_ca(&h, None).await;
+    assert_eq!(
+        (s, error_code_of(&body).as_str()),
+        (StatusCode::UNAUTHORIZED, "unauthenticated"),
+        "{body}"
+    );
+
+    // Turned on: the certificate the gateways inspect with, as a file.
+    async fn put(h: &Harness, token: &str, on: bool) -> (StatusCode, Value) {
+        h.call(
+            Method::PUT,
+            "/api/v1/internet/settings",
+            token,
+            Some(json!({ "inspection": on })),
+        )
+        .await
+    }
+    assert_eq!(put(&h, &owner, true).await.0, StatusCode::OK);
+    let (s, ctype, disposition, pem) = inspection_ca(&h, Some(&owner)).await;
+    assert_eq!(s, StatusCode::OK, "{pem}");
+    assert_eq!(ctype, "application/x-pem-file");
+    assert_eq!(disposition, "attachment; filename=\"ward-inspection-ca.pem\"");
+    assert!(
+        pem.starts_with("-----BEGIN CERTIFICATE-----") && pem.trim_end().ends_with("-----END CERTIFICATE-----"),
+        "{pem}"
+    );
+    assert!(!pem.contains("PRIVATE KEY"), "never the key");
+    let gw = h.gateway(&op).await;
+    let (_, snap) = h.get("/api/v1/gateway/snapshot", &gw).await;
+    let tenant = snap["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "default")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        tenant["internet"]["inspection_ca"]["cert_pem"].as_str(),
+        Some(pem.as_str()),
+        "the CA the gateways sign with"
+    );
+    // Off again: the CA stays (endpoints keep trusting it), the same one.
+    assert_eq!(put(&h, &owner, false).await.0, StatusCode::OK);
+    let (s, _, _, again) = inspection_ca(&h, Some(&owner)).await;
+    assert_eq!((s, &again), (StatusCode::OK, &pem));
+    assert_eq!(put(&h, &owner, true).await.0, StatusCode::OK);
+    assert_eq!(
+        inspection_ca(&h, Some(&owner)).await.3,
+        pem,
+        "turned on again: the same CA"
+    );
+
+    // Reading settings is enough (an auditor); a helpdesk account cannot.
+    h.post(
+        "/api/v1/accounts",
+        &owner,
+        json!({"name": "aud", "role": "auditor", "password": "aud-password"}),
+    )
+    .await;
+    h.post(
+        "/api/v1/accounts",
+        &owner,
+        json!({"name": "desk", "role": "helpdesk", "password": "desk-password"}),
+    )
+    .await;
+    let aud = h.login("default", "aud", "aud-password").await;
+    let desk = h.login("default", "desk", "desk-password").await;
+    let (s, _, _, body) = inspection_ca(&h, Some(&aud)).await;
+    assert_eq!((s, &body), (StatusCode::OK, &pem));
+    let (s, _, _, body) = inspection_ca(&h, Some(&desk)).await;
+    assert_eq!(
+        (s, error_code_of(&body).as_str()),
+        (StatusCode::FORBIDDEN, "forbidden"),
+        "{body}"
+    );
+    assert!(!body.contains("BEGIN CERTIFICATE"));
+
+    // Another tenant: none until it turns inspection on, then its own.
+    let (s, v) = h
+        .post(
+            "/api/v1/tenants",
+            &op,
+            json!({"name": "beta", "owner_password": "beta-owner-pw"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let beta = h.login("beta", "admin", "beta-owner-pw").await;
+    let (s, _, _, body) = inspection_ca(&h, Some(&beta)).await;
+    assert_eq!(
+        (s, error_code_of(&body).as_str()),
+        (StatusCode::NOT_FOUND, "inspection_ca_missing"),
+        "{body}"
+    );
+    assert_eq!(put(&h, &beta, true).await.0, StatusCode::OK);
+    let (s, _, _, beta_pem) = inspection_ca(&h, Some(&beta)).await;
+    assert_eq!(s, StatusCode::OK, "{beta_pem}");
+    assert!(beta_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_ne!(beta_pem, pem, "each tenant its own CA");
+    assert_eq!(inspection_ca(&h, Some(&owner)).await.3, pem);
+
+    // The route is in the OpenAPI document.
+    let (s, doc) = h.get("/api/v1/openapi.json", &owner).await;
+    assert_eq!(s, StatusCode::OK);
+    let op_doc = &doc["paths"]["/api/v1/internet/inspection-ca"]["get"];
+    assert!(
+        op_doc["responses"]["200"]["content"]["application/x-pem-file"].is_object(),
+        "{op_doc}"
+    );
 }

@@ -287,8 +287,9 @@ impl Store {
         filter: &AccessFilter,
         page: &PageRequest,
     ) -> Result<Page<AccessRecordRow>> {
-        // `.name` ends with `.domain`: the domain itself and every name below it.
-        let below = filter.domain.as_ref().map(|d| format!("%.{d}"));
+        // `.name` ends with `.domain`: the domain itself and every name below
+        // it. The domain is matched literally: its `_` is no wildcard.
+        let below = filter.domain.as_ref().map(|d| format!("%.{}", crate::like_literal(d)));
         let rows = crate::newest_first(
             self,
             &format!("SELECT {RECORD_COLUMNS} FROM access_records WHERE tenant_id = $1"),
@@ -298,7 +299,7 @@ impl Store {
                 ("device_id =", filter.device_id.as_deref()),
                 ("action =", filter.action.as_deref()),
                 ("kind =", filter.kind.as_deref()),
-                ("('.' || dest_host) LIKE", below.as_deref()),
+                ("('.' || dest_host) LIKE $? ESCAPE '\\'", below.as_deref()),
             ],
             filter.since.map(|ms| ("started_ms", ms)),
             page,

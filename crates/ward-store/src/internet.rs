@@ -179,9 +179,10 @@ const SETTINGS_COLUMNS: &str = "enabled, default_action, dns_block_mode, dns_blo
                                 do_not_inspect, bypass, warn_minutes, ca_cert_pem, ca_sealed_key, updated_at";
 const CRED_COLUMNS: &str = "id, tenant_id, user_id, secret_sha256, created_at";
 
-/// `column` (comma-separated ids) names `$n`.
+/// `column` (comma-separated ids) names `$n`, bound to the id made a
+/// literal pattern (`crate::like_literal`): an id's `_` is no wildcard.
 fn names_id(column: &str, n: usize) -> String {
-    format!("(',' || {column} || ',') LIKE ('%,' || ${n} || ',%')")
+    format!("(',' || {column} || ',') LIKE ('%,' || ${n} || ',%') ESCAPE '\\'")
 }
 
 impl Store {
@@ -333,7 +334,7 @@ impl Store {
             names_id("list_ids", 2)
         ))
         .bind(tenant_id)
-        .bind(id)
+        .bind(crate::like_literal(id))
         .fetch_one(&mut *tx)
         .await?;
         let settings: i64 = sqlx::query_scalar(&format!(
@@ -341,7 +342,7 @@ impl Store {
             names_id("do_not_inspect", 2)
         ))
         .bind(tenant_id)
-        .bind(id)
+        .bind(crate::like_literal(id))
         .fetch_one(&mut *tx)
         .await?;
         if rules > 0 || settings > 0 {

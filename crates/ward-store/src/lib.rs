@@ -210,9 +210,24 @@ pub(crate) async fn bump_epoch(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Res
     Ok(())
 }
 
+/// `text` as a literal part of a `LIKE` pattern written with
+/// `ESCAPE '\'` (in SQLite and PostgreSQL alike): `%`, `_` and `\` match
+/// only themselves.
+pub(crate) fn like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Rows of `select` (which ends in `WHERE tenant_id = $1`) for `tenant_id`,
-/// newest first: each present text filter adds `AND <cond> $n`, `since`
-/// adds `AND <column> >= $n`, and the page's cursor continues before its id.
+/// newest first: each present text filter adds `AND <cond> $n` (or, when
+/// `cond` holds `$?`, `AND <cond>` with `$?` made `$n`), `since` adds
+/// `AND <column> >= $n`, and the page's cursor continues before its id.
 pub(crate) async fn newest_first(
     store: &Store,
     select: &str,
@@ -226,7 +241,12 @@ pub(crate) async fn newest_first(
     for (cond, value) in filters.iter().chain([("id <", page.cursor.as_deref())].iter()) {
         if let Some(v) = value {
             texts.push(*v);
-            sql.push_str(&format!(" AND {cond} ${}", texts.len() + 1));
+            let n = format!("${}", texts.len() + 1);
+            if cond.contains("$?") {
+                sql.push_str(&format!(" AND {}", cond.replace("$?", &n)));
+            } else {
+                sql.push_str(&format!(" AND {cond} {n}"));
+            }
         }
     }
     let mut n = texts.len() + 1;
@@ -267,6 +287,12 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn like_literal_escapes_the_wildcards_and_the_escape() {
+        assert_eq!(super::like_literal("a_b%c\\d.example"), "a\\_b\\%c\\\\d.example");
+        assert_eq!(super::like_literal("plain.example"), "plain.example");
+    }
+
     #[test]
     fn redacts_passwords() {
         assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");

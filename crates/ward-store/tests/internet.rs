@@ -36,6 +36,7 @@ on_both_backends!(
     lists_rules_settings_and_credentials_are_scoped_and_versioned,
     a_million_names_are_one_value,
     web_and_dns_records_filter_and_count,
+    like_patterns_match_their_text_literally,
 );
 
 const NOW: i64 = 1_795_000_000_000;
@@ -364,4 +365,103 @@ async fn web_and_dns_records_filter_and_count(s: &Store) {
         .unwrap()
         .iter()
         .all(|(_, a, d)| a + d == 1));
+}
+
+/// The domain filter and the "is this list in use" check are `LIKE`
+/// patterns: a `_`, `%` or `\` in the text must match only itself.
+async fn like_patterns_match_their_text_literally(s: &Store) {
+    let record = |n: i64, host: &str| AccessRecordRow {
+        id: format!("acr_{n:04}"),
+        tenant_id: "t1".into(),
+        started_ms: NOW + n,
+        user_id: "alice".into(),
+        device_id: "dev".into(),
+        gateway_id: "gw".into(),
+        source: "127.0.0.1".into(),
+        dest_host: host.into(),
+        port: 443,
+        protocol: "tcp".into(),
+        action: "allow".into(),
+        reason: "rule_matched".into(),
+        end_reason: "closed".into(),
+        kind: "web".into(),
+        ..Default::default()
+    };
+    let hosts = [
+        "a_b.example",
+        "axb.example",
+        "www.a_b.example",
+        "www.axb.example",
+        "a%b.example",
+        "axyzb.example",
+        "a\\b.example",
+        "ab.example",
+    ];
+    let batch: Vec<_> = hosts.iter().zip(1..).map(|(h, n)| record(n, h)).collect();
+    assert_eq!(s.insert_access_records(&batch, NOW).await.unwrap(), 8);
+    let hosts_for = |domain: &str| {
+        let filter = AccessFilter {
+            domain: Some(domain.into()),
+            kind: Some("web".into()),
+            ..Default::default()
+        };
+        async move {
+            let mut found: Vec<String> = s
+                .list_access_records("t1", &filter, &PageRequest::new(None, None))
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|r| r.dest_host)
+                .collect();
+            found.sort();
+            found
+        }
+    };
+    assert_eq!(
+        hosts_for("a_b.example").await,
+        ["a_b.example", "www.a_b.example"],
+        "not axb.example"
+    );
+    assert_eq!(hosts_for("axb.example").await, ["axb.example", "www.axb.example"]);
+    assert_eq!(hosts_for("a%b.example").await, ["a%b.example"], "not axyzb.example");
+    assert_eq!(hosts_for("a\\b.example").await, ["a\\b.example"], "not ab.example");
+    assert!(hosts_for("_.example").await.is_empty());
+    assert!(hosts_for("%").await.is_empty());
+
+    // A rule naming an id that differs from a list's only where the list's
+    // id has its `_` does not keep that list from being deleted.
+    let t = s.create_tenant("a", "r", "admin", "h", None, NOW).await.unwrap();
+    let ads = s
+        .create_domain_list(&t.id, "ads", "", &content("ads.example\n"), None, NOW)
+        .await
+        .unwrap();
+    assert!(ads.id.starts_with("dl_"), "{}", ads.id);
+    let lookalike = ads.id.replacen('_', "x", 1);
+    let rule = InternetRuleRow {
+        priority: 1,
+        action: "block".into(),
+        list_ids: vec![lookalike],
+        enabled: true,
+        ..Default::default()
+    };
+    s.create_internet_rule(&t.id, &rule, NOW).await.unwrap();
+    assert_eq!(
+        s.delete_domain_list(&t.id, &ads.id).await.unwrap(),
+        ListDeletion::Deleted
+    );
+    // The check still sees the list's own id among others.
+    let news = s
+        .create_domain_list(&t.id, "news", "", &content("news.example\n"), None, NOW)
+        .await
+        .unwrap();
+    let rule = InternetRuleRow {
+        list_ids: vec!["dl_other".into(), news.id.clone(), "dl_last".into()],
+        ..rule
+    };
+    s.create_internet_rule(&t.id, &rule, NOW).await.unwrap();
+    assert_eq!(
+        s.delete_domain_list(&t.id, &news.id).await.unwrap(),
+        ListDeletion::InUse
+    );
 }

@@ -253,6 +253,8 @@ pub(super) async fn internet(ctx: &mut Ctx<'_>, cmd: InternetCommand) -> Result<
             global_allow,
             inspect,
             disabled,
+            valid_from,
+            valid_until,
             description,
         }) => {
             let r = client
@@ -265,9 +267,31 @@ pub(super) async fn internet(ctx: &mut Ctx<'_>, cmd: InternetCommand) -> Result<
                     lists,
                     inspect,
                     enabled: Some(!disabled),
+                    valid_from,
+                    valid_until,
                     description,
-                    ..Default::default()
                 })
+                .await?;
+            show_rule(ctx, &r)
+        }
+        InternetCommand::Rule(InternetRuleCommand::Update(a)) => {
+            let r = client
+                .update_internet_rule(
+                    &a.id,
+                    &UpdateInternetRule {
+                        enabled: a.enabled,
+                        priority: a.priority,
+                        action: a.action.as_deref().map(action_of).transpose()?,
+                        global_allow: a.global_allow,
+                        users: clean(a.users),
+                        groups: clean(a.groups),
+                        lists: clean(a.lists),
+                        inspect: a.inspect,
+                        description: a.description,
+                        valid_from: a.valid_from.map(|t| t.trim().to_owned()),
+                        valid_until: a.valid_until.map(|t| t.trim().to_owned()),
+                    },
+                )
                 .await?;
             show_rule(ctx, &r)
         }
@@ -308,7 +332,45 @@ pub(super) async fn internet(ctx: &mut Ctx<'_>, cmd: InternetCommand) -> Result<
             }
         }
         InternetCommand::Settings(args) => settings(ctx, &client, args).await,
+        InternetCommand::InspectionCa { out } => {
+            let pem = match client.inspection_ca().await {
+                Err(e) if e.code() == Some("inspection_ca_missing") => anyhow::bail!(
+                    "this tenant has no inspection CA yet: it is made when TLS inspection is first turned on \
+                     (ward ctl internet settings --inspection on)"
+                ),
+                other => other?,
+            };
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &pem).with_context(|| format!("cannot write {}", path.display()))?;
+                    match ctx.output {
+                        OutputFormat::Json => {
+                            output::json(ctx.out, &serde_json::json!({"file": path.display().to_string()}))
+                        }
+                        OutputFormat::Table => output::line(
+                            ctx.out,
+                            &format!("Wrote the inspection CA certificate to {}.", path.display()),
+                        ),
+                    }
+                }
+                None => match ctx.output {
+                    OutputFormat::Json => output::json(ctx.out, &serde_json::json!({"certificate_pem": pem})),
+                    OutputFormat::Table => Ok(ctx.out.write_all(pem.as_bytes())?),
+                },
+            }
+        }
     }
+}
+
+/// Repeated or comma-separated names, blanks dropped: `--user ""` is none.
+fn clean(v: Option<Vec<String>>) -> Option<Vec<String>> {
+    v.map(|items| {
+        items
+            .into_iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
 }
 
 async fn set_enabled(client: &ward_client::Client, id: &str, enabled: bool) -> Result<InternetRuleInfo> {
@@ -324,15 +386,6 @@ async fn set_enabled(client: &ward_client::Client, id: &str, enabled: bool) -> R
 }
 
 async fn settings(ctx: &mut Ctx<'_>, client: &ward_client::Client, a: InternetSettingsArgs) -> Result<()> {
-    let clean = |v: Option<Vec<String>>| {
-        v.map(|items| {
-            items
-                .into_iter()
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-        })
-    };
     let dns_change = a.dns_block.is_some() || a.dns_block_ipv4.is_some() || a.dns_block_ipv6.is_some();
     let mut update = UpdateInternetSettings {
         enabled: a.enabled,

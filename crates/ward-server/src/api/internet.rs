@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::Json;
 use rand::RngCore;
 use serde::Deserialize;
@@ -385,6 +385,35 @@ pub async fn set_settings(
     store.update_internet_settings(t, &s, now_ms()).await?;
     let names = Names::load(store, t).await?;
     Ok(Json(settings_view(&s, &names)))
+}
+
+/// How a downloaded inspection CA certificate is saved.
+const INSPECTION_CA_DISPOSITION: &str = "attachment; filename=\"ward-inspection-ca.pem\"";
+
+/// The tenant's TLS-inspection CA certificate (PEM), for admins to install
+/// as trusted on the endpoints whose traffic is inspected. Made the first
+/// time inspection is turned on; `inspection_ca_missing` until then.
+#[utoipa::path(get, path = "/api/v1/internet/inspection-ca", tag = "internet", security(("bearer" = [])),
+    responses((status = 200, description = "The CA certificate, as `ward-inspection-ca.pem`", content_type = "application/x-pem-file", body = String),
+    (status = 403, body = ErrorBody),
+    (status = 404, description = "The tenant never turned inspection on (`inspection_ca_missing`)", body = ErrorBody)))]
+pub async fn inspection_ca(ctx: Ctx) -> ApiResult<([(header::HeaderName, &'static str); 2], String)> {
+    ctx.target("internet-inspection-ca");
+    ctx.authorize(Permission::PolicyRead, ctx.tenant_target())?;
+    let settings = ctx.state.store.internet_settings(ctx.tenant_id()).await?;
+    let Some(ca) = settings.and_then(|s| s.inspection_ca) else {
+        return Err(ApiError::new(
+            ErrorCode::InspectionCaMissing,
+            "this tenant has no inspection CA: it is made when TLS inspection is first turned on",
+        ));
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-pem-file"),
+            (header::CONTENT_DISPOSITION, INSPECTION_CA_DISPOSITION),
+        ],
+        ca.cert_pem,
+    ))
 }
 
 // ---- domain lists -----------------------------------------------------------------
@@ -923,6 +952,23 @@ fn check_rule(r: &InternetRuleRow) -> ApiResult<()> {
     }
 }
 
+/// A rule's `valid_from` or `valid_until`: an RFC 3339 time.
+fn rule_time(field: &str, v: Option<&str>) -> ApiResult<Option<i64>> {
+    v.map(|s| {
+        parse_rfc3339(s).ok_or_else(|| ApiError::invalid(format!("{field} must be an RFC 3339 time (got {s:?})")))
+    })
+    .transpose()
+}
+
+/// A changed `valid_from` or `valid_until`: an RFC 3339 time, or empty
+/// (`""`, or `null`) for no bound.
+fn changed_rule_time(field: &str, v: &str) -> ApiResult<Option<i64>> {
+    match v.trim() {
+        "" => Ok(None),
+        t => rule_time(field, Some(t)),
+    }
+}
+
 /// The tenant's internet rules, by priority.
 #[utoipa::path(get, path = "/api/v1/internet/rules", tag = "internet", security(("bearer" = [])),
     responses((status = 200, body = Page<InternetRuleInfo>), (status = 403, body = ErrorBody)))]
@@ -949,22 +995,14 @@ pub async fn create_rule(
     ctx.authorize(Permission::PolicyManage, ctx.tenant_target())?;
     let store = &ctx.state.store;
     let t = ctx.tenant_id();
-    let time = |field: &str, v: &Option<String>| -> ApiResult<Option<i64>> {
-        v.as_deref()
-            .map(|s| {
-                parse_rfc3339(s)
-                    .ok_or_else(|| ApiError::invalid(format!("{field} must be an RFC 3339 time (got {s:?})")))
-            })
-            .transpose()
-    };
     let row = InternetRuleRow {
         priority: i64::from(req.priority),
         action: action_str(req.action).into(),
         global_allow: req.global_allow,
         inspect: req.inspect,
         enabled: req.enabled.unwrap_or(true),
-        valid_from: time("valid_from", &req.valid_from)?,
-        valid_until: time("valid_until", &req.valid_until)?,
+        valid_from: rule_time("valid_from", req.valid_from.as_deref())?,
+        valid_until: rule_time("valid_until", req.valid_until.as_deref())?,
         description: req.description.clone(),
         ..Default::default()
     };
@@ -1029,6 +1067,12 @@ pub async fn update_rule(
     }
     if let Some(d) = req.description {
         r.description = d;
+    }
+    if let Some(t) = &req.valid_from {
+        r.valid_from = changed_rule_time("valid_from", t)?;
+    }
+    if let Some(t) = &req.valid_until {
+        r.valid_until = changed_rule_time("valid_until", t)?;
     }
     check_rule(&r)?;
     if let Some(u) = &req.users {

@@ -124,6 +124,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(identity_sources::show, identity_sources::delete))
         .routes(routes!(identity_sources::sync))
         .routes(routes!(internet::get_settings, internet::set_settings))
+        .routes(routes!(internet::inspection_ca))
         .routes(routes!(internet::list_lists, internet::create_list))
         .routes(routes!(
             internet::show_list,
@@ -247,6 +248,7 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         ("POST", "/api/v1/identity-sources/{name}/sync") => "idp.sync",
         ("GET", "/api/v1/internet/settings") => "internet.show_settings",
         ("PUT", "/api/v1/internet/settings") => "internet.settings",
+        ("GET", "/api/v1/internet/inspection-ca") => "internet.inspection_ca",
         ("GET", "/api/v1/domain-lists") => "domain_list.list",
         ("POST", "/api/v1/domain-lists") => "domain_list.create",
         ("GET", "/api/v1/domain-lists/{name}") => "domain_list.show",

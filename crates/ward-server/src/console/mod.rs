@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/records", get(pages::records))
         .route("/internet", get(pages::internet::overview))
         .route("/internet/settings", post(pages::internet::save_settings))
+        .route("/internet/inspection-ca", get(pages::internet::inspection_ca))
         .route(
             "/internet/rules",
             get(pages::internet::rules).post(pages::internet::create_rule),

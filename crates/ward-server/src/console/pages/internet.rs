@@ -151,9 +151,25 @@ async fn overview_page(c: &Console, message: Option<&str>, error: bool, status: 
                     " TLS inspection for rules that ask for it (never for " (settings.do_not_inspect.join(", ")) ")" }
                 @if manage { button type="submit" { "Save settings" } }
             }
+            @if settings.inspection {
+                p {
+                    a href="/internet/inspection-ca" download="ward-inspection-ca.pem" { "Download the inspection CA" }
+                    ": install this certificate as a trusted root on the endpoints whose traffic is inspected, \
+                     or their browsers will refuse the inspected sites."
+                }
+            }
         }
     };
     c.page_with(status, "Internet", "/internet", body)
+}
+
+/// The tenant's inspection CA certificate as a file, for the overview's
+/// link (the console signs in with a cookie, so it cannot link the API).
+pub async fn inspection_ca(c: Console) -> Response {
+    match api::internet::inspection_ca(c.ctx.clone()).await {
+        Ok(file) => file.into_response(),
+        Err(e) => fail(e),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
