@@ -14,7 +14,8 @@
 //!   TLS 1.3, ALPN `http/1.1` only (the gateway reads the requests as
 //!   HTTP/1.1). The cache holds at most [`MINTED_CACHE`] hosts and renews a
 //!   certificate after half its life.
-//! - [`inspection_upstream_config`] is the gateway's client side.
+//! - [`inspection_upstream_config`] is the gateway's client side (TLS 1.3
+//!   or 1.2: the internet's sites are not all on 1.3 yet).
 //!
 //! The minted certificate names the host asked for and nothing else, so a
 //! device that sends another SNI fails its own certificate check.
@@ -111,7 +112,12 @@ fn poisoned() -> PkiError {
 
 /// The client configuration an inspecting gateway uses towards the real
 /// site: the platform's trust store, plus the CA certificates in
-/// `extra_roots_pem` when given; TLS 1.3 only; ALPN `http/1.1`.
+/// `extra_roots_pem` when given; ALPN `http/1.1`.
+///
+/// TLS 1.3, and TLS 1.2 (with rustls's forward-secret AEAD suites only):
+/// the sites are the internet's, many of which still stop at 1.2, and the
+/// device could reach them itself. Ward's own endpoints (and the device's
+/// side of an inspected connection) stay TLS 1.3 only.
 pub fn inspection_upstream_config(extra_roots_pem: Option<&str>) -> Result<Arc<ClientConfig>> {
     let verifier = match extra_roots_pem {
         Some(pem) => {
@@ -124,7 +130,7 @@ pub fn inspection_upstream_config(extra_roots_pem: Option<&str>) -> Result<Arc<C
         None => rustls_platform_verifier::Verifier::new(provider()).map_err(PkiError::Tls)?,
     };
     let mut config = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(TLS13_ONLY)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(PkiError::Tls)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))

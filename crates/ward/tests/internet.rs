@@ -87,14 +87,32 @@ fn curl(args: &[&str]) -> Run {
     run("curl", &all)
 }
 
-/// nginx with one virtual host per site name, each answering with its name.
-fn nginx(dir: &Path, port: u16, sites: &[&str]) -> Proc {
+/// HTTPS for the sites: nginx's port, and its certificate's chain and key
+/// files (signed by a CA the test makes, standing in for a public CA).
+struct Tls {
+    port: u16,
+    chain: PathBuf,
+    key: PathBuf,
+}
+
+/// nginx with one virtual host per site name, each answering with its name
+/// (over HTTPS too, on `tls`'s port, when given).
+fn nginx(dir: &Path, port: u16, sites: &[&str], tls: Option<&Tls>) -> Proc {
     let mut servers = String::new();
     for site in sites {
+        let listen = match tls {
+            Some(tls) => format!(
+                "listen 127.0.0.1:{port}; listen 127.0.0.1:{} ssl; ssl_certificate {}; ssl_certificate_key {};",
+                tls.port,
+                tls.chain.display(),
+                tls.key.display()
+            ),
+            None => format!("listen 127.0.0.1:{port};"),
+        };
         // An upload is read whole (proxied, so nginx takes the body) before
         // the answer; a bare `return` would answer before the body is sent.
         servers.push_str(&format!(
-            "  server {{ listen 127.0.0.1:{port}; server_name {site};\n\
+            "  server {{ {listen} server_name {site};\n\
              \x20   location /upload {{ client_max_body_size 20m; proxy_pass http://127.0.0.1:{port}/stored; \
              proxy_set_header Host {site}; }}\n\
              \x20   location /stored {{ return 200 \"stored by {site}\\n\"; }}\n\
@@ -116,7 +134,9 @@ fn nginx(dir: &Path, port: u16, sites: &[&str]) -> Proc {
         .arg(&path)
         .args(["-g", "daemon off;"]);
     let proc = Proc::spawn(cmd, &dir.join("nginx.out"));
-    wait_until("nginx", Duration::from_secs(10), || is_listening(port));
+    wait_until("nginx", Duration::from_secs(10), || {
+        is_listening(port) && tls.is_none_or(|t| is_listening(t.port))
+    });
     proc
 }
 
@@ -213,11 +233,42 @@ impl Env {
 /// Sites `site-a.test`, `ads.test` (blocked) and `news.test` (warned), a
 /// server filtering through its embedded gateway, and alice's agent.
 fn set_up() -> Env {
+    set_up_with(false).0
+}
+
+/// [`set_up`], and with `https`: the sites (and `shop.test`, `bank.test`)
+/// over HTTPS too, their certificates from a CA the gateway is told to
+/// trust (`--inspection-extra-roots`); the CA's PEM file is returned.
+fn set_up_with(https: bool) -> (Env, Option<(PathBuf, u16)>) {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     let (web_port, dns_port) = (free_port(), free_port());
-    let sites = ["site-a.test", "ads.test", "news.test", "blog.test"];
-    let nginx = nginx(dir, web_port, &sites);
+    let sites = [
+        "site-a.test",
+        "ads.test",
+        "news.test",
+        "blog.test",
+        "shop.test",
+        "bank.test",
+    ];
+    let tls = https.then(|| {
+        let ca = ward_pki::CertificateAuthority::generate("Test public sites CA").unwrap();
+        let names: Vec<String> = sites.iter().map(|s| s.to_string()).collect();
+        let leaf = ca.issue_server(&names, &[], Duration::from_secs(86_400)).unwrap();
+        let (chain, key, ca_file) = (dir.join("sites.pem"), dir.join("sites.key"), dir.join("sites-ca.pem"));
+        std::fs::write(&chain, &leaf.chain_pem).unwrap();
+        std::fs::write(&key, &leaf.key_pem).unwrap();
+        std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+        (
+            Tls {
+                port: free_port(),
+                chain,
+                key,
+            },
+            ca_file,
+        )
+    });
+    let nginx = nginx(dir, web_port, &sites, tls.as_ref().map(|(t, _)| t));
     let dns = dnsmasq(dir, dns_port, &sites);
 
     let proxy_port = free_port();
@@ -228,6 +279,9 @@ fn set_up() -> Env {
         .arg(format!("127.0.0.1:{dns_port}"))
         // The sites stand in for the internet on loopback.
         .arg("--internet-allow-private");
+    if let Some((_, ca_file)) = &tls {
+        spec = spec.arg("--inspection-extra-roots").arg(ca_file.to_str().unwrap());
+    }
     let server = spec.start();
     let ctl = Ctl::new();
     ctl.login(server.url(), "default", "default", "admin", PASSWORD).ok();
@@ -319,7 +373,8 @@ fn set_up() -> Env {
                 && curl(&["-x", &via_socks, &env.site("ads.test", "/")]).code != 0
         },
     );
-    env
+    let https = tls.map(|(t, ca_file)| (ca_file, t.port));
+    (env, https)
 }
 
 #[test]
@@ -555,6 +610,133 @@ fn sites_through_the_filtering_proxy_and_the_dns_filter() {
 /// and its Continue button. Needs `WARD_TEST_BROWSER=1` too;
 /// `WARD_SCREENSHOTS=DIR` saves `internet-blocked.png` and
 /// `internet-warning.png`.
+#[test]
+fn https_sites_inspected_through_the_agent() {
+    if !enabled() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (env, https) = set_up_with(true);
+    let (sites_ca, tls_port) = https.unwrap();
+    let sites_ca = sites_ca.to_str().unwrap();
+    let ctl = &env.ctl;
+    let via_http = format!("http://127.0.0.1:{}", env.http);
+    let via_socks = format!("socks5h://127.0.0.1:{}", env.socks);
+    let site = |name: &str, path: &str| format!("https://{name}:{tls_port}{path}");
+
+    // Inspection on, the do-not-inspect list `banking` naming bank.test, a
+    // rule inspecting shop.test and bank.test, and the CA for the endpoints.
+    ctl.run(&["internet", "settings", "--inspection", "on"], None).ok();
+    ctl.run(&["domain-list", "add", "banking", "bank.test"], None).ok();
+    ctl.run(
+        &["domain-list", "create", "shops", "--domain", "shop.test,bank.test"],
+        None,
+    )
+    .ok();
+    ctl.run(
+        &[
+            "internet",
+            "rule",
+            "create",
+            "--priority",
+            "5",
+            "--action",
+            "allow",
+            "--list",
+            "shops",
+            "--inspect",
+        ],
+        None,
+    )
+    .ok();
+    let ca = env.dir().join("inspection-ca.pem");
+    ctl.run(&["internet", "inspection-ca", "--out", ca.to_str().unwrap()], None)
+        .ok();
+    let ca = ca.to_str().unwrap();
+
+    // curl trusting the inspection CA: the gateway's certificate for
+    // shop.test passes, and the page is the real site's (once the gateway
+    // has the new rule).
+    let started = Instant::now();
+    loop {
+        let got = curl(&["-x", &via_http, "--cacert", ca, &site("shop.test", "/")]);
+        if got.stdout == "this is shop.test\n" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no inspection at the gateway: {} {}\n{}",
+            got.stdout,
+            got.stderr,
+            env._server.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let q = curl(&["-x", &via_socks, "--cacert", ca, &site("shop.test", "/search?q=shoes")]);
+    assert_eq!(q.stdout, "this is shop.test\n", "{}", q.stderr);
+    // Without the inspection CA the device's check fails (as a browser's would).
+    let untrusted = curl(&["-x", &via_http, "--cacert", sites_ca, &site("shop.test", "/")]);
+    assert_ne!(
+        untrusted.code, 0,
+        "shop.test is inspected: its certificate is the gateway's"
+    );
+
+    // An upload over HTTPS is recorded like a plain-HTTP one.
+    let file = env.dir().join("plans.txt");
+    let content = b"confidential plans\n".repeat(500);
+    std::fs::write(&file, &content).unwrap();
+    let up = curl(&[
+        "-x",
+        &via_http,
+        "--cacert",
+        ca,
+        "-F",
+        &format!("file=@{}", file.display()),
+        &site("shop.test", "/upload"),
+    ]);
+    assert_eq!(up.stdout, "stored by shop.test\n", "{}", up.stderr);
+
+    // bank.test is on the do-not-inspect list: its own certificate.
+    let bank = curl(&["-x", &via_http, "--cacert", sites_ca, &site("bank.test", "/")]);
+    assert_eq!(bank.stdout, "this is bank.test\n", "{}", bank.stderr);
+    let bank = curl(&["-x", &via_http, "--cacert", ca, &site("bank.test", "/")]);
+    assert_ne!(bank.code, 0, "bank.test is never inspected");
+
+    // The records: by URL, marked inspected, the upload's hash; bank.test
+    // one tunnel, not inspected.
+    let mut web = Vec::new();
+    wait_until("the inspected records", Duration::from_secs(20), || {
+        web = records(ctl, "web");
+        web.iter().any(|r| r["upload"].is_object() && r["inspected"] == true)
+            && web
+                .iter()
+                .any(|r| r["dest_host"] == "bank.test" && r["bytes_down"].as_u64() > Some(0))
+    });
+    let search = web
+        .iter()
+        .find(|r| r["url"] == site("shop.test", "/search?q=shoes").as_str())
+        .unwrap_or_else(|| panic!("no record of the search in {web:#?}"));
+    assert_eq!(search["inspected"], true);
+    assert_eq!(
+        (search["method"].as_str(), search["status"].as_u64()),
+        (Some("GET"), Some(200))
+    );
+    assert_eq!(search["user"], "alice");
+    let upload = web.iter().find(|r| r["upload"].is_object()).unwrap();
+    assert_eq!(upload["url"], site("shop.test", "/upload").as_str());
+    assert_eq!(upload["upload"]["file_name"], "plans.txt");
+    assert!(upload["upload"]["size"].as_u64().unwrap() > content.len() as u64);
+    assert_eq!(upload["upload"]["sha256"].as_str().unwrap().len(), 64);
+    let bank = web.iter().find(|r| r["dest_host"] == "bank.test").unwrap();
+    assert!(bank.get("inspected").is_none_or(|v| v == false), "{bank:#?}");
+    assert!(bank.get("url").is_none_or(|v| v.is_null()), "{bank:#?}");
+    assert!(
+        web.iter()
+            .any(|r| r["reason"] == "inspection_handshake_failed" && r["dest_host"] == "shop.test"),
+        "the untrusted handshake is recorded: {web:#?}"
+    );
+}
+
 #[test]
 fn sites_in_a_browser_through_the_pac_file() {
     if !enabled() {

@@ -710,9 +710,9 @@ pub(crate) async fn handle(
                     None,
                 );
             }
-            tracing::debug!(error = %error, host = %host_text, "upstream request failed");
             record.finish(End::DialFailed);
-            if tls_failed {
+            if let Some(DialError::Tls(why)) = dial_error(&error) {
+                tracing::info!(host = %host_text, error = %why, "an inspected site failed the gateway's TLS check");
                 return page(
                     StatusCode::BAD_GATEWAY,
                     "Site not trusted",
@@ -721,6 +721,7 @@ pub(crate) async fn handle(
                     None,
                 );
             }
+            tracing::debug!(error = %error, host = %host_text, "upstream request failed");
             page(
                 StatusCode::BAD_GATEWAY,
                 "Site unreachable",
