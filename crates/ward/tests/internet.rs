@@ -610,6 +610,49 @@ fn sites_through_the_filtering_proxy_and_the_dns_filter() {
 /// and its Continue button. Needs `WARD_TEST_BROWSER=1` too;
 /// `WARD_SCREENSHOTS=DIR` saves `internet-blocked.png` and
 /// `internet-warning.png`.
+/// Turns inspection on: the do-not-inspect list `banking` names bank.test;
+/// shop.test and bank.test are allowed and inspected, ads.test blocked and
+/// blog.test warned, both inspected (ahead of the suite's own rules). The
+/// inspection CA's file, as an admin downloads it for the endpoints.
+fn inspect_sites(env: &Env) -> PathBuf {
+    let ctl = &env.ctl;
+    ctl.run(&["internet", "settings", "--inspection", "on"], None).ok();
+    ctl.run(&["domain-list", "add", "banking", "bank.test"], None).ok();
+    for (list, names) in [
+        ("shops", "shop.test,bank.test"),
+        ("https-ads", "ads.test"),
+        ("https-blogs", "blog.test"),
+    ] {
+        ctl.run(&["domain-list", "create", list, "--domain", names], None).ok();
+    }
+    for (priority, action, list) in [
+        ("1", "block", "https-ads"),
+        ("2", "warn", "https-blogs"),
+        ("5", "allow", "shops"),
+    ] {
+        ctl.run(
+            &[
+                "internet",
+                "rule",
+                "create",
+                "--priority",
+                priority,
+                "--action",
+                action,
+                "--list",
+                list,
+                "--inspect",
+            ],
+            None,
+        )
+        .ok();
+    }
+    let ca = env.dir().join("inspection-ca.pem");
+    ctl.run(&["internet", "inspection-ca", "--out", ca.to_str().unwrap()], None)
+        .ok();
+    ca
+}
+
 #[test]
 fn https_sites_inspected_through_the_agent() {
     if !enabled() {
@@ -624,34 +667,7 @@ fn https_sites_inspected_through_the_agent() {
     let via_socks = format!("socks5h://127.0.0.1:{}", env.socks);
     let site = |name: &str, path: &str| format!("https://{name}:{tls_port}{path}");
 
-    // Inspection on, the do-not-inspect list `banking` naming bank.test, a
-    // rule inspecting shop.test and bank.test, and the CA for the endpoints.
-    ctl.run(&["internet", "settings", "--inspection", "on"], None).ok();
-    ctl.run(&["domain-list", "add", "banking", "bank.test"], None).ok();
-    ctl.run(
-        &["domain-list", "create", "shops", "--domain", "shop.test,bank.test"],
-        None,
-    )
-    .ok();
-    ctl.run(
-        &[
-            "internet",
-            "rule",
-            "create",
-            "--priority",
-            "5",
-            "--action",
-            "allow",
-            "--list",
-            "shops",
-            "--inspect",
-        ],
-        None,
-    )
-    .ok();
-    let ca = env.dir().join("inspection-ca.pem");
-    ctl.run(&["internet", "inspection-ca", "--out", ca.to_str().unwrap()], None)
-        .ok();
+    let ca = inspect_sites(&env);
     let ca = ca.to_str().unwrap();
 
     // curl trusting the inspection CA: the gateway's certificate for
@@ -695,6 +711,21 @@ fn https_sites_inspected_through_the_agent() {
         &site("shop.test", "/upload"),
     ]);
     assert_eq!(up.stdout, "stored by shop.test\n", "{}", up.stderr);
+
+    // Blocked and warned sites with inspection: the pages, over HTTPS.
+    let blocked = curl(&[
+        "-x",
+        &via_http,
+        "--cacert",
+        ca,
+        "-w",
+        "\n%{http_code}",
+        &site("ads.test", "/"),
+    ]);
+    assert!(blocked.stdout.ends_with("\n403"), "{}", blocked.stdout);
+    assert!(blocked.stdout.contains("Site blocked"), "{}", blocked.stdout);
+    let warned = curl(&["-x", &via_http, "--cacert", ca, &site("blog.test", "/")]);
+    assert!(warned.stdout.contains("Continue to the site"), "{}", warned.stdout);
 
     // bank.test is on the do-not-inspect list: its own certificate.
     let bank = curl(&["-x", &via_http, "--cacert", sites_ca, &site("bank.test", "/")]);
@@ -787,6 +818,84 @@ fn sites_in_a_browser_through_the_pac_file() {
         .await
         .unwrap();
         wait_for_text(&c, "this is news.test").await;
+        let _ = c.close().await;
+    });
+}
+
+/// The base64 SHA-256 of a PEM certificate's public key, as Chromium's
+/// `--ignore-certificate-errors-spki-list` takes it: the test's browser
+/// trusts the inspection CA as an endpoint with the CA installed would.
+fn spki_hash(pem: &Path) -> String {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(pem).unwrap();
+    let der = rustls_pki_types::pem::PemObject::from_pem_slice(text.as_bytes())
+        .map(|c: rustls_pki_types::CertificateDer<'static>| c.to_vec())
+        .unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert.tbs_certificate.subject_pki.raw);
+    base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+}
+
+#[test]
+fn https_sites_inspected_in_a_browser() {
+    if !enabled() {
+        return;
+    }
+    if std::env::var("WARD_TEST_BROWSER").as_deref() != Ok("1") {
+        eprintln!("skipped: set WARD_TEST_BROWSER=1 too");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (env, https) = set_up_with(true);
+    let (_, tls_port) = https.unwrap();
+    let ca = inspect_sites(&env);
+    let site = |name: &str, path: &str| format!("https://{name}:{tls_port}{path}");
+    let pac = format!("http://127.0.0.1:{}/proxy.pac", env.http);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use common::browser::{chromium, page_text, screenshot, wait_for_text};
+        use fantoccini::Locator;
+        let (_driver, c) = chromium(&[
+            format!("--proxy-pac-url={pac}"),
+            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1".to_owned(),
+            format!("--ignore-certificate-errors-spki-list={}", spki_hash(&ca)),
+        ])
+        .await;
+        // The gateway has the rules a moment after they are made.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            c.goto(&site("shop.test", "/")).await.unwrap();
+            if page_text(&c).await.contains("this is shop.test") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "shop.test never opened: {}",
+                page_text(&c).await
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+
+        // A blocked HTTPS site: the block page, in the browser.
+        c.goto(&site("ads.test", "/")).await.unwrap();
+        wait_for_text(&c, "Site blocked").await;
+        assert!(!page_text(&c).await.contains("this is ads.test"));
+        screenshot(&c, "internet-https-blocked").await;
+
+        // A warned HTTPS site: the warning, Continue, the site.
+        c.goto(&site("blog.test", "/")).await.unwrap();
+        wait_for_text(&c, "Continue to the site").await;
+        screenshot(&c, "internet-https-warning").await;
+        c.find(Locator::XPath("//a[contains(@href, '/.ward/proceed')]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for_text(&c, "this is blog.test").await;
         let _ = c.close().await;
     });
 }
