@@ -55,9 +55,16 @@ pub struct InternetSnapshot {
     /// gateway, which decides it. Off: the gateway refuses internet traffic
     /// (`no_application`), as before.
     pub enabled: bool,
-    /// Rules (users and groups by id, lists by id), the lists they name
-    /// (only those), and the default action.
+    /// Rules (users and groups by id, lists by id) and the default action.
+    /// The lists they name travel by digest in `list_refs`; lists carried
+    /// here inline (a gateway's own tests) are used as they are.
     pub policy: ward_inet::InternetPolicyInput,
+    /// The lists the rules and the do-not-inspect setting name, by the
+    /// SHA-256 of their canonical text: a gateway fetches a digest it has not
+    /// seen once (`GET /api/v1/gateway/domain-lists/{sha256}`) and keeps it,
+    /// so a snapshot stays small however long the lists are.
+    #[serde(default)]
+    pub list_refs: Vec<SnapshotListRef>,
     pub dns: DnsSettings,
     /// TLS inspection is on for the tenant; only rules with `inspect` use it.
     #[serde(default)]
@@ -74,6 +81,22 @@ pub struct InternetSnapshot {
     pub proxy_credentials: Vec<SnapshotProxyCredential>,
     /// How long a click-through of a warning lasts, in minutes.
     pub warn_minutes: u32,
+}
+
+/// A domain list a snapshot names by digest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SnapshotListRef {
+    /// The list's id, as rules name it.
+    pub id: String,
+    /// Lowercase hex SHA-256 of the list's canonical text (one entry a line).
+    pub sha256: String,
+    pub entries: u64,
+}
+
+/// Whether `text` is a lowercase hex SHA-256 (64 characters): what a list
+/// digest must be before it names a file or a route.
+pub fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The tenant's inspection CA as a gateway needs it.

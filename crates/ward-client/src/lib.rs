@@ -643,6 +643,14 @@ impl Client {
             .await
     }
 
+    /// `GET /gateway/domain-lists/{sha256}` (with the gateway token): the
+    /// text of a list a snapshot names by digest.
+    pub async fn gateway_domain_list(&self, sha256: &str) -> Result<String> {
+        let rb = self.request(Method::GET, &["gateway", "domain-lists", sha256], &[], None::<&()>)?;
+        let body = self.send(rb).await?;
+        String::from_utf8(body).map_err(|e| ClientError::Decode(format!("the domain list is not text: {e}")))
+    }
+
     /// `POST /gateway/status` (with the gateway token).
     pub async fn report_gateway_status(&self, report: &ward_api::GatewayStatusReport) -> Result<()> {
         self.empty(Method::POST, &["gateway", "status"], Some(report)).await

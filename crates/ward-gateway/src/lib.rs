@@ -93,6 +93,7 @@ mod drain;
 mod inbound;
 mod internet;
 mod journal;
+mod lists;
 mod records;
 mod registry;
 mod relay;
@@ -201,7 +202,7 @@ pub async fn start(
         drain: drain::Drain::default(),
         web_hosts: web::HostTable::default(),
         tunnels: status::TunnelCounts::default(),
-        internet_cache: state::InternetCache::default(),
+        internet_cache: state::InternetCache::new(config.spool_dir.join("lists")),
         dns: dns::DnsFilter::new(config.dns_upstreams.clone()),
         internet: internet::Internet::new(
             config.internet_allow_private,
@@ -211,11 +212,21 @@ pub async fn start(
         ),
     });
     if let Some(saved) = state::load(&config.spool_dir) {
-        tracing::info!(
-            version = saved.version,
-            "enforcing the saved policy snapshot until the server answers"
-        );
-        sync::apply(&gateway, &saved);
+        match gateway.internet_cache.lists.missing(&saved) {
+            Ok(missing) if missing.is_empty() => {
+                tracing::info!(
+                    version = saved.version,
+                    "enforcing the saved policy snapshot until the server answers"
+                );
+                sync::apply(&gateway, &saved);
+            }
+            // Never half a policy: without its lists the saved snapshot is
+            // not enforced, and everything waits for the server's.
+            _ => tracing::warn!(
+                version = saved.version,
+                "the saved policy snapshot's domain lists are not all here; waiting for the server's"
+            ),
+        }
     }
 
     let spool = Arc::new(spool);

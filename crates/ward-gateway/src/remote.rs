@@ -313,6 +313,10 @@ impl SnapshotSource for RemoteSnapshots {
     async fn next(&mut self, after: Option<i64>) -> anyhow::Result<GatewaySnapshot> {
         Ok(self.0.gateway_snapshot(after).await?)
     }
+
+    async fn domain_list(&mut self, sha256: &str) -> anyhow::Result<String> {
+        Ok(self.0.gateway_domain_list(sha256).await?)
+    }
 }
 
 struct RemoteRecords(Client);

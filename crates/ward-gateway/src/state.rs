@@ -86,27 +86,36 @@ pub(crate) struct InternetCache {
     /// Inspection by tenant, with a fingerprint of the CA and the
     /// do-not-inspect lists: the minted certificates outlive snapshots.
     inspections: Mutex<HashMap<String, (u64, Arc<Inspection>)>>,
+    /// The lists snapshots name by digest.
+    pub(crate) lists: crate::lists::ListStore,
 }
 
-impl Default for InternetCache {
-    fn default() -> InternetCache {
+impl InternetCache {
+    /// A cache keeping fetched lists in `lists_dir`.
+    pub(crate) fn new(lists_dir: PathBuf) -> InternetCache {
         InternetCache {
             seed: std::collections::hash_map::RandomState::new().hash_one(0x5741_5244u64),
             entries: Mutex::default(),
             inspections: Mutex::default(),
+            lists: crate::lists::ListStore::new(lists_dir),
         }
     }
-}
 
-impl InternetCache {
-    fn compile(&self, tenant_id: &str, input: &ward_inet::InternetPolicyInput) -> Arc<CompiledInternetPolicy> {
+    /// The tenant's compiled policy: its rules with the lists carried inline
+    /// and those named by digest. Compiled again only when the rules, the
+    /// inline lists or the digests changed; then the lists by digest are
+    /// read from [`crate::lists::ListStore`] (a missing one is logged and
+    /// left out: sync fetches every digest before it applies a snapshot).
+    fn compile(&self, tenant_id: &str, snapshot: &InternetSnapshot) -> Arc<CompiledInternetPolicy> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         // serde_json of the input is stable for equal inputs (field order is
-        // the struct's, lists keep their canonical text).
-        match serde_json::to_vec(input) {
+        // the struct's, lists keep their canonical text); lists by digest
+        // enter by digest.
+        match serde_json::to_vec(&snapshot.policy) {
             Ok(bytes) => bytes.hash(&mut hasher),
-            Err(_) => return Arc::new(CompiledInternetPolicy::compile_seeded(input.clone(), self.seed)),
+            Err(_) => 0u8.hash(&mut hasher),
         }
+        snapshot.list_refs.hash(&mut hasher);
         let fingerprint = hasher.finish();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((seen, policy)) = entries.get(tenant_id) {
@@ -114,26 +123,49 @@ impl InternetCache {
                 return policy.clone();
             }
         }
-        let policy = Arc::new(CompiledInternetPolicy::compile_seeded(input.clone(), self.seed));
+        let mut input = snapshot.policy.clone();
+        for list in self.resolve(tenant_id, &snapshot.list_refs, |_| true) {
+            input.lists.push(list);
+        }
+        let policy = Arc::new(CompiledInternetPolicy::compile_seeded(input, self.seed));
         entries.insert(tenant_id.to_owned(), (fingerprint, policy.clone()));
         policy
+    }
+
+    /// The lists of `refs` that `wanted` names, from the list store.
+    fn resolve(
+        &self,
+        tenant_id: &str,
+        refs: &[ward_api::SnapshotListRef],
+        wanted: impl Fn(&str) -> bool,
+    ) -> Vec<ward_inet::NamedDomainList> {
+        refs.iter()
+            .filter(|r| wanted(&r.id))
+            .filter_map(|r| match self.lists.get(&r.sha256) {
+                Some(domains) => Some(ward_inet::NamedDomainList {
+                    id: r.id.clone(),
+                    domains,
+                }),
+                None => {
+                    tracing::error!(tenant = %tenant_id, list = %r.id, digest = %r.sha256, "a domain list the snapshot names is missing; its rules match nothing until it is fetched");
+                    None
+                }
+            })
+            .collect()
     }
 
     /// The tenant's inspection, when it is on and its CA parses.
     fn inspection(&self, tenant_id: &str, snapshot: &InternetSnapshot) -> Option<Arc<Inspection>> {
         let ca = snapshot.inspection_ca.as_ref().filter(|_| snapshot.inspection)?;
-        let lists: Vec<&ward_inet::DomainList> = snapshot
-            .policy
-            .lists
-            .iter()
-            .filter(|l| snapshot.do_not_inspect.contains(&l.id))
-            .map(|l| &l.domains)
-            .collect();
+        let wanted = |id: &str| snapshot.do_not_inspect.iter().any(|d| d == id);
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         ca.cert_pem.hash(&mut hasher);
         ca.key_pem.hash(&mut hasher);
-        for list in &lists {
-            list.as_text().hash(&mut hasher);
+        for list in snapshot.policy.lists.iter().filter(|l| wanted(&l.id)) {
+            list.domains.as_text().hash(&mut hasher);
+        }
+        for r in snapshot.list_refs.iter().filter(|r| wanted(&r.id)) {
+            r.sha256.hash(&mut hasher);
         }
         let fingerprint = hasher.finish();
         let mut inspections = self.inspections.lock().unwrap_or_else(|e| e.into_inner());
@@ -142,6 +174,15 @@ impl InternetCache {
                 return Some(inspection.clone());
             }
         }
+        let resolved = self.resolve(tenant_id, &snapshot.list_refs, wanted);
+        let lists: Vec<&ward_inet::DomainList> = snapshot
+            .policy
+            .lists
+            .iter()
+            .filter(|l| wanted(&l.id))
+            .chain(resolved.iter())
+            .map(|l| &l.domains)
+            .collect();
         let minter = match ward_pki::Minter::from_pem(&ca.cert_pem, &ca.key_pem) {
             Ok(minter) => minter,
             Err(e) => {
@@ -179,7 +220,7 @@ fn compile_internet(cache: &InternetCache, tenant_id: &str, snapshot: &InternetS
         })
         .collect();
     Some(InternetState {
-        policy: cache.compile(tenant_id, &snapshot.policy),
+        policy: cache.compile(tenant_id, snapshot),
         dns: snapshot.dns.clone(),
         proxy_credentials,
         warn_minutes: snapshot.warn_minutes.max(1),

@@ -19,6 +19,15 @@ pub trait SnapshotSource: Send + 'static {
     /// is `None`) and returns it. May take as long as it likes (a long
     /// poll); an error makes the gateway back off and ask again.
     fn next(&mut self, after: Option<i64>) -> impl Future<Output = anyhow::Result<GatewaySnapshot>> + Send;
+
+    /// The text of the domain list whose canonical text has this SHA-256
+    /// (a snapshot's `list_refs`). Asked once per digest the gateway does not
+    /// have; the gateway checks the digest. Without lists by digest (a
+    /// source whose snapshots carry their lists inline), an error.
+    fn domain_list(&mut self, sha256: &str) -> impl Future<Output = anyhow::Result<String>> + Send {
+        let sha256 = sha256.to_owned();
+        async move { Err(anyhow::anyhow!("this snapshot source has no domain list {sha256}")) }
+    }
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -36,6 +45,14 @@ pub(crate) async fn run<S: SnapshotSource>(mut source: S, gateway: Arc<Gateway>,
                 tokio::time::sleep(BACKOFF_MIN).await;
             }
             Ok(snapshot) => {
+                // The lists it names by digest, fetched before it is saved
+                // or enforced: a snapshot is applied whole or not at all.
+                if let Err(e) = fetch_lists(&mut source, &gateway, &snapshot).await {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "cannot get the snapshot's domain lists; enforcing the last one");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
                 backoff = BACKOFF_MIN;
                 let dir = spool_dir.clone();
                 let g = gateway.clone();
@@ -46,6 +63,9 @@ pub(crate) async fn run<S: SnapshotSource>(mut source: S, gateway: Arc<Gateway>,
                 let saved = tokio::task::spawn_blocking(move || {
                     let saved = state::persist(&dir, &snapshot);
                     apply(&g, &snapshot);
+                    if saved.is_ok() {
+                        g.internet_cache.lists.retain(&snapshot);
+                    }
                     saved
                 });
                 match saved.await {
@@ -63,6 +83,22 @@ pub(crate) async fn run<S: SnapshotSource>(mut source: S, gateway: Arc<Gateway>,
             }
         }
     }
+}
+
+/// Fetches, checks and keeps the lists `snapshot` names by digest that the
+/// gateway does not have yet.
+async fn fetch_lists<S: SnapshotSource>(
+    source: &mut S,
+    gateway: &Arc<Gateway>,
+    snapshot: &GatewaySnapshot,
+) -> anyhow::Result<()> {
+    for sha256 in gateway.internet_cache.lists.missing(snapshot)? {
+        let text = source.domain_list(&sha256).await?;
+        let g = gateway.clone();
+        // Hashing and parsing a million names: off the runtime's threads.
+        tokio::task::spawn_blocking(move || g.internet_cache.lists.put(&sha256, &text)).await??;
+    }
+    Ok(())
 }
 
 /// Makes a snapshot the one enforced: compile, update the TLS client roots,

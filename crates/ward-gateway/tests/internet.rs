@@ -937,3 +937,87 @@ async fn throughput_of_the_proxy_port() {
     }
     println!("records stored: {}", server.stored().len());
 }
+
+// ---- lists by digest ----------------------------------------------------------
+
+#[tokio::test]
+async fn lists_travel_by_digest_fetched_once_and_kept() {
+    let pki = Arc::new(Pki::new());
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let server = Server::default();
+    let (snapshots, source) = channel_source();
+    let (lists, fetches) = (source.lists.clone(), source.list_fetches.clone());
+    let mut config = config(&pki, &dir);
+    config.internet_allow_private = true;
+    let gateway = ward_gateway::start(config, source, server.clone()).await.unwrap();
+    let h = Harness {
+        pki: pki.clone(),
+        dir: dir.clone(),
+        server: server.clone(),
+        snapshots,
+        gateway: Some(gateway),
+        echo: echo_server().await,
+    };
+    let text = "by-digest.example\n";
+    let sha = sha256_hex(text.as_bytes());
+    lists.lock().unwrap().insert(sha.clone(), text.to_owned());
+    // A snapshot naming the list by digest only.
+    let by_ref = |version: i64, sha: &str| {
+        let mut snapshot = internet_snapshot(version, &pki);
+        let internet = &mut acme(&mut snapshot).internet;
+        internet
+            .policy
+            .rules
+            .push(rule("block-ref", 1, InternetAction::Block, &["refs"], &[]));
+        internet.list_refs = vec![ward_api::SnapshotListRef {
+            id: "refs".into(),
+            sha256: sha.to_owned(),
+            entries: 1,
+        }];
+        snapshot
+    };
+    h.push(by_ref(1, &sha)).await;
+    let laptop = h.laptop().await;
+    let (response, _) = connect(&laptop, "by-digest.example:443").await.unwrap();
+    assert_eq!(header(&response, "ward-rule"), Some("block-ref"));
+    assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The next snapshot names the same digest: not fetched again.
+    h.push(by_ref(2, &sha)).await;
+    assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // A digest the source cannot serve: that snapshot is not applied (the
+    // last one stays enforced) until the list can be had.
+    let other = "other.example\n";
+    let other_sha = sha256_hex(other.as_bytes());
+    h.snapshots.send(by_ref(3, &other_sha)).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.gateway().snapshot_version(), Some(2));
+    let (response, _) = connect(&laptop, "by-digest.example:443").await.unwrap();
+    assert_eq!(response.status(), 403);
+    // A source answering the wrong text for the digest is refused too.
+    lists
+        .lock()
+        .unwrap()
+        .insert(other_sha.clone(), "forged.example\n".into());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.gateway().snapshot_version(), Some(2));
+    lists.lock().unwrap().insert(other_sha.clone(), other.into());
+    eventually("the snapshot with its list", Duration::from_secs(10), || {
+        (h.gateway().snapshot_version() == Some(3)).then_some(())
+    })
+    .await;
+    let (response, _) = connect(&laptop, "other.example:443").await.unwrap();
+    assert_eq!(header(&response, "ward-rule"), Some("block-ref"));
+    let (response, _) = connect(&laptop, &h.echo_authority()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    drop(laptop);
+
+    // Restarted without the server: the saved snapshot with its kept list.
+    let mut h = h;
+    h.gateway.take().unwrap().shutdown().await;
+    let h = Harness::start_on(pki.clone(), dir.clone(), Server::default()).await;
+    assert_eq!(h.gateway().snapshot_version(), Some(3));
+    let laptop = h.laptop().await;
+    let (response, _) = connect(&laptop, "other.example:443").await.unwrap();
+    assert_eq!(header(&response, "ward-rule"), Some("block-ref"));
+}

@@ -32,6 +32,16 @@ impl GatewayLink {
             .map_err(|e| anyhow::anyhow!("{}", e.message))
     }
 
+    /// The text of a domain list a snapshot names by digest.
+    pub async fn domain_list(&self, sha256: &str) -> anyhow::Result<String> {
+        self.state
+            .store
+            .domain_list_content_by_digest(sha256)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .ok_or_else(|| anyhow::anyhow!("no domain list with digest {sha256}"))
+    }
+
     /// Store records shipped by the embedded gateway.
     pub async fn store_records(&self, records: Vec<AccessRecord>) -> anyhow::Result<()> {
         crate::api::gateways::store_records(&self.state, EMBEDDED_GATEWAY_ID, AccessRecordBatch { records })

@@ -109,15 +109,16 @@ pub async fn build(state: &AppState) -> ApiResult<GatewaySnapshot> {
 }
 
 /// The tenant's internet access control as gateways enforce it: rules by
-/// id, only the lists rules or the do-not-inspect setting name, and the
-/// inspection CA (unsealed) only while inspection is on.
+/// id, only the lists rules or the do-not-inspect setting name (by digest),
+/// and the inspection CA (unsealed) only while inspection is on.
 async fn internet_part(state: &AppState, tenant_id: &str) -> ApiResult<InternetSnapshot> {
     let store = &state.store;
     let s = store
         .internet_settings(tenant_id)
         .await?
         .unwrap_or_else(internet::default_settings);
-    let policy = internet::load_policy(store, tenant_id, &s.default_action, &s.do_not_inspect).await?;
+    let (policy, list_refs) =
+        internet::load_policy_refs(store, tenant_id, &s.default_action, &s.do_not_inspect).await?;
     let inspection_ca = match (&s.inspection, &s.inspection_ca) {
         (true, Some(row)) => internet::open_inspection_ca(state, tenant_id, row)
             .map(|(cert_pem, key_pem)| InspectionCa { cert_pem, key_pem }),
@@ -136,6 +137,7 @@ async fn internet_part(state: &AppState, tenant_id: &str) -> ApiResult<InternetS
     Ok(InternetSnapshot {
         enabled: s.enabled,
         policy,
+        list_refs,
         dns: DnsSettings {
             block_mode: s.dns_block_mode,
             block_ipv4: s.dns_block_ipv4,

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use ward_server::{Running, Secret, ServerArgs, ServerConfig};
 use ward_store::testing::TestStore;
@@ -682,11 +683,29 @@ async fn a_million_line_hosts_file_imports_and_lists_download_from_a_url(store: 
         .iter()
         .find(|t| t["name"] == "default")
         .unwrap();
-    assert!(t["internet"]["policy"]["lists"]
+    // The list travels by digest: the snapshot stays small.
+    assert!(snap.to_string().len() < 100_000, "{} bytes", snap.to_string().len());
+    let big = t["internet"]["list_refs"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|l| l["domains"].as_str().unwrap().len() > 20_000_000));
+        .find(|l| l["entries"] == 1_000_000)
+        .expect("the big list by digest")
+        .clone();
+    // The gateway fetches its text by digest.
+    let started = Instant::now();
+    let (s, text) = h
+        .raw(
+            Method::GET,
+            &format!("/api/v1/gateway/domain-lists/{}", big["sha256"].as_str().unwrap()),
+            Some(&gw),
+            None,
+        )
+        .await;
+    eprintln!("the 1,000,000-name list fetched by digest in {:?}", started.elapsed());
+    assert_eq!(s, StatusCode::OK);
+    let text = text.as_str().map(str::to_owned).unwrap_or_else(|| text.to_string());
+    assert!(text.len() > 20_000_000, "{} bytes", text.len());
     // Importing again replaces the content (200, not 201).
     let (s, v) = h
         .raw(
@@ -840,13 +859,60 @@ async fn the_snapshot_routing_and_logs_carry_the_internet_part(store: TestStore)
     assert_eq!((&r["id"], &r["users"]), (&rule["id"], &json!([alice_id])));
     assert!(r["lists"][0].as_str().unwrap().starts_with("dl_"));
     assert_eq!(r["valid_from"], 1_577_836_800_000_i64);
-    let list_ids: Vec<&str> = inet["policy"]["lists"]
+    assert_eq!(inet["policy"]["lists"], json!([]), "lists travel by digest");
+    let list_ids: Vec<&str> = inet["list_refs"]
         .as_array()
         .unwrap()
         .iter()
         .map(|l| l["id"].as_str().unwrap())
         .collect();
     assert_eq!(list_ids.len(), 3, "ads, banking and health; not unused: {list_ids:?}");
+    // Each by the digest of its text, which a gateway (and only a gateway)
+    // fetches.
+    let ads = inet["list_refs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["id"] == r["lists"][0])
+        .unwrap()
+        .clone();
+    let route = format!("/api/v1/gateway/domain-lists/{}", ads["sha256"].as_str().unwrap());
+    let (s, text) = h.raw(Method::GET, &route, Some(&gw), None).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let text = text.as_str().map(str::to_owned).unwrap_or_else(|| text.to_string());
+    assert_eq!(
+        hex::encode(Sha256::digest(text.as_bytes())),
+        ads["sha256"].as_str().unwrap(),
+        "the text has the digest"
+    );
+    assert_eq!(text.lines().count() as u64, ads["entries"].as_u64().unwrap());
+    assert_eq!(
+        h.raw(Method::GET, &route, Some(&owner), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(h.raw(Method::GET, &route, None, None).await.0, StatusCode::UNAUTHORIZED);
+    let (s, v) = h
+        .raw(
+            Method::GET,
+            "/api/v1/gateway/domain-lists/..%2F..%2Fetc",
+            Some(&gw),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, &v["error"]["code"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_field")),
+        "{v}"
+    );
+    let (s, _) = h
+        .raw(
+            Method::GET,
+            &format!("/api/v1/gateway/domain-lists/{}", "0".repeat(64)),
+            Some(&gw),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(list_ids.contains(&r["lists"][0].as_str().unwrap()));
     assert_eq!(inet["do_not_inspect"].as_array().unwrap().len(), 2);
     assert_eq!(inet["inspection"], true);

@@ -263,6 +263,36 @@ impl Store {
         )
     }
 
+    /// The digest and size of each of `ids` that exists, without the
+    /// content: `(id, sha256, entries)`, in the order of `ids`.
+    pub async fn domain_list_digests(&self, tenant_id: &str, ids: &[String]) -> Result<Vec<(String, String, i64)>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row: Option<(String, i64)> =
+                sqlx::query_as("SELECT sha256, entries FROM domain_lists WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant_id)
+                    .bind(id)
+                    .fetch_optional(self.pool())
+                    .await?;
+            if let Some((sha256, entries)) = row {
+                out.push((id.clone(), sha256, entries));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The content of a list (of any tenant) whose text has this SHA-256:
+    /// what a gateway fetches for a snapshot's list reference. Lists with the
+    /// same digest have the same text.
+    pub async fn domain_list_content_by_digest(&self, sha256: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT content FROM domain_lists WHERE sha256 = $1 LIMIT 1")
+                .bind(sha256)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
     /// The content of each of `ids` that exists: `(id, text)`.
     pub async fn domain_list_contents(&self, tenant_id: &str, ids: &[String]) -> Result<Vec<(String, String)>> {
         let mut out = Vec::with_capacity(ids.len());

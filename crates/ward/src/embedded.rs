@@ -19,6 +19,10 @@ impl SnapshotSource for LocalSnapshots {
     async fn next(&mut self, after: Option<i64>) -> anyhow::Result<GatewaySnapshot> {
         self.0.snapshot_after(after, WAIT).await
     }
+
+    async fn domain_list(&mut self, sha256: &str) -> anyhow::Result<String> {
+        self.0.domain_list(sha256).await
+    }
 }
 
 pub struct LocalRecords(pub GatewayLink);

@@ -602,6 +602,47 @@ fn standalone_gateway_killed_loses_no_record() {
                 .count()
                 >= 5
     });
+    // Internet rules reach the standalone gateway too, their list by digest:
+    // fetched once from the server and kept in the gateway's spool.
+    ctl.run(
+        &[
+            "domain-list",
+            "create",
+            "edge-blocked",
+            "--domain",
+            "blocked-by-edge.test",
+        ],
+        None,
+    )
+    .ok();
+    ctl.run(
+        &[
+            "internet",
+            "rule",
+            "create",
+            "--priority",
+            "1",
+            "--action",
+            "block",
+            "--list",
+            "edge-blocked",
+        ],
+        None,
+    )
+    .ok();
+    let lists_dir = gw_state.join("spool").join("lists");
+    wait_until("the edge to block by the fetched list", Duration::from_secs(30), || {
+        let refused = curl(&["--socks5-hostname", &socks, "http://blocked-by-edge.test/"]).code != 0;
+        let kept = std::fs::read_dir(&lists_dir).is_ok_and(|d| d.count() > 0);
+        refused && kept
+    });
+    wait_until("the edge's block record", Duration::from_secs(30), || {
+        let out = ctl.run(&["logs", "web", "-o", "json", "--action", "block"], None);
+        out.json().as_array().is_some_and(|a| {
+            a.iter()
+                .any(|r| r["dest_host"] == "blocked-by-edge.test" && r["rule_id"].is_string())
+        })
+    });
     let recs = access_records(&ctl);
     let mut ids: Vec<&str> = recs.iter().map(|r| r["id"].as_str().unwrap()).collect();
     let n = ids.len();

@@ -189,10 +189,13 @@ pub fn acme(snapshot: &mut GatewaySnapshot) -> &mut TenantSnapshot {
 
 // ---- control plane fakes ----------------------------------------------------
 
-/// Snapshots pushed by the test; answers like the server's long poll.
+/// Snapshots pushed by the test; answers like the server's long poll, and
+/// serves the domain lists in `lists` by digest (counting the fetches).
 pub struct ChannelSource {
     rx: mpsc::UnboundedReceiver<GatewaySnapshot>,
     latest: Option<GatewaySnapshot>,
+    pub lists: Arc<Mutex<std::collections::HashMap<String, String>>>,
+    pub list_fetches: Arc<AtomicUsize>,
 }
 
 impl SnapshotSource for ChannelSource {
@@ -209,11 +212,29 @@ impl SnapshotSource for ChannelSource {
             }
         }
     }
+
+    async fn domain_list(&mut self, sha256: &str) -> anyhow::Result<String> {
+        self.list_fetches.fetch_add(1, Ordering::SeqCst);
+        self.lists
+            .lock()
+            .unwrap()
+            .get(sha256)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no list {sha256} here"))
+    }
 }
 
 pub fn channel_source() -> (mpsc::UnboundedSender<GatewaySnapshot>, ChannelSource) {
     let (tx, rx) = mpsc::unbounded_channel();
-    (tx, ChannelSource { rx, latest: None })
+    (
+        tx,
+        ChannelSource {
+            rx,
+            latest: None,
+            lists: Arc::default(),
+            list_fetches: Arc::default(),
+        },
+    )
 }
 
 /// Stores records like the server: each id once, in arrival order.

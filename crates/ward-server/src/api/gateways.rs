@@ -223,6 +223,28 @@ pub async fn get_snapshot(
     Ok(Json(snapshot::next_after(&state, q.after, SNAPSHOT_WAIT).await?))
 }
 
+/// A domain list a snapshot names, by the SHA-256 of its text: the text
+/// (one entry a line). Gateways fetch each digest once and keep it.
+#[utoipa::path(get, path = "/api/v1/gateway/domain-lists/{sha256}", tag = "gateways",
+    params(("sha256" = String, Path, description = "Lowercase hex SHA-256 of the list's text")),
+    responses((status = 200, description = "The list's canonical text", content_type = "text/plain", body = String),
+    (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_domain_list(
+    State(state): State<AppState>,
+    _gateway: GatewayCaller,
+    axum::extract::Path(sha256): axum::extract::Path<String>,
+) -> ApiResult<([(axum::http::HeaderName, &'static str); 1], String)> {
+    if !ward_api::is_sha256_hex(&sha256) {
+        return Err(ApiError::invalid("a domain list digest is 64 lowercase hex characters"));
+    }
+    let text = state
+        .store
+        .domain_list_content_by_digest(&sha256)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("domain list {sha256}")))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
+}
+
 /// Ship access records. Ids already stored are skipped, so a retried batch is stored once.
 #[utoipa::path(post, path = "/api/v1/gateway/records", tag = "gateways", request_body = AccessRecordBatch,
     responses((status = 200, body = AccessRecordBatchResult), (status = 401, body = ErrorBody)))]

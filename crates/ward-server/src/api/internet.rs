@@ -134,14 +134,13 @@ fn action_str(a: InternetAction) -> &'static str {
     }
 }
 
-/// The tenant's internet policy input: every rule (ids), and only the lists
-/// named by rules or by `extra_lists` (the do-not-inspect ones).
-pub(crate) async fn load_policy(
+/// The tenant's rules (ids) and the ids of the lists they or `extra_lists`
+/// (the do-not-inspect ones) name, each once.
+async fn rules_and_named_lists(
     store: &Store,
     tenant_id: &str,
-    default_action: &str,
     extra_lists: &[String],
-) -> ApiResult<InternetPolicyInput> {
+) -> ApiResult<(Vec<InternetRule>, Vec<String>)> {
     let rows = store.all_internet_rules(tenant_id).await?;
     let mut named: Vec<String> = Vec::new();
     for id in rows.iter().flat_map(|r| r.list_ids.iter()).chain(extra_lists) {
@@ -149,7 +148,6 @@ pub(crate) async fn load_policy(
             named.push(id.clone());
         }
     }
-    let contents = store.domain_list_contents(tenant_id, &named).await?;
     let rules = rows
         .into_iter()
         .map(|r| InternetRule {
@@ -166,6 +164,19 @@ pub(crate) async fn load_policy(
             enabled: r.enabled,
         })
         .collect();
+    Ok((rules, named))
+}
+
+/// The tenant's internet policy input: every rule (ids), and only the lists
+/// named by rules or by `extra_lists` (the do-not-inspect ones), parsed.
+pub(crate) async fn load_policy(
+    store: &Store,
+    tenant_id: &str,
+    default_action: &str,
+    extra_lists: &[String],
+) -> ApiResult<InternetPolicyInput> {
+    let (rules, named) = rules_and_named_lists(store, tenant_id, extra_lists).await?;
+    let contents = store.domain_list_contents(tenant_id, &named).await?;
     let lists = blocking(move || {
         contents
             .into_iter()
@@ -184,6 +195,33 @@ pub(crate) async fn load_policy(
         rules,
         lists,
     })
+}
+
+/// The same as gateways get it: the rules, and the lists by digest (never
+/// their content, which gateways fetch once per digest).
+pub(crate) async fn load_policy_refs(
+    store: &Store,
+    tenant_id: &str,
+    default_action: &str,
+    extra_lists: &[String],
+) -> ApiResult<(InternetPolicyInput, Vec<ward_api::SnapshotListRef>)> {
+    let (rules, named) = rules_and_named_lists(store, tenant_id, extra_lists).await?;
+    let refs = store
+        .domain_list_digests(tenant_id, &named)
+        .await?
+        .into_iter()
+        .map(|(id, sha256, entries)| ward_api::SnapshotListRef {
+            id,
+            sha256,
+            entries: u64::try_from(entries).unwrap_or(0),
+        })
+        .collect();
+    let policy = InternetPolicyInput {
+        default_action: parse_action(default_action).unwrap_or_default(),
+        rules,
+        lists: Vec::new(),
+    };
+    Ok((policy, refs))
 }
 
 /// The inspection CA's context when sealed under the master key: bound to

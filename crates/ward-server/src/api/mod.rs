@@ -116,6 +116,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(gateways::list))
         .routes(routes!(gateways::join))
         .routes(routes!(gateways::get_snapshot))
+        .routes(routes!(gateways::get_domain_list))
         .routes(routes!(gateways::ship_records))
         .routes(routes!(gateways::redeem_web_code))
         .routes(routes!(gateways::report_status))
@@ -237,6 +238,7 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         ("GET", "/api/v1/gateways") => "gateway.list",
         ("POST", "/api/v1/gateway/join") => "gateway.join",
         ("GET", "/api/v1/gateway/snapshot") => "gateway.snapshot",
+        ("GET", "/api/v1/gateway/domain-lists/{sha256}") => "gateway.domain_list",
         ("POST", "/api/v1/gateway/records") => "gateway.records",
         ("POST", "/api/v1/gateway/web-sessions") => "gateway.web_session",
         ("POST", "/api/v1/gateway/status") => "gateway.status",
