@@ -211,7 +211,35 @@ async fn blocked_names_get_nxdomain_and_never_reach_the_upstream() {
     );
     assert_eq!((r.answer.as_deref(), r.end.as_str()), (Some("NXDOMAIN"), "denied"));
     let r = dns_record(&h, "warn.test", "A").await;
-    assert_eq!((r.action.as_str(), r.rule_id.as_deref()), ("block", Some("warn-some")));
+    assert_eq!((r.action.as_str(), r.rule_id.as_deref()), ("warn", Some("warn-some")));
+    assert_eq!(r.answer.as_deref(), Some("NXDOMAIN"));
+
+    // Once alice clicks the warning through (here: a warned CONNECT and its
+    // token, as the agent's page does), the name resolves for her.
+    let (response, _) = connect(&tunnel, "warn.test:443").await.unwrap();
+    let token = header(&response, "ward-proceed").unwrap().to_owned();
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("https://gateway/.ward/proceed")
+        .header("ward-proceed", token)
+        .body(())
+        .unwrap();
+    let mut ready = tunnel.clone().ready().await.unwrap();
+    let (response, _) = ready.send_request(request, true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 204);
+    let before = zone.queries();
+    let answer = ask(&tunnel, 3, "warn.test.", RecordType::A).await;
+    assert_eq!(
+        answer.response_code(),
+        ResponseCode::NXDomain,
+        "the zone does not know it"
+    );
+    assert_eq!(zone.queries(), before + 1, "forwarded now");
+    h.server
+        .record("the granted warn.test", |r| {
+            r.kind == "dns" && r.dest_host == "warn.test" && r.action == "allow"
+        })
+        .await;
 }
 
 #[tokio::test]

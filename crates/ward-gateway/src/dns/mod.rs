@@ -172,11 +172,11 @@ async fn decide_and_answer(
         return refuse(record, "bad_name");
     };
     record.host(&host.to_string());
-    let decision = match tenant.decide_internet(&client.device_id, &host, 53, now) {
+    let (user_id, decision) = match tenant.decide_internet(&client.device_id, &host, 53, now) {
         InternetVerdict::Refused(reason) => return refuse(record, reason),
         InternetVerdict::Decided { user_id, decision } => {
             record.user(&user_id);
-            decision
+            (user_id, decision)
         }
     };
     let reason = match decision.reason {
@@ -184,8 +184,17 @@ async fn decide_and_answer(
         Reason::NoRuleMatched => "no_rule_matched",
     };
     let rule = decision.rule.as_ref().map(|r| r.id.as_ref());
-    if !decision.lets_through() {
-        record.set("block", reason, rule);
+    // A warned name resolves once the user has clicked the warning through
+    // (on a page, or on the agent's); until then it is answered as blocked,
+    // and recorded as the warning it is.
+    let warned = decision.action == InternetAction::Warn;
+    let granted = warned
+        && gateway
+            .internet
+            .grants
+            .is_live(&client.tenant_id, &user_id, &host.to_string(), now);
+    if !decision.lets_through() && !granted {
+        record.set(if warned { "warn" } else { "block" }, reason, rule);
         let mode = tenant
             .internet()
             .map(|i| BlockMode::from_settings(&i.dns))
