@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
@@ -118,7 +119,66 @@ async fn https_site(ca: &CertificateAuthority, names: &[&str]) -> SocketAddr {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let service = hyper::service::service_fn(|request: Request<hyper::body::Incoming>| async move {
+                serve_site(tls).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A plain-HTTP site on 127.0.0.1, the same as [`https_site`].
+async fn http_site() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(serve_site(tcp));
+        }
+    });
+    addr
+}
+
+/// The sites' answers; `GET /ws` with a WebSocket upgrade answers `101`
+/// and then echoes whatever comes, upper-cased.
+async fn serve_site<I>(io: I)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    {
+        {
+            {
+                let service = hyper::service::service_fn(|mut request: Request<hyper::body::Incoming>| async move {
+                    if request.uri().path() == "/ws" {
+                        let upgrade = request.headers().get("upgrade").map(|v| v.to_str().unwrap().to_owned());
+                        if upgrade.as_deref() != Some("websocket") {
+                            let mut response = http::Response::new(Full::new(Bytes::from_static(b"upgrade required")));
+                            *response.status_mut() = http::StatusCode::UPGRADE_REQUIRED;
+                            return Ok::<_, Infallible>(response);
+                        }
+                        let on_upgrade = hyper::upgrade::on(&mut request);
+                        tokio::spawn(async move {
+                            let Ok(upgraded) = on_upgrade.await else { return };
+                            let mut io = hyper_util::rt::TokioIo::new(upgraded);
+                            let mut buf = [0u8; 1024];
+                            while let Ok(n) = tokio::io::AsyncReadExt::read(&mut io, &mut buf).await {
+                                if n == 0 {
+                                    break;
+                                }
+                                let upper = buf[..n].to_ascii_uppercase();
+                                if tokio::io::AsyncWriteExt::write_all(&mut io, &upper).await.is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                        let mut response = http::Response::new(Full::default());
+                        *response.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+                        response.headers_mut().insert("connection", "upgrade".parse().unwrap());
+                        response.headers_mut().insert("upgrade", "websocket".parse().unwrap());
+                        response
+                            .headers_mut()
+                            .insert("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".parse().unwrap());
+                        return Ok(response);
+                    }
                     let path = request.uri().path().to_owned();
                     let host = request.headers().get("host").map(|h| h.to_str().unwrap().to_owned());
                     let body = request
@@ -135,12 +195,12 @@ async fn https_site(ca: &CertificateAuthority, names: &[&str]) -> SocketAddr {
                     Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(text))))
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+                    .with_upgrades()
                     .await;
-            });
+            }
         }
-    });
-    addr
+    }
 }
 
 /// A `CONNECT` stream as a byte stream, for the device's own TLS.
@@ -538,4 +598,112 @@ async fn the_proxy_port_inspects_too() {
     ])
     .await;
     assert_eq!(code, "000", "the inspection CA does not sign bank.test");
+}
+
+/// A WebSocket opening on `io` (raw HTTP/1.1), then `hello` sent and the
+/// echo read: the status and the echo.
+async fn websocket<I: AsyncRead + AsyncWrite + Unpin>(io: &mut I, host: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let opening = format!(
+        "GET /ws?room=1 HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    io.write_all(opening.as_bytes()).await.unwrap();
+    io.flush().await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), io.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            n,
+            1,
+            "the connection ended in the head: {}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    if status != 101 {
+        return (status, text);
+    }
+    io.write_all(b"hello").await.unwrap();
+    io.flush().await.unwrap();
+    let mut echo = [0u8; 5];
+    tokio::time::timeout(Duration::from_secs(10), io.read_exact(&mut echo))
+        .await
+        .unwrap()
+        .unwrap();
+    (status, String::from_utf8_lossy(&echo).into_owned())
+}
+
+#[tokio::test]
+async fn websockets_go_through_plain_and_inspected() {
+    let s = set_up().await;
+    let h = &s.harness;
+    let laptop = h.laptop().await;
+
+    // Plain HTTP: the agent's ward-protocol: http stream.
+    let plain = http_site().await;
+    let request = Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("site-a.test:{}", plain.port()))
+        .header("ward-protocol", "http")
+        .body(())
+        .unwrap();
+    let mut ready = laptop.clone().ready().await.unwrap();
+    let (response, send) = ready.send_request(request, false).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = Stream {
+        recv: response.into_body(),
+        send,
+        pending: Bytes::new(),
+    };
+    let host = format!("site-a.test:{}", plain.port());
+    assert_eq!(websocket(&mut stream, &host).await, (101, "HELLO".to_owned()));
+    drop(stream);
+    let record = h
+        .server
+        .record("the plain WebSocket", |r| {
+            r.url.as_deref().is_some_and(|u| u.contains("/ws?room=1")) && !r.inspected
+        })
+        .await;
+    assert_eq!(record.status, Some(101));
+    assert_eq!((record.bytes_up, record.bytes_down), (5, 5));
+    assert!(record.url.as_deref().unwrap().starts_with("http://site-a.test:"));
+
+    // Inspected HTTPS: wss:// inside the gateway's TLS.
+    let port = s.site.port();
+    let (response, send) = connect(&laptop, &format!("shop.test:{port}")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let stream = Stream {
+        recv: response.into_body(),
+        send,
+        pending: Bytes::new(),
+    };
+    let config = ward_pki::client_config_from_pem(&s.inspection_ca.cert_pem(), &[b"http/1.1"]).unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("shop.test").unwrap(), stream)
+        .await
+        .unwrap();
+    assert_eq!(
+        websocket(&mut tls, &format!("shop.test:{port}")).await,
+        (101, "HELLO".to_owned())
+    );
+    drop(tls);
+    let record = h
+        .server
+        .record("the inspected WebSocket", |r| {
+            r.url.as_deref().is_some_and(|u| u.contains("/ws?room=1")) && r.inspected
+        })
+        .await;
+    assert_eq!(
+        record.url.as_deref(),
+        Some(format!("https://shop.test:{port}/ws?room=1").as_str())
+    );
+    assert_eq!((record.status, record.bytes_up, record.bytes_down), (Some(101), 5, 5));
 }

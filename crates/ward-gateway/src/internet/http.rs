@@ -59,24 +59,29 @@ pub(crate) type ReqBody = UploadBody<Incoming>;
 /// The pooled upstream client.
 pub(crate) type UpstreamClient = Client<Dialer, ReqBody>;
 
-/// The upstream client; `tls` connects `https` requests (inspected
+/// The upstream connector; `tls` connects `https` requests (inspected
 /// connections), which fail without it.
-pub(crate) fn upstream_client(
+pub(crate) fn dialer(
     resolver: Resolver,
     allow_private: bool,
     timeout: Duration,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
-) -> UpstreamClient {
+) -> Dialer {
+    Dialer {
+        resolver,
+        allow_private,
+        timeout,
+        tls: tls.map(tokio_rustls::TlsConnector::from),
+    }
+}
+
+/// The pooled upstream client over `dialer`.
+pub(crate) fn upstream_client(dialer: Dialer) -> UpstreamClient {
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE)
         .pool_max_idle_per_host(POOL_PER_HOST)
         .pool_timer(TokioTimer::new())
-        .build(Dialer {
-            resolver,
-            allow_private,
-            timeout,
-            tls: tls.map(tokio_rustls::TlsConnector::from),
-        })
+        .build(dialer)
 }
 
 /// The HTTP/1.1 server settings of both front ends.
@@ -164,6 +169,12 @@ pub(crate) struct Dialed {
     addr: SocketAddr,
 }
 
+impl Dialed {
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
 impl Connection for Dialed {
     fn connected(&self) -> Connected {
         Connected::new().extra(DialedAddr(self.addr))
@@ -212,16 +223,25 @@ impl tower::Service<Uri> for Dialer {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let (allow_private, timeout, resolver) = (self.allow_private, self.timeout, self.resolver.clone());
+        let this = self.clone();
+        Box::pin(async move { this.connect(uri).await })
+    }
+}
+
+impl Dialer {
+    /// A new connection to `uri`'s host (resolved, private addresses refused
+    /// unless allowed), with TLS for `https`.
+    pub(crate) async fn connect(&self, uri: Uri) -> Result<Dialed, DialError> {
+        let (allow_private, timeout, resolver) = (self.allow_private, self.timeout, &self.resolver);
         let tls = self.tls.clone();
-        Box::pin(async move {
+        {
             let https = uri.scheme_str() == Some("https");
             let host = uri.host().unwrap_or_default();
             let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
             let host = Host::parse(host).map_err(|e| DialError::Failed(format!("bad host {host}: {e}")))?;
             let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
             let started = tokio::time::Instant::now();
-            let (tcp, addr) = dial(&resolver, &host, port, allow_private, timeout).await?;
+            let (tcp, addr) = dial(resolver, &host, port, allow_private, timeout).await?;
             if !https {
                 return Ok(Dialed {
                     io: TokioIo::new(UpstreamIo::Plain(tcp)),
@@ -247,7 +267,7 @@ impl tower::Service<Uri> for Dialer {
                 Ok(Err(e)) => Err(DialError::Tls(format!("TLS to {host}: {e}"))),
                 Err(_) => Err(DialError::Tls(format!("TLS to {host}: timed out"))),
             }
-        })
+        }
     }
 }
 
@@ -262,6 +282,15 @@ pub(crate) struct RequestRecord {
 }
 
 impl RequestRecord {
+    /// The record of one request (with its upload's slot when it has a body).
+    pub(crate) fn new(result: ConnectionResult, upload: Option<Arc<UploadSlot>>) -> Box<RequestRecord> {
+        Box::new(RequestRecord {
+            result: Some(result),
+            upload,
+            down: 0,
+        })
+    }
+
     fn finish(&mut self, end: End) {
         if let Some(mut result) = self.result.take() {
             let up = match &self.upload {
@@ -405,7 +434,7 @@ const HOP_BY_HOP: [&str; 8] = [
     "proxy-authorization",
 ];
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Headers the Connection header names are hop-by-hop too.
     let named: Vec<String> = headers
         .get_all(header::CONNECTION)
@@ -636,15 +665,21 @@ pub(crate) async fn handle(
 
     // Forward: absolute URI for the client (it sends origin-form), the
     // original Host, no hop-by-hop headers.
-    let (mut parts, body) = request.into_parts();
     let uri = Uri::builder()
         .scheme(scheme)
         .authority(format!("{host_url}:{port}"))
-        .path_and_query(parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+        .path_and_query(request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"))
         .build();
     let Ok(uri) = uri else {
         return refuse_bad(result, StatusCode::BAD_REQUEST, "The address is not valid.");
     };
+    if super::upgrade::is_websocket(&request) {
+        let Ok(host_value) = HeaderValue::from_str(authority.as_str()) else {
+            return refuse_bad(result, StatusCode::BAD_REQUEST, "The host name is not valid.");
+        };
+        return super::upgrade::forward(gateway, who, result, request, uri, host_value).await;
+    }
+    let (mut parts, body) = request.into_parts();
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
@@ -850,7 +885,9 @@ where
         let front = front.clone();
         async move { Ok::<_, Infallible>(handle(&gateway, &who, &front, request).await) }
     });
-    let conn = server_builder().serve_connection(TokioIo::new(super::framing::Guarded::new(io)), service);
+    let conn = server_builder()
+        .serve_connection(TokioIo::new(super::framing::Guarded::new(io)), service)
+        .with_upgrades();
     tokio::select! {
         served = conn => if let Err(e) = served {
             tracing::debug!(error = %e, "HTTP stream ended");

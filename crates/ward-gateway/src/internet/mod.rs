@@ -24,6 +24,7 @@ pub(crate) mod proxy;
 pub(crate) mod resolve;
 pub(crate) mod token;
 pub(crate) mod tunnel;
+pub(crate) mod upgrade;
 pub(crate) mod upload;
 
 use std::collections::HashMap;
@@ -48,6 +49,8 @@ pub(crate) struct Internet {
     pub(crate) tokens: token::TokenKey,
     /// Plain HTTP requests go out through this (pooled connections).
     pub(crate) client: http::UpstreamClient,
+    /// Its connector, for connections of their own (WebSockets).
+    pub(crate) dialer: http::Dialer,
 }
 
 impl Internet {
@@ -67,12 +70,14 @@ impl Internet {
                 None
             }
         };
+        let dialer = http::dialer(resolver.clone(), allow_private, dial_timeout, tls);
         Internet {
             allow_private,
             resolver: resolver.clone(),
             grants: Grants::default(),
             tokens: token::TokenKey::generate(),
-            client: http::upstream_client(resolver, allow_private, dial_timeout, tls),
+            client: http::upstream_client(dialer.clone()),
+            dialer,
         }
     }
 }

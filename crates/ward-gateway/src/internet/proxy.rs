@@ -337,9 +337,9 @@ fn who_of(who: &Principal) -> Who<'_> {
 
 /// A stream that counts what passes: reads are from the proxy's client (up),
 /// writes are to it (down).
-struct Counted<T> {
-    inner: T,
-    bytes: Arc<Transferred>,
+pub(crate) struct Counted<T> {
+    pub(crate) inner: T,
+    pub(crate) bytes: Arc<Transferred>,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
