@@ -606,7 +606,8 @@ pub async fn records(c: Console, Query(f): Query<RecordFilter>) -> Response {
                         td {
                             @if let (Some(m), Some(u)) = (&r.method, &r.url) {
                                 (m) " " (u) @if let Some(s) = r.status { " → " (s) }
-                            } @else { (r.dest_host) ":" (r.port) @if r.inspected { " " span.muted { "(inspected)" } } }
+                            } @else { (r.dest_host) ":" (r.port) }
+                            @if r.inspected { " " span.muted title="The gateway inspected this HTTPS traffic" { "(inspected)" } }
                             @if let Some(a) = &r.dest_addr { br; span.muted { (a) } }
                         }
                         td class=(action_class(&r.action)) { (r.action) }
