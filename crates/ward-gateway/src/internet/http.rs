@@ -233,40 +233,37 @@ impl Dialer {
     /// unless allowed), with TLS for `https`.
     pub(crate) async fn connect(&self, uri: Uri) -> Result<Dialed, DialError> {
         let (allow_private, timeout, resolver) = (self.allow_private, self.timeout, &self.resolver);
-        let tls = self.tls.clone();
-        {
-            let https = uri.scheme_str() == Some("https");
-            let host = uri.host().unwrap_or_default();
-            let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-            let host = Host::parse(host).map_err(|e| DialError::Failed(format!("bad host {host}: {e}")))?;
-            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-            let started = tokio::time::Instant::now();
-            let (tcp, addr) = dial(resolver, &host, port, allow_private, timeout).await?;
-            if !https {
-                return Ok(Dialed {
-                    io: TokioIo::new(UpstreamIo::Plain(tcp)),
-                    addr,
-                });
-            }
-            let Some(tls) = tls else {
-                return Err(DialError::Tls(
-                    "this gateway has no trust store for inspected sites".to_owned(),
-                ));
-            };
-            let name = match &host {
-                Host::Ip(ip) => rustls_pki_types::ServerName::IpAddress((*ip).into()),
-                Host::Name(name) => rustls_pki_types::ServerName::try_from(name.as_str().to_owned())
-                    .map_err(|e| DialError::Tls(format!("{host}: {e}")))?,
-            };
-            let left = timeout.saturating_sub(started.elapsed());
-            match tokio::time::timeout(left, tls.connect(name, tcp)).await {
-                Ok(Ok(stream)) => Ok(Dialed {
-                    io: TokioIo::new(UpstreamIo::Tls(Box::new(stream))),
-                    addr,
-                }),
-                Ok(Err(e)) => Err(DialError::Tls(format!("TLS to {host}: {e}"))),
-                Err(_) => Err(DialError::Tls(format!("TLS to {host}: timed out"))),
-            }
+        let https = uri.scheme_str() == Some("https");
+        let host = uri.host().unwrap_or_default();
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let host = Host::parse(host).map_err(|e| DialError::Failed(format!("bad host {host}: {e}")))?;
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let started = tokio::time::Instant::now();
+        let (tcp, addr) = dial(resolver, &host, port, allow_private, timeout).await?;
+        if !https {
+            return Ok(Dialed {
+                io: TokioIo::new(UpstreamIo::Plain(tcp)),
+                addr,
+            });
+        }
+        let Some(tls) = &self.tls else {
+            return Err(DialError::Tls(
+                "this gateway has no trust store for inspected sites".to_owned(),
+            ));
+        };
+        let name = match &host {
+            Host::Ip(ip) => rustls_pki_types::ServerName::IpAddress((*ip).into()),
+            Host::Name(name) => rustls_pki_types::ServerName::try_from(name.as_str().to_owned())
+                .map_err(|e| DialError::Tls(format!("{host}: {e}")))?,
+        };
+        let left = timeout.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, tls.connect(name, tcp)).await {
+            Ok(Ok(stream)) => Ok(Dialed {
+                io: TokioIo::new(UpstreamIo::Tls(Box::new(stream))),
+                addr,
+            }),
+            Ok(Err(e)) => Err(DialError::Tls(format!("TLS to {host}: {e}"))),
+            Err(_) => Err(DialError::Tls(format!("TLS to {host}: timed out"))),
         }
     }
 }
