@@ -699,6 +699,79 @@ async fn an_end_users_password_is_set_through_the_users_page() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_end_users_two_step_sign_in_is_reset_through_the_users_page() {
+    let server = Server::start().await;
+    let owner = server.token("default", "admin", PW).await;
+    let (s, v) = server
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/users",
+            &owner,
+            Some(json!({"name": "alice"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let mut b = Browser::new(&server);
+    b.sign_in("default", "admin", PW).await;
+    let page = b.get("/users").await;
+    assert!(
+        !page.body.contains("mfa-reset"),
+        "no reset without two-step: {}",
+        page.body
+    );
+
+    // Alice turned two-step sign-in on in the portal (here: in the store).
+    let store = &server.running.as_ref().unwrap().store;
+    let tenant = store.tenant_by_name("default").await.unwrap().unwrap();
+    let alice = v["id"].as_str().unwrap();
+    let now = ward_server::state::now_ms();
+    assert!(store
+        .start_totp_of(ward_store::MfaOwner::User, &tenant.id, alice, "sealed", now)
+        .await
+        .unwrap());
+    assert!(store
+        .confirm_totp_of(ward_store::MfaOwner::User, &tenant.id, alice, 1, &[], now)
+        .await
+        .unwrap());
+    let page = b.get("/users").await;
+    assert!(page.body.contains(">two-step<"), "{}", page.body);
+    assert!(page.body.contains("action=\"/users/alice/mfa-reset\""), "{}", page.body);
+    let csrf = page.csrf();
+
+    // Without the CSRF field: refused; an auditor: refused.
+    let page = b.post("/users/alice/mfa-reset", &[]).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    server
+        .create_account(&owner, "audra", "auditor", "audra-password")
+        .await;
+    let mut a = Browser::new(&server);
+    a.sign_in("default", "audra", "audra-password").await;
+    let audra_csrf = a.csrf_of("/users").await;
+    let page = a.post("/users/alice/mfa-reset", &[("csrf", &audra_csrf)]).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    let (_, v) = server
+        .api(reqwest::Method::GET, "/api/v1/users/alice", &owner, None)
+        .await;
+    assert_eq!(v["mfa_enabled"], true);
+
+    // The admin resets it.
+    let page = b.post("/users/alice/mfa-reset", &[("csrf", &csrf)]).await;
+    assert_eq!(page.location(), Some("/users?done=user-mfa-reset"), "{}", page.body);
+    let page = b.get("/users?done=user-mfa-reset").await;
+    assert!(page.body.contains("Two-step sign-in turned off"), "{}", page.body);
+    assert!(!page.body.contains(">two-step<"));
+    let (_, v) = server
+        .api(reqwest::Method::GET, "/api/v1/users/alice", &owner, None)
+        .await;
+    assert_eq!(v["mfa_enabled"], false);
+    let trail = server.audit(&owner, "action=user.mfa_reset").await;
+    assert!(
+        trail.iter().any(|e| e["result"] == "ok" && e["actor"] == "admin"),
+        "{trail:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_and_api_keys_are_managed_in_the_console() {
     use reqwest::Method;
     let server = Server::start().await;

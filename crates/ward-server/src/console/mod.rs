@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/groups/{name}/conditions", post(pages::set_group_conditions))
         .route("/users/{name}/enroll-code", post(pages::enroll_code))
         .route("/users/{name}/password", post(pages::set_user_password))
+        .route("/users/{name}/mfa-reset", post(pages::reset_user_mfa))
         .route("/groups", post(pages::create_group))
         .route("/devices", get(pages::devices))
         .route("/devices/{id}/revoke", post(pages::revoke_device))
@@ -129,6 +130,7 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         "/groups/{name}/conditions" => "group.update",
         "/users/{name}/enroll-code" => "device.enroll_code",
         "/users/{name}/password" => "user.set_password",
+        "/users/{name}/mfa-reset" => "user.mfa_reset",
         "/groups" => "group.create",
         "/accounts" => "account.create",
         "/accounts/{name}/delete" => "account.delete",

@@ -115,6 +115,9 @@ fn done_message(done: Option<&str>) -> Option<&'static str> {
         "group" => "Group created.",
         "user-updated" => "User updated.",
         "user-password" => "Password set; the user can sign in to the user portal with it.",
+        "user-mfa-reset" => {
+            "Two-step sign-in turned off; the user's portal sessions ended. They can turn it on again in the portal."
+        }
         "app" => "Application created.",
         "app-deleted" => "Application deleted.",
         "rule" => "Rule created.",
@@ -404,6 +407,7 @@ async fn users_page(
                                 @if let Some(until) = &u.locked_until {
                                     " " span.deny title=(format!("locked until {}", when(until))) { "locked" }
                                 }
+                                @if u.mfa_enabled { " " span.tag title="Two-step sign-in to the portal" { "two-step" } }
                             }
                             td { (when(&u.created_at)) }
                             @if manage || enrol {
@@ -430,6 +434,13 @@ async fn users_page(
                                                 autocomplete="new-password" placeholder="New password"
                                                 aria-label=(format!("New password for {}", u.name));
                                             button.secondary type="submit" { "Set password" }
+                                        }
+                                        @if u.mfa_enabled {
+                                            " "
+                                            form.inline method="post" action=(format!("/users/{}/mfa-reset", u.name)) {
+                                                (csrf_field(&c.csrf))
+                                                button.secondary type="submit" title="For a lost phone: the user signs in with the password alone and can set it up again" { "Reset two-step" }
+                                            }
                                         }
                                     }
                                 }
@@ -595,6 +606,14 @@ pub async fn set_user_password(c: Console, Path(name): Path<String>, Form(f): Fo
     let req = SetUserPassword { password: f.password };
     match api::users::set_password(c.ctx.clone(), ApiPath(name), ApiJson(req)).await {
         Ok(_) => Redirect::to("/users?done=user-password").into_response(),
+        Err(e) => users_page(&c, Some(&e.message), true, e.status(), None).await,
+    }
+}
+
+/// Turns off an end user's two-step sign-in (a lost phone).
+pub async fn reset_user_mfa(c: Console, Path(name): Path<String>) -> Response {
+    match api::users::mfa_reset(c.ctx.clone(), ApiPath(name)).await {
+        Ok(_) => Redirect::to("/users?done=user-mfa-reset").into_response(),
         Err(e) => users_page(&c, Some(&e.message), true, e.status(), None).await,
     }
 }
