@@ -494,6 +494,28 @@ pub struct CreateApplication {
     pub upstream_scheme: Option<String>,
 }
 
+/// `PATCH /api/v1/apps/{name}`: what to change; a field left out stays as
+/// it is. Lists replace the application's whole list.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateApplication {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    /// A host name to publish the application under (or move it to), or
+    /// `""` to stop publishing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_host: Option<String>,
+    /// `http` or `https`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_scheme: Option<String>,
+}
+
 /// A priority-ordered access rule. Priority 1 is the highest; the first rule
 /// that matches decides; when none matches, access is denied.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

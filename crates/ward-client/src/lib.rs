@@ -498,6 +498,11 @@ impl Client {
         self.call(Method::POST, &["apps"], &[], Some(req)).await
     }
 
+    /// `PATCH /apps/{name}`: absent fields stay as they are.
+    pub async fn update_app(&self, name: &str, req: &ward_api::UpdateApplication) -> Result<Application> {
+        self.call(Method::PATCH, &["apps", name], &[], Some(req)).await
+    }
+
     /// `DELETE /apps/{name}`.
     pub async fn delete_app(&self, name: &str) -> Result<()> {
         self.empty(Method::DELETE, &["apps", name], None::<&()>).await

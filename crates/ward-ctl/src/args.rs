@@ -652,6 +652,28 @@ pub enum AppCommand {
         #[arg(long, value_parser = ["http", "https"], requires = "public_host")]
         upstream_scheme: Option<String>,
     },
+    /// Change an application; only what the flags name changes. Gateways
+    /// enforce it with the next snapshot.
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true)
+        .args(["addresses", "ports", "tags", "public_host", "upstream_scheme"])))]
+    Update {
+        name: String,
+        /// Replace the addresses, comma-separated.
+        #[arg(long = "address", value_name = "A[,A...]", value_delimiter = ',')]
+        addresses: Option<Vec<String>>,
+        /// Replace the ports, comma-separated.
+        #[arg(long, alias = "port", value_name = "P[-Q][,...]", value_delimiter = ',')]
+        ports: Option<Vec<String>>,
+        /// Replace the tags, comma-separated (`""` for none).
+        #[arg(long = "tag", value_name = "TAG[,TAG...]", value_delimiter = ',')]
+        tags: Option<Vec<String>>,
+        /// Publish under this host name, move to it, or `""` to stop publishing.
+        #[arg(long, value_name = "HOST")]
+        public_host: Option<String>,
+        /// `http` or `https`.
+        #[arg(long, value_parser = ["http", "https"])]
+        upstream_scheme: Option<String>,
+    },
     /// Delete an application no rule names.
     Delete { name: String },
 }

@@ -1262,6 +1262,24 @@ fn parses_internet_commands() {
         (Some(false), Some("monitor"), None)
     );
     parse_err("internet rule update irl_1");
+    let a = parse("app update wiki --ports 80,8080 --tag= --public-host wiki.example.com");
+    let CtlCommand::App(AppCommand::Update {
+        name,
+        ports,
+        tags,
+        public_host,
+        addresses,
+        ..
+    }) = a.command
+    else {
+        panic!("not app update")
+    };
+    assert_eq!(name, "wiki");
+    assert_eq!(ports.unwrap(), ["80", "8080"]);
+    assert_eq!(tags.unwrap(), [""]);
+    assert_eq!((public_host.as_deref(), addresses), (Some("wiki.example.com"), None));
+    parse_err("app update wiki");
+    parse_err("app update wiki --upstream-scheme ftp");
     parse_err("internet rule update --enabled true");
     parse_err("internet rule update irl_1 --priority 0");
     let a = parse("internet settings --enabled false --default-action block --dns-block address --dns-block-ipv4 0.0.0.0 --inspection on --do-not-inspect banking,health --bypass *.corp.example,10.0.0.0/8 --warn-minutes 30");

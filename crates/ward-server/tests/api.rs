@@ -184,7 +184,143 @@ on_both_backends!(
     mfa_enrols_signs_in_once_per_code_and_is_reset_by_a_manager,
     required_admin_mfa_holds_sessions_back_until_enrolled,
     end_users_passwords_are_set_cleared_and_unlocked_by_user_managers,
+    applications_are_changed_in_place,
 );
+
+async fn applications_are_changed_in_place(store: TestStore) {
+    let h = Harness::start(store, |_| {}).await;
+    let owner = h.login("default", "admin", PW).await;
+    let app = json!({"name": "wiki", "addresses": ["wiki.corp.example"], "ports": ["80"], "tags": ["web"]});
+    assert_eq!(h.post("/api/v1/apps", &owner, app).await.0, StatusCode::CREATED);
+    let other =
+        json!({"name": "crm", "addresses": ["crm.corp.example"], "ports": ["443"], "public_host": "crm.example.com"});
+    assert_eq!(h.post("/api/v1/apps", &owner, other).await.0, StatusCode::CREATED);
+    let patch = |name: &str, body: Value| {
+        let path = format!("/api/v1/apps/{name}");
+        let owner = owner.clone();
+        let h = &h;
+        async move { h.call(Method::PATCH, &path, Some(&owner), Some(body)).await }
+    };
+
+    // Ports and addresses replaced; the rest kept.
+    let (s, v) = patch(
+        "wiki",
+        json!({"ports": ["80", "8080-8081"], "addresses": ["wiki.corp.example", "10.1.0.0/16"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["ports"], json!(["80", "8080-8081"]));
+    assert_eq!(v["addresses"], json!(["wiki.corp.example", "10.1.0.0/16"]));
+    assert_eq!(v["tags"], json!(["web"]));
+    assert!(v.get("public_host").is_none_or(|p| p.is_null()), "{v}");
+
+    // Bad input is refused and changes nothing.
+    for (bad, status, why) in [
+        (json!({"ports": ["0"]}), StatusCode::BAD_REQUEST, "port 0"),
+        (json!({"addresses": []}), StatusCode::BAD_REQUEST, "no address"),
+        (
+            json!({"addresses": ["wiki..corp"]}),
+            StatusCode::BAD_REQUEST,
+            "bad address",
+        ),
+        (json!({"upstream_scheme": "ftp"}), StatusCode::BAD_REQUEST, "scheme"),
+        (json!({"public_host": "not a host"}), StatusCode::BAD_REQUEST, "host"),
+        (
+            json!({"public_host": "CRM.example.com"}),
+            StatusCode::CONFLICT,
+            "another app's host",
+        ),
+        (json!({"name": "renamed"}), StatusCode::BAD_REQUEST, "unknown field"),
+    ] {
+        let (s, v) = patch("wiki", bad).await;
+        assert_eq!(s, status, "{why}: {v}");
+    }
+    let (_, v) = h.get("/api/v1/apps", &owner).await;
+    let wiki = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "wiki")
+        .unwrap()
+        .clone();
+    assert_eq!(wiki["ports"], json!(["80", "8080-8081"]));
+    assert!(wiki.get("public_host").is_none_or(|p| p.is_null()), "{wiki}");
+
+    // Published, moved, unpublished.
+    let (s, v) = patch("wiki", json!({"public_host": "Wiki.Example.com"})).await;
+    assert_eq!(
+        (s, &v["public_host"]),
+        (StatusCode::OK, &json!("wiki.example.com")),
+        "{v}"
+    );
+    let (s, v) = patch(
+        "crm",
+        json!({"public_host": "crm2.example.com", "upstream_scheme": "https"}),
+    )
+    .await;
+    assert_eq!(
+        (s, &v["public_host"], &v["upstream_scheme"]),
+        (StatusCode::OK, &json!("crm2.example.com"), &json!("https")),
+        "{v}"
+    );
+    // The old host is free again.
+    let (s, v) = patch("wiki", json!({"public_host": "crm.example.com"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = patch("wiki", json!({"public_host": ""})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v.get("public_host").is_none_or(|p| p.is_null()), "{v}");
+
+    // Unknown: 404. An auditor: 403. Another tenant: 404.
+    assert_eq!(patch("nope", json!({"ports": ["1"]})).await.0, StatusCode::NOT_FOUND);
+    h.create_account(&owner, "aud", "auditor").await;
+    let aud = h.login("default", "aud", "aud-password").await;
+    let (s, _) = h
+        .call(
+            Method::PATCH,
+            "/api/v1/apps/wiki",
+            Some(&aud),
+            Some(json!({"ports": ["1"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let op = h.login("system", "operator", PW).await;
+    let (s, _) = h
+        .post(
+            "/api/v1/tenants",
+            &op,
+            json!({"name": "beta", "owner_password": "beta-owner-pw"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let beta = h.login("beta", "admin", "beta-owner-pw").await;
+    let (s, _) = h
+        .call(
+            Method::PATCH,
+            "/api/v1/apps/wiki",
+            Some(&beta),
+            Some(json!({"ports": ["1"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, v) = h.get("/api/v1/apps", &owner).await;
+    let wiki = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "wiki")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        wiki["ports"],
+        json!(["80", "8080-8081"]),
+        "unchanged by the refused calls"
+    );
+    let trail = h.get("/api/v1/audit?action=app.update", &owner).await.1;
+    assert!(
+        trail["items"].as_array().unwrap().iter().any(|e| e["result"] == "ok"),
+        "{trail}"
+    );
+}
 
 /// The foundation issue's story: bootstrap; the owner creates an auditor; the
 /// auditor reads the trail but cannot create an account; the trail shows both.

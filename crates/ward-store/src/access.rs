@@ -572,6 +572,33 @@ impl Store {
         rows.iter().map(AppRow::from_row).collect()
     }
 
+    /// Replace an application's addresses, ports, protocol, tags, public
+    /// host and upstream scheme (its name and id stay). A public host another
+    /// application has is a conflict.
+    pub async fn update_app(&self, tenant_id: &str, app: &AppRow) -> Result<bool> {
+        let n = self
+            .change(
+                "UPDATE applications SET addresses = $1, ports = $2, protocol = $3, tags = $4, public_host = $5, \
+                 upstream_scheme = $6 WHERE tenant_id = $7 AND id = $8",
+                vec![
+                    Bind::Text(join(&app.addresses)),
+                    Bind::Text(join(&app.ports)),
+                    Bind::text(&app.protocol),
+                    Bind::Text(join(&app.tags)),
+                    Bind::OptText(app.public_host.clone()),
+                    Bind::text(&app.upstream_scheme),
+                    Bind::text(tenant_id),
+                    Bind::text(&app.id),
+                ],
+            )
+            .await
+            .map_err(|e| match &app.public_host {
+                Some(host) => e.conflict_as(format!("public host {host}")),
+                None => e,
+            })?;
+        Ok(n == 1)
+    }
+
     pub async fn delete_app(&self, tenant_id: &str, id: &str) -> Result<bool> {
         let n = self
             .change(

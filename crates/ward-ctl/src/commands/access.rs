@@ -294,6 +294,25 @@ pub(super) async fn app(ctx: &mut Ctx<'_>, cmd: AppCommand) -> Result<()> {
                 output::show(ctx.out, ctx.output, &v)
             }
         }
+        AppCommand::Update {
+            name,
+            addresses,
+            ports,
+            tags,
+            public_host,
+            upstream_scheme,
+        } => {
+            let req = ward_api::UpdateApplication {
+                addresses,
+                ports,
+                protocol: None,
+                tags: tags.map(|t| t.into_iter().filter(|t| !t.trim().is_empty()).collect()),
+                public_host,
+                upstream_scheme,
+            };
+            let v = client.update_app(&name, &req).await?;
+            output::show(ctx.out, ctx.output, &v)
+        }
         AppCommand::Delete { name } => {
             client.delete_app(&name).await?;
             message(ctx, &format!("Application {name} deleted."))

@@ -94,7 +94,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::add_member))
         .routes(routes!(users::remove_member))
         .routes(routes!(policy::list_apps, policy::create_app))
-        .routes(routes!(policy::delete_app))
+        .routes(routes!(policy::delete_app, policy::update_app))
         .routes(routes!(policy::list_rules, policy::create_rule))
         .routes(routes!(policy::delete_rule, policy::update_rule))
         .routes(routes!(policy::reorder_rules))
@@ -214,6 +214,7 @@ pub fn action_name(method: &str, route: &str) -> Option<&'static str> {
         ("GET", "/api/v1/apps") => "app.list",
         ("POST", "/api/v1/apps") => "app.create",
         ("DELETE", "/api/v1/apps/{name}") => "app.delete",
+        ("PATCH", "/api/v1/apps/{name}") => "app.update",
         ("GET", "/api/v1/rules") => "rule.list",
         ("POST", "/api/v1/rules") => "rule.create",
         ("DELETE", "/api/v1/rules/{id}") => "rule.delete",

@@ -98,16 +98,43 @@ pub async fn create_app(
     ctx.target(format!("app:{}", req.name));
     ctx.authorize(Permission::PolicyManage, ctx.tenant_target())?;
     let name = Name::parse(&req.name)?;
-    if req.addresses.is_empty() || req.ports.is_empty() {
+    let row = validated_app(
+        AppRow {
+            name: name.into_string(),
+            ..Default::default()
+        },
+        &req.addresses,
+        &req.ports,
+        req.protocol.as_deref().unwrap_or("tcp"),
+        &req.tags,
+        req.public_host.as_deref(),
+        req.upstream_scheme.as_deref().unwrap_or("http"),
+    )?;
+    let app = ctx.state.store.create_app(ctx.tenant_id(), &row, now_ms()).await?;
+    Ok((StatusCode::CREATED, Json(app_view(app))))
+}
+
+/// `row` with these addresses, ports, protocol, tags, public host (`None`
+/// or `""`: not published) and upstream scheme, each checked.
+fn validated_app(
+    row: AppRow,
+    addresses_in: &[String],
+    ports_in: &[String],
+    protocol: &str,
+    tags: &[String],
+    public_host: Option<&str>,
+    upstream_scheme: &str,
+) -> ApiResult<AppRow> {
+    if addresses_in.is_empty() || ports_in.is_empty() {
         return Err(ApiError::invalid(
             "an application needs at least one address and one port",
         ));
     }
-    if req.addresses.len() > 1000 || req.ports.len() > 1000 || req.tags.len() > 100 {
+    if addresses_in.len() > 1000 || ports_in.len() > 1000 || tags.len() > 100 {
         return Err(ApiError::invalid("too many addresses, ports or tags"));
     }
     let mut addresses = Vec::new();
-    for a in &req.addresses {
+    for a in addresses_in {
         let parsed: Address = a
             .trim()
             .parse()
@@ -115,28 +142,23 @@ pub async fn create_app(
         addresses.push(parsed.to_string());
     }
     let mut ports = Vec::new();
-    for p in &req.ports {
+    for p in ports_in {
         for range in PortRange::parse_list(p).map_err(|e| ApiError::invalid(format!("ports {p:?}: {e}")))? {
             ports.push(range.to_string());
         }
     }
-    let protocol: Protocol = req
-        .protocol
-        .as_deref()
-        .unwrap_or("tcp")
+    let protocol: Protocol = protocol
         .parse()
         .map_err(|e: ward_policy::UnknownProtocol| ApiError::invalid(e.to_string()))?;
-    let tags = req
-        .tags
+    let tags = tags
         .iter()
         .map(|t| Name::parse(t).map(Name::into_string))
         .collect::<Result<Vec<_>, _>>()?;
-    let public_host = req
-        .public_host
-        .as_deref()
+    let public_host = public_host
+        .filter(|h| !h.is_empty())
         .map(|h| parse_public_host(h).ok_or_else(|| ApiError::invalid(format!("public host {h:?} is not a DNS name"))))
         .transpose()?;
-    let upstream_scheme = match req.upstream_scheme.as_deref().unwrap_or("http") {
+    let upstream_scheme = match upstream_scheme {
         s @ ("http" | "https") => s.to_owned(),
         other => {
             return Err(ApiError::invalid(format!(
@@ -149,18 +171,54 @@ pub async fn create_app(
             "a published application's first address must be a host name or an IP address: the gateway proxies to it",
         ));
     }
-    let row = AppRow {
-        name: name.into_string(),
+    Ok(AppRow {
         addresses,
         ports,
         protocol: protocol.to_string(),
         tags,
         public_host,
         upstream_scheme,
-        ..Default::default()
+        ..row
+    })
+}
+
+/// Change an application: addresses, ports, protocol, tags, its public host
+/// (publish, move or, with `""`, unpublish) and upstream scheme. Gateways
+/// enforce the change with the next snapshot; connections to what the
+/// application no longer covers are closed then.
+#[utoipa::path(patch, path = "/api/v1/apps/{name}", tag = "policy", params(("name" = String, Path)),
+    request_body = ward_api::UpdateApplication, security(("bearer" = [])),
+    responses((status = 200, body = Application), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 409, body = ErrorBody)))]
+pub async fn update_app(
+    ctx: Ctx,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<ward_api::UpdateApplication>,
+) -> ApiResult<Json<Application>> {
+    ctx.target(format!("app:{name}"));
+    ctx.authorize(Permission::PolicyManage, ctx.tenant_target())?;
+    let store = &ctx.state.store;
+    let app = store
+        .app_by_name(ctx.tenant_id(), &name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("application {name}")))?;
+    let public_host = match &req.public_host {
+        Some(h) => Some(h.as_str()),
+        None => app.public_host.as_deref(),
     };
-    let app = ctx.state.store.create_app(ctx.tenant_id(), &row, now_ms()).await?;
-    Ok((StatusCode::CREATED, Json(app_view(app))))
+    let row = validated_app(
+        app.clone(),
+        req.addresses.as_deref().unwrap_or(&app.addresses),
+        req.ports.as_deref().unwrap_or(&app.ports),
+        req.protocol.as_deref().unwrap_or(&app.protocol),
+        req.tags.as_deref().unwrap_or(&app.tags),
+        public_host,
+        req.upstream_scheme.as_deref().unwrap_or(&app.upstream_scheme),
+    )?;
+    if !store.update_app(ctx.tenant_id(), &row).await? {
+        return Err(ApiError::not_found(format!("application {name}")));
+    }
+    Ok(Json(app_view(row)))
 }
 
 /// Delete an application no rule names.
