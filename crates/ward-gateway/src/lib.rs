@@ -261,13 +261,14 @@ pub async fn start(
     };
     let workers = workers::Workers::start(&gateway, threads, tasks.kill_workers.clone())
         .context("cannot start the gateway's worker threads")?;
+    let proxy_workers = workers.proxy_dispatch();
     tasks.accept = Some(tokio::spawn(inbound::serve(listener, gateway.clone(), workers)));
     let web = match config.web.clone() {
         Some(web) => Some(web::start(web, gateway.clone()).await?),
         None => None,
     };
     let proxy = match config.proxy_listen {
-        Some(listen) => Some(internet::proxy::start(listen, gateway.clone()).await?),
+        Some(listen) => Some(internet::proxy::start(listen, gateway.clone(), proxy_workers).await?),
         None => None,
     };
     tracing::info!(

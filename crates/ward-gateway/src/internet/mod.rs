@@ -25,6 +25,7 @@ pub(crate) mod resolve;
 pub(crate) mod token;
 pub(crate) mod tunnel;
 pub(crate) mod upload;
+pub(crate) mod upstream;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -46,7 +47,11 @@ pub(crate) struct Internet {
     pub(crate) resolver: resolve::Resolver,
     pub(crate) grants: Grants,
     pub(crate) tokens: token::TokenKey,
-    /// Plain HTTP requests go out through this (pooled connections).
+    /// Dials upstream connections (refusing private addresses, TLS for
+    /// inspected sites).
+    pub(crate) dialer: http::Dialer,
+    /// Requests go out through this (pooled connections) when their
+    /// downstream connection has none of its own for them (upstream.rs).
     pub(crate) client: http::UpstreamClient,
 }
 
@@ -67,12 +72,14 @@ impl Internet {
                 None
             }
         };
+        let dialer = http::Dialer::new(resolver.clone(), allow_private, dial_timeout, tls);
         Internet {
             allow_private,
             resolver: resolver.clone(),
             grants: Grants::default(),
             tokens: token::TokenKey::generate(),
-            client: http::upstream_client(resolver, allow_private, dial_timeout, tls),
+            dialer: dialer.clone(),
+            client: http::upstream_client(dialer),
         }
     }
 }
