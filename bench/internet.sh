@@ -69,6 +69,8 @@ cleanup(){
 }
 trap cleanup EXIT INT TERM
 wait_port(){ for _ in $(seq 1 200); do ss -ltnH "sport = :$1" | grep -q 127.0.0.1 && return 0; sleep 0.1; done; log "ERROR: port $1 not listening"; return 1; }
+children_secs(){ # FILE: seconds of CPU of this shell's waited-for children so far (user + system)
+  times >"$1"; tail -1 "$1" | awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); t += a[1] * 60 + a[2] } print t }' >"$1.s"; }
 cpu_ticks(){ local t=0 p k; for p in "$@"; do for k in "$p" $(kids "$p"); do
   [ -r /proc/$k/stat ] && t=$((t + $(awk '{print $14+$15+$16+$17}' /proc/$k/stat))); done; done; echo $t; }
 
@@ -193,16 +195,22 @@ done
 # ------------------------------------------------------------------ rounds
 wrk_run(){ # label port path auth pids...
   local label=$1 port=$2 path=$3 auth=$4; shift 4
-  local c0 c1 f="$R/wrk-$label-$round.txt"; c0=$(cpu_ticks "$@")
+  local c0 c1 o0 o1 w0 w1 perf_pid="" f="$R/wrk-$label-$round.txt" origin; origin=$(pid_of nginx)
+  c0=$(cpu_ticks "$@"); o0=$(cpu_ticks "$origin")
   if [ "${PERF:-0}" = 1 ] && [ "$label" = ward ]; then   # PERF=1: a profile of Ward's server during its run
     perf record -F 499 -g -o "$R/perf-ward-$round.data" -p "$1" -- sleep $((DUR - 1)) >/dev/null 2>&1 &
+    perf_pid=$!
   fi
+  # wrk's own CPU: the shell's children's times before and after (wrk is waited for).
+  children_secs "$RUN/times0"; w0=$(cat "$RUN/times0.s")
   WRK_PATH=$path WRK_HOST=$ORIGIN WRK_AUTH=$auth \
     wrk -t"$WRK_T" -c"$WRK_C" -d"${DUR}s" --timeout 5s -s "$C/req.lua" "http://127.0.0.1:$port" >"$f" 2>&1
-  c1=$(cpu_ticks "$@")
+  children_secs "$RUN/times1"; w1=$(cat "$RUN/times1.s"); c1=$(cpu_ticks "$@"); o1=$(cpu_ticks "$origin")
+  [ -n "$perf_pid" ] && wait "$perf_pid"
   local line; line=$(grep '^RESULT' "$f" | sed 's/^RESULT //')
-  printf 'wrk\t%s\t%s\t%s\tproxy_cpu_pct=%.0f\n' "$label" "$round" "$(echo "$line" | tr ' ' '\t')" \
-    "$(echo "($c1-$c0)*100/$CLK/$DUR" | bc -l)" | tee -a "$R/raw.tsv"
+  printf 'wrk\t%s\t%s\t%s\tproxy_cpu_pct=%.0f\torigin_cpu_pct=%.0f\twrk_cpu_pct=%.0f\n' "$label" "$round" \
+    "$(echo "$line" | tr ' ' '\t')" "$(echo "($c1-$c0)*100/$CLK/$DUR" | bc -l)" \
+    "$(echo "($o1-$o0)*100/$CLK/$DUR" | bc -l)" "$(echo "($w1-$w0)*100/$DUR" | bc -l)" | tee -a "$R/raw.tsv"
   sleep 1
 }
 for round in $(seq 1 "$REPS"); do
@@ -225,13 +233,13 @@ for line in open(sys.argv[1]):
     kv = dict(p.split("=", 1) for p in parts[3:] if "=" in p)
     rows.setdefault(label, []).append(kv)
 med = lambda label, key: statistics.median(float(r[key]) for r in rows[label])
-print(f"{'path':<10} {'req/s':>10} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>7} {'non2xx':>7} {'cpu %':>6}")
+print(f"{'path':<10} {'req/s':>10} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>7} {'non2xx':>7} {'cpu %':>6} {'nginx %':>7} {'wrk %':>6}")
 for label in ("direct", "squid", "tinyproxy", "ward"):
     if label not in rows:
         continue
     print(f"{label:<10} {med(label, 'rps'):>10.0f} {med(label, 'p50_us')/1000:>8.2f} {med(label, 'p90_us')/1000:>8.2f} "
           f"{med(label, 'p99_us')/1000:>8.2f} {med(label, 'errors'):>7.0f} {med(label, 'non2xx'):>7.0f} "
-          f"{med(label, 'proxy_cpu_pct'):>6.0f}")
+          f"{med(label, 'proxy_cpu_pct'):>6.0f} {med(label, 'origin_cpu_pct'):>7.0f} {med(label, 'wrk_cpu_pct'):>6.0f}")
 if "ward" in rows:
     for peer in ("squid", "tinyproxy"):
         if peer in rows:

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -94,15 +94,13 @@ pub(crate) async fn serve_connection(
 ) {
     let _ = tcp.set_nodelay(true);
     let draining = gateway.drain.draining().clone();
-    let upstreams = Upstreams::default();
-    let after = After::default();
+    let connection = Arc::new(PerConnection::default());
     let service = {
-        let after = after.clone();
+        let connection = connection.clone();
         hyper::service::service_fn(move |request: Request<Incoming>| {
             let gateway = gateway.clone();
-            let upstreams = upstreams.clone();
-            let after = after.clone();
-            async move { Ok::<_, Infallible>(serve_request(&gateway, &upstreams, &after, peer, request).await) }
+            let connection = connection.clone();
+            async move { Ok::<_, Infallible>(serve_request(&gateway, &connection, peer, request).await) }
         })
     };
     let conn = server_builder()
@@ -117,9 +115,58 @@ pub(crate) async fn serve_connection(
     }
     // A CONNECT answered 200: its relay (or inspected TLS) goes on in this
     // task, so the worker waits for it as for a tunnel.
-    let relay = after.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let relay = connection.after.0.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(relay) = relay {
         relay.await;
+    }
+}
+
+/// What one proxy-port connection keeps between its requests.
+#[derive(Default)]
+struct PerConnection {
+    /// Its own upstream connections.
+    upstreams: Upstreams,
+    after: After,
+    auth: AuthCache,
+}
+
+/// The last credential the connection presented that was valid, and the
+/// snapshot it was checked against: the same `Proxy-Authorization` under the
+/// same snapshot gets the same answer without decoding and hashing it again.
+/// A new snapshot (a revoked credential, a renamed user) checks it afresh.
+#[derive(Default)]
+struct AuthCache(std::sync::Mutex<Option<CachedAuth>>);
+
+struct CachedAuth {
+    header: HeaderValue,
+    /// Weak: an idle connection does not keep an old snapshot alive.
+    policy: Weak<PolicyState>,
+    tenant_id: Arc<str>,
+    user_id: Arc<str>,
+}
+
+impl AuthCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<CachedAuth>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The tenant and user of a valid `Proxy-Authorization` under `policy`.
+    fn check(&self, policy: &Arc<PolicyState>, headers: &HeaderMap) -> Option<(Arc<str>, Arc<str>)> {
+        let header = headers.get(header::PROXY_AUTHORIZATION)?;
+        if let Some(cached) = self.lock().as_ref() {
+            if cached.header == header && std::ptr::eq(cached.policy.as_ptr(), Arc::as_ptr(policy)) {
+                return Some((cached.tenant_id.clone(), cached.user_id.clone()));
+            }
+        }
+        let (tenant_id, user_id) = authenticate(policy, headers)?;
+        let (tenant_id, user_id): (Arc<str>, Arc<str>) = (tenant_id.into(), user_id.into());
+        *self.lock() = Some(CachedAuth {
+            header: header.clone(),
+            policy: Arc::downgrade(policy),
+            tenant_id: tenant_id.clone(),
+            user_id: user_id.clone(),
+        });
+        Some((tenant_id, user_id))
     }
 }
 
@@ -147,8 +194,7 @@ fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
 
 async fn serve_request(
     gateway: &Arc<Gateway>,
-    upstreams: &Upstreams,
-    after: &After,
+    connection: &PerConnection,
     peer: SocketAddr,
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
@@ -158,7 +204,7 @@ async fn serve_request(
             "the gateway has no policy yet\n".into(),
         );
     };
-    let Some((tenant_id, user_id)) = authenticate(&policy, request.headers()) else {
+    let Some((tenant_id, user_id)) = connection.auth.check(&policy, request.headers()) else {
         let mut response = text(
             StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             "proxy authentication required: your name and a proxy credential\n".into(),
@@ -171,13 +217,13 @@ async fn serve_request(
     };
     drop(policy);
     let who = Principal {
-        tenant_id: tenant_id.into(),
+        tenant_id,
         device_id: Arc::from(""),
-        user_id: Some(user_id.into()),
+        user_id: Some(user_id),
         source: peer.ip(),
     };
     if request.method() == Method::CONNECT {
-        return connect(gateway, who, after, request).await;
+        return connect(gateway, who, &connection.after, request).await;
     }
     if request.uri().authority().is_none() {
         return text(
@@ -185,7 +231,14 @@ async fn serve_request(
             "a proxy request needs an absolute URL (http://host/path)\n".into(),
         );
     }
-    handle(gateway, &who, &Front::Plain { default_port: 80 }, upstreams, request).await
+    handle(
+        gateway,
+        &who,
+        &Front::Plain { default_port: 80 },
+        &connection.upstreams,
+        request,
+    )
+    .await
 }
 
 /// The tenant and user of a valid `Proxy-Authorization`.
