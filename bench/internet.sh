@@ -202,15 +202,19 @@ wrk_run(){ # label port path auth pids...
     perf_pid=$!
   fi
   # wrk's own CPU: the shell's children's times before and after (wrk is waited for).
-  children_secs "$RUN/times0"; w0=$(cat "$RUN/times0.s")
+  children_secs "$RUN/times0"; w0=$(cat "$RUN/times0.s"); read -r -a m0 < <(head -1 /proc/stat)
   WRK_PATH=$path WRK_HOST=$ORIGIN WRK_AUTH=$auth \
     wrk -t"$WRK_T" -c"$WRK_C" -d"${DUR}s" --timeout 5s -s "$C/req.lua" "http://127.0.0.1:$port" >"$f" 2>&1
   children_secs "$RUN/times1"; w1=$(cat "$RUN/times1.s"); c1=$(cpu_ticks "$@"); o1=$(cpu_ticks "$origin")
+  read -r -a m1 < <(head -1 /proc/stat)
+  # The whole machine (every process, ours or not): busy = all but idle and iowait.
+  local mt=0 mi=0 i; for i in 1 2 3 4 5 6 7 8; do mt=$((mt + m1[i] - m0[i])); done; mi=$((m1[4] - m0[4] + m1[5] - m0[5]))
   [ -n "$perf_pid" ] && wait "$perf_pid"
   local line; line=$(grep '^RESULT' "$f" | sed 's/^RESULT //')
-  printf 'wrk\t%s\t%s\t%s\tproxy_cpu_pct=%.0f\torigin_cpu_pct=%.0f\twrk_cpu_pct=%.0f\n' "$label" "$round" \
+  printf 'wrk\t%s\t%s\t%s\tproxy_cpu_pct=%.0f\torigin_cpu_pct=%.0f\twrk_cpu_pct=%.0f\tmachine_busy_pct=%.0f\n' "$label" "$round" \
     "$(echo "$line" | tr ' ' '\t')" "$(echo "($c1-$c0)*100/$CLK/$DUR" | bc -l)" \
-    "$(echo "($o1-$o0)*100/$CLK/$DUR" | bc -l)" "$(echo "($w1-$w0)*100/$DUR" | bc -l)" | tee -a "$R/raw.tsv"
+    "$(echo "($o1-$o0)*100/$CLK/$DUR" | bc -l)" "$(echo "($w1-$w0)*100/$DUR" | bc -l)" \
+    "$(echo "($mt-$mi)*100*$(nproc)/$mt" | bc -l)" | tee -a "$R/raw.tsv"
   sleep 1
 }
 for round in $(seq 1 "$REPS"); do
@@ -233,13 +237,13 @@ for line in open(sys.argv[1]):
     kv = dict(p.split("=", 1) for p in parts[3:] if "=" in p)
     rows.setdefault(label, []).append(kv)
 med = lambda label, key: statistics.median(float(r[key]) for r in rows[label])
-print(f"{'path':<10} {'req/s':>10} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>7} {'non2xx':>7} {'cpu %':>6} {'nginx %':>7} {'wrk %':>6}")
+print(f"{'path':<10} {'req/s':>10} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>7} {'non2xx':>7} {'cpu %':>6} {'nginx %':>7} {'wrk %':>6} {'all %':>6}")
 for label in ("direct", "squid", "tinyproxy", "ward"):
     if label not in rows:
         continue
     print(f"{label:<10} {med(label, 'rps'):>10.0f} {med(label, 'p50_us')/1000:>8.2f} {med(label, 'p90_us')/1000:>8.2f} "
           f"{med(label, 'p99_us')/1000:>8.2f} {med(label, 'errors'):>7.0f} {med(label, 'non2xx'):>7.0f} "
-          f"{med(label, 'proxy_cpu_pct'):>6.0f} {med(label, 'origin_cpu_pct'):>7.0f} {med(label, 'wrk_cpu_pct'):>6.0f}")
+          f"{med(label, 'proxy_cpu_pct'):>6.0f} {med(label, 'origin_cpu_pct'):>7.0f} {med(label, 'wrk_cpu_pct'):>6.0f} {med(label, 'machine_busy_pct'):>6.0f}")
 if "ward" in rows:
     for peer in ("squid", "tinyproxy"):
         if peer in rows:
