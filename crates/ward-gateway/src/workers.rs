@@ -1,5 +1,6 @@
 //! The data plane's threads: one single-threaded runtime per worker (by
-//! default one per core), each serving whole tunnels.
+//! default one per core), each serving whole tunnels and whole proxy-port
+//! connections.
 //!
 //! A tunnel, its HTTP/2 connection and every stream it carries live on one
 //! worker thread for their whole life. A new connection through an open
