@@ -36,12 +36,14 @@
 //! runs it alone with both over the server's API. [`start`] returns a
 //! [`RunningGateway`].
 //!
-//! Runtime: tunnels run on the gateway's own worker threads, one
-//! single-threaded runtime each (workers.rs); a tunnel and all its streams
-//! stay on one thread. One task per tunnel drives its HTTP/2 connection (and
-//! its keepalive pings); one task per stream decides and relays. The rest
-//! runs on the caller's tokio runtime: one task accepts and hands tunnels to
-//! the workers. The spool writer, the
+//! Runtime: tunnels and the proxy port's connections run on the gateway's
+//! own worker threads, one single-threaded runtime each (workers.rs); a
+//! tunnel and all its streams, or a proxy-port connection and its own
+//! upstream connections (internet/upstream.rs), stay on one thread. One task
+//! per tunnel drives its HTTP/2 connection (and its keepalive pings); one
+//! task per stream decides and relays; one task per proxy-port connection.
+//! The rest runs on the caller's tokio runtime: one task each accepts and
+//! hands tunnels, or proxy-port connections, to the workers. The spool writer, the
 //! journal keeper, the shipper, the snapshot follower and the re-checker are
 //! one task each. File I/O goes through `spawn_blocking`, with one
 //! exception: a connection's task appends its journal entries itself (a
@@ -272,13 +274,14 @@ pub async fn start(
     };
     let workers = workers::Workers::start(&gateway, threads, tasks.kill_workers.clone())
         .context("cannot start the gateway's worker threads")?;
+    let proxy_workers = workers.proxy_dispatch();
     tasks.accept = Some(tokio::spawn(inbound::serve(listener, gateway.clone(), workers)));
     let web = match config.web.clone() {
         Some(web) => Some(web::start(web, gateway.clone()).await?),
         None => None,
     };
     let proxy = match config.proxy_listen {
-        Some(listen) => Some(internet::proxy::start(listen, gateway.clone()).await?),
+        Some(listen) => Some(internet::proxy::start(listen, gateway.clone(), proxy_workers).await?),
         None => None,
     };
     tracing::info!(

@@ -1,5 +1,6 @@
 //! The data plane's threads: one single-threaded runtime per worker (by
-//! default one per core), each serving whole tunnels.
+//! default one per core), each serving whole tunnels and whole proxy-port
+//! connections.
 //!
 //! A tunnel, its HTTP/2 connection and every stream it carries live on one
 //! worker thread for their whole life. A new connection through an open
@@ -24,13 +25,20 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::inbound::serve_tunnel;
+use crate::internet::proxy::serve_connection as serve_proxy_connection;
 use crate::Gateway;
 
-type Accepted = (std::net::TcpStream, SocketAddr);
+/// A connection handed to a worker.
+enum Accepted {
+    /// An agent's tunnel.
+    Tunnel(std::net::TcpStream, SocketAddr),
+    /// A connection to the proxy port, served until it ends or `stop`.
+    Proxy(std::net::TcpStream, SocketAddr, CancellationToken),
+}
 
 struct Worker {
     tx: mpsc::UnboundedSender<Accepted>,
-    /// Tunnels it serves now.
+    /// Connections (tunnels, proxy-port connections) it serves now.
     tunnels: Arc<AtomicUsize>,
     /// Answered (or dropped) when its thread is done.
     done: oneshot::Receiver<()>,
@@ -39,6 +47,32 @@ struct Worker {
 /// The worker threads of one gateway.
 pub(crate) struct Workers {
     workers: Vec<Worker>,
+}
+
+/// Hands proxy-port connections to the workers (held by the proxy port's
+/// accept loop; the workers finish once it and [`Workers`] are gone).
+#[derive(Clone)]
+pub(crate) struct ProxyDispatch {
+    lanes: Arc<[(mpsc::UnboundedSender<Accepted>, Arc<AtomicUsize>)]>,
+}
+
+impl ProxyDispatch {
+    /// Hands a proxy-port connection to the worker with the fewest connections.
+    pub(crate) fn dispatch(&self, tcp: tokio::net::TcpStream, peer: SocketAddr, stop: CancellationToken) {
+        let Some((tx, count)) = self.lanes.iter().min_by_key(|(_, c)| c.load(Ordering::Relaxed)) else {
+            return;
+        };
+        match tcp.into_std() {
+            Ok(std) => {
+                count.fetch_add(1, Ordering::Relaxed);
+                if tx.send(Accepted::Proxy(std, peer, stop)).is_err() {
+                    count.fetch_sub(1, Ordering::Relaxed);
+                    tracing::warn!(%peer, "a gateway worker is gone; dropping the proxy connection");
+                }
+            }
+            Err(e) => tracing::warn!(%peer, error = %e, "cannot hand the proxy connection to a worker"),
+        }
+    }
 }
 
 /// How many workers when the configuration says 0: one per core.
@@ -71,6 +105,13 @@ impl Workers {
         Ok(Workers { workers })
     }
 
+    /// For the proxy port's accept loop.
+    pub(crate) fn proxy_dispatch(&self) -> ProxyDispatch {
+        ProxyDispatch {
+            lanes: self.workers.iter().map(|w| (w.tx.clone(), w.tunnels.clone())).collect(),
+        }
+    }
+
     /// Hands an accepted connection to the worker with the fewest tunnels.
     pub(crate) fn dispatch(&self, tcp: tokio::net::TcpStream, peer: SocketAddr) {
         let Some(worker) = self.workers.iter().min_by_key(|w| w.tunnels.load(Ordering::Relaxed)) else {
@@ -79,7 +120,7 @@ impl Workers {
         match tcp.into_std() {
             Ok(std) => {
                 worker.tunnels.fetch_add(1, Ordering::Relaxed);
-                if worker.tx.send((std, peer)).is_err() {
+                if worker.tx.send(Accepted::Tunnel(std, peer)).is_err() {
                     worker.tunnels.fetch_sub(1, Ordering::Relaxed);
                     tracing::warn!(%peer, "a gateway worker is gone; dropping the connection");
                 }
@@ -119,13 +160,22 @@ async fn run(
                 count.fetch_sub(1, Ordering::Relaxed);
             }
             next = rx.recv() => match next {
-                Some((std, peer)) => match tokio::net::TcpStream::from_std(std) {
+                Some(Accepted::Tunnel(std, peer)) => match tokio::net::TcpStream::from_std(std) {
                     Ok(tcp) => {
                         tunnels.spawn(serve_tunnel(gateway.clone(), tcp, peer));
                     }
                     Err(e) => {
                         count.fetch_sub(1, Ordering::Relaxed);
                         tracing::warn!(%peer, error = %e, "cannot take over a connection");
+                    }
+                },
+                Some(Accepted::Proxy(std, peer, stop)) => match tokio::net::TcpStream::from_std(std) {
+                    Ok(tcp) => {
+                        tunnels.spawn(serve_proxy_connection(tcp, peer, gateway.clone(), stop));
+                    }
+                    Err(e) => {
+                        count.fetch_sub(1, Ordering::Relaxed);
+                        tracing::warn!(%peer, error = %e, "cannot take over a proxy connection");
                     }
                 },
                 None => break,

@@ -722,6 +722,139 @@ async fn proxy_port_authenticates_decides_and_forwards() {
     assert_eq!(record.upload.unwrap().file_name.as_deref(), Some("report.bin"));
 }
 
+/// A website on every loopback address that counts the connections it
+/// accepts; `/close` answers with `Connection: close`.
+async fn counting_origin() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|request: Request<hyper::body::Incoming>| async move {
+                    let path = request.uri().path().to_owned();
+                    let mut response = http::Response::new(Full::new(Bytes::from(format!("hello from {path}"))));
+                    if path == "/close" {
+                        response
+                            .headers_mut()
+                            .insert("connection", http::HeaderValue::from_static("close"));
+                    }
+                    Ok::<_, Infallible>(response)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    (port, accepted)
+}
+
+/// One keep-alive connection to the proxy port.
+async fn proxy_connection(proxy: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let tcp = TcpStream::connect(proxy).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+async fn through(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    method: Method,
+    url: &str,
+    password: &str,
+) -> (u16, String) {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("Alice:{password}"));
+    sender.ready().await.unwrap();
+    let request = Request::builder()
+        .method(method)
+        .uri(url)
+        .header("host", url.split('/').nth(2).unwrap())
+        .header("proxy-authorization", format!("Basic {auth}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn a_proxy_connection_keeps_its_own_upstream_connections() {
+    use std::sync::atomic::Ordering;
+    let net = start(true).await;
+    let h = &net.harness;
+    let proxy = h.gateway().proxy_addr().unwrap();
+    let (port, accepted) = counting_origin().await;
+    let mut client = proxy_connection(proxy).await;
+    let url = |host: &str, path: &str| format!("http://{host}:{port}{path}");
+
+    // Requests to one site on one proxy connection: one upstream connection.
+    for path in ["/a", "/b", "/c"] {
+        let answer = through(&mut client, Method::GET, &url("127.0.0.1", path), PROXY_PASSWORD).await;
+        assert_eq!(answer, (200, format!("hello from {path}")));
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    // An answer without a body gives the connection back too.
+    let (status, body) = through(&mut client, Method::HEAD, &url("127.0.0.1", "/head"), PROXY_PASSWORD).await;
+    assert_eq!((status, body.as_str()), (200, ""));
+    through(&mut client, Method::GET, &url("127.0.0.1", "/d"), PROXY_PASSWORD).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    // The origin closes it: the next request goes out on a new one.
+    through(&mut client, Method::GET, &url("127.0.0.1", "/close"), PROXY_PASSWORD).await;
+    let answer = through(&mut client, Method::GET, &url("127.0.0.1", "/e"), PROXY_PASSWORD).await;
+    assert_eq!(answer, (200, "hello from /e".to_owned()));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+
+    // Other sites: one connection each up to four per proxy connection (this
+    // one has one), the shared pool beyond; all answered, all reused.
+    let hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"];
+    for _ in 0..2 {
+        for host in hosts {
+            let answer = through(&mut client, Method::GET, &url(host, "/x"), PROXY_PASSWORD).await;
+            assert_eq!(answer, (200, "hello from /x".to_owned()), "{host}");
+        }
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2 + hosts.len());
+    // A second proxy connection has its own.
+    let mut other = proxy_connection(proxy).await;
+    through(&mut other, Method::GET, &url("127.0.0.1", "/f"), PROXY_PASSWORD).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 3 + hosts.len());
+
+    // Every request left its record, with the address it went to.
+    let records = h
+        .server
+        .wait_stored(3 + 2 + 2 + 2 * hosts.len() + 1)
+        .await
+        .into_iter()
+        .filter(|r| r.url.as_deref().is_some_and(|u| u.contains(&format!(":{port}/"))))
+        .collect::<Vec<_>>();
+    assert_eq!(records.len(), 3 + 2 + 2 + 2 * hosts.len() + 1, "{records:?}");
+    assert!(records
+        .iter()
+        .all(|r| r.status == Some(200) && r.end == "closed" && r.dest_addr.is_some()));
+
+    // A credential checked once on a connection is checked again under the
+    // next snapshot: revoked, the same connection is refused at once.
+    let mut revoked = internet_snapshot(2, &h.pki);
+    acme(&mut revoked).internet.proxy_credentials.clear();
+    h.push(revoked).await;
+    let (status, _) = through(&mut client, Method::GET, &url("127.0.0.1", "/g"), PROXY_PASSWORD).await;
+    assert_eq!(status, 407);
+    // And a wrong password on a connection that presented a good one is refused.
+    h.push(internet_snapshot(3, &h.pki)).await;
+    let (status, _) = through(&mut other, Method::GET, &url("127.0.0.1", "/h"), PROXY_PASSWORD).await;
+    assert_eq!(status, 200);
+    let (status, _) = through(&mut other, Method::GET, &url("127.0.0.1", "/i"), "wpx_alice1.wrong").await;
+    assert_eq!(status, 407);
+}
+
 // ---- bad input on the proxy port --------------------------------------------
 
 fn auth_header() -> String {

@@ -119,8 +119,10 @@ fn nginx(dir: &Path, port: u16, sites: &[&str], tls: Option<&Tls>) -> Proc {
              \x20   location / {{ return 200 \"this is {site}\\n\"; }} }}\n"
         ));
     }
+    // One process (no master): killing it when the scenario ends leaves no
+    // orphaned worker behind.
     let conf = format!(
-        "worker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log;\n\
+        "master_process off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log;\n\
          events {{ worker_connections 256; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n{servers}}}\n",
         dir = dir.display()

@@ -30,6 +30,7 @@ use ward_inet::Host;
 
 use super::resolve::Resolver;
 use super::upload::{UploadBody, UploadSlot};
+use super::upstream::{self, Answer, Lease, Upstreams};
 use super::{dial, judge, DialError, Outcome, Who};
 use crate::inbound::Tunnel;
 use crate::records::{now_ms, ConnectionResult, End};
@@ -52,28 +53,12 @@ pub(crate) const MAX_HEADERS: usize = 100;
 pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Idle upstream connections kept per host.
 const POOL_PER_HOST: usize = 64;
-const POOL_IDLE: Duration = Duration::from_secs(60);
+pub(crate) const POOL_IDLE: Duration = Duration::from_secs(60);
 
 /// Request bodies as they go upstream: hashed and counted.
 pub(crate) type ReqBody = UploadBody<Incoming>;
 /// The pooled upstream client.
 pub(crate) type UpstreamClient = Client<Dialer, ReqBody>;
-
-/// The upstream connector; `tls` connects `https` requests (inspected
-/// connections), which fail without it.
-pub(crate) fn dialer(
-    resolver: Resolver,
-    allow_private: bool,
-    timeout: Duration,
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
-) -> Dialer {
-    Dialer {
-        resolver,
-        allow_private,
-        timeout,
-        tls: tls.map(tokio_rustls::TlsConnector::from),
-    }
-}
 
 /// The pooled upstream client over `dialer`.
 pub(crate) fn upstream_client(dialer: Dialer) -> UpstreamClient {
@@ -106,6 +91,24 @@ pub(crate) struct Dialer {
     allow_private: bool,
     timeout: Duration,
     tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl Dialer {
+    /// `tls` connects `https` requests (inspected connections), which fail
+    /// without it.
+    pub(crate) fn new(
+        resolver: Resolver,
+        allow_private: bool,
+        timeout: Duration,
+        tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    ) -> Dialer {
+        Dialer {
+            resolver,
+            allow_private,
+            timeout,
+            tls: tls.map(tokio_rustls::TlsConnector::from),
+        }
+    }
 }
 
 /// An upstream connection: plain TCP, or TLS over it.
@@ -318,6 +321,9 @@ pub(crate) enum ProxyBody {
     Upstream {
         inner: Incoming,
         record: Box<RequestRecord>,
+        /// The downstream connection's own upstream connection it comes
+        /// over (driven here; given back at the body's end), if any.
+        lease: Option<Box<Lease>>,
     },
 }
 
@@ -328,19 +334,42 @@ impl Body for ProxyBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ProxyBody::Page(full) => Pin::new(full).poll_frame(cx).map_err(|never| match never {}),
-            ProxyBody::Upstream { inner, record } => {
-                let polled = ready!(Pin::new(&mut *inner).poll_frame(cx));
-                match &polled {
+            ProxyBody::Upstream { inner, record, lease } => {
+                if let Some(lease) = lease.as_mut() {
+                    lease.drive(cx);
+                }
+                let polled = match Pin::new(&mut *inner).poll_frame(cx) {
+                    Poll::Ready(polled) => polled,
+                    Poll::Pending => {
+                        // Asking for more may have let the connection read it.
+                        match lease.as_mut() {
+                            Some(lease) => {
+                                lease.drive(cx);
+                                ready!(Pin::new(&mut *inner).poll_frame(cx))
+                            }
+                            None => return Poll::Pending,
+                        }
+                    }
+                };
+                let ended = match &polled {
                     Some(Ok(frame)) => {
                         if let Some(data) = frame.data_ref() {
                             record.down += data.len() as u64;
                         }
-                        if inner.is_end_stream() {
-                            record.finish(End::Closed);
-                        }
+                        inner.is_end_stream().then_some(End::Closed)
                     }
-                    Some(Err(_)) => record.finish(End::Error),
-                    None => record.finish(End::Closed),
+                    Some(Err(_)) => {
+                        // A broken answer: its connection is not reused.
+                        drop(lease.take());
+                        Some(End::Error)
+                    }
+                    None => Some(End::Closed),
+                };
+                if let Some(end) = ended {
+                    record.finish(end);
+                    if let Some(lease) = lease.take() {
+                        lease.release();
+                    }
                 }
                 Poll::Ready(polled)
             }
@@ -498,6 +527,7 @@ pub(crate) async fn handle(
     gateway: &Arc<Gateway>,
     who: &Principal,
     front: &Front,
+    upstreams: &Upstreams,
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let scheme = front.scheme();
@@ -692,27 +722,44 @@ pub(crate) async fn handle(
     let upload = (!body.is_end_stream()).then(|| parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()));
     let body = UploadBody::new(body, upload, slot.clone());
     let uploads = upload.is_some();
-    match gateway.internet.client.request(Request::from_parts(parts, body)).await {
-        Ok(response) => {
-            if let Some(DialedAddr(addr)) = response.extensions().get::<DialedAddr>() {
-                result.set_dest_addr(*addr);
+    let sent = upstream::send(
+        &gateway.internet,
+        upstreams,
+        scheme == "https",
+        &host_url,
+        port,
+        Request::from_parts(parts, body),
+    )
+    .await;
+    match sent {
+        Ok(Answer { response, addr, lease }) => {
+            if let Some(addr) = addr {
+                result.set_dest_addr(addr);
             }
             result.record_mut().status = Some(response.status().as_u16());
             let (mut parts, inner) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            let record = Box::new(RequestRecord {
+            let mut record = Box::new(RequestRecord {
                 result: Some(result),
                 upload: uploads.then_some(slot),
                 down: 0,
             });
-            Response::from_parts(parts, ProxyBody::Upstream { inner, record })
+            let mut lease = lease.map(Box::new);
+            if inner.is_end_stream() {
+                // No body (HEAD, 204, 304, an empty one): never polled.
+                record.finish(End::Closed);
+                if let Some(lease) = lease.take() {
+                    lease.release();
+                }
+            }
+            Response::from_parts(parts, ProxyBody::Upstream { inner, record, lease })
         }
         Err(error) => {
-            let private = dial_error(&error).and_then(|e| match e {
+            let private = error.dial().and_then(|e| match e {
                 DialError::Private(ip) => Some(*ip),
                 DialError::Failed(_) | DialError::Tls(_) => None,
             });
-            let tls_failed = matches!(dial_error(&error), Some(DialError::Tls(_)));
+            let tls_failed = matches!(error.dial(), Some(DialError::Tls(_)));
             let mut record = RequestRecord {
                 result: Some(result),
                 upload: uploads.then_some(slot),
@@ -743,7 +790,7 @@ pub(crate) async fn handle(
                 );
             }
             record.finish(End::DialFailed);
-            if let Some(DialError::Tls(why)) = dial_error(&error) {
+            if let Some(DialError::Tls(why)) = error.dial() {
                 tracing::info!(host = %host_text, error = %why, "an inspected site failed the gateway's TLS check");
                 return page(
                     StatusCode::BAD_GATEWAY,
@@ -763,18 +810,6 @@ pub(crate) async fn handle(
             )
         }
     }
-}
-
-/// The [`DialError`] behind a client error, if the connector failed.
-fn dial_error(error: &hyper_util::client::legacy::Error) -> Option<&DialError> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
-    while let Some(e) = source {
-        if let Some(dial) = e.downcast_ref::<DialError>() {
-            return Some(dial);
-        }
-        source = e.source();
-    }
-    None
 }
 
 /// `GET http://HOST/.ward/proceed?t=TOKEN&return=/path`: the warning page's
@@ -876,11 +911,13 @@ where
     let stop = gateway.drain.stop_now().clone();
     let who = Arc::new(who);
     let front = Arc::new(front);
+    let upstreams = Upstreams::default();
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let gateway = gateway.clone();
         let who = who.clone();
         let front = front.clone();
-        async move { Ok::<_, Infallible>(handle(&gateway, &who, &front, request).await) }
+        let upstreams = upstreams.clone();
+        async move { Ok::<_, Infallible>(handle(&gateway, &who, &front, &upstreams, request).await) }
     });
     let conn = server_builder()
         .serve_connection(TokioIo::new(super::framing::Guarded::new(io)), service)

@@ -26,6 +26,7 @@ pub(crate) mod token;
 pub(crate) mod tunnel;
 pub(crate) mod upgrade;
 pub(crate) mod upload;
+pub(crate) mod upstream;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -47,10 +48,13 @@ pub(crate) struct Internet {
     pub(crate) resolver: resolve::Resolver,
     pub(crate) grants: Grants,
     pub(crate) tokens: token::TokenKey,
-    /// Plain HTTP requests go out through this (pooled connections).
-    pub(crate) client: http::UpstreamClient,
-    /// Its connector, for connections of their own (WebSockets).
+    /// Dials upstream connections (refusing private addresses, TLS for
+    /// inspected sites): for the connections downstream connections own
+    /// (upstream.rs) and WebSockets (upgrade.rs).
     pub(crate) dialer: http::Dialer,
+    /// Requests go out through this (pooled connections) when their
+    /// downstream connection has none of its own for them (upstream.rs).
+    pub(crate) client: http::UpstreamClient,
 }
 
 impl Internet {
@@ -70,14 +74,14 @@ impl Internet {
                 None
             }
         };
-        let dialer = http::dialer(resolver.clone(), allow_private, dial_timeout, tls);
+        let dialer = http::Dialer::new(resolver.clone(), allow_private, dial_timeout, tls);
         Internet {
             allow_private,
             resolver: resolver.clone(),
             grants: Grants::default(),
             tokens: token::TokenKey::generate(),
-            client: http::upstream_client(dialer.clone()),
-            dialer,
+            dialer: dialer.clone(),
+            client: http::upstream_client(dialer),
         }
     }
 }

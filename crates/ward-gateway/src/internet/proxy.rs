@@ -5,10 +5,11 @@
 //! requests go through the same handler as the agent's plain-HTTP streams.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,17 +22,18 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use ward_inet::Host;
 
 use super::http::{handle, server_builder, Front, Principal, ProxyBody};
+use super::upstream::Upstreams;
 use super::{dial, judge, DialError, Outcome, Who};
 use crate::inbound::Target;
 use crate::records::{now_ms, ConnectionResult, End};
 use crate::registry::LiveConn;
 use crate::relay::Transferred;
 use crate::state::PolicyState;
+use crate::workers::ProxyDispatch;
 use crate::Gateway;
 
 /// The proxy port running in the background; stops when dropped.
@@ -46,28 +48,33 @@ impl Drop for RunningProxy {
     }
 }
 
-pub(crate) async fn start(listen: SocketAddr, gateway: Arc<Gateway>) -> anyhow::Result<RunningProxy> {
+/// Connections are served on the gateway's worker threads (workers.rs), like
+/// tunnels: a connection, its requests and its own upstream connections stay
+/// on one thread.
+pub(crate) async fn start(
+    listen: SocketAddr,
+    gateway: Arc<Gateway>,
+    workers: ProxyDispatch,
+) -> anyhow::Result<RunningProxy> {
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (proxy port)"))?;
     let local_addr = listener.local_addr()?;
     let stop = CancellationToken::new();
-    tokio::spawn(accept_loop(listener, gateway, stop.clone()));
+    tokio::spawn(accept_loop(listener, gateway, workers, stop.clone()));
     tracing::info!(listen = %local_addr, "internet proxy port");
     Ok(RunningProxy { local_addr, stop })
 }
 
-async fn accept_loop(listener: TcpListener, gateway: Arc<Gateway>, stop: CancellationToken) {
-    let mut connections = JoinSet::new();
+/// Accepts until the proxy stops or the gateway drains; the connections end
+/// then too (`serve_connection`).
+async fn accept_loop(listener: TcpListener, gateway: Arc<Gateway>, workers: ProxyDispatch, stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = gateway.drain.draining().cancelled() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    connections.spawn(serve_connection(tcp, peer, gateway.clone(), stop.clone()));
-                }
+                Ok((tcp, peer)) => workers.dispatch(tcp, peer, stop.clone()),
                 Err(e) => {
                     tracing::warn!(error = %e, "proxy accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -75,20 +82,27 @@ async fn accept_loop(listener: TcpListener, gateway: Arc<Gateway>, stop: Cancell
             }
         }
     }
-    connections.abort_all();
 }
 
-async fn serve_connection(
+/// One proxy-port connection, on a worker thread: served until the client
+/// closes it, the proxy stops or the gateway starts to drain.
+pub(crate) async fn serve_connection(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     gateway: Arc<Gateway>,
     stop: CancellationToken,
 ) {
     let _ = tcp.set_nodelay(true);
-    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        let gateway = gateway.clone();
-        async move { Ok::<_, Infallible>(serve_request(&gateway, peer, request).await) }
-    });
+    let draining = gateway.drain.draining().clone();
+    let connection = Arc::new(PerConnection::default());
+    let service = {
+        let connection = connection.clone();
+        hyper::service::service_fn(move |request: Request<Incoming>| {
+            let gateway = gateway.clone();
+            let connection = connection.clone();
+            async move { Ok::<_, Infallible>(serve_request(&gateway, &connection, peer, request).await) }
+        })
+    };
     let conn = server_builder()
         .serve_connection(TokioIo::new(super::framing::Guarded::new(tcp)), service)
         .with_upgrades();
@@ -97,6 +111,74 @@ async fn serve_connection(
             tracing::debug!(%peer, error = %e, "proxy connection ended");
         },
         _ = stop.cancelled() => {}
+        _ = draining.cancelled() => {}
+    }
+    // A CONNECT answered 200: its relay (or inspected TLS) goes on in this
+    // task, so the worker waits for it as for a tunnel.
+    let relay = connection.after.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(relay) = relay {
+        relay.await;
+    }
+}
+
+/// What one proxy-port connection keeps between its requests.
+#[derive(Default)]
+struct PerConnection {
+    /// Its own upstream connections.
+    upstreams: Upstreams,
+    after: After,
+    auth: AuthCache,
+}
+
+/// The last credential the connection presented that was valid, and the
+/// snapshot it was checked against: the same `Proxy-Authorization` under the
+/// same snapshot gets the same answer without decoding and hashing it again.
+/// A new snapshot (a revoked credential, a renamed user) checks it afresh.
+#[derive(Default)]
+struct AuthCache(std::sync::Mutex<Option<CachedAuth>>);
+
+struct CachedAuth {
+    header: HeaderValue,
+    /// Weak: an idle connection does not keep an old snapshot alive.
+    policy: Weak<PolicyState>,
+    tenant_id: Arc<str>,
+    user_id: Arc<str>,
+}
+
+impl AuthCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<CachedAuth>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The tenant and user of a valid `Proxy-Authorization` under `policy`.
+    fn check(&self, policy: &Arc<PolicyState>, headers: &HeaderMap) -> Option<(Arc<str>, Arc<str>)> {
+        let header = headers.get(header::PROXY_AUTHORIZATION)?;
+        if let Some(cached) = self.lock().as_ref() {
+            if cached.header == header && std::ptr::eq(cached.policy.as_ptr(), Arc::as_ptr(policy)) {
+                return Some((cached.tenant_id.clone(), cached.user_id.clone()));
+            }
+        }
+        let (tenant_id, user_id) = authenticate(policy, headers)?;
+        let (tenant_id, user_id): (Arc<str>, Arc<str>) = (tenant_id.into(), user_id.into());
+        *self.lock() = Some(CachedAuth {
+            header: header.clone(),
+            policy: Arc::downgrade(policy),
+            tenant_id: tenant_id.clone(),
+            user_id: user_id.clone(),
+        });
+        Some((tenant_id, user_id))
+    }
+}
+
+/// What a connection does once its HTTP is over (after a `CONNECT`'s 200).
+#[derive(Clone, Default)]
+struct After(Arc<std::sync::Mutex<Option<Relay>>>);
+
+type Relay = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl After {
+    fn set(&self, relay: impl Future<Output = ()> + Send + 'static) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::pin(relay));
     }
 }
 
@@ -110,14 +192,19 @@ fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
     response
 }
 
-async fn serve_request(gateway: &Arc<Gateway>, peer: SocketAddr, request: Request<Incoming>) -> Response<ProxyBody> {
+async fn serve_request(
+    gateway: &Arc<Gateway>,
+    connection: &PerConnection,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
     let Some(policy) = gateway.state.current() else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "the gateway has no policy yet\n".into(),
         );
     };
-    let Some((tenant_id, user_id)) = authenticate(&policy, request.headers()) else {
+    let Some((tenant_id, user_id)) = connection.auth.check(&policy, request.headers()) else {
         let mut response = text(
             StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             "proxy authentication required: your name and a proxy credential\n".into(),
@@ -130,13 +217,13 @@ async fn serve_request(gateway: &Arc<Gateway>, peer: SocketAddr, request: Reques
     };
     drop(policy);
     let who = Principal {
-        tenant_id: tenant_id.into(),
+        tenant_id,
         device_id: Arc::from(""),
-        user_id: Some(user_id.into()),
+        user_id: Some(user_id),
         source: peer.ip(),
     };
     if request.method() == Method::CONNECT {
-        return connect(gateway, who, request).await;
+        return connect(gateway, who, &connection.after, request).await;
     }
     if request.uri().authority().is_none() {
         return text(
@@ -144,7 +231,14 @@ async fn serve_request(gateway: &Arc<Gateway>, peer: SocketAddr, request: Reques
             "a proxy request needs an absolute URL (http://host/path)\n".into(),
         );
     }
-    handle(gateway, &who, &Front::Plain { default_port: 80 }, request).await
+    handle(
+        gateway,
+        &who,
+        &Front::Plain { default_port: 80 },
+        &connection.upstreams,
+        request,
+    )
+    .await
 }
 
 /// The tenant and user of a valid `Proxy-Authorization`.
@@ -170,7 +264,12 @@ fn authenticate(policy: &PolicyState, headers: &HeaderMap) -> Option<(String, St
 
 /// `CONNECT host:port`: decide, dial, `200`, then relay the upgraded
 /// connection in its own task (registered: re-decided on new snapshots).
-async fn connect(gateway: &Arc<Gateway>, who: Principal, mut request: Request<Incoming>) -> Response<ProxyBody> {
+async fn connect(
+    gateway: &Arc<Gateway>,
+    who: Principal,
+    after: &After,
+    mut request: Request<Incoming>,
+) -> Response<ProxyBody> {
     let mut result = ConnectionResult::new(
         gateway.records.clone(),
         &gateway.gateway_id,
@@ -228,7 +327,7 @@ async fn connect(gateway: &Arc<Gateway>, who: Principal, mut request: Request<In
         };
         let on_upgrade = hyper::upgrade::on(&mut request);
         let gateway = gateway.clone();
-        tokio::spawn(async move {
+        after.set(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let io = TokioIo::new(upgraded);
@@ -287,7 +386,7 @@ async fn connect(gateway: &Arc<Gateway>, who: Principal, mut request: Request<In
         );
     }
     let gateway = gateway.clone();
-    tokio::spawn(async move {
+    after.set(async move {
         let registered = gateway.registry.register(
             LiveConn::new(
                 who.tenant_id.clone(),

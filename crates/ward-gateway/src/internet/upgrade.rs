@@ -96,7 +96,14 @@ pub(crate) async fn forward(
         strip_hop_by_hop(&mut parts.headers);
         parts.extensions.insert(DialedAddr(addr));
         let record = RequestRecord::new(result, None);
-        return Response::from_parts(parts, ProxyBody::Upstream { inner, record });
+        return Response::from_parts(
+            parts,
+            ProxyBody::Upstream {
+                inner,
+                record,
+                lease: None,
+            },
+        );
     }
     let upstream_upgrade = hyper::upgrade::on(&mut response);
     let mut answer = Response::new(ProxyBody::Page(Full::new(bytes::Bytes::new())));
