@@ -182,7 +182,12 @@ fn inspect_head(head: &[u8]) -> Head {
                 _ => return Head::Next(State::Off),
             }
         } else if h.name.eq_ignore_ascii_case("upgrade") {
-            upgrade = true;
+            // Only a WebSocket is ever upgraded (upgrade.rs); any other
+            // Upgrade is stripped and the request forwarded as it is, so the
+            // requests after it are followed as before.
+            upgrade |= String::from_utf8_lossy(h.value)
+                .split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("websocket"));
         }
     }
     if te && length.is_some() {
@@ -294,6 +299,14 @@ GET /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\
             }
         }
         assert!(found.is_some());
+        // An Upgrade other than a WebSocket (never upgraded) does not stop
+        // the following; a WebSocket's does (its bytes are no requests).
+        let h2c = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n\
+POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert!(matches!(Framing::default().feed(h2c), Fed::Smuggle(_)));
+        let ws = b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n\
+POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(Framing::default().feed(ws), Fed::Fine);
     }
 
     proptest! {
