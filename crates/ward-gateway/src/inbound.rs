@@ -471,7 +471,21 @@ pub(crate) async fn serve_stream(
         }
     }
 
-    // Journaled before the 200: from here on even a SIGKILL leaves a record.
+    journal_and_relay(gateway, request.into_body(), respond, tcp, result, registered).await;
+}
+
+/// The tail every relayed `CONNECT` stream shares (private and internet):
+/// journal the connection before the `200` (from then on even a SIGKILL
+/// leaves a record; `503` when it cannot be journaled), answer, relay until
+/// either side ends or the connection is cancelled, and record it once.
+pub(crate) async fn journal_and_relay(
+    gateway: &Gateway,
+    recv: RecvStream,
+    mut respond: SendResponse<Bytes>,
+    tcp: TcpStream,
+    mut result: ConnectionResult,
+    registered: crate::registry::Registered<'_>,
+) {
     let bytes = Arc::new(Transferred::default());
     result.set_journaled();
     if !gateway.journal.open(result.record(), bytes.clone()) {
@@ -484,12 +498,7 @@ pub(crate) async fn serve_stream(
         result.finish(End::Error);
         return;
     }
-
-    let response = match Response::builder().status(StatusCode::OK).body(()) {
-        Ok(response) => response,
-        Err(_) => return,
-    };
-    let mut send = match respond.send_response(response, false) {
+    let mut send = match respond.send_response(Response::new(()), false) {
         Ok(send) => send,
         Err(e) => {
             tracing::debug!(error = %e, "agent went away before the answer");
@@ -497,7 +506,6 @@ pub(crate) async fn serve_stream(
             return;
         }
     };
-    let recv = request.into_body();
     let end = relay(recv, &mut send, tcp, &bytes, registered.conn.cancelled_token()).await;
     let (up, down) = bytes.get();
     result.set_bytes(up, down);

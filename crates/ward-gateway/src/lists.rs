@@ -100,11 +100,7 @@ fn digests(snapshot: &GatewaySnapshot) -> impl Iterator<Item = &str> {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
 }
 
 fn write_file(dir: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

@@ -208,14 +208,7 @@ fn compile_internet(cache: &InternetCache, tenant_id: &str, snapshot: &InternetS
         .iter()
         .filter_map(|c| {
             let mut hash = [0u8; 32];
-            let hex = c.secret_sha256.as_bytes();
-            if hex.len() != 64 {
-                return None;
-            }
-            for (i, pair) in hex.chunks(2).enumerate() {
-                let text = std::str::from_utf8(pair).ok()?;
-                hash[i] = u8::from_str_radix(text, 16).ok()?;
-            }
+            hex::decode_to_slice(&c.secret_sha256, &mut hash).ok()?;
             Some((c.id.clone(), (c.user_id.clone(), hash)))
         })
         .collect();

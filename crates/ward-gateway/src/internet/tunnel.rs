@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::RecvStream;
-use http::{Response, StatusCode};
+use http::StatusCode;
 use ward_api::{HEADER_PROCEED, HEADER_PROTOCOL, REASON_INTERNET_BLOCKED, REASON_INTERNET_WARN};
 use ward_inet::Host;
 
@@ -17,7 +17,6 @@ use super::{dial, judge, DialError, Judgement, Outcome, Who};
 use crate::inbound::{answer, Target, Tunnel};
 use crate::records::{now_ms, ConnectionResult, End};
 use crate::registry::LiveConn;
-use crate::relay::{relay, RelayEnd, Transferred};
 use crate::state::PolicyState;
 
 /// `ward-reason` of internet traffic to a private address.
@@ -193,47 +192,7 @@ pub(crate) async fn serve_connect(
         }
     }
 
-    // Journaled before the 200, as every relayed connection.
-    let bytes = Arc::new(Transferred::default());
-    result.set_journaled();
-    if !gateway.journal.open(result.record(), bytes.clone()) {
-        drop(registered);
-        answer(
-            &mut respond,
-            StatusCode::SERVICE_UNAVAILABLE,
-            &[(ward_api::HEADER_ERROR, "the gateway cannot journal the connection")],
-        );
-        result.finish(End::Error);
-        return;
-    }
-    let mut send = match respond.send_response(Response::new(()), false) {
-        Ok(send) => send,
-        Err(e) => {
-            tracing::debug!(error = %e, "agent went away before the answer");
-            result.finish(End::Closed);
-            return;
-        }
-    };
-    let end = relay(
-        request.into_body(),
-        &mut send,
-        tcp,
-        &bytes,
-        registered.conn.cancelled_token(),
-    )
-    .await;
-    let (up, down) = bytes.get();
-    result.set_bytes(up, down);
-    let end = match end {
-        RelayEnd::Closed => End::Closed,
-        RelayEnd::Cancelled => registered.conn.cancelled_because().unwrap_or(End::GatewayShutdown),
-        RelayEnd::Error(e) => {
-            tracing::debug!(error = %e, "relay failed");
-            End::Error
-        }
-    };
-    drop(registered);
-    result.finish(end);
+    crate::inbound::journal_and_relay(gateway, request.into_body(), respond, tcp, result, registered).await;
 }
 
 /// `POST /.ward/proceed` with `ward-proceed: TOKEN` on a tunnel: the user

@@ -73,18 +73,14 @@ impl Hashing {
     }
 
     fn finish(self) -> Upload {
-        let sha = self.digest.finish();
-        let mut hex = String::with_capacity(64);
-        for b in sha.as_ref() {
-            hex.push_str(&format!("{b:02x}"));
-        }
+        let sha = hex::encode(self.digest.finish());
         Upload {
             size: self.size,
             file_name: self
                 .multipart
                 .and_then(|(boundary, head)| first_file_name(&boundary, &head)),
             content_type: self.content_type,
-            sha256: hex,
+            sha256: sha,
         }
     }
 }
