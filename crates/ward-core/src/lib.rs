@@ -10,6 +10,7 @@
 pub mod attrs;
 pub mod authz;
 pub mod error;
+pub mod html;
 pub mod name;
 pub mod net;
 pub mod posture;

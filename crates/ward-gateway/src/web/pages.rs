@@ -6,6 +6,8 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
+pub(crate) use ward_core::html::escape;
+
 /// What a page says, and to whom.
 pub(crate) struct Page<'a> {
     pub(crate) status: StatusCode,
@@ -13,21 +15,6 @@ pub(crate) struct Page<'a> {
     pub(crate) message: &'a str,
     /// (label, value) lines: who, which host, why, the request id.
     pub(crate) facts: &'a [(&'a str, &'a str)],
-}
-
-pub(crate) fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f4f5f7;color:#1d2330;margin:0}\
